@@ -1,0 +1,52 @@
+"""The dense-layer transform: per-channel head (BN-ReLU) then a linear conv, fused over a history of inputs."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from timm.layers import BatchNormAct2d
+from torch import nn
+
+
+class DenseLayer(nn.Module):
+    """``sum_j a[j] * T(x[j])`` as ``tail(conv1(concat_j(a[j] * P(x[j]))))``, P = BN-ReLU (per channel).
+
+    BN over the concatenation is BN of each slice, and scaling slice j of conv1's input is scaling its weight
+    slice, so the coefficients cost one small multiply on the weight: the layer costs what DenseNet's costs.
+    ``bn_size`` adds DenseNet-BC's bottleneck (conv1 1x1 -> BN-ReLU -> conv2 3x3); without it conv1 is the 3x3.
+    Parameter names are timm's ``DenseLayer``'s.
+    """
+
+    def __init__(self, in_widths: Sequence[int], growth: int, bn_size: int | None = 4, drop_rate: float = 0.,
+                 device=None, dtype=None):
+        super().__init__()
+        dd = dict(device=device, dtype=dtype)
+        in_chs = sum(in_widths)
+        self.norm1 = BatchNormAct2d(in_chs, **dd)
+        if bn_size:
+            self.conv1 = nn.Conv2d(in_chs, bn_size * growth, 1, bias=False, **dd)
+            self.norm2 = BatchNormAct2d(bn_size * growth, **dd)
+            self.conv2 = nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False, **dd)
+        else:
+            self.conv1 = nn.Conv2d(in_chs, growth, 3, padding=1, bias=False, **dd)
+        self.drop = nn.Dropout(drop_rate) if drop_rate else nn.Identity()
+        self.register_buffer('widths', torch.tensor(list(in_widths), device=device), persistent=False)
+
+    def _channel_scale(self, scales: torch.Tensor) -> torch.Tensor:
+        return torch.repeat_interleave(scales, self.widths, output_size=self.conv1.in_channels)
+
+    def forward(self, inputs: List[torch.Tensor], scales: Optional[torch.Tensor]) -> torch.Tensor:
+        x = self.norm1(torch.cat(inputs, 1))
+        weight = self.conv1.weight
+        if scales is not None:
+            weight = weight * self._channel_scale(scales.to(weight.dtype)).view(1, -1, 1, 1)
+        x = F.conv2d(x, weight, None, 1, self.conv1.padding)
+        if hasattr(self, 'conv2'):
+            x = self.conv2(self.norm2(x))
+        return self.drop(x)
+
+    @torch.no_grad()
+    def scale_inputs_(self, scales: torch.Tensor):
+        """Fold the coefficients into conv1's weight slices (inference)."""
+        self.conv1.weight.mul_(self._channel_scale(scales.to(self.conv1.weight)).view(1, -1, 1, 1))

@@ -1,0 +1,204 @@
+"""Plan -> Python source of a stage's ``forward``, unrolled over its steps.
+
+Generating code, as torch.fx does, keeps the executed program free of interpretation overhead, makes it
+readable (``stage.code``) and lets TorchScript and FX see plain tensor code. Coefficients that are fixed
+become number literals, so fixed special values fold away: ``1*T(x) + 1*x + 0*x_prev`` is emitted as ``T(x) + x``.
+"""
+from __future__ import annotations
+
+import itertools
+import linecache
+from dataclasses import dataclass, replace
+from typing import Callable, Union
+
+from ..rules.ir import BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform, symbols
+from .plan import Plan, StreamPlan
+
+Code = Union[float, str]  # a folded constant, or Python source of a tensor expression
+
+_OPS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b, '/': lambda a, b: a / b}
+
+
+def emit_coeff(expr: Coeff, resolve: Callable[[str, int | None], Code], j: int | None) -> Code:
+    """Source of a coefficient expression, with constants folded (x*0 -> 0, x*1 -> x, x+0 -> x)."""
+    if isinstance(expr, Num):
+        return expr.value
+    if isinstance(expr, Sym):
+        return resolve(expr.name, j if expr.index is not None else None)
+    assert isinstance(expr, BinOp)
+    left, right = emit_coeff(expr.left, resolve, j), emit_coeff(expr.right, resolve, j)
+    if isinstance(left, float) and isinstance(right, float):
+        return _OPS[expr.op](left, right)
+    if expr.op == '*' and (left == 0.0 or right == 0.0):
+        return 0.0
+    if (expr.op == '*' and left == 1.0) or (expr.op == '+' and left == 0.0):
+        return right
+    if (expr.op in '*/' and right == 1.0) or (expr.op in '+-' and right == 0.0):
+        return left
+    return f'({_literal(left)} {expr.op} {_literal(right)})'
+
+
+def _literal(code: Code) -> str:
+    return repr(code) if isinstance(code, float) else code
+
+
+def scaled(coeff: Code, value: str) -> str | None:
+    """``coeff * value``, or None when the coefficient is zero."""
+    if coeff == 0.0:
+        return None
+    return value if coeff == 1.0 else f'{_literal(coeff)} * {value}'
+
+
+@dataclass
+class StageSpec:
+    """What the generator needs besides the plan."""
+    steps: int
+    resolve: Callable[[str, int, int | None], Code]  # coefficient symbol at (step, j) -> code
+    activation: bool  # apply self.act after each step
+    skip_first: bool  # dense stages: x[0] has another width, plain reads of it are left out of sums
+    folded: frozenset = frozenset()  # (step, stream) whose T-term coefficient lives in T's weights
+    output: str = 'last'  # 'last' (mean of the streams' last iterates) or 'concat' (the whole history)
+
+
+class _Generator:
+    def __init__(self, plan: Plan, spec: StageSpec):
+        self.plan, self.spec = plan, spec
+        self.lines = ['def forward(self, x_in: torch.Tensor) -> torch.Tensor:']
+        self.history_lags: dict[str, int] = {}  # stream -> oldest lag read from its kept history
+
+    def emit(self, line: str):
+        self.lines.append('    ' + line)
+
+    def read(self, stream: StreamPlan, lag: int, step: int) -> str | None:
+        """Source that reads ``stream[k-lag]`` at ``step``; reads before the stage start give its input."""
+        index = max(step - lag, 0)
+        if self.spec.skip_first and index == 0:
+            return None
+        if stream.whole_history:
+            self.history_lags[stream.stream] = max(self.history_lags.get(stream.stream, 0), step - index)
+            return f'h_{stream.stream}[{index}]'
+        return f'{stream.stream}_{min(lag, step)}'
+
+    def combination(self, terms, step: int, stream: StreamPlan) -> str:
+        parts = [self.term(t, step, stream) for t in terms]
+        parts = [p for p in parts if p is not None]
+        return ' + '.join(parts) if parts else f'torch.zeros_like({self.any_iterate()})'
+
+    def any_iterate(self) -> str:
+        first = self.plan.streams[0]
+        return f'h_{first.stream}[-1]' if first.whole_history else f'{first.stream}_0'
+
+    def term(self, term: Term, step: int, owner: StreamPlan) -> str | None:
+        value = term.value
+        resolve = lambda name, j: self.spec.resolve(name, step, j)  # noqa: E731
+        if isinstance(value, HistorySum):
+            return self.history_sum(term, step, owner, resolve)
+        coeff = emit_coeff(term.coeff, resolve, None)
+        if isinstance(value, Iterate):
+            source = self.read(self.plan.stream(value.stream), value.lag, step)
+            if source is None:
+                raise ValueError(f'{value} reads the dense stage input x[0], whose width differs from the steps')
+            return scaled(coeff, source)
+        assert isinstance(value, Transform)
+        if (step, owner.stream) in self.spec.folded:
+            coeff = 1.0
+        inner = self.combination(value.terms, step, owner)
+        return scaled(coeff, f'self.T_{owner.stream}[{step}]({inner})')
+
+    def history_sum(self, term: Term, step: int, owner: StreamPlan, resolve) -> str | None:
+        value = term.value
+        stream = self.plan.stream(value.stream)
+        first = 1 if self.spec.skip_first else 0
+        coeffs = [emit_coeff(term.coeff, resolve, j) for j in range(step + 1)]
+        if not value.transformed and not any(s.index is not None for s in symbols(term.coeff)):
+            return scaled(coeffs[0], f'S_{stream.stream}')
+        if value.transformed and owner.fused:
+            return self.fused_sum(term, coeffs, step, owner, stream)
+        parts = []
+        for j, c in enumerate(coeffs):
+            if c == 0.0 or (j < first and not value.transformed):
+                continue
+            read = self.read(stream, step - j, step)
+            if read is None:
+                raise ValueError(f'{term} applies one T to x[0] and to the steps, whose widths differ')
+            parts.append(scaled(c, f'self.T_{owner.stream}[{step}]({read})' if value.transformed else read))
+        return ' + '.join(parts) if parts else None
+
+    def fused_sum(self, term: Term, coeffs: list, step: int, owner: StreamPlan, stream: StreamPlan) -> str:
+        history = f'h_{stream.stream}'
+        if (step, owner.stream) in self.spec.folded or all(c == 1.0 for c in coeffs):
+            scales = 'None'
+        elif isinstance(term.coeff, Sym) and all(isinstance(c, str) for c in coeffs):
+            scales = f'self.coeff.{term.coeff.name}[{step}, :{step + 1}]'  # exactly a[j]: one row of a
+        else:
+            like = f'{history}[0]'
+            scales = 'torch.stack([' + ', '.join(
+                f'{like}.new_full((), {c!r})' if isinstance(c, float) else c for c in coeffs) + '])'
+        return f'self.T_{owner.stream}[{step}]({history}, {scales})'
+
+    def generate(self) -> str:
+        streams = self.plan.streams
+        for s in streams:
+            if s.whole_history:
+                self.emit(f'h_{s.stream} = [x_in]')
+            else:
+                for i in range(s.window):
+                    self.emit(f'{s.stream}_{i} = x_in')
+            if s.accumulator:
+                self.emit(f'S_{s.stream} = x_in')
+        for step in range(self.spec.steps):
+            self.emit(f'# step {step}')
+            for s in streams:
+                update = self.combination(s.terms, step, s)
+                if self.spec.activation:
+                    update = f'self.act({update})'
+                self.emit(f'{s.stream}_new = {update}')
+            for s in streams:
+                self.advance(s)
+        self.emit(f'return {self.output()}')
+        return '\n'.join(self.lines) + '\n'
+
+    def advance(self, s: StreamPlan):
+        if s.whole_history:
+            self.emit(f'h_{s.stream}.append({s.stream}_new)')
+        else:
+            for i in range(s.window - 1, 0, -1):
+                self.emit(f'{s.stream}_{i} = {s.stream}_{i - 1}')
+            self.emit(f'{s.stream}_0 = {s.stream}_new')
+        if s.accumulator:
+            self.emit(f'S_{s.stream} = S_{s.stream} + {s.stream}_new')
+
+    def output(self) -> str:
+        if self.spec.output == 'concat':
+            (stream,) = self.plan.streams
+            return f'torch.cat(h_{stream.stream}, 1)'
+        last = [f'h_{s.stream}[-1]' if s.whole_history else f'{s.stream}_0' for s in self.plan.streams]
+        return last[0] if len(last) == 1 else f'({" + ".join(last)}) * {1 / len(last)!r}'
+
+
+def generate_forward(plan: Plan, spec: StageSpec) -> str:
+    """Source of the stage's forward. History analysis runs again after constant folding: a stream kept in full
+    whose folded coefficients leave only its latest iterates read (fixed merge-and-run) keeps just a window."""
+    generator = _Generator(plan, spec)
+    source = generator.generate()
+    shrink = {s.stream: generator.history_lags.get(s.stream, 0) + 1 for s in plan.streams
+              if s.whole_history and not s.fused and spec.output == 'last'}
+    if not shrink:
+        return source
+    streams = tuple(replace(s, whole_history=False, window=max(s.window, shrink[s.stream])) if s.stream in shrink
+                    else s for s in plan.streams)
+    return _Generator(replace(plan, streams=streams), spec).generate()
+
+
+_counter = itertools.count()
+
+
+def compile_forward(source: str):
+    """Turn generated source into a function whose source TorchScript and ``inspect`` can read back."""
+    import torch
+    from typing import List, Optional
+    filename = f'<optnets-stage-{next(_counter)}>'
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    scope = {'torch': torch, 'List': List, 'Optional': Optional}
+    exec(compile(source, filename, 'exec'), scope)
+    return scope['forward']

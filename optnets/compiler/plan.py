@@ -1,0 +1,122 @@
+"""Rule -> Plan: history analysis, coefficient placement and fusion decisions, as printable plain data.
+
+A plan knows nothing of torch. It says, per stream, which iterates a step must keep (a window of the latest
+ones, or the whole history), which history sums run as accumulators, which coefficients exist with their
+initial values, and which transform calls fuse into one convolution over a concatenation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..rules.ir import HistorySum, Iterate, Rule, Term, symbols, walk_terms
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    """A coefficient symbol of the rule: ``indexed`` ones (``a[j]``) have one value per history entry."""
+    name: str
+    indexed: bool
+    inits: dict  # init name -> value or schedule (step, j) -> float
+
+    def value(self, init: str, step: int, j: int | None = None) -> float:
+        spec = self.inits.get(init, 0.0)
+        return float(spec(step, j)) if callable(spec) else float(spec)
+
+    def __str__(self) -> str:
+        name = f'{self.name}[j]' if self.indexed else self.name
+        where = 'one per step and history entry' if self.indexed else 'one per step'
+        inits = ', '.join(f'{k}: {v}' for k, v in self.inits.items())
+        return f'{name:8} {where}; {inits or "initial value 0"}'
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    stream: str
+    terms: tuple[Term, ...]
+    window: int  # how many of the latest iterates a step keeps: x[k], x[k-1], ..., x[k-window+1]
+    whole_history: bool  # kept in full because a sum reads every iterate with its own coefficient or T
+    accumulator: bool  # sum_j c*x[j] with one shared c: a running sum replaces the history
+    fused: bool  # sum_j a[j]*T(x[j]) runs as one conv over the concatenated history
+
+
+@dataclass(frozen=True)
+class Plan:
+    rule: Rule
+    streams: tuple[StreamPlan, ...]
+    coefficients: tuple[Coefficient, ...]
+    linear_head: bool = field(default=True)
+
+    @property
+    def stream_names(self) -> tuple[str, ...]:
+        return tuple(s.stream for s in self.streams)
+
+    def stream(self, name: str) -> StreamPlan:
+        return next(s for s in self.streams if s.stream == name)
+
+    @property
+    def dense(self) -> bool:
+        """Whether a step reads transforms of the whole history (the DenseNet form)."""
+        return any(isinstance(t.value, HistorySum) and t.value.transformed for s in self.streams for t in s.terms)
+
+    def kept_tensors(self) -> int:
+        """Iterates held between steps at the last of ``steps`` steps, independent of depth unless history is kept.
+
+        Returns -1 where some stream keeps its whole history (then the count is the step count plus one)."""
+        if any(s.whole_history for s in self.streams):
+            return -1
+        return sum(s.window + s.accumulator for s in self.streams)
+
+    def __str__(self) -> str:
+        lines = [f'Plan for rule {self.rule.name or "(unnamed)"}: {len(self.streams)} stream(s) '
+                 f'{", ".join(self.stream_names)}, one transform T per step and stream']
+        lines.extend(f'  {update}' for update in self.rule.updates)
+        lines.append('  kept between steps:')
+        for s in self.streams:
+            if s.whole_history:
+                keep = f'the whole history {s.stream}[0..k] (a sum reads each {s.stream}[j] separately)'
+            else:
+                keep = ', '.join([f'{s.stream}[k]'] + [f'{s.stream}[k-{i}]' for i in range(1, s.window)])
+            if s.accumulator:
+                keep += f'; running sum S_{s.stream} = sum_j {s.stream}[j], updated S += {s.stream}[k+1]'
+            lines.append(f'    {s.stream}: {keep}')
+        lines.append('  coefficients:' if self.coefficients else '  coefficients: none')
+        lines.extend(f'    {c}' for c in self.coefficients)
+        fused = [s for s in self.streams if s.fused]
+        lines.append('  fused transform calls:' if fused else '  fused transform calls: none')
+        for s in fused:
+            term = next(t for t in s.terms if isinstance(t.value, HistorySum) and t.value.transformed)
+            coeff = str(term.coeff)
+            lines.append(f'    {s.stream}: sum_j {coeff}*T(x[j]) = tail(conv(concat_j({coeff} * P(x[j])))) '
+                         f'with P the per-channel head of T; {coeff} folds into the conv weight slices')
+        return '\n'.join(lines)
+
+
+def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
+    """Analyse ``rule`` into a :class:`Plan`.
+
+    ``linear_head`` says whether the transforms start with per-channel ops followed by a linear conv, which
+    lets ``sum_j a[j]*T(x[j])`` run as one conv over the concatenated history.
+    """
+    if isinstance(rule, str):
+        rule = Rule.parse(rule)
+    reads = [t for t in walk_terms(rule)]
+    streams = []
+    for update in rule.updates:
+        name = update.stream
+        lags = [t.value.lag for t in reads if isinstance(t.value, Iterate) and t.value.stream == name]
+        sums = [t for t in reads if isinstance(t.value, HistorySum) and t.value.stream == name]
+        indexed_or_transformed = [t for t in sums if t.value.transformed or _indexed(t)]
+        own_sums = [t for t in update.terms if isinstance(t.value, HistorySum) and t.value.transformed]
+        streams.append(StreamPlan(
+            stream=name, terms=update.terms, window=max(lags, default=0) + 1,
+            whole_history=bool(indexed_or_transformed), accumulator=len(sums) > len(indexed_or_transformed),
+            fused=bool(own_sums) and linear_head))
+    coefficients = tuple(
+        Coefficient(name, indexed, {init: values[name] for init, values in rule.inits.items() if name in values})
+        for name, indexed in rule.symbols.items())
+    return Plan(rule, tuple(streams), coefficients, linear_head)
+
+
+def _indexed(term: Term) -> bool:
+    return any(sym.index is not None for sym in symbols(term.coeff))
+

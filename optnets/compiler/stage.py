@@ -1,0 +1,143 @@
+"""The compiled stage: K steps of a plan, with one transform T per step and stream, as an ``nn.Module``."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..rules.ir import Rule, Transform
+from .codegen import StageSpec, compile_forward, emit_coeff, generate_forward
+from .plan import Plan, compile_rule
+
+TransformFactory = Callable[[int, str, Sequence[int]], nn.Module]
+"""``(step, stream, in_widths) -> T``. A T for a fused history sum takes ``(inputs, scales)``, else one tensor."""
+
+COEFF_INITS = ('special', 'theory')
+COEFF_SHAPES = ('scalar', 'channel')
+
+
+class CompiledStage(nn.Module):
+    """Executes a :class:`Plan` for ``steps`` steps; ``stage.code`` shows the generated forward.
+
+    Coefficients are ``nn.Parameter`` named after their rule symbols (``coeff.b1`` of shape ``(steps,)``,
+    ``coeff.a`` of shape ``(steps, steps)`` for ``a[j]``; a trailing ``(width, 1, 1)`` when per channel). Fixed
+    coefficients (``learn_coeffs=False``) are number literals in the generated code, so fixed special values
+    compile to a plain residual add or concatenation.
+    """
+
+    def __init__(
+            self,
+            plan: Plan | Rule | str,
+            steps: int,
+            transform: TransformFactory,
+            width: int,
+            in_width: int | None = None,
+            learn_coeffs: bool = True,
+            coeff_init: str = 'special',
+            coeff_shape: str = 'scalar',
+            activation: nn.Module | None = None,
+            device=None,
+            dtype=None,
+    ):
+        super().__init__()
+        plan = plan if isinstance(plan, Plan) else compile_rule(plan)
+        if coeff_init not in COEFF_INITS:
+            raise ValueError(f'coeff_init must be one of {COEFF_INITS}, got {coeff_init!r}')
+        if coeff_shape not in COEFF_SHAPES:
+            raise ValueError(f'coeff_shape must be one of {COEFF_SHAPES}, got {coeff_shape!r}')
+        if steps < 0:
+            raise ValueError(f'steps must be >= 0, got {steps}')
+        in_width = width if in_width is None else in_width
+        if in_width != width and not plan.dense:
+            raise ValueError(f'a {plan.rule.name or "rule"} stage keeps its width ({width}), got input width '
+                             f'{in_width}: put a transition before it')
+        if plan.dense and coeff_shape == 'channel':
+            raise ValueError("coeff_shape='channel' needs iterates of one width; a dense stage's history mixes "
+                             f'{in_width} and {width} channels')
+        self.plan, self.steps, self.width, self.in_width = plan, steps, width, in_width
+        self.coeff_shape = coeff_shape
+        self.out_width = in_width + steps * width if plan.dense else width
+        for stream in plan.streams:
+            self.add_module(f'T_{stream.stream}', nn.ModuleList(
+                transform(step, stream.stream, [in_width] + [width] * step if stream.fused else [width])
+                for step in range(steps)))
+        self.act = activation
+        self.coeff = nn.Module()
+        self._constants = {}  # fixed coefficients: name -> values per step (and history entry)
+        for c in plan.coefficients:
+            values = torch.tensor([[c.value(coeff_init, step, j) for j in range(steps)] if c.indexed
+                                   else c.value(coeff_init, step) for step in range(steps)], dtype=torch.float64)
+            if learn_coeffs:
+                shape = values.shape + ((width, 1, 1) if coeff_shape == 'channel' else ())
+                param = values.reshape(values.shape + (1,) * (len(shape) - values.dim())).expand(shape)
+                self.coeff.register_parameter(c.name, nn.Parameter(param.to(device=device, dtype=dtype or torch.float32)))
+            else:
+                self._constants[c.name] = values.tolist()
+        self._folded = frozenset()  # (step, stream) whose T-term coefficient was folded into T by fuse()
+        self._build()
+
+    # -- code generation ----------------------------------------------------------------------------------------
+    def _resolve(self, name: str, step: int, j: int | None):
+        if name in self._constants:
+            values = self._constants[name][step]
+            return float(values if j is None else values[j])
+        return f'self.coeff.{name}[{step}]' if j is None else f'self.coeff.{name}[{step}, {j}]'
+
+    def _build(self):
+        spec = StageSpec(
+            steps=self.steps, resolve=self._resolve, activation=self.act is not None,
+            skip_first=self.plan.dense and self.in_width != self.width, folded=self._folded,
+            output='concat' if self.plan.dense else 'last')
+        self.code = generate_forward(self.plan, spec)
+        forward = compile_forward(self.code)
+        self.__class__ = type(CompiledStage.__name__, (CompiledStage,), {'forward': forward})
+
+    def kept_tensors(self) -> int:
+        """How many tensors the generated code holds between steps (parsed from the code itself)."""
+        import ast
+        tree = ast.parse(self.code)
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        held = [n for n in names if n != 'x_in' and not n.endswith('_new')]
+        return sum(self.steps + 1 if n.startswith('h_') else 1 for n in held)  # h_x lists the whole history
+
+    # -- inference fusion ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def fuse(self) -> 'CompiledStage':
+        """Fold coefficients into the neighbouring conv weights and inline the rest as constants (inference)."""
+        folded = set(self._folded)
+        scope = {'self': self, 'torch': torch}
+        for stream in self.plan.streams:
+            transform_terms = [t for t in stream.terms if isinstance(t.value, Transform)]
+            fused_sums = [t for t in stream.terms if getattr(t.value, 'transformed', False)]
+            for step in range(self.steps):
+                if (step, stream.stream) in folded:
+                    continue
+                module = getattr(self, f'T_{stream.stream}')[step]
+                resolve = lambda name, j: self._resolve(name, step, j)  # noqa: E731,B023
+                if stream.fused and len(fused_sums) == 1 and not transform_terms:
+                    scales = [emit_coeff(fused_sums[0].coeff, resolve, j) for j in range(step + 1)]
+                    module.scale_inputs_(torch.stack([torch.as_tensor(eval(str(s), scope)) for s in scales]))
+                elif len(transform_terms) == 1 and not fused_sums and hasattr(module, 'scale_output_'):
+                    module.scale_output_(torch.as_tensor(eval(str(emit_coeff(transform_terms[0].coeff, resolve, None)),
+                                                              scope)))
+                else:
+                    continue
+                folded.add((step, stream.stream))
+        self._folded = frozenset(folded)
+        if self.coeff_shape == 'scalar':
+            for name, param in list(self.coeff.named_parameters(recurse=False)):
+                self._constants[name] = param.double().tolist()
+                delattr(self.coeff, name)
+        self._build()
+        return self
+
+    def extra_repr(self) -> str:
+        rule = str(self.plan.rule).replace('\n', '; ')
+        return f'{rule!r}, steps={self.steps}, width={self.width}, in_width={self.in_width}'
+
+
+def compile_stage(rule: Rule | str, steps: int, transform: TransformFactory, width: int, **kwargs) -> CompiledStage:
+    """Rule (or its text) -> plan -> stage, in one call."""
+    return CompiledStage(compile_rule(rule, linear_head=kwargs.pop('linear_head', True)), steps, transform, width,
+                         **kwargs)

@@ -1,0 +1,226 @@
+"""The rule IR: an update rule as plain data, with its canonical text.
+
+A rule is one :class:`Update` per stream. Each update is a linear combination of terms ``coeff * value``,
+where the value reads the past: an :class:`Iterate` ``x[k-lag]``, a :class:`Transform` ``T(...)`` of a
+linear combination of iterates, or a :class:`HistorySum` ``sum_j coeff(j) * x[j]`` / ``T(x[j])``.
+Coefficients are small arithmetic trees of numbers and symbols (:class:`Num`, :class:`Sym`, :class:`BinOp`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+# ---------------------------------------------------------------------------------------------------------------
+# coefficient expressions
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+
+    def __str__(self) -> str:
+        text = repr(float(self.value))
+        return text[:-2] if text.endswith('.0') else text
+
+
+@dataclass(frozen=True)
+class Sym:
+    """A coefficient symbol: a learnable scalar ``b1`` or, with ``index``, one per history entry ``a[j]``."""
+    name: str
+    index: str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.index is None else f'{self.name}[{self.index}]'
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str  # one of + - * /
+    left: 'Coeff'
+    right: 'Coeff'
+
+    def __str__(self) -> str:
+        prec = _PRECEDENCE[self.op]
+        left = _wrap(self.left, prec, strict=False)
+        right = _wrap(self.right, prec, strict=self.op in '-/')
+        return f'{left} {self.op} {right}' if self.op in '+-' else f'{left}*{right}' if self.op == '*' \
+            else f'{left}/{right}'
+
+
+Coeff = Union[Num, Sym, BinOp]
+_PRECEDENCE = {'+': 1, '-': 1, '*': 2, '/': 2}
+
+
+def _precedence(expr: Coeff) -> int:
+    if isinstance(expr, BinOp):
+        return _PRECEDENCE[expr.op]
+    if isinstance(expr, Num) and expr.value < 0:
+        return 1.5  # a negative literal binds like a unary minus
+    return 3
+
+
+def _wrap(expr: Coeff, prec: int, strict: bool) -> str:
+    inner = _precedence(expr)
+    return f'({expr})' if inner < prec or (strict and inner == prec) else str(expr)
+
+
+ONE = Num(1.0)
+
+
+def mul(left: Coeff, right: Coeff) -> Coeff:
+    """Product in canonical form: numbers fold and stand first, a factor of one disappears."""
+    if isinstance(right, Num) and not isinstance(left, Num):
+        left, right = right, left
+    if isinstance(left, Num):
+        if isinstance(right, Num):
+            return Num(left.value * right.value)
+        if left.value == 1:
+            return right
+        if isinstance(right, BinOp) and right.op == '*' and isinstance(right.left, Num):
+            return mul(Num(left.value * right.left.value), right.right)
+    return BinOp('*', left, right)
+
+
+def div(left: Coeff, right: Coeff) -> Coeff:
+    if isinstance(left, Num) and isinstance(right, Num):
+        return Num(left.value / right.value)
+    if isinstance(right, Num):
+        return mul(Num(1.0 / right.value), left)
+    return BinOp('/', left, right)
+
+
+def symbols(expr: Coeff) -> set[Sym]:
+    if isinstance(expr, Sym):
+        return {expr}
+    if isinstance(expr, BinOp):
+        return symbols(expr.left) | symbols(expr.right)
+    return set()
+
+
+def is_negative(expr: Coeff) -> bool:
+    """Whether the canonical text of ``expr`` starts with a minus (so a sum prints it as ``- ...``)."""
+    if isinstance(expr, Num):
+        return expr.value < 0
+    return isinstance(expr, BinOp) and expr.op == '*' and isinstance(expr.left, Num) and expr.left.value < 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# values a term reads
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """``stream[k-lag]``: the iterate ``lag`` steps back (lag 0 is the current one)."""
+    stream: str
+    lag: int = 0
+
+    def __str__(self) -> str:
+        return f'{self.stream}[k]' if self.lag == 0 else f'{self.stream}[k-{self.lag}]'
+
+
+@dataclass(frozen=True)
+class Transform:
+    """``T(c1*x[k] + c2*x[k-1] + ...)``: the step's transform of a linear combination of iterates."""
+    terms: tuple['Term', ...]
+
+    def __str__(self) -> str:
+        return f'T({format_terms(self.terms)})'
+
+
+@dataclass(frozen=True)
+class HistorySum:
+    """``sum_j x[j]`` or ``sum_j T(x[j])`` over every iterate so far; the term's coefficient may read ``a[j]``."""
+    index: str
+    stream: str
+    transformed: bool = False
+
+    def __str__(self) -> str:
+        read = f'{self.stream}[{self.index}]'
+        return f'T({read})' if self.transformed else read
+
+
+Value = Union[Iterate, Transform, HistorySum]
+
+
+@dataclass(frozen=True)
+class Term:
+    coeff: Coeff
+    value: Value
+
+    def __str__(self) -> str:
+        return format_terms((self,))
+
+
+def format_terms(terms: tuple[Term, ...]) -> str:
+    parts = []
+    for i, term in enumerate(terms):
+        negative = is_negative(term.coeff)
+        coeff = mul(Num(-1.0), term.coeff) if negative else term.coeff
+        body = str(term.value) if coeff == ONE else f'{_wrap(coeff, 2, strict=False)}*{term.value}'
+        if isinstance(term.value, HistorySum):
+            body = f'sum_{term.value.index} {body}'
+        sign = ('-' if i == 0 else ' - ') if negative else ('' if i == 0 else ' + ')
+        parts.append(sign + body)
+    return ''.join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the rule
+
+
+@dataclass(frozen=True)
+class Update:
+    """``stream[k+1] = terms``."""
+    stream: str
+    terms: tuple[Term, ...]
+
+    def __str__(self) -> str:
+        return f'{self.stream}[k+1] = {format_terms(self.terms)}'
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An update rule: one update per stream, plus its named initialisations (not part of its identity).
+
+    ``inits`` maps an initialisation name (``"special"``, ``"theory"``) to ``{symbol: value or schedule}``;
+    a schedule is a callable ``(step, j) -> float`` (``j`` is the history index for ``a[j]``, else ``None``).
+    """
+    updates: tuple[Update, ...]
+    name: str = field(default='', compare=False)
+    inits: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def parse(cls, text: str, name: str = '', **inits) -> 'Rule':
+        from .parser import parse
+        return cls(parse(text), name=name, inits=inits)
+
+    def with_inits(self, **inits) -> 'Rule':
+        return Rule(self.updates, name=self.name, inits={**self.inits, **inits})
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(update.stream for update in self.updates)
+
+    @property
+    def symbols(self) -> dict[str, bool]:
+        """Every coefficient symbol, mapped to whether it is indexed (``a[j]``), in order of appearance."""
+        found: dict[str, bool] = {}
+        for term in walk_terms(self):
+            for sym in sorted(symbols(term.coeff), key=str):
+                found.setdefault(sym.name, sym.index is not None)
+        return found
+
+    def __str__(self) -> str:
+        return '\n'.join(str(update) for update in self.updates)
+
+    def __repr__(self) -> str:
+        return f'Rule.parse({str(self)!r})'
+
+
+def walk_terms(rule: Rule):
+    """Every term of a rule, those inside ``T(...)`` included."""
+    for update in rule.updates:
+        for term in update.terms:
+            yield term
+            if isinstance(term.value, Transform):
+                yield from term.value.terms
