@@ -1,0 +1,189 @@
+"""The compiler: plans, special-case equivalences, accumulators, fuse() and training of any rule."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import optnets
+from optnets import compile_rule, compile_stage, rules
+from optnets.blocks import BasicTransform, DenseLayer
+
+WIDTH, STEPS = 6, 3
+
+
+def basic(step, stream, widths):
+    return BasicTransform(WIDTH, WIDTH)
+
+
+def dense(step, stream, widths):
+    return DenseLayer(widths, growth=4, bn_size=None)
+
+
+def randomise(module: nn.Module):
+    """Random BN statistics and affine parameters, so eval-mode equivalences are not trivial."""
+    torch.manual_seed(1)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    return module.eval()
+
+
+def hand_written(rule, stage, x):
+    """What plain CNN / ResNet / DenseNet / merge-and-run stages compute with the stage's own transforms."""
+    relu = torch.relu
+    if rule is rules.agd:
+        features = [x]
+        for T in stage.T_x:
+            inp = T.norm1(torch.cat(features, 1))
+            features.append(T.conv1(inp))
+        return torch.cat(features, 1)
+    if rule is rules.admm:
+        y = x
+        for T_y, T_x in zip(stage.T_y, stage.T_x):
+            merged = (x + y) / 2
+            y, x = T_y(y) + merged, T_x(x) + merged
+        return (y + x) / 2
+    for T in stage.T_x:
+        x = relu(T(x) + x) if rule is rules.heavy_ball else relu(T(x))
+    return x
+
+
+@pytest.mark.parametrize('learn', [True, False])
+@pytest.mark.parametrize('name', list(rules.BUILTIN))
+def test_special_init_is_the_classic_network(name, learn):
+    rule = rules.BUILTIN[name]
+    is_dense = rule is rules.agd
+    act = None if rule in (rules.agd, rules.admm) else nn.ReLU()
+    stage = compile_stage(rule, STEPS, dense if is_dense else basic, 4 if is_dense else WIDTH,
+                          in_width=WIDTH, learn_coeffs=learn, activation=act)
+    randomise(stage)
+    x = torch.randn(2, WIDTH, 7, 7)
+    torch.testing.assert_close(stage(x), hand_written(rule, stage, x), rtol=0, atol=1e-6)
+    if not learn:  # fixed special values compile to the classic code: no coefficient is touched
+        assert 'coeff' not in stage.code and not list(stage.parameters(recurse=False))
+
+
+def test_fixed_special_folds_to_plain_ops():
+    stage = compile_stage(rules.heavy_ball, STEPS, basic, WIDTH, learn_coeffs=False, activation=nn.ReLU())
+    assert 'self.act(self.T_x[2](x_0) + x_0)' in stage.code
+    assert len(list(stage.coeff.parameters())) == 0
+
+
+def test_parameters_are_named_after_rule_symbols():
+    stage = compile_stage(rules.heavy_ball, STEPS, basic, WIDTH)
+    assert dict(stage.coeff.named_parameters()).keys() == {'b1', 'b2'}
+    assert stage.coeff.b1.shape == (STEPS,)
+    channel = compile_stage(rules.heavy_ball, STEPS, basic, WIDTH, coeff_shape='channel')
+    assert channel.coeff.b2.shape == (STEPS, WIDTH, 1, 1)
+    indexed = compile_stage(rules.admm, STEPS, basic, WIDTH)
+    assert indexed.coeff.a.shape == (STEPS, STEPS)
+
+
+def test_theory_init_uses_the_algorithms_coefficients():
+    stage = compile_stage(rules.nesterov, 4, basic, WIDTH, coeff_init='theory')
+    beta = [rules.nesterov_beta(k) for k in range(4)]
+    assert beta[0] == beta[1] == 0 < beta[2] < beta[3] < 1  # theta_0 = 1 makes the first two steps plain
+    torch.testing.assert_close(stage.coeff.b1.detach(), torch.tensor([1 + b for b in beta]))
+    torch.testing.assert_close(stage.coeff.b2.detach(), torch.tensor([-b for b in beta]))
+    hb = compile_stage(rules.heavy_ball, 2, basic, WIDTH, coeff_init='theory')
+    assert hb.coeff.b1.tolist() == pytest.approx([0.9, 0.9]) and hb.coeff.b2.tolist() == pytest.approx([-0.9, -0.9])
+
+
+def test_accumulator_memory_is_independent_of_depth():
+    rule = 'x[k+1] = T(x[k]) + x[k] + c*sum_j x[j]'
+    plan = compile_rule(rule)
+    assert plan.streams[0].accumulator and not plan.streams[0].whole_history
+    shallow, deep = (compile_stage(rule, k, basic, WIDTH) for k in (4, 32))
+    assert shallow.kept_tensors() == deep.kept_tensors() == plan.kept_tensors() == 2
+    x = torch.randn(1, WIDTH, 4, 4)
+    s = x.clone()
+    y = x
+    with torch.no_grad():  # the accumulator computes the true history sum
+        for k, T in enumerate(shallow.T_x):
+            y = T(y) + y + shallow.coeff.c[k] * s
+            s = s + y
+        torch.testing.assert_close(shallow(x), y)
+    # an indexed coefficient needs the whole history: it grows with depth
+    indexed = [compile_stage('x[k+1] = T(x[k]) + sum_j c[j]*x[j]', k, basic, WIDTH) for k in (4, 32)]
+    assert indexed[0].kept_tensors() < indexed[1].kept_tensors()
+
+
+def test_plan_prints_like_the_formula():
+    text = str(compile_rule(rules.admm))
+    assert 'y[k+1] = T(y[k]) + sum_t a[t]*y[t] + sum_t b[t]*x[t]' in text
+    assert 'x: the whole history' in text
+    assert 'a[j]' in text and 'special: 0.5 at j=k, 0 before' in text
+    dense_text = str(compile_rule(rules.agd))
+    assert 'fused transform calls:\n    x: sum_j a[j]*T(x[j]) = tail(conv(concat_j(a[j] * P(x[j]))))' in dense_text
+
+
+FUSE_CASES = [
+    ('heavy_ball', rules.heavy_ball, basic, WIDTH, nn.ReLU()),
+    ('nesterov', rules.nesterov, basic, WIDTH, nn.ReLU()),
+    ('agd', rules.agd, dense, 4, None),
+    ('admm', rules.admm, basic, WIDTH, None),
+    ('multistep', 'x[k+1] = T(x[k]) + (1-c)*x[k] + c*x[k-1]', basic, WIDTH, nn.ReLU()),
+    ('scaled', 'x[k+1] = 0.5*b*T(x[k]) + x[k]', basic, WIDTH, None),
+]
+
+
+@pytest.mark.parametrize('name, rule, transform, width, act, shape', [
+    (*case, shape) for case in FUSE_CASES for shape in ('scalar', 'channel')
+    if not (case[0] == 'agd' and shape == 'channel')  # dense stages take scalar coefficients
+], ids=lambda v: v if isinstance(v, str) and '[' not in v else None)
+def test_fuse_keeps_outputs(name, rule, transform, width, act, shape):
+    stage = compile_stage(rule, STEPS, transform, width, in_width=WIDTH, coeff_shape=shape, activation=act)
+    with torch.no_grad():
+        for p in stage.coeff.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    randomise(stage)
+    x = torch.randn(2, WIDTH, 6, 6)
+    with torch.no_grad():
+        before = stage(x)
+        stage.fuse()
+        after = stage(x)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    if shape == 'scalar':
+        assert 'self.coeff' not in stage.code
+
+
+def test_torchscript_runs_the_generated_code():
+    stage = randomise(compile_stage(rules.agd, STEPS, dense, 4, in_width=WIDTH))
+    x = torch.randn(1, WIDTH, 5, 5)
+    torch.testing.assert_close(torch.jit.script(stage)(x), stage(x))
+
+
+def test_a_new_rule_compiles_and_trains():
+    torch.manual_seed(0)
+    stage = compile_stage('x[k+1] = T(x[k]) + (1-c)*x[k] + c*x[k-1]', STEPS, basic, WIDTH, activation=nn.ReLU())
+    head = nn.Linear(WIDTH, 3)
+    x, y = torch.randn(16, WIDTH, 6, 6), torch.randint(0, 3, (16,))
+    opt = torch.optim.SGD([*stage.parameters(), *head.parameters()], lr=0.05, momentum=0.9)
+
+    def loss():
+        return F.cross_entropy(head(stage(x).mean((2, 3))), y)
+
+    first = loss().item()
+    for _ in range(15):
+        opt.zero_grad()
+        value = loss()
+        value.backward()
+        assert stage.coeff.c.grad is not None and stage.coeff.c.grad.abs().sum() > 0
+        opt.step()
+    assert loss().item() < 0.7 * first
+
+
+def test_bad_stage_arguments():
+    with pytest.raises(ValueError, match='coeff_init'):
+        compile_stage(rules.heavy_ball, 2, basic, WIDTH, coeff_init='random')
+    with pytest.raises(ValueError, match='transition'):
+        compile_stage(rules.heavy_ball, 2, basic, WIDTH, in_width=3)
+    with pytest.raises(ValueError, match='one width'):
+        compile_stage(rules.agd, 2, dense, 4, in_width=WIDTH, coeff_shape='channel')
+
+
+def test_public_api():
+    assert optnets.Rule is rules.Rule and issubclass(optnets.RuleError, ValueError)

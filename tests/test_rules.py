@@ -1,0 +1,102 @@
+"""The rule language: canonical text round trips, positioned errors, and a fuzz test."""
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from optnets import Rule, RuleError, rules
+from optnets.rules import HistorySum, Iterate, Transform
+
+ROUND_TRIP = [
+    'x[k+1] = T(x[k]) + (1-c)*x[k] + c*x[k-1]',
+    'x[k+1] = -x[k] - 2*c*x[k-1] + T(x[k] - x[k-1])/2',
+    'x[k+1] = c*(x[k] - x[k-1]) + 0.5*b*T(x[k])',
+    'x[k+1] = T(x[k]) + x[k] + c*sum_j x[j]',
+    'x[k+1] = sum_j a[j]*T(x[j]) + sum_j (b[j] - 1/3)*x[j]; y[k+1] = T(y[k]) + x[k-2]',
+    'z[k+1] = T(z[k] / (1 + g)) - g*z[k-1]  # a comment',
+]
+
+
+@pytest.mark.parametrize('rule', list(rules.BUILTIN.values()), ids=list(rules.BUILTIN))
+def test_builtin_round_trip(rule):
+    assert Rule.parse(str(rule)) == rule
+    assert rule.inits['special'].keys() == rule.inits['theory'].keys() == rule.symbols.keys()
+
+
+@pytest.mark.parametrize('text', ROUND_TRIP)
+def test_round_trip(text):
+    rule = Rule.parse(text)
+    assert Rule.parse(str(rule)) == rule
+    assert str(Rule.parse(str(rule))) == str(rule)
+
+
+def test_ir_reads_like_the_rule():
+    (update,) = rules.nesterov.updates
+    (term,) = update.terms
+    assert isinstance(term.value, Transform)
+    assert [t.value for t in term.value.terms] == [Iterate('x', 0), Iterate('x', 1)]
+    assert [str(t.coeff) for t in term.value.terms] == ['b1', 'b2']
+    sums = [t.value for t in rules.agd.updates[0].terms]
+    assert sums == [HistorySum('j', 'x', transformed=True), HistorySum('j', 'x')]
+    assert rules.admm.streams == ('y', 'x')
+    assert rules.admm.symbols == {'a': True, 'b': True}
+
+
+ERRORS = [  # text, message fragment, (line, column)
+    ('x[k+1] = T(x[k]', "expected ')' to close T(", (1, 16)),
+    ('x[k+1] = T(x[k+1])', 'reads the future', (1, 12)),
+    ('x[k+1] = T(x[k]) + y[k]', "undefined stream 'y'", (1, 20)),
+    ('x[k+1] = T(T(x[k]))', 'T(T(...)) is not supported', (1, 12)),
+    ('x[k+1] = a*x[k] + sum_j a[j]*x[j]', "coefficient 'a' is used with two meanings", (1, 25)),
+    ('x[k+1] = x[k]*x[k-1]', 'product of two iterates', (1, 15)),
+    ('x[k+1] = T(x[k]) + 1', 'not linear in the iterates', (1, 20)),
+    ('x[k] = T(x[k])', "'+1'", (1, 4)),
+    ('x[k+1] = T(x[k])\ny[k+1] = $', "unexpected character '$'", (2, 10)),
+    ('x[k+1] = T(x[k]) +\n', 'found a line break', (1, 19)),
+    ('x[k+1] = a[j]*x[k]', "outside any sum", (1, 12)),
+    ('x[k+1] = sum_j x[k]', 'its body may read only', (1, 16)),
+    ('x[k+1] = T(x[k]); x[k+1] = x[k]', "stream 'x' is assigned twice", (1, 19)),
+    ('x[k+1] = T(x[k]) / x[k-1]', 'cannot divide by an iterate', (1, 20)),
+]
+
+
+@pytest.mark.parametrize('text, fragment, where', ERRORS)
+def test_errors_name_the_position(text, fragment, where):
+    with pytest.raises(RuleError) as info:
+        Rule.parse(text)
+    message = str(info.value)
+    assert fragment in message
+    assert f'(line {where[0]}, column {where[1]})' in message
+    # the caret sits under the offending character of the quoted line
+    quoted, caret = message.splitlines()[1:3]
+    assert caret.index('^') == quoted.index(text.splitlines()[where[0] - 1]) + where[1] - 1
+    assert isinstance(info.value, ValueError)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet='xyzabjkT[]()+-*/=;\n 0123456789._sum', max_size=40))
+def test_fuzz_raises_only_rule_errors(text):
+    try:
+        rule = Rule.parse(text)
+    except RuleError:
+        return
+    assert Rule.parse(str(rule)) == rule
+
+
+_iterate = st.sampled_from(['x[k]', 'x[k-1]', 'x[k-2]', 'y[k]'])
+_coeff = st.sampled_from(['', '2*', 'c*', '(1-c)*', '0.5*b*', '-'])
+_term = st.one_of(
+    st.builds(lambda c, i: c + i, _coeff, _iterate),
+    st.builds(lambda c, i, j: f'{c}T({i} + {j})', _coeff, _iterate, _iterate),
+    st.builds(lambda c: f'sum_j {c}a[j]*x[j]', _coeff),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_term, min_size=1, max_size=4), st.lists(_term, min_size=1, max_size=2))
+def test_generated_rules_round_trip(x_terms, y_terms):
+    rule = Rule.parse(f'x[k+1] = {" + ".join(x_terms)}\ny[k+1] = {" + ".join(y_terms)}')
+    assert Rule.parse(str(rule)) == rule
+
+
+def test_rule_error_for_non_text():
+    with pytest.raises(RuleError):
+        Rule.parse(None)
