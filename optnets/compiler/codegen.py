@@ -58,6 +58,7 @@ class StageSpec:
     skip_first: bool  # dense stages: x[0] has another width, plain reads of it are left out of sums
     folded: frozenset = frozenset()  # (step, stream) whose T-term coefficient lives in T's weights
     output: str = 'last'  # 'last' (mean of the streams' last iterates) or 'concat' (the whole history)
+    transition: bool = False  # call self.transition on the input first
 
 
 class _Generator:
@@ -138,6 +139,8 @@ class _Generator:
 
     def generate(self) -> str:
         streams = self.plan.streams
+        if self.spec.transition:
+            self.emit('x_in = self.transition(x_in)')
         for s in streams:
             if s.whole_history:
                 self.emit(f'h_{s.stream} = [x_in]')

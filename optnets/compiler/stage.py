@@ -20,6 +20,7 @@ COEFF_SHAPES = ('scalar', 'channel')
 class CompiledStage(nn.Module):
     """Executes a :class:`Plan` for ``steps`` steps; ``stage.code`` shows the generated forward.
 
+    An optional ``transition`` (stride, width change) runs first and its output is x[0] of every stream.
     Coefficients are ``nn.Parameter`` named after their rule symbols (``coeff.b1`` of shape ``(steps,)``,
     ``coeff.a`` of shape ``(steps, steps)`` for ``a[j]``; a trailing ``(width, 1, 1)`` when per channel). Fixed
     coefficients (``learn_coeffs=False``) are number literals in the generated code, so fixed special values
@@ -37,6 +38,7 @@ class CompiledStage(nn.Module):
             coeff_init: str = 'special',
             coeff_shape: str = 'scalar',
             activation: nn.Module | None = None,
+            transition: nn.Module | None = None,
             device=None,
             dtype=None,
     ):
@@ -56,6 +58,7 @@ class CompiledStage(nn.Module):
             raise ValueError("coeff_shape='channel' needs iterates of one width; a dense stage's history mixes "
                              f'{in_width} and {width} channels')
         self.plan, self.steps, self.width, self.in_width = plan, steps, width, in_width
+        self.transition = transition  # runs first; the stage's x[0] is its output (history reset)
         self.coeff_shape = coeff_shape
         self.out_width = in_width + steps * width if plan.dense else width
         for stream in plan.streams:
@@ -65,7 +68,7 @@ class CompiledStage(nn.Module):
         self.act = activation
         self.coeff = nn.Module()
         self._constants = {}  # fixed coefficients: name -> values per step (and history entry)
-        for c in plan.coefficients:
+        for c in plan.coefficients if steps else ():
             values = torch.tensor([[c.value(coeff_init, step, j) for j in range(steps)] if c.indexed
                                    else c.value(coeff_init, step) for step in range(steps)], dtype=torch.float64)
             if learn_coeffs:
@@ -88,6 +91,7 @@ class CompiledStage(nn.Module):
         spec = StageSpec(
             steps=self.steps, resolve=self._resolve, activation=self.act is not None,
             skip_first=self.plan.dense and self.in_width != self.width, folded=self._folded,
+            transition=self.transition is not None,
             output='concat' if self.plan.dense else 'last')
         self.code = generate_forward(self.plan, spec)
         forward = compile_forward(self.code)

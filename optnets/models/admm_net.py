@@ -1,0 +1,48 @@
+"""ADMM-Net: two streams that exchange their history,
+``y[k+1] = T(y[k]) + sum_t a[t]*y[t] + sum_t b[t]*x[t]`` and the same for ``x``.
+
+With ``a[k] = b[k] = 1/2`` on the latest pair and zero before (``special``) it is the merge-and-run network
+(DMRNet). Each step has a T per stream, so the presets use about half as many steps as the ResNet they are sized
+against: ``admm_net_34`` / ``admm_net_50`` stay within 10% of ResNet-34 / ResNet-50 in parameters and FLOPs.
+Between stages the two streams travel as one tensor, their mean.
+"""
+from timm.models import generate_default_cfgs, register_model
+
+from ..rules import admm
+from .network import OptNet, build, cfg, cifar_cfg
+
+__all__ = ['ADMMNet']
+
+
+class ADMMNet(OptNet):
+    """A dual-stream residual network whose streams follow the ADMM rule."""
+
+    def __init__(self, steps, block: str = 'basic', **kwargs):
+        super().__init__(admm, steps, block=block, **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    'admm_net_56_cifar': cifar_cfg(),
+    'admm_net_34': cfg(),
+    'admm_net_50': cfg(),
+})
+
+
+@register_model
+def admm_net_56_cifar(pretrained=False, **kwargs) -> ADMMNet:
+    """ADMM-Net for CIFAR sized like ResNet-56: a transition block and 4 two-stream steps per stage."""
+    return build(ADMMNet, 'admm_net_56_cifar', pretrained, **dict(
+        steps=(4, 4, 4), widths=(16, 32, 64), stem='cifar', stem_width=16, **kwargs))
+
+
+@register_model
+def admm_net_34(pretrained=False, **kwargs) -> ADMMNet:
+    """ADMM-Net sized like ResNet-34."""
+    return build(ADMMNet, 'admm_net_34', pretrained, **dict(steps=(1, 2, 2, 1), **kwargs))
+
+
+@register_model
+def admm_net_50(pretrained=False, **kwargs) -> ADMMNet:
+    """ADMM-Net sized like ResNet-50 (bottleneck T)."""
+    return build(ADMMNet, 'admm_net_50', pretrained, **dict(
+        steps=(1, 2, 2, 1), block='bottleneck', widths=(256, 512, 1024, 2048), **kwargs))

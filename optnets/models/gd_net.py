@@ -1,0 +1,36 @@
+"""GD-Net: the plain CNN of gradient descent, ``x[k+1] = T(x[k])`` (VGG-style: no shortcut anywhere).
+
+It has no coefficients; it is the baseline that the accelerated families improve on.
+"""
+from timm.models import generate_default_cfgs, register_model
+
+from ..rules import gd
+from .network import OptNet, build, cfg, cifar_cfg
+
+__all__ = ['GDNet']
+
+
+class GDNet(OptNet):
+    """A ResNet-shaped network without shortcuts: every block is ``relu(T(x))``."""
+
+    def __init__(self, steps, block: str = 'basic', **kwargs):
+        super().__init__(gd, steps, block=block, shortcut=False, **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    'gd_net_56_cifar': cifar_cfg(),
+    'gd_net_34': cfg(),
+})
+
+
+@register_model
+def gd_net_56_cifar(pretrained=False, **kwargs) -> GDNet:
+    """Plain 56-layer CIFAR network (ResNet-56 layout without shortcuts)."""
+    return build(GDNet, 'gd_net_56_cifar', pretrained, **dict(
+        steps=(8, 8, 8), widths=(16, 32, 64), stem='cifar', stem_width=16, **kwargs))
+
+
+@register_model
+def gd_net_34(pretrained=False, **kwargs) -> GDNet:
+    """Plain 34-layer network (ResNet-34 layout without shortcuts)."""
+    return build(GDNet, 'gd_net_34', pretrained, **dict(steps=(2, 3, 5, 2), **kwargs))

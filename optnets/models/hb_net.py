@@ -1,0 +1,98 @@
+"""HB-Net: ResNet generalised by the heavy-ball method, ``x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]``.
+
+With ``b1 = 1, b2 = 0`` (the ``special`` initialisation) it is exactly ResNet, so timm and torchvision ResNet
+checkpoints load through ``checkpoint_filter_fn``; ``learn_coeffs=False`` fixes those values (the baseline).
+"""
+from timm.models import generate_default_cfgs, register_model
+
+from ..rules import heavy_ball
+from .network import OptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
+
+__all__ = ['HBNet']
+
+
+class HBNet(OptNet):
+    """A ResNet whose blocks after each stage's first follow the heavy-ball rule."""
+
+    def __init__(self, steps, block: str = 'basic', **kwargs):
+        super().__init__(heavy_ball, steps, block=block, **kwargs)
+
+
+RESNET_KEYS = [
+    (r'^conv1\.', 'stem.conv.'),
+    (r'^bn1\.', 'stem.bn.'),
+    (r'^layer(\d+)\.0\.downsample\.', lambda m: f'stages.{int(m[1]) - 1}.transition.downsample.'),
+    (r'^layer(\d+)\.0\.', lambda m: f'stages.{int(m[1]) - 1}.transition.transform.'),
+    (r'^layer(\d+)\.(\d+)\.', lambda m: f'stages.{int(m[1]) - 1}.T_x.{int(m[2]) - 1}.'),
+]
+
+
+def resnet_to_stages(state_dict: dict, model) -> dict:
+    """Map a timm/torchvision ResNet state dict onto an OptNet with one stream ``x``."""
+    if 'layer1.0.conv1.weight' not in state_dict:
+        return state_dict
+    return keep_missing_coefficients(rename(state_dict, RESNET_KEYS), model)
+
+
+def checkpoint_filter_fn(state_dict: dict, model: HBNet) -> dict:
+    return resnet_to_stages(state_dict.get('state_dict', state_dict), model)
+
+
+default_cfgs = generate_default_cfgs({
+    'hb_net_20_cifar': cifar_cfg(),
+    'hb_net_56_cifar': cifar_cfg(),
+    'hb_net_110_cifar': cifar_cfg(),
+    'hb_net_18': cfg(),
+    'hb_net_34': cfg(),
+    'hb_net_50': cfg(),
+    'hb_net_101': cfg(),
+})
+
+
+def _cifar(n: int) -> dict:
+    """The CIFAR ResNet with n blocks per stage (depth 6n+2): 3 stages of widths 16/32/64."""
+    return dict(steps=(n - 1,) * 3, widths=(16, 32, 64), stem='cifar', stem_width=16)
+
+
+@register_model
+def hb_net_20_cifar(pretrained=False, **kwargs) -> HBNet:
+    """HB-Net-20 for CIFAR (ResNet-20 layout, n=3)."""
+    return build(HBNet, 'hb_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(_cifar(3), **kwargs))
+
+
+@register_model
+def hb_net_56_cifar(pretrained=False, **kwargs) -> HBNet:
+    """HB-Net-56 for CIFAR (ResNet-56 layout, n=9)."""
+    return build(HBNet, 'hb_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(_cifar(9), **kwargs))
+
+
+@register_model
+def hb_net_110_cifar(pretrained=False, **kwargs) -> HBNet:
+    """HB-Net-110 for CIFAR (ResNet-110 layout, n=18)."""
+    return build(HBNet, 'hb_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(_cifar(18), **kwargs))
+
+
+@register_model
+def hb_net_18(pretrained=False, **kwargs) -> HBNet:
+    """HB-Net-18 (ResNet-18 layout)."""
+    return build(HBNet, 'hb_net_18', pretrained, checkpoint_filter_fn, **dict(steps=(1, 1, 1, 1), **kwargs))
+
+
+@register_model
+def hb_net_34(pretrained=False, **kwargs) -> HBNet:
+    """HB-Net-34 (ResNet-34 layout)."""
+    return build(HBNet, 'hb_net_34', pretrained, checkpoint_filter_fn, **dict(steps=(2, 3, 5, 2), **kwargs))
+
+
+@register_model
+def hb_net_50(pretrained=False, **kwargs) -> HBNet:
+    """HB-Net-50 (ResNet-50 layout, bottleneck T)."""
+    return build(HBNet, 'hb_net_50', pretrained, checkpoint_filter_fn, **dict(
+        steps=(2, 3, 5, 2), block='bottleneck', widths=(256, 512, 1024, 2048), **kwargs))
+
+
+@register_model
+def hb_net_101(pretrained=False, **kwargs) -> HBNet:
+    """HB-Net-101 (ResNet-101 layout, bottleneck T)."""
+    return build(HBNet, 'hb_net_101', pretrained, checkpoint_filter_fn, **dict(
+        steps=(2, 3, 22, 2), block='bottleneck', widths=(256, 512, 1024, 2048), **kwargs))

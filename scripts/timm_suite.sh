@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run timm's own model test suite (tests/test_models.py of the pinned timm release) on every optnets model.
+# The file is fetched at run time from timm's source distribution, never copied into this repository.
+# Usage: scripts/timm_suite.sh [extra pytest args]
+set -euo pipefail
+version=$(python -c 'import timm; print(timm.__version__)')
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python -m pip download --quiet --no-deps --no-binary :all: "timm==$version" -d "$work"
+tar -xzf "$work/timm-$version.tar.gz" -C "$work" "timm-$version/tests"
+# -p optnets.models registers the families before timm's file collects its model lists.
+
+python -m pytest "$work/timm-$version/tests/test_models.py" -p optnets.models -p no:cacheprovider \
+  --rootdir "$work" -k "hb_net or gd_net or admm_net or agd_net" "$@"

@@ -1,0 +1,192 @@
+"""The timm zoo: every name builds and trains, ResNet/DenseNet load exactly, presets have the paper's sizes."""
+import pytest
+import timm
+import torch
+import torchvision
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import optnets
+
+NAMES = timm.list_models(module=['gd_net', 'hb_net', 'agd_net', 'admm_net'])
+REQUIRED = {
+    'gd_net_56_cifar', 'hb_net_20_cifar', 'hb_net_56_cifar', 'hb_net_110_cifar', 'agd_net_40_cifar',
+    'agd_net_52_cifar', 'admm_net_56_cifar', 'gd_net_34', 'hb_net_18', 'hb_net_34', 'hb_net_50', 'hb_net_101',
+    'agd_net_121', 'agd_net_169', 'agd_net_201', 'admm_net_34', 'admm_net_50',
+}
+
+
+def small_input(model, batch=2):
+    size = 32 if model.pretrained_cfg['input_size'][-1] == 32 else 64
+    return torch.randn(batch, model.in_chans, size, size)
+
+
+def coefficient_count(model):
+    return sum(p.numel() for n, p in model.named_parameters() if '.coeff.' in n)
+
+
+def randomise_norms(model):
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.2, 0.2)
+    return model.eval()
+
+
+def test_required_names_are_registered():
+    assert REQUIRED <= set(NAMES)
+    for name in NAMES:
+        assert timm.get_pretrained_cfg(name) is not None
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_builds_trains_and_round_trips(name):
+    model = timm.create_model(name, num_classes=7, drop_rate=0.1)
+    x = small_input(model)
+    out = model(x)
+    assert out.shape == (2, 7)
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    clone = timm.create_model(name, num_classes=7).eval()
+    clone.load_state_dict(model.state_dict())
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), model(x), rtol=0, atol=0)
+
+
+def save_safetensors(model, path):
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize('source, target', [('resnet34', 'hb_net_34'), ('densenet121', 'agd_net_121')])
+def test_timm_checkpoint_gives_the_same_logits(source, target, tmp_path):
+    reference = randomise_norms(timm.create_model(source))
+    file = save_safetensors(reference, tmp_path / f'{source}.safetensors')
+    model = timm.create_model(target, pretrained=True, pretrained_cfg_overlay=dict(file=file)).eval()
+    assert coefficient_count(model) > 0  # learnable, at their special values
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('source, target', [('resnet18', 'hb_net_18'), ('densenet121', 'agd_net_121')])
+def test_torchvision_checkpoint_gives_the_same_logits(source, target, tmp_path):
+    reference = randomise_norms(getattr(torchvision.models, source)())
+    file = tmp_path / f'{source}.pth'
+    torch.save(reference.state_dict(), file)
+    model = timm.create_model(target, pretrained=True, pretrained_cfg_overlay=dict(file=str(file))).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fixed_coefficients_are_the_special_case():
+    learned = timm.create_model('hb_net_56_cifar')
+    fixed = timm.create_model('hb_net_56_cifar', learn_coeffs=False)
+    assert coefficient_count(fixed) == 0 and coefficient_count(learned) == 3 * 8 * 2
+    assert 'coeff' not in fixed.stages[1].code
+    x = torch.randn(2, 3, 32, 32)
+    randomise_norms(learned)
+    fixed.eval().load_state_dict({k: v for k, v in learned.state_dict().items() if '.coeff.' not in k})
+    with torch.no_grad():
+        torch.testing.assert_close(fixed(x), learned(x), rtol=0, atol=1e-6)
+
+
+def param_count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_cifar_presets_have_the_papers_sizes():
+    resnet56 = param_count(timm.create_model('hb_net_56_cifar', learn_coeffs=False))
+    densenet40 = param_count(timm.create_model('agd_net_40_cifar', learn_coeffs=False))
+    assert 0.84e6 < resnet56 < 0.87e6
+    assert 0.99e6 < densenet40 < 1.05e6
+    assert param_count(timm.create_model('hb_net_56_cifar')) == resnet56 + 48
+
+
+@pytest.mark.parametrize('name, baseline', [
+    ('hb_net_18', 'resnet18'), ('hb_net_34', 'resnet34'), ('hb_net_50', 'resnet50'), ('hb_net_101', 'resnet101'),
+    ('agd_net_121', 'densenet121'), ('agd_net_169', 'densenet169'), ('agd_net_201', 'densenet201'),
+])
+def test_imagenet_presets_add_only_coefficients(name, baseline):
+    model = timm.create_model(name, device='meta')
+    reference = timm.create_model(baseline, device='meta')
+    assert param_count(model) == param_count(reference) + coefficient_count(model)
+
+
+def flops(model, size=224):
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, size, size, device='meta'))
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize('name, baseline', [('admm_net_34', 'resnet34'), ('admm_net_50', 'resnet50')])
+def test_dual_stream_presets_are_sized_like_their_resnet(name, baseline):
+    model, reference = (timm.create_model(n, device='meta').eval() for n in (name, baseline))
+    assert abs(param_count(model) / param_count(reference) - 1) < 0.10
+    assert abs(flops(model) / flops(reference) - 1) < 0.10
+
+
+@pytest.mark.parametrize('name', ['hb_net_20_cifar', 'agd_net_121', 'admm_net_34'])
+def test_features_only(name):
+    model = timm.create_model(name, features_only=True).eval()
+    x = small_input(model, batch=1)
+    features = model(x)
+    assert [f.shape[1] for f in features] == model.feature_info.channels()
+    assert [x.shape[-1] // f.shape[-1] for f in features] == model.feature_info.reduction()
+
+
+def test_timm_api():
+    model = timm.create_model('hb_net_20_cifar').eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        final, intermediates = model.forward_intermediates(x)
+        torch.testing.assert_close(final, model.forward_features(x))
+        assert len(intermediates) == 4
+        assert model.forward_head(final, pre_logits=True).shape == (2, 64)
+        model.set_grad_checkpointing()
+        torch.testing.assert_close(model(x), model.forward_head(final))
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3) and model.get_classifier().out_features == 3
+    assert set(model.no_weight_decay()) == {n for n, _ in model.named_parameters() if '.coeff.' in n}
+    with pytest.raises(TypeError):
+        timm.create_model('hb_net_20_cifar', not_an_argument=1)
+
+
+@pytest.mark.parametrize('name', ['hb_net_20_cifar', 'agd_net_40_cifar', 'admm_net_56_cifar'])
+def test_model_fuse_keeps_outputs(name):
+    model = randomise_norms(timm.create_model(name, coeff_init='theory'))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        after = model.fuse()(x)
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    assert coefficient_count(model) == 0
+
+
+@pytest.mark.parametrize('init', ['special', 'theory'])
+@pytest.mark.parametrize('shape', ['scalar', 'channel'])
+def test_coefficient_options(init, shape):
+    model = timm.create_model('hb_net_20_cifar', coeff_init=init, coeff_shape=shape, in_chans=1)
+    assert model(torch.randn(1, 1, 32, 32)).shape == (1, 10)
+    b1 = model.stages[0].coeff.b1
+    assert b1.shape == ((2,) if shape == 'scalar' else (2, 16, 1, 1))
+    assert b1.flatten()[0].item() == pytest.approx(1.0 if init == 'special' else 0.9)
+
+
+def test_register_a_custom_rule():
+    entry = optnets.register('multistep_net_20_cifar', 'x[k+1] = T(x[k]) + (1-c)*x[k] + c*x[k-1]', depth=20,
+                             special={'c': 0.0})
+    assert entry.__name__ in timm.list_models('multistep_*')
+    model = timm.create_model('multistep_net_20_cifar', num_classes=4)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 4)
+    assert {n.split('.')[-1] for n, _ in model.named_parameters() if '.coeff.' in n} == {'c'}
+    with pytest.raises(ValueError, match='6n\\+2'):
+        optnets.register('bad_depth', 'x[k+1] = T(x[k])', depth=21)
+    with pytest.raises(optnets.RuleError):
+        optnets.register('bad_rule', 'x[k+1] = T(x[k]')
