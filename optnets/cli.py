@@ -1,0 +1,51 @@
+"""The ``optnets`` command: ``plan`` a rule, list ``models``, ``train`` a recipe, ``export`` weights."""
+import argparse
+import sys
+
+import timm
+
+from . import rules
+from .compiler import compile_rule
+from .rules import Rule, RuleError
+
+
+def _plan(args):
+    rule = rules.BUILTIN.get(args.rule) or Rule.parse(args.rule)
+    print(compile_rule(rule))
+
+
+def _models(args):
+    for name in timm.list_models(args.pattern, module=['gd_net', 'hb_net', 'agd_net', 'admm_net']):
+        model = timm.create_model(name, device='meta')
+        params = sum(p.numel() for p in model.parameters())
+        coeffs = sum(p.numel() for n, p in model.named_parameters() if '.coeff.' in n)
+        print(f'{name:20} {params / 1e6:8.3f}M parameters, {coeffs} of them coefficients')
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['train']:
+        from recipes.train import cli_main
+        return cli_main(argv[1:])
+    if argv[:1] == ['export']:
+        from .weights.export import main as export_main
+        return export_main(argv[1:])
+    parser = argparse.ArgumentParser(prog='optnets', description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+    plan = sub.add_parser('plan', help='print the compiled plan of a built-in rule or of rule text')
+    plan.add_argument('rule', help=f'one of {", ".join(rules.BUILTIN)} or rule text')
+    plan.set_defaults(run=_plan)
+    models = sub.add_parser('models', help='list the registered optnets models with their sizes')
+    models.add_argument('pattern', nargs='?', default='')
+    models.set_defaults(run=_models)
+    sub.add_parser('train', help='train with a Lightning recipe: optnets train fit --config CONFIG.yaml')
+    sub.add_parser('export', help='write a training checkpoint as timm-loadable safetensors: optnets export CKPT OUT')
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except RuleError as error:
+        parser.exit(2, f'optnets: {error}\n')
+
+
+if __name__ == '__main__':
+    main()

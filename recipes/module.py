@@ -1,0 +1,96 @@
+"""The LightningModule: trains any timm model by name (every optnets model and every timm baseline)."""
+from typing import Optional
+
+import lightning as L
+import timm
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from torchmetrics.classification import MulticlassAccuracy
+
+import optnets  # noqa: F401  (registers the optnets families with timm)
+
+
+class ImageClassifier(L.LightningModule):
+    """Image classification with a timm model.
+
+    Args:
+        model: a timm model name (``timm.list_models()``), e.g. ``hb_net_56_cifar`` or ``resnet34``.
+        model_kwargs: extra ``timm.create_model`` arguments, e.g. ``{learn_coeffs: false}``.
+        optimizer: a timm optimizer name (``sgd`` is SGD with Nesterov momentum, ``momentum`` without).
+        schedule: ``step`` (divide by 10 at 50% and 75% of the epochs, as the papers) or ``cosine`` (per step).
+        label_smoothing, mixup, cutmix: regularisers (timm's ``Mixup`` when either alpha is positive).
+        channels_last, compile: speed switches (memory format; ``torch.compile`` of the model in place).
+    """
+
+    def __init__(self, model: str = 'hb_net_20_cifar', model_kwargs: Optional[dict] = None, num_classes: int = 10,
+                 in_chans: int = 3, optimizer: str = 'momentum', lr: float = 0.1, momentum: float = 0.9,
+                 weight_decay: float = 1e-4, schedule: str = 'step', warmup_epochs: int = 0,
+                 label_smoothing: float = 0.0, mixup: float = 0.0, cutmix: float = 0.0,
+                 channels_last: bool = False, compile: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        if model not in timm.list_models():
+            close = timm.list_models(f'*{model.split("_")[0]}*')[:8]
+            raise ValueError(f'unknown model {model!r}: `optnets models` lists the optnets ones, '
+                             f'timm.list_models() all of them{f" (close: {close})" if close else ""}')
+        if schedule not in ('step', 'cosine'):
+            raise ValueError(f"schedule must be 'step' or 'cosine', got {schedule!r}")
+        self.model = timm.create_model(model, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.mixup = Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
+                           num_classes=num_classes) if mixup or cutmix else None
+        self.top1 = MulticlassAccuracy(num_classes, top_k=1)
+        self.top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes))
+
+    def configure_model(self):
+        if self.hparams.compile:
+            self.model.compile()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.mixup is not None:
+            x, soft = self.mixup(x, y)
+            loss = SoftTargetCrossEntropy()(self(x), soft)
+        else:
+            loss = F.cross_entropy(self(x), y, label_smoothing=self.hparams.label_smoothing)
+        self.log('train/loss', loss, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch, split: str):
+        x, y = batch
+        logits = self(x)
+        self.top1(logits, y)
+        self.top5(logits, y)
+        self.log(f'{split}/loss', F.cross_entropy(logits, y), sync_dist=True)
+        self.log(f'{split}/top1', self.top1, prog_bar=True)
+        self.log(f'{split}/top5', self.top5)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, 'val')
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, 'test')
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = create_optimizer_v2(self.model, hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay,
+                                        momentum=hp.momentum)
+        steps = self.trainer.estimated_stepping_batches
+        warmup = int(steps * hp.warmup_epochs / max(self.trainer.max_epochs or 1, 1))
+        if hp.schedule == 'cosine':
+            main = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps - warmup, 1))
+        else:
+            main = torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(steps * 0.5), int(steps * 0.75)], 0.1)
+        if warmup:
+            ramp = torch.optim.lr_scheduler.LinearLR(optimizer, 0.01, 1.0, warmup)
+            main = torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, main], [warmup])
+        return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': main, 'interval': 'step'}}
