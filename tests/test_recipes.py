@@ -1,0 +1,158 @@
+"""Recipes: DataModules, fit/resume/export through the CLI, DDP on two CPU processes, and the clear errors.
+
+CIFAR and ImageNet cannot be downloaded here: their DataModules run on tiny synthetic stand-ins (random
+images in torchvision's dataset classes' place, or an ImageFolder tree written by the test), labelled as such.
+"""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors import safe_open
+from torchvision import datasets
+
+from optnets.weights import export_checkpoint
+from recipes.data import (DEBIAN_FASHION_MNIST, CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule,
+                          ImageNetDataModule, SyntheticDataModule)
+from recipes.module import ImageClassifier
+from recipes.train import cli_main
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = ['--data', 'recipes.data.SyntheticDataModule', '--data.length', '16', '--data.batch_size', '8',
+         '--model.model', 'hb_net_20_cifar', '--trainer.accelerator', 'cpu', '--trainer.enable_progress_bar',
+         'false', '--trainer.log_every_n_steps', '1', '--trainer.enable_model_summary', 'false']
+
+
+def first_batch(data):
+    data.prepare_data()
+    data.setup('fit')
+    return next(iter(data.train_dataloader())), next(iter(data.val_dataloader()))
+
+
+class SyntheticCIFAR(datasets.FakeData):
+    """Synthetic stand-in for torchvision's CIFAR classes: same constructor, random 32x32 images."""
+
+    def __init__(self, root, train=True, transform=None, download=False, num_classes=10):
+        super().__init__(24, (3, 32, 32), num_classes, transform, random_offset=0 if train else 100)
+
+
+@pytest.mark.parametrize('module, classes', [(CIFAR10DataModule, 10), (CIFAR100DataModule, 100)])
+def test_cifar_datamodule_on_a_synthetic_stand_in(module, classes, monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, module.dataset_cls,
+                        lambda *a, **k: SyntheticCIFAR(*a, num_classes=classes, **k))
+    (x, y), (vx, vy) = first_batch(module(root=str(tmp_path), batch_size=8, num_workers=0))
+    assert x.shape == (8, 3, 32, 32) and vx.shape == (8, 3, 32, 32)
+    assert int(y.max()) < classes and module.num_classes == classes
+
+
+def test_cifar_without_data_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match='--data.download true'):
+        CIFAR10DataModule(root=str(tmp_path), num_workers=0).setup('fit')
+
+
+def test_imagenet_datamodule_on_a_synthetic_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ('train', 'val'):
+        for label in ('a', 'b'):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):  # synthetic stand-in images
+                Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f'{i}.png')
+    data = ImageNetDataModule(str(tmp_path), model='hb_net_18', num_classes=2, batch_size=4, num_workers=0)
+    (x, y), (vx, _) = first_batch(data)
+    assert x.shape == (4, 3, 224, 224) and vx.shape == (4, 3, 224, 224)
+    assert set(y.tolist()) <= {0, 1}
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason='apt-get install dataset-fashion-mnist')
+def test_fashion_mnist_from_the_debian_files():
+    data = FashionMNISTDataModule(batch_size=16, num_workers=0, train_subset=64, val_subset=32)
+    (x, y), (vx, vy) = first_batch(data)
+    assert x.shape == (16, 1, 32, 32) and vx.shape == (16, 1, 32, 32)
+    assert len(data.train_set) == 64 and len(data.val_set.dataset) == 10_000
+    assert abs(float(vx.mean())) < 0.5  # normalised
+    assert int(y.max()) < 10
+
+
+def test_fashion_mnist_missing_files_say_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match='apt-get install dataset-fashion-mnist'):
+        FashionMNISTDataModule(root=str(tmp_path)).prepare_data()
+
+
+def test_synthetic_datamodule_is_labelled_and_deterministic():
+    assert 'synthetic' in SyntheticDataModule.__doc__.lower()
+    _, (x1, _) = first_batch(SyntheticDataModule(length=8, batch_size=4))
+    _, (x2, _) = first_batch(SyntheticDataModule(length=8, batch_size=4))
+    assert torch.equal(x1, x2)
+
+
+def logged_steps(root: Path, version: int) -> list[int]:
+    with open(root / 'csv' / f'version_{version}' / 'metrics.csv') as f:
+        return [int(row['step']) for row in csv.DictReader(f) if row.get('train/loss_step')]
+
+
+def test_fit_checkpoint_resume_and_export(tmp_path):
+    root = tmp_path / 'run'
+    cli_main(['fit', *QUICK, '--trainer.max_steps', '2', '--trainer.default_root_dir', str(root)])
+    last = root / 'checkpoints' / 'last.ckpt'
+    assert last.is_file() and torch.load(last, weights_only=True)['global_step'] == 2
+
+    cli = cli_main(['fit', *QUICK, '--trainer.max_steps', '4', '--trainer.default_root_dir', str(root),
+                    '--ckpt_path', 'last'])
+    assert cli.trainer.global_step == 4
+    first, second = logged_steps(root, 0), logged_steps(root, 1)
+    assert len(first) == len(second) == 2 and min(second) > max(first)  # it continued: two more steps, not four
+
+    out = tmp_path / 'weights.safetensors'
+    export_checkpoint(last, out)
+    trained = ImageClassifier.load_from_checkpoint(last, weights_only=True).model.eval()
+    reloaded = timm.create_model('hb_net_20_cifar', pretrained=True, pretrained_cfg_overlay=dict(file=str(out)))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(reloaded.eval()(x), trained(x))
+
+
+def test_export_takes_the_ema_weights(tmp_path):
+    root = tmp_path / 'ema'
+    cli_main(['fit', *QUICK, '--trainer.max_steps', '3', '--trainer.default_root_dir', str(root),
+              '--trainer.callbacks+=EMAWeightAveraging', '--trainer.callbacks.decay', '0.5'])
+    ckpt = torch.load(root / 'checkpoints' / 'last.ckpt', weights_only=True)
+    out = tmp_path / 'ema.safetensors'
+    assert export_checkpoint(root / 'checkpoints' / 'last.ckpt', out)['ema'] == 'True'
+    with safe_open(out, 'pt') as f:
+        weight = f.get_tensor('fc.weight')
+    assert torch.equal(weight, ckpt['state_dict']['model.fc.weight'])
+    assert not torch.equal(weight, ckpt['current_model_state']['model.fc.weight'])
+
+
+@pytest.mark.timeout(300)
+def test_ddp_on_two_cpu_processes(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        [sys.executable, '-m', 'recipes.train', 'fit', *QUICK, '--trainer.max_steps', '2', '--trainer.devices', '2',
+         '--trainer.strategy', 'ddp', '--trainer.default_root_dir', str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'MEMBER: 1/2' in result.stderr and 'MEMBER: 2/2' in result.stderr
+    assert (tmp_path / 'checkpoints' / 'last.ckpt').is_file()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--model.model', 'not_a_model'], "unknown model 'not_a_model'"),
+    (['--model.not_a_key', '1'], 'unrecognized arguments: --model.not_a_key'),
+    (['--data', 'recipes.data.FashionMNISTDataModule', '--data.root', '/nonexistent'],
+     'apt-get install dataset-fashion-mnist'),
+])
+def test_bad_input_is_one_line_before_training(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli_main(['fit', *QUICK, '--trainer.default_root_dir', str(tmp_path), *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith('optnets train: error:') and message in err[-1]
+    assert not (tmp_path / 'checkpoints').exists()
