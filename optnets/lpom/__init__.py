@@ -1,0 +1,6 @@
+"""LPOM: backprop-free training of feed-forward networks by lifted proximal operator machines."""
+from . import solver
+from .activations import ACTIVATIONS, Activation, get_activation
+from .estimator import LPOM
+
+__all__ = ['LPOM', 'Activation', 'ACTIVATIONS', 'get_activation', 'solver']

@@ -1,0 +1,133 @@
+"""The LPOM block-coordinate solver, in row form (samples are rows, ``X[i]`` is ``m x d_i``).
+
+Layer ``i`` maps ``X[i]`` to ``X[i+1] = phi_i([X[i], 1] W[i]^T)``: biases by homogeneous coordinates. ``mu[i]``
+weighs the terms of layer ``i`` (``mu[0]`` is unused). Only ``phi`` is evaluated, never its inverse or derivative.
+"""
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .activations import Activation
+
+
+def augment(x: torch.Tensor) -> torch.Tensor:
+    """``[x, 1]``: a ones column, so that the last column of ``W`` is the bias."""
+    return torch.cat([x, x.new_ones(x.shape[0], 1)], 1)
+
+
+def preactivation(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.addmm(weight[:, -1], x, weight[:, :-1].T)
+
+
+def forward(weights: Sequence[torch.Tensor], x: torch.Tensor, acts: Sequence[Activation]) -> list[torch.Tensor]:
+    """Consistent activations ``X[i+1] = phi_i(W[i] X[i])``: the initialisation, and the network's prediction."""
+    xs = [x]
+    for weight, act in zip(weights, acts):
+        xs.append(act.phi(preactivation(weight, xs[-1])))
+    return xs
+
+
+# -- losses: value and gradient with respect to the output activations --------------------------------------------
+def loss_value(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if kind == 'mse':
+        return ((out - target) ** 2).sum() / 2
+    return -(target * F.log_softmax(out, 1)).sum()
+
+
+def loss_gradient(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return out - target if kind == 'mse' else torch.softmax(out, 1) - target
+
+
+# -- activation updates --------------------------------------------------------------------------------------------
+def hidden_update(i: int, xs, weights, acts, mu) -> torch.Tensor:
+    """``X[i] <- phi(W[i-1]X[i-1] - (mu[i+1]/mu[i]) W[i]^T (phi(W[i]X[i]) - X[i+1]))``."""
+    residual = acts[i].phi(preactivation(weights[i], xs[i])) - xs[i + 1]
+    pushed = residual @ weights[i][:, :-1]
+    return acts[i - 1].phi(preactivation(weights[i - 1], xs[i - 1]) - (mu[i + 1] / mu[i]) * pushed)
+
+
+def output_update(xs, weights, acts, mu, loss: str, target: torch.Tensor) -> torch.Tensor:
+    """``X[n] <- phi(W[n-1]X[n-1] - (1/mu[n]) dl/dX[n])``."""
+    n = len(weights)
+    return acts[n - 1].phi(preactivation(weights[n - 1], xs[n - 1]) - loss_gradient(loss, xs[n], target) / mu[n])
+
+
+def activation_sweep(xs, weights, acts, mu, loss: str, target, schedule: str = 'serial') -> list[torch.Tensor]:
+    """One pass over the hidden and output activations: in layer order with the newest values (``serial``),
+    or all from the previous values at once (``parallel``, Jacobi)."""
+    xs = list(xs)
+    n = len(weights)
+    if schedule == 'serial':
+        for i in range(1, n):
+            xs[i] = hidden_update(i, xs, weights, acts, mu)
+        xs[n] = output_update(xs, weights, acts, mu, loss, target)
+        return xs
+    new = [hidden_update(i, xs, weights, acts, mu) for i in range(1, n)]
+    return [xs[0], *new, output_update(xs, weights, acts, mu, loss, target)]
+
+
+# -- weight updates ------------------------------------------------------------------------------------------------
+def pinv_solver(x: torch.Tensor, reg: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``R -> pinv([x, 1]) R`` by a regularised Cholesky solve on the smaller Gram matrix, never an inverse."""
+    xa = augment(x)
+    wide = xa.shape[0] <= xa.shape[1]
+    gram = xa @ xa.T if wide else xa.T @ xa
+    eps = reg * gram.diagonal().mean().clamp_min(1e-12)
+    factor = torch.linalg.cholesky(gram + eps * torch.eye(gram.shape[0], dtype=x.dtype, device=x.device))
+    if wide:
+        return lambda r: xa.T @ torch.cholesky_solve(r, factor)
+    return lambda r: torch.cholesky_solve(xa.T @ r, factor)
+
+
+def weight_update(weight, x, target, act: Activation, iters: int = 1, reg: float = 1e-3) -> torch.Tensor:
+    """Accelerated proximal gradient on ``1'g(W X)1 + 1/2 ||X' - W X||^2``:
+    ``W <- Y - (1/beta)(phi(Y X) - X') pinv(X)`` with ``Y`` the Nesterov extrapolation, restarted whenever the
+    step points uphill (O'Donoghue and Candes), so that the objective of the block never increases."""
+    solve = pinv_solver(x, reg)
+    xa = augment(x)
+
+    def step(point):
+        return solve(act.phi(xa @ point.T) - target).T / act.lipschitz
+
+    previous, t = weight, 1.0
+    for _ in range(iters):
+        t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        extrapolated = weight + ((t - 1) / t_next) * (weight - previous)
+        direction = step(extrapolated)
+        new = extrapolated - direction
+        if t > 1 and torch.sum(direction * (new - weight)) > 0:  # uphill: restart from a plain step
+            new, t_next = weight - step(weight), 1.0
+        previous, weight, t = weight, new, t_next
+    return weight
+
+
+def weight_sweep(weights, xs, acts, iters: int, reg: float, parallel: bool = False) -> list[torch.Tensor]:
+    """Every layer's weights given the activations; the layers are independent, so ``parallel`` runs them at once."""
+    jobs = [(w, xs[i], xs[i + 1], acts[i], iters, reg) for i, w in enumerate(weights)]
+    if not parallel:
+        return [weight_update(*job) for job in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(lambda job: weight_update(*job), jobs))
+
+
+# -- the objective -------------------------------------------------------------------------------------------------
+def objective(xs, weights, acts, mu, loss: str, target) -> torch.Tensor:
+    """``l(X[n], L) + sum_i mu_i (1'f(X[i])1 + 1'g(W[i-1]X[i-1])1 + 1/2 ||X[i] - W[i-1]X[i-1]||^2)``."""
+    total = loss_value(loss, xs[-1], target)
+    for i in range(1, len(xs)):
+        act = acts[i - 1]
+        if act.f is None or act.g is None:
+            raise NotImplementedError(f'no closed-form f and g for activation {act.name!r}')
+        z = preactivation(weights[i - 1], xs[i - 1])
+        total = total + mu[i] * (act.f(xs[i]).sum() + act.g(z).sum() + ((xs[i] - z) ** 2).sum() / 2)
+    return total
+
+
+def contraction(weights, acts, mu) -> list[float]:
+    """The paper's convergence factor rho of each hidden fixed-point update, a contraction when below 1:
+    (mu[i+1]/mu[i]) beta[i-1] beta[i] ||W[i]||_2^2."""
+    return [mu[i + 1] / mu[i] * acts[i - 1].lipschitz * acts[i].lipschitz
+            * torch.linalg.matrix_norm(weights[i][:, :-1], 2).item() ** 2 for i in range(1, len(weights))]
