@@ -4,18 +4,21 @@ LightningCLI gives ``--print_config``, command-line overrides, multi-GPU and mul
 (``--trainer.devices``, ``--trainer.num_nodes``, ``--trainer.strategy ddp``), mixed precision
 (``--trainer.precision bf16-mixed``) and resuming (``--ckpt_path last``). Checkpoints go to
 ``<trainer.default_root_dir>/checkpoints`` (``last.ckpt`` included), CSV and TensorBoard logs beside them.
-EMA weights: ``--trainer.callbacks+=EMAWeightAveraging``.
+EMA weights: ``--trainer.callbacks+=EMAWeightAveraging``. The model is ``recipes.module.ImageClassifier`` unless
+a config names another LightningModule (``recipes.lpom_module.LPOMClassifier`` trains without backpropagation).
 """
 import os
 import sys
 from argparse import ArgumentError
+
+import lightning as L
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from .data import ImageDataModule
-from .module import ImageClassifier
+from . import lpom_module, module  # noqa: F401  (the LightningModules a config may name)
 
 TRAINER_DEFAULTS = {
     'default_root_dir': 'runs/default',
@@ -29,8 +32,9 @@ def default_callbacks():
 
 class OptnetsCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
-        parser.link_arguments('data.num_classes', 'model.num_classes', apply_on='instantiate')
-        parser.link_arguments('data.in_chans', 'model.in_chans', apply_on='instantiate')
+        parser.set_defaults({'model': {'class_path': 'recipes.module.ImageClassifier'}})
+        parser.link_arguments('data.num_classes', 'model.init_args.num_classes', apply_on='instantiate')
+        parser.link_arguments('data.in_chans', 'model.init_args.in_chans', apply_on='instantiate')
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, 'trainer', default={})
@@ -47,11 +51,18 @@ class OptnetsCLI(LightningCLI):
 def cli_main(args=None):
     """Run the CLI; a bad model name, a missing data folder or a bad value ends in one line, before training."""
     try:
-        return OptnetsCLI(ImageClassifier, ImageDataModule, subclass_mode_data=True, args=args,
+        return OptnetsCLI(L.LightningModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args,
                           trainer_defaults={**TRAINER_DEFAULTS, 'callbacks': default_callbacks()},
                           save_config_kwargs={'overwrite': True}, parser_kwargs={'exit_on_error': False})
     except (ArgumentError, ValueError, FileNotFoundError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        chain = [error]
+        while chain[-1].__cause__ is not None:  # jsonargparse wraps the model's or data module's own error
+            chain.append(chain[-1].__cause__)
+        firsts = [str(e).strip().splitlines()[0] for e in chain if str(e).strip()] or [type(error).__name__]
+        where = next((line for line in firsts if line.startswith('Parser key')), '')
+        message = f'{where} {firsts[-1]}' if where and where != firsts[-1] else firsts[-1]
+        if 'not accepted' in message or 'unrecognized arguments' in message:
+            message += ' (`optnets train fit --help` lists the accepted keys)'
         print(f'optnets train: error: {message}', file=sys.stderr)
         sys.exit(2)
 

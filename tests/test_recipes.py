@@ -145,7 +145,8 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 
 @pytest.mark.parametrize('args, message', [
     (['--model.model', 'not_a_model'], "unknown model 'not_a_model'"),
-    (['--model.not_a_key', '1'], 'unrecognized arguments: --model.not_a_key'),
+    (['--model.not_a_key', '1'], "Parser key \"model\": Option 'not_a_key' is not accepted"),
+    (['--trainer.not_a_key', '1'], 'unrecognized arguments: --trainer.not_a_key'),
     (['--data', 'recipes.data.FashionMNISTDataModule', '--data.root', '/nonexistent'],
      'apt-get install dataset-fashion-mnist'),
 ])
@@ -156,3 +157,17 @@ def test_bad_input_is_one_line_before_training(args, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith('optnets train: error:') and message in err[-1]
     assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_lpom_through_the_recipe_cli(tmp_path):
+    root = tmp_path / 'lpom'
+    args = ['fit', '--model', 'recipes.lpom_module.LPOMClassifier', '--model.image_size', '12', '--model.hidden',
+            '[16]', '--data', 'recipes.data.SyntheticDataModule', '--data.in_chans', '1', '--data.image_size', '12',
+            '--data.length', '32', '--data.batch_size', '8', '--trainer.accelerator', 'cpu',
+            '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)]
+    cli = cli_main([*args, '--trainer.max_steps', '2'])
+    before = [w.clone() for w in cli.model.weights]
+    cli = cli_main([*args, '--trainer.max_steps', '4', '--ckpt_path', 'last'])
+    assert cli.trainer.global_step == 4
+    assert not all(torch.equal(a, b) for a, b in zip(before, cli.model.weights))  # it kept training
+    assert all(not w.requires_grad for w in cli.model.weights)  # and never needed a gradient

@@ -1,0 +1,72 @@
+"""LPOM in the recipe CLI: a LightningModule with manual optimisation whose step is one LPOM block-coordinate
+update, so that Lightning brings the progress bar, logs, checkpoints and resuming."""
+from typing import Optional, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from optnets.lpom import LPOM
+
+
+class StepMarker(torch.optim.Optimizer):
+    """Lightning counts training steps by optimizer steps; LPOM updates the weights itself in ``training_step``,
+    so this optimizer's step only marks that one happened (``max_steps``, checkpoints and resuming count it)."""
+
+    def __init__(self, params):
+        super().__init__(params, {'lr': 0.0})  # an lr for LearningRateMonitor; nothing uses it
+
+    def step(self, closure=None):
+        return None
+
+
+class LPOMClassifier(L.LightningModule):
+    """An MLP ``in_chans * image_size**2 -> hidden... -> num_classes`` trained by LPOM (no backpropagation).
+
+    The arguments are :class:`~optnets.lpom.LPOM`'s; ``update_schedule`` is its ``schedule`` (serial or parallel
+    activation updates), renamed so that it never takes the learning-rate ``schedule`` of a config it replaces.
+    """
+
+    def __init__(self, hidden: Sequence[int] = (300,), num_classes: int = 10, in_chans: int = 1,
+                 image_size: int = 28, activation: str = 'relu', out_activation: str = 'identity',
+                 mu: float = 10.0, loss: str = 'cross_entropy', update_schedule: str = 'serial',
+                 parallel_weights: bool = False, activation_iters: int = 5, weight_iters: int = 3,
+                 pinv_reg: float = 1e-3, activation_kwargs: Optional[dict] = None, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        layers = [in_chans * image_size ** 2, *hidden, num_classes]
+        self.lpom = LPOM(layers, activation, out_activation, mu, loss, update_schedule, parallel_weights,
+                         activation_iters, weight_iters, pinv_reg, activation_kwargs, seed, progress=False)
+        # the weights live here, so that checkpoints hold them and resuming restores them
+        self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights)
+        self.top1 = MulticlassAccuracy(num_classes)
+
+    def _sync_in(self):
+        self.lpom.weights = [p.detach() for p in self.weights]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._sync_in()
+        return self.lpom.decision_function(x.flatten(1))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self._sync_in()
+        self.lpom.partial_fit(x.flatten(1), y)
+        with torch.no_grad():
+            for param, weight in zip(self.weights, self.lpom.weights):
+                param.copy_(weight)
+        self.optimizers().step()
+        self.log('train/loss', F.cross_entropy(self(x), y), prog_bar=True, on_step=True, on_epoch=True)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        self.top1(logits, y)
+        self.log('val/loss', F.cross_entropy(logits, y))
+        self.log('val/top1', self.top1, prog_bar=True)
+
+    def configure_optimizers(self):
+        return StepMarker(self.weights.parameters())
