@@ -8,6 +8,8 @@ import optnets
 from optnets import compile_rule, compile_stage, rules
 from optnets.blocks import BasicTransform, DenseLayer
 
+from helpers import randomise_norms
+
 WIDTH, STEPS = 6, 3
 
 
@@ -17,18 +19,6 @@ def basic(step, stream, widths):
 
 def dense(step, stream, widths):
     return DenseLayer(widths, growth=4, bn_size=None)
-
-
-def randomise(module: nn.Module):
-    """Random BN statistics and affine parameters, so eval-mode equivalences are not trivial."""
-    torch.manual_seed(1)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.5, 0.5)
-    return module.eval()
 
 
 def hand_written(rule, stage, x):
@@ -59,7 +49,7 @@ def test_special_init_is_the_classic_network(name, learn):
     act = None if rule in (rules.agd, rules.admm) else nn.ReLU()
     stage = compile_stage(rule, STEPS, dense if is_dense else basic, 4 if is_dense else WIDTH,
                           in_width=WIDTH, learn_coeffs=learn, activation=act)
-    randomise(stage)
+    randomise_norms(stage)
     x = torch.randn(2, WIDTH, 7, 7)
     torch.testing.assert_close(stage(x), hand_written(rule, stage, x), rtol=0, atol=1e-6)
     if not learn:  # fixed special values compile to the classic code: no coefficient is touched
@@ -139,7 +129,7 @@ def test_fuse_keeps_outputs(name, rule, transform, width, act, shape):
     with torch.no_grad():
         for p in stage.coeff.parameters():
             p.add_(torch.randn_like(p) * 0.3)
-    randomise(stage)
+    randomise_norms(stage)
     x = torch.randn(2, WIDTH, 6, 6)
     with torch.no_grad():
         before = stage(x)
@@ -151,7 +141,7 @@ def test_fuse_keeps_outputs(name, rule, transform, width, act, shape):
 
 
 def test_torchscript_runs_the_generated_code():
-    stage = randomise(compile_stage(rules.agd, STEPS, dense, 4, in_width=WIDTH))
+    stage = randomise_norms(compile_stage(rules.agd, STEPS, dense, 4, in_width=WIDTH))
     x = torch.randn(1, WIDTH, 5, 5)
     torch.testing.assert_close(torch.jit.script(stage)(x), stage(x))
 

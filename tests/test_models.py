@@ -4,10 +4,11 @@ import timm
 import torch
 import torchvision
 from safetensors.torch import save_file
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import optnets
+
+from helpers import randomise_norms
 
 NAMES = timm.list_models(module=['gd_net', 'hb_net', 'agd_net', 'admm_net'])
 REQUIRED = {
@@ -24,17 +25,6 @@ def small_input(model, batch=2):
 
 def coefficient_count(model):
     return sum(p.numel() for n, p in model.named_parameters() if '.coeff.' in n)
-
-
-def randomise_norms(model):
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.2, 0.2)
-    return model.eval()
 
 
 def test_required_names_are_registered():
