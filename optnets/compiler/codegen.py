@@ -42,11 +42,22 @@ def _literal(code: Code) -> str:
     return repr(code) if isinstance(code, float) else code
 
 
-def scaled(coeff: Code, value: str) -> str | None:
-    """``coeff * value``, or None when the coefficient is zero."""
-    if coeff == 0.0:
+def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
+    """Source of ``sum coeff * value`` as fused multiply-adds: ``torch.addcmul`` for tensor coefficients,
+    ``torch.add(alpha=)`` for numbers, a plain ``+`` for ones; zero terms vanish (None when all do)."""
+    pairs = sorted([p for p in pairs if p[0] != 0.0], key=lambda p: p[0] != 1.0)  # stable: unit terms first
+    if not pairs:
         return None
-    return value if coeff == 1.0 else f'{_literal(coeff)} * {value}'
+    coeff, value = pairs[0]
+    total = value if coeff == 1.0 else f'{_literal(coeff)} * {value}'
+    for coeff, value in pairs[1:]:
+        if coeff == 1.0:
+            total = f'{total} + {value}'
+        elif isinstance(coeff, float):
+            total = f'torch.add({total}, {value}, alpha={coeff!r})'
+        else:
+            total = f'torch.addcmul({total}, {coeff}, {value})'
+    return total
 
 
 @dataclass
@@ -81,15 +92,15 @@ class _Generator:
         return f'{stream.stream}_{min(lag, step)}'
 
     def combination(self, terms, step: int, stream: StreamPlan) -> str:
-        parts = [self.term(t, step, stream) for t in terms]
-        parts = [p for p in parts if p is not None]
-        return ' + '.join(parts) if parts else f'torch.zeros_like({self.any_iterate()})'
+        pairs = [pair for t in terms for pair in self.term(t, step, stream)]
+        return linear_combination(pairs) or f'torch.zeros_like({self.any_iterate()})'
 
     def any_iterate(self) -> str:
         first = self.plan.streams[0]
         return f'h_{first.stream}[-1]' if first.whole_history else f'{first.stream}_0'
 
-    def term(self, term: Term, step: int, owner: StreamPlan) -> str | None:
+    def term(self, term: Term, step: int, owner: StreamPlan) -> list[tuple[Code, str]]:
+        """The ``(coefficient, tensor source)`` pairs that a term contributes at ``step``."""
         value = term.value
         resolve = lambda name, j: self.spec.resolve(name, step, j)  # noqa: E731
         if isinstance(value, HistorySum):
@@ -99,22 +110,22 @@ class _Generator:
             source = self.read(self.plan.stream(value.stream), value.lag, step)
             if source is None:
                 raise ValueError(f'{value} reads the dense stage input x[0], whose width differs from the steps')
-            return scaled(coeff, source)
+            return [(coeff, source)]
         assert isinstance(value, Transform)
         if (step, owner.stream) in self.spec.folded:
             coeff = 1.0
         inner = self.combination(value.terms, step, owner)
-        return scaled(coeff, f'self.T_{owner.stream}[{step}]({inner})')
+        return [(coeff, f'self.T_{owner.stream}[{step}]({inner})')]
 
-    def history_sum(self, term: Term, step: int, owner: StreamPlan, resolve) -> str | None:
+    def history_sum(self, term: Term, step: int, owner: StreamPlan, resolve) -> list[tuple[Code, str]]:
         value = term.value
         stream = self.plan.stream(value.stream)
         first = 1 if self.spec.skip_first else 0
         coeffs = [emit_coeff(term.coeff, resolve, j) for j in range(step + 1)]
         if not value.transformed and not any(s.index is not None for s in symbols(term.coeff)):
-            return scaled(coeffs[0], f'S_{stream.stream}')
+            return [(coeffs[0], f'S_{stream.stream}')]
         if value.transformed and owner.fused:
-            return self.fused_sum(term, coeffs, step, owner, stream)
+            return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
         parts = []
         for j, c in enumerate(coeffs):
             if c == 0.0 or (j < first and not value.transformed):
@@ -122,8 +133,8 @@ class _Generator:
             read = self.read(stream, step - j, step)
             if read is None:
                 raise ValueError(f'{term} applies one T to x[0] and to the steps, whose widths differ')
-            parts.append(scaled(c, f'self.T_{owner.stream}[{step}]({read})' if value.transformed else read))
-        return ' + '.join(parts) if parts else None
+            parts.append((c, f'self.T_{owner.stream}[{step}]({read})' if value.transformed else read))
+        return parts
 
     def fused_sum(self, term: Term, coeffs: list, step: int, owner: StreamPlan, stream: StreamPlan) -> str:
         history = f'h_{stream.stream}'
