@@ -26,10 +26,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['train']:
         from recipes.train import cli_main
-        return cli_main(argv[1:])
+        sys.argv = ['optnets train', *argv[1:]]  # LightningCLI reads the command line itself
+        cli_main()
+        return 0
     if argv[:1] == ['export']:
         from .weights.export import main as export_main
-        return export_main(argv[1:])
+        export_main(argv[1:])
+        return 0
     parser = argparse.ArgumentParser(prog='optnets', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     plan = sub.add_parser('plan', help='print the compiled plan of a built-in rule or of rule text')

@@ -17,6 +17,7 @@ from PIL import Image
 from safetensors import safe_open
 from torchvision import datasets
 
+from optnets.cli import main as optnets_command
 from optnets.weights import export_checkpoint
 from recipes.data import (DEBIAN_FASHION_MNIST, CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule,
                           ImageNetDataModule, SyntheticDataModule)
@@ -110,7 +111,7 @@ def test_fit_checkpoint_resume_and_export(tmp_path):
     assert len(first) == len(second) == 2 and min(second) > max(first)  # it continued: two more steps, not four
 
     out = tmp_path / 'weights.safetensors'
-    export_checkpoint(last, out)
+    assert optnets_command(['export', str(last), str(out)]) == 0
     trained = ImageClassifier.load_from_checkpoint(last, weights_only=True).model.eval()
     reloaded = timm.create_model('hb_net_20_cifar', pretrained=True, pretrained_cfg_overlay=dict(file=str(out)))
     x = torch.randn(2, 3, 32, 32)
