@@ -20,20 +20,23 @@ _OPS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * 
 
 
 def emit_coeff(expr: Coeff, resolve: Callable[[str, int | None], Code], j: int | None) -> Code:
-    """Source of a coefficient expression, with constants folded (x*0 -> 0, x*1 -> x, x+0 -> x)."""
+    """Source of a coefficient expression, with constants folded (x*0 -> 0, x*1 -> x, x+0 -> x).
+
+    When ``resolve`` gives values (numbers or tensors) instead of source, this evaluates the expression."""
     if isinstance(expr, Num):
         return expr.value
     if isinstance(expr, Sym):
         return resolve(expr.name, j if expr.index is not None else None)
     assert isinstance(expr, BinOp)
     left, right = emit_coeff(expr.left, resolve, j), emit_coeff(expr.right, resolve, j)
-    if isinstance(left, float) and isinstance(right, float):
+    if not isinstance(left, str) and not isinstance(right, str):
         return _OPS[expr.op](left, right)
-    if expr.op == '*' and (left == 0.0 or right == 0.0):
+    zero, one = (lambda v: isinstance(v, float) and v == c for c in (0.0, 1.0))
+    if expr.op == '*' and (zero(left) or zero(right)):
         return 0.0
-    if (expr.op == '*' and left == 1.0) or (expr.op == '+' and left == 0.0):
+    if (expr.op == '*' and one(left)) or (expr.op == '+' and zero(left)):
         return right
-    if (expr.op in '*/' and right == 1.0) or (expr.op in '+-' and right == 0.0):
+    if (expr.op in '*/' and one(right)) or (expr.op in '+-' and zero(right)):
         return left
     return f'({_literal(left)} {expr.op} {_literal(right)})'
 

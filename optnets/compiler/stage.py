@@ -87,6 +87,13 @@ class CompiledStage(nn.Module):
             return float(values if j is None else values[j])
         return f'self.coeff.{name}[{step}]' if j is None else f'self.coeff.{name}[{step}, {j}]'
 
+    def _value(self, name: str, step: int, j: int | None):
+        """A coefficient's value at (step, j): a number if fixed, else a slice of its parameter."""
+        if name in self._constants:
+            return self._resolve(name, step, j)
+        param = getattr(self.coeff, name).detach()
+        return param[step] if j is None else param[step, j]
+
     def _build(self):
         spec = StageSpec(
             steps=self.steps, resolve=self._resolve, activation=self.act is not None,
@@ -110,7 +117,6 @@ class CompiledStage(nn.Module):
     def fuse(self) -> 'CompiledStage':
         """Fold coefficients into the neighbouring conv weights and inline the rest as constants (inference)."""
         folded = set(self._folded)
-        scope = {'self': self, 'torch': torch}
         for stream in self.plan.streams:
             transform_terms = [t for t in stream.terms if isinstance(t.value, Transform)]
             fused_sums = [t for t in stream.terms if getattr(t.value, 'transformed', False)]
@@ -118,13 +124,12 @@ class CompiledStage(nn.Module):
                 if (step, stream.stream) in folded:
                     continue
                 module = getattr(self, f'T_{stream.stream}')[step]
-                resolve = lambda name, j: self._resolve(name, step, j)  # noqa: E731,B023
+                value = lambda name, j: self._value(name, step, j)  # noqa: E731,B023
                 if stream.fused and len(fused_sums) == 1 and not transform_terms:
-                    scales = [emit_coeff(fused_sums[0].coeff, resolve, j) for j in range(step + 1)]
-                    module.scale_inputs_(torch.stack([torch.as_tensor(eval(str(s), scope)) for s in scales]))
+                    scales = [emit_coeff(fused_sums[0].coeff, value, j) for j in range(step + 1)]
+                    module.scale_inputs_(torch.stack([torch.as_tensor(s) for s in scales]))
                 elif len(transform_terms) == 1 and not fused_sums and hasattr(module, 'scale_output_'):
-                    module.scale_output_(torch.as_tensor(eval(str(emit_coeff(transform_terms[0].coeff, resolve, None)),
-                                                              scope)))
+                    module.scale_output_(torch.as_tensor(emit_coeff(transform_terms[0].coeff, value, None)))
                 else:
                     continue
                 folded.add((step, stream.stream))
