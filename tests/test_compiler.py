@@ -69,7 +69,7 @@ def test_parameters_are_named_after_rule_symbols():
     channel = compile_stage(rules.heavy_ball, STEPS, basic, WIDTH, coeff_shape='channel')
     assert channel.coeff.b2.shape == (STEPS, WIDTH, 1, 1)
     indexed = compile_stage(rules.admm, STEPS, basic, WIDTH)
-    assert indexed.coeff.a.shape == (STEPS, STEPS)
+    assert indexed.coeff.a.shape == (STEPS * (STEPS + 1) // 2,)  # a[j] for j <= step, packed
 
 
 def test_theory_init_uses_the_algorithms_coefficients():

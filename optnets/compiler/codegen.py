@@ -68,6 +68,7 @@ class StageSpec:
     """What the generator needs besides the plan."""
     steps: int
     resolve: Callable[[str, int, int | None], Code]  # coefficient symbol at (step, j) -> code
+    row: Callable[[str, int], str | None]  # a[0..step] as one tensor slice, where stored so
     activation: bool  # apply self.act after each step
     skip_first: bool  # dense stages: x[0] has another width, plain reads of it are left out of sums
     folded: frozenset = frozenset()  # (step, stream) whose T-term coefficient lives in T's weights
@@ -143,8 +144,8 @@ class _Generator:
         history = f'h_{stream.stream}'
         if (step, owner.stream) in self.spec.folded or all(c == 1.0 for c in coeffs):
             scales = 'None'
-        elif isinstance(term.coeff, Sym) and all(isinstance(c, str) for c in coeffs):
-            scales = f'self.coeff.{term.coeff.name}[{step}, :{step + 1}]'  # exactly a[j]: one row of a
+        elif isinstance(term.coeff, Sym) and self.spec.row(term.coeff.name, step):
+            scales = self.spec.row(term.coeff.name, step)  # exactly a[j]: one slice of a
         else:
             like = f'{history}[0]'
             scales = 'torch.stack([' + ', '.join(

@@ -21,8 +21,9 @@ class CompiledStage(nn.Module):
     """Executes a :class:`Plan` for ``steps`` steps; ``stage.code`` shows the generated forward.
 
     An optional ``transition`` (stride, width change) runs first and its output is x[0] of every stream.
-    Coefficients are ``nn.Parameter`` named after their rule symbols (``coeff.b1`` of shape ``(steps,)``,
-    ``coeff.a`` of shape ``(steps, steps)`` for ``a[j]``; a trailing ``(width, 1, 1)`` when per channel). Fixed
+    Coefficients are ``nn.Parameter`` named after their rule symbols: ``coeff.b1`` holds one entry a step,
+    ``coeff.a`` of ``a[j]`` the packed lower triangle ``j <= step`` (``steps * (steps + 1) / 2`` entries), with a
+    trailing ``(width, 1, 1)`` when per channel. Fixed
     coefficients (``learn_coeffs=False``) are number literals in the generated code, so fixed special values
     compile to a plain residual add or concatenation.
     """
@@ -69,8 +70,8 @@ class CompiledStage(nn.Module):
         self.coeff = nn.Module()
         self._constants = {}  # fixed coefficients: name -> values per step (and history entry)
         for c in plan.coefficients if steps else ():
-            values = torch.tensor([[c.value(coeff_init, step, j) for j in range(steps)] if c.indexed
-                                   else c.value(coeff_init, step) for step in range(steps)], dtype=torch.float64)
+            values = torch.tensor([c.value(coeff_init, step, j) for step in range(steps)
+                                   for j in (range(step + 1) if c.indexed else [None])], dtype=torch.float64)
             if learn_coeffs:
                 shape = values.shape + ((width, 1, 1) if coeff_shape == 'channel' else ())
                 param = values.reshape(values.shape + (1,) * (len(shape) - values.dim())).expand(shape)
@@ -81,22 +82,32 @@ class CompiledStage(nn.Module):
         self._build()
 
     # -- code generation ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _position(step: int, j: int | None) -> int:
+        """Where (step, j) is stored: one entry a step, or the packed lower triangle j <= step of a[j]."""
+        return step if j is None else step * (step + 1) // 2 + j
+
     def _resolve(self, name: str, step: int, j: int | None):
         if name in self._constants:
-            values = self._constants[name][step]
-            return float(values if j is None else values[j])
-        return f'self.coeff.{name}[{step}]' if j is None else f'self.coeff.{name}[{step}, {j}]'
+            return float(self._constants[name][self._position(step, j)])
+        return f'self.coeff.{name}[{self._position(step, j)}]'
+
+    def _row(self, name: str, step: int) -> str | None:
+        """``a[0..step]`` at ``step`` as one slice, where ``a`` is learnable."""
+        if name in self._constants:
+            return None
+        start = self._position(step, 0)
+        return f'self.coeff.{name}[{start}:{start + step + 1}]'
 
     def _value(self, name: str, step: int, j: int | None):
-        """A coefficient's value at (step, j): a number if fixed, else a slice of its parameter."""
+        """A coefficient's value at (step, j): a number if fixed, else an entry of its parameter."""
         if name in self._constants:
             return self._resolve(name, step, j)
-        param = getattr(self.coeff, name).detach()
-        return param[step] if j is None else param[step, j]
+        return getattr(self.coeff, name).detach()[self._position(step, j)]
 
     def _build(self):
         spec = StageSpec(
-            steps=self.steps, resolve=self._resolve, activation=self.act is not None,
+            steps=self.steps, resolve=self._resolve, row=self._row, activation=self.act is not None,
             skip_first=self.plan.dense and self.in_width != self.width, folded=self._folded,
             transition=self.transition is not None,
             output='concat' if self.plan.dense else 'last')
