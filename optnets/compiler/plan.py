@@ -6,7 +6,7 @@ initial values, and which transform calls fuse into one convolution over a conca
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..rules.ir import HistorySum, Iterate, Rule, Term, symbols, walk_terms
 
@@ -44,7 +44,7 @@ class Plan:
     rule: Rule
     streams: tuple[StreamPlan, ...]
     coefficients: tuple[Coefficient, ...]
-    linear_head: bool = field(default=True)
+    linear_head: bool = True
 
     @property
     def stream_names(self) -> tuple[str, ...]:
@@ -59,9 +59,9 @@ class Plan:
         return any(isinstance(t.value, HistorySum) and t.value.transformed for s in self.streams for t in s.terms)
 
     def kept_tensors(self) -> int:
-        """Iterates held between steps at the last of ``steps`` steps, independent of depth unless history is kept.
+        """Tensors held between steps (windows plus accumulators): the same at any depth.
 
-        Returns -1 where some stream keeps its whole history (then the count is the step count plus one)."""
+        Returns -1 where some stream keeps its whole history, whose size grows with the step count."""
         if any(s.whole_history for s in self.streams):
             return -1
         return sum(s.window + s.accumulator for s in self.streams)
