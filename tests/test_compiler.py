@@ -137,7 +137,9 @@ def test_fuse_keeps_outputs(name, rule, transform, width, act, shape):
         after = stage(x)
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
     if shape == 'scalar':
-        assert 'self.coeff' not in stage.code
+        assert not list(stage.coeff.parameters())
+        if name != 'agd':  # a dense stage keeps b[j] as one buffer row a step
+            assert 'self.coeff' not in stage.code
 
 
 def test_torchscript_runs_the_generated_code():
@@ -177,3 +179,19 @@ def test_bad_stage_arguments():
 
 def test_public_api():
     assert optnets.Rule is rules.Rule and issubclass(optnets.RuleError, ValueError)
+
+
+def test_dense_step_computes_the_agd_rule_with_any_coefficients():
+    stage = randomise_norms(compile_stage(rules.agd, STEPS, dense, 4, in_width=WIDTH))
+    with torch.no_grad():
+        for p in stage.coeff.parameters():
+            p.copy_(torch.randn_like(p))
+        x = torch.randn(2, WIDTH, 5, 5)
+        history = [x]
+        for k, T in enumerate(stage.T_x):
+            a = stage.coeff.a[k * (k + 1) // 2:][:k + 1]
+            b = stage.coeff.b[k * (k + 1) // 2:][:k + 1]
+            heads = T.norm1(torch.cat(history, 1)).split([h.shape[1] for h in history], 1)
+            transformed = T.conv1(torch.cat([a_j * h for a_j, h in zip(a, heads)], 1))  # sum_j a[j]*T(x[j])
+            history.append(transformed + sum(b[j] * history[j] for j in range(1, k + 1)))  # + sum_j b[j]*x[j]
+        torch.testing.assert_close(stage(x), torch.cat(history, 1), rtol=1e-5, atol=1e-5)

@@ -1,7 +1,7 @@
 """The dense-layer transform: per-channel head (BN-ReLU) then a linear conv, fused over a history of inputs."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +36,9 @@ class DenseLayer(nn.Module):
     def _channel_scale(self, scales: torch.Tensor) -> torch.Tensor:
         return torch.repeat_interleave(scales, self.widths, output_size=self.conv1.in_channels)
 
-    def forward(self, inputs: List[torch.Tensor], scales: Optional[torch.Tensor]) -> torch.Tensor:
-        x = self.norm1(torch.cat(inputs, 1))
+    def forward(self, history: torch.Tensor, scales: Optional[torch.Tensor]) -> torch.Tensor:
+        """``history`` is the concatenation of the inputs x[0..k]; ``scales`` their coefficients (None: ones)."""
+        x = self.norm1(history)
         weight = self.conv1.weight
         if scales is not None:
             weight = weight * self._channel_scale(scales.to(weight.dtype)).view(1, -1, 1, 1)

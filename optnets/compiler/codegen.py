@@ -68,9 +68,10 @@ class StageSpec:
     """What the generator needs besides the plan."""
     steps: int
     resolve: Callable[[str, int, int | None], Code]  # coefficient symbol at (step, j) -> code
-    row: Callable[[str, int], str | None]  # a[0..step] as one tensor slice, where stored so
+    row: Callable[[str, int, int], str | None]  # a[start..step] as one tensor slice, where stored so
     activation: bool  # apply self.act after each step
     skip_first: bool  # dense stages: x[0] has another width, plain reads of it are left out of sums
+    widths: tuple[int, int] = (0, 0)  # dense stages: the input's and each step's width
     folded: frozenset = frozenset()  # (step, stream) whose T-term coefficient lives in T's weights
     output: str = 'last'  # 'last' (mean of the streams' last iterates) or 'concat' (the whole history)
     transition: bool = False  # call self.transition on the input first
@@ -81,6 +82,7 @@ class _Generator:
         self.plan, self.spec = plan, spec
         self.lines = ['def forward(self, x_in: torch.Tensor) -> torch.Tensor:']
         self.history_lags: dict[str, int] = {}  # stream -> oldest lag read from its kept history
+        self.concatenated: set[str] = set()  # streams whose history this step reads as one concatenation
 
     def emit(self, line: str):
         self.lines.append('    ' + line)
@@ -130,6 +132,13 @@ class _Generator:
             return [(coeffs[0], f'S_{stream.stream}')]
         if value.transformed and owner.fused:
             return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
+        row = self.spec.row(term.coeff.name, step, first) if isinstance(term.coeff, Sym) and owner.fused else None
+        if not value.transformed and row and step >= first:
+            # sum_j b[j]*x[j] over the concatenation the fused T reads anyway: two ops, no extra saved tensor
+            self.concatenated.add(stream.stream)
+            history = f'c_{stream.stream}[:, {self.spec.widths[0] if first else 0}:]'
+            return [(1.0, f'({history}.unflatten(1, ({step + 1 - first}, {self.spec.widths[1]}))'
+                          f' * {row}.view(-1, 1, 1, 1)).sum(1)')]
         parts = []
         for j, c in enumerate(coeffs):
             if c == 0.0 or (j < first and not value.transformed):
@@ -144,13 +153,14 @@ class _Generator:
         history = f'h_{stream.stream}'
         if (step, owner.stream) in self.spec.folded or all(c == 1.0 for c in coeffs):
             scales = 'None'
-        elif isinstance(term.coeff, Sym) and self.spec.row(term.coeff.name, step):
-            scales = self.spec.row(term.coeff.name, step)  # exactly a[j]: one slice of a
+        elif isinstance(term.coeff, Sym) and self.spec.row(term.coeff.name, step, 0):
+            scales = self.spec.row(term.coeff.name, step, 0)  # exactly a[j]: one slice of a
         else:
             like = f'{history}[0]'
             scales = 'torch.stack([' + ', '.join(
                 f'{like}.new_full((), {c!r})' if isinstance(c, float) else c for c in coeffs) + '])'
-        return f'self.T_{owner.stream}[{step}]({history}, {scales})'
+        self.concatenated.add(stream.stream)
+        return f'self.T_{owner.stream}[{step}](c_{stream.stream}, {scales})'
 
     def generate(self) -> str:
         streams = self.plan.streams
@@ -166,8 +176,11 @@ class _Generator:
                 self.emit(f'S_{s.stream} = x_in')
         for step in range(self.spec.steps):
             self.emit(f'# step {step}')
-            for s in streams:
-                update = self.combination(s.terms, step, s)
+            self.concatenated = set()
+            updates = [(s, self.combination(s.terms, step, s)) for s in streams]
+            for name in sorted(self.concatenated):
+                self.emit(f'c_{name} = torch.cat(h_{name}, 1)')
+            for s, update in updates:
                 if self.spec.activation:
                     update = f'self.act({update})'
                 self.emit(f'{s.stream}_new = {update}')

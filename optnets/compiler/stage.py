@@ -92,12 +92,12 @@ class CompiledStage(nn.Module):
             return float(self._constants[name][self._position(step, j)])
         return f'self.coeff.{name}[{self._position(step, j)}]'
 
-    def _row(self, name: str, step: int) -> str | None:
-        """``a[0..step]`` at ``step`` as one slice, where ``a`` is learnable."""
+    def _row(self, name: str, step: int, start: int) -> str | None:
+        """``a[start..step]`` at ``step`` as one slice, where ``a`` is a tensor (not folded into literals)."""
         if name in self._constants:
             return None
-        start = self._position(step, 0)
-        return f'self.coeff.{name}[{start}:{start + step + 1}]'
+        first = self._position(step, start)
+        return f'self.coeff.{name}[{first}:{first + step + 1 - start}]'
 
     def _value(self, name: str, step: int, j: int | None):
         """A coefficient's value at (step, j): a number if fixed, else an entry of its parameter."""
@@ -108,7 +108,8 @@ class CompiledStage(nn.Module):
     def _build(self):
         spec = StageSpec(
             steps=self.steps, resolve=self._resolve, row=self._row, activation=self.act is not None,
-            skip_first=self.plan.dense and self.in_width != self.width, folded=self._folded,
+            skip_first=self.plan.dense and self.in_width != self.width, widths=(self.in_width, self.width),
+            folded=self._folded,
             transition=self.transition is not None,
             output='concat' if self.plan.dense else 'last')
         self.code = generate_forward(self.plan, spec)
@@ -146,9 +147,13 @@ class CompiledStage(nn.Module):
                 folded.add((step, stream.stream))
         self._folded = frozenset(folded)
         if self.coeff_shape == 'scalar':
+            indexed = {c.name for c in self.plan.coefficients if c.indexed}
             for name, param in list(self.coeff.named_parameters(recurse=False)):
-                self._constants[name] = param.double().tolist()
                 delattr(self.coeff, name)
+                if name in indexed and self.plan.dense:  # a row of a[j] stays one tensor slice
+                    self.coeff.register_buffer(name, param.detach())
+                else:
+                    self._constants[name] = param.double().tolist()
         self._build()
         return self
 
