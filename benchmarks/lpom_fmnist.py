@@ -150,7 +150,7 @@ def main(argv=None):
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--mu', type=float, default=10.0)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--parts', nargs='+', choices=('accuracy', 'parallel'), default=['accuracy', 'parallel'])
+    parser.add_argument('--parts', nargs='+', choices=('accuracy', 'parallel', 'mu'), default=['accuracy', 'parallel'])
     parser.add_argument('--out', type=Path)
     args = parser.parse_args(argv)
     (x, y), test = load()
@@ -179,6 +179,10 @@ def main(argv=None):
                      seed=args.seed, progress=False)
         record('LPOM, relu output + MSE', '784-300-10', 'relu', *run_lifted(paper, data, args.epochs, args.seed))
 
+    for mu in (0.1, 1.0, 10.0) if 'mu' in args.parts else ():  # how the default mu was chosen
+        model = LPOM(ARCHS['784-300-10'], mu=mu, seed=args.seed, progress=False)
+        record(f'LPOM, mu={mu:g}', '784-300-10', 'relu', *run_lifted(model, data, args.epochs, args.seed))
+
     parallel = []
     for arch, layers in ARCHS.items() if 'parallel' in args.parts else ():
         for name, kwargs in (('serial', {}), ('parallel weights', dict(parallel_weights=True)),
@@ -195,12 +199,12 @@ def main(argv=None):
 
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        for part, results in (('accuracy', rows), ('parallel', parallel)):
+        for part, results in (('accuracy', rows), ('parallel', parallel), ('mu', rows)):
             if part in args.parts:
                 (args.out / f'{part}.json').write_text(json.dumps(
                     dict(settings=vars(args) | {'out': str(args.out)}, threads=torch.get_num_threads(),
                          results=results), indent=1))
-        if rows:
+        if 'accuracy' in args.parts:
             plot([r for r in rows if not r['method'].startswith('LPOM,')], args.out / 'test_accuracy.png')
 
 
