@@ -141,6 +141,7 @@ def test_timm_api():
         assert model.forward_head(final, pre_logits=True).shape == (2, 64)
         model.set_grad_checkpointing()
         torch.testing.assert_close(model(x), model.forward_head(final))
+        torch.testing.assert_close(model.forward_intermediates(x)[0], final)
     model.reset_classifier(3)
     assert model(x).shape == (2, 3) and model.get_classifier().out_features == 3
     assert set(model.no_weight_decay()) == {n for n, _ in model.named_parameters() if '.coeff.' in n}

@@ -13,7 +13,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import BatchNormAct2d, create_classifier, get_device_dtype
 from timm.models import build_model_with_cfg
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint_seq
+from timm.models._manipulate import checkpoint, checkpoint_seq
 from torch import nn
 
 from ..blocks import BasicTransform, BottleneckTransform, DenseLayer, DenseTransition, ResidualTransition
@@ -204,7 +204,7 @@ class OptNet(nn.Module):
             if stop_early and i > max_index:
                 break
             if self.grad_checkpointing and not torch.jit.is_scripting():
-                x = torch.utils.checkpoint.checkpoint(stage, x, use_reentrant=False)
+                x = checkpoint(stage, x)
             else:
                 x = stage(x)
             if i in take_indices:
