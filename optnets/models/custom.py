@@ -1,8 +1,7 @@
 """``register``: a timm model from any update rule, on the CIFAR or ImageNet skeleton of a given depth."""
 import sys
 
-from timm.models import register_model
-from timm.models._registry import DefaultCfg, PretrainedCfg
+from timm.models import generate_default_cfgs, register_model
 
 from ..compiler import compile_rule
 from ..rules import Rule
@@ -59,8 +58,7 @@ def register(name: str, rule: Rule | str, preset: str = 'cifar', depth: int = 56
     inits = {key: value for key, value in (('special', special), ('theory', theory)) if value is not None}
     rule = rule.with_inits(**inits)
     defaults = dict(_preset(compile_rule(rule), preset, depth), rule=rule, **model_kwargs)
-    base = cifar_cfg() if preset == 'cifar' else cfg()
-    default_cfgs[name] = DefaultCfg(tags=[''], cfgs={'': PretrainedCfg(**base)})
+    default_cfgs.update(generate_default_cfgs({name: cifar_cfg() if preset == 'cifar' else cfg()}))
 
     def entrypoint(pretrained=False, **kwargs):
         return build(OptNet, name, pretrained, checkpoint_filter_fn, **{**defaults, **kwargs})
