@@ -156,10 +156,10 @@ def main(argv=None):
     (x, y), test = load()
     data = ((x[:args.train], y[:args.train]), test)
     validation = ((x[:args.train], y[:args.train]), (x[-5000:], y[-5000:]))
-    rows = []
+    rows, mu_rows = [], []
 
-    def record(method, arch, act, curve, seconds, **extra):
-        rows.append(dict(method=method, arch=arch, activation=act, test_acc=curve, epoch_seconds=seconds, **extra))
+    def record(method, arch, act, curve, seconds, into=rows, **extra):
+        into.append(dict(method=method, arch=arch, activation=act, test_acc=curve, epoch_seconds=seconds, **extra))
         print(f'{method:28} {arch:20} {act:8} test {100 * curve[-1]:6.2f}%  {sum(seconds) / len(seconds):6.1f} s/epoch',
               flush=True)
 
@@ -181,7 +181,8 @@ def main(argv=None):
 
     for mu in (0.1, 1.0, 10.0) if 'mu' in args.parts else ():  # how the default mu was chosen
         model = LPOM(ARCHS['784-300-10'], mu=mu, seed=args.seed, progress=False)
-        record(f'LPOM, mu={mu:g}', '784-300-10', 'relu', *run_lifted(model, data, args.epochs, args.seed))
+        record(f'LPOM, mu={mu:g}', '784-300-10', 'relu', *run_lifted(model, data, args.epochs, args.seed),
+               into=mu_rows)
 
     parallel = []
     for arch, layers in ARCHS.items() if 'parallel' in args.parts else ():
@@ -199,7 +200,7 @@ def main(argv=None):
 
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        for part, results in (('accuracy', rows), ('parallel', parallel), ('mu', rows)):
+        for part, results in (('accuracy', rows), ('parallel', parallel), ('mu', mu_rows)):
             if part in args.parts:
                 (args.out / f'{part}.json').write_text(json.dumps(
                     dict(settings=vars(args) | {'out': str(args.out)}, threads=torch.get_num_threads(),
