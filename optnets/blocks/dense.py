@@ -31,6 +31,7 @@ class DenseLayer(nn.Module):
         else:
             self.conv1 = nn.Conv2d(in_chs, growth, 3, padding=1, bias=False, **dd)
         self.drop = nn.Dropout(drop_rate) if drop_rate else nn.Identity()
+        self.in_widths = tuple(in_widths)
         self.register_buffer('widths', torch.tensor(list(in_widths), device=device), persistent=False)
 
     def _channel_scale(self, scales: torch.Tensor) -> torch.Tensor:
@@ -42,10 +43,25 @@ class DenseLayer(nn.Module):
         weight = self.conv1.weight
         if scales is not None:
             weight = weight * self._channel_scale(scales.to(weight.dtype)).view(1, -1, 1, 1)
-        x = F.conv2d(x, weight, None, 1, self.conv1.padding)
+        return self.tail(F.conv2d(x, weight, None, 1, self.conv1.padding))
+
+    def tail(self, x: torch.Tensor) -> torch.Tensor:
+        """What follows the fused conv: DenseNet-BC's BN-ReLU-conv3x3 (if any), then dropout."""
         if hasattr(self, 'conv2'):
             x = self.conv2(self.norm2(x))
         return self.drop(x)
+
+    @torch.jit.unused
+    def head(self, x: torch.Tensor, j: int) -> torch.Tensor:
+        """The meaning of one summand: conv1's weight slice ``j`` on ``P(x)`` with P the BN-ReLU of slice ``j``'s
+        channels, so that ``forward(cat(xs), a) == tail(sum_j a[j] * head(xs[j], j))``."""
+        start = sum(self.in_widths[:j])
+        part = slice(start, start + self.in_widths[j])
+        norm = self.norm1
+        use_batch = norm.training or norm.running_mean is None
+        x = F.batch_norm(x, None if use_batch else norm.running_mean[part], None if use_batch else norm.running_var[part],
+                         norm.weight[part], norm.bias[part], use_batch, 0.0, norm.eps)
+        return F.conv2d(norm.act(norm.drop(x)), self.conv1.weight[:, part], None, 1, self.conv1.padding)
 
     @torch.no_grad()
     def scale_inputs_(self, scales: torch.Tensor):

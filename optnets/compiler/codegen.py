@@ -19,26 +19,50 @@ Code = Union[float, str]  # a folded constant, or Python source of a tensor expr
 _OPS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b, '/': lambda a, b: a / b}
 
 
-def emit_coeff(expr: Coeff, resolve: Callable[[str, int | None], Code], j: int | None) -> Code:
-    """Source of a coefficient expression, with constants folded (x*0 -> 0, x*1 -> x, x+0 -> x).
+def is_number(code, value: float) -> bool:
+    """Whether ``code`` is the folded constant ``value`` (source text and tensors never are)."""
+    return isinstance(code, float) and code == value
 
-    When ``resolve`` gives values (numbers or tensors) instead of source, this evaluates the expression."""
+
+def fold(op: str, left, right):
+    """``left op right`` with constants folded: two numbers (or two values) compute; ``x*0`` and ``0*x`` are 0;
+    ``x*1``, ``1*x``, ``x/1``, ``x+0``, ``0+x`` and ``x-0`` are ``x``; anything else is source text."""
+    if not isinstance(left, str) and not isinstance(right, str):
+        if op == '/' and is_number(right, 0.0):
+            raise ZeroDivisionError
+        return _OPS[op](left, right)
+    if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):
+        return 0.0
+    if (op == '*' and is_number(left, 1.0)) or (op == '+' and is_number(left, 0.0)):
+        return right
+    if (op in '*/' and is_number(right, 1.0)) or (op in '+-' and is_number(right, 0.0)):
+        return left
+    if op == '/' and is_number(right, 0.0):
+        raise ZeroDivisionError
+    return f'({_literal(left)} {op} {_literal(right)})'
+
+
+def emit_coeff(expr: Coeff, resolve: Callable[[str, int | None], Code], j: int | None) -> Code:
+    """Source of a coefficient expression, with constants folded by :func:`fold`.
+
+    When ``resolve`` gives values (numbers or tensors) instead of source, this evaluates the expression.
+    A fixed coefficient of zero that divides raises a ``ValueError`` naming the expression."""
     if isinstance(expr, Num):
         return expr.value
     if isinstance(expr, Sym):
         return resolve(expr.name, j if expr.index is not None else None)
     assert isinstance(expr, BinOp)
     left, right = emit_coeff(expr.left, resolve, j), emit_coeff(expr.right, resolve, j)
-    if not isinstance(left, str) and not isinstance(right, str):
-        return _OPS[expr.op](left, right)
-    zero, one = (lambda v: isinstance(v, float) and v == c for c in (0.0, 1.0))
-    if expr.op == '*' and (zero(left) or zero(right)):
-        return 0.0
-    if (expr.op == '*' and one(left)) or (expr.op == '+' and zero(left)):
-        return right
-    if (expr.op in '*/' and one(right)) or (expr.op in '+-' and zero(right)):
-        return left
-    return f'({_literal(left)} {expr.op} {_literal(right)})'
+    try:
+        return fold(expr.op, left, right)
+    except ZeroDivisionError:
+        raise ValueError(f'{expr} divides by zero: its fixed coefficients need values that keep '
+                         f'{expr.right} nonzero') from None
+
+
+def _indexed_symbol(expr: Coeff) -> bool:
+    """Whether a coefficient is exactly ``a[j]``, whose values at one step are one slice of its parameter."""
+    return isinstance(expr, Sym) and expr.index is not None
 
 
 def _literal(code: Code) -> str:
@@ -129,10 +153,10 @@ class _Generator:
         first = 1 if self.spec.skip_first else 0
         coeffs = [emit_coeff(term.coeff, resolve, j) for j in range(step + 1)]
         if not value.transformed and not any(s.index is not None for s in symbols(term.coeff)):
-            return [(coeffs[0], f'S_{stream.stream}')]
+            return [(coeffs[0], f'S_{stream.stream}')] if step >= first else []  # the running sum from x[first]
         if value.transformed and owner.fused:
             return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
-        row = self.spec.row(term.coeff.name, step, first) if isinstance(term.coeff, Sym) and owner.fused else None
+        row = self.spec.row(term.coeff.name, step, first) if _indexed_symbol(term.coeff) and owner.fused else None
         if not value.transformed and row and step >= first:
             # sum_j b[j]*x[j] over the concatenation the fused T reads anyway: two ops, no extra saved tensor
             self.concatenated.add(stream.stream)
@@ -153,7 +177,7 @@ class _Generator:
         history = f'h_{stream.stream}'
         if (step, owner.stream) in self.spec.folded or all(c == 1.0 for c in coeffs):
             scales = 'None'
-        elif isinstance(term.coeff, Sym) and self.spec.row(term.coeff.name, step, 0):
+        elif _indexed_symbol(term.coeff) and self.spec.row(term.coeff.name, step, 0):
             scales = self.spec.row(term.coeff.name, step, 0)  # exactly a[j]: one slice of a
         else:
             like = f'{history}[0]'
@@ -172,7 +196,7 @@ class _Generator:
             else:
                 for i in range(s.window):
                     self.emit(f'{s.stream}_{i} = x_in')
-            if s.accumulator:
+            if s.accumulator and not self.spec.skip_first:
                 self.emit(f'S_{s.stream} = x_in')
         for step in range(self.spec.steps):
             self.emit(f'# step {step}')
@@ -185,19 +209,20 @@ class _Generator:
                     update = f'self.act({update})'
                 self.emit(f'{s.stream}_new = {update}')
             for s in streams:
-                self.advance(s)
+                self.advance(s, step)
         self.emit(f'return {self.output()}')
         return '\n'.join(self.lines) + '\n'
 
-    def advance(self, s: StreamPlan):
+    def advance(self, s: StreamPlan, step: int):
         if s.whole_history:
             self.emit(f'h_{s.stream}.append({s.stream}_new)')
         else:
             for i in range(s.window - 1, 0, -1):
                 self.emit(f'{s.stream}_{i} = {s.stream}_{i - 1}')
             self.emit(f'{s.stream}_0 = {s.stream}_new')
-        if s.accumulator:
-            self.emit(f'S_{s.stream} = S_{s.stream} + {s.stream}_new')
+        if s.accumulator:  # a dense stage's sum leaves out x[0], whose width differs
+            start = self.spec.skip_first and step == 0
+            self.emit(f'S_{s.stream} = {"" if start else f"S_{s.stream} + "}{s.stream}_new')
 
     def output(self) -> str:
         if self.spec.output == 'concat':
@@ -225,11 +250,13 @@ _counter = itertools.count()
 
 
 def compile_forward(source: str):
-    """Turn generated source into a function whose source TorchScript and ``inspect`` can read back."""
+    """Turn generated source into a function whose source TorchScript and ``inspect`` can read back.
+
+    ``dont_inherit``: the ``from __future__`` flags of this module do not leak into the generated code."""
     import torch
     from typing import List, Optional
     filename = f'<optnets-stage-{next(_counter)}>'
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     scope = {'torch': torch, 'List': List, 'Optional': Optional}
-    exec(compile(source, filename, 'exec'), scope)
+    exec(compile(source, filename, 'exec', dont_inherit=True), scope)
     return scope['forward']

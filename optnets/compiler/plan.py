@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..rules.ir import HistorySum, Iterate, Rule, Term, symbols, walk_terms
+from ..rules.errors import RuleError
+from ..rules.ir import HistorySum, Iterate, Rule, Term, Transform, symbols, walk_terms
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,24 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
     coefficients = tuple(
         Coefficient(name, indexed, {init: values[name] for init, values in rule.inits.items() if name in values})
         for name, indexed in rule.symbols.items())
-    return Plan(rule, tuple(streams), coefficients, linear_head)
+    plan = Plan(rule, tuple(streams), coefficients, linear_head)
+    _check_compilable(plan)
+    return plan
+
+
+def _check_compilable(plan: Plan):
+    """Refuse, with the position, the rules whose stages the compiler cannot build."""
+    rule = plan.rule
+    if plan.dense and len(plan.streams) > 1:
+        raise RuleError.in_rule(rule, 'a rule that sums T over the history (a dense stage, whose output is the '
+                                      'concatenated history) has one stream', stream=plan.streams[1].stream)
+    for stream in plan.streams:
+        if stream.fused:
+            transform = next((t for t in stream.terms if isinstance(t.value, Transform)), None)
+            if transform is not None:
+                raise RuleError.in_rule(rule, 'T(...) beside sum_j a[j]*T(x[j]): with linear-head fusion the '
+                                              "step's T runs once, over the whole history", str(transform.value),
+                                        stream.stream)
 
 
 def _indexed(term: Term) -> bool:

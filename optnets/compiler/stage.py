@@ -1,11 +1,13 @@
 """The compiled stage: K steps of a plan, with one transform T per step and stream, as an ``nn.Module``."""
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from ..rules.errors import RuleError
 from ..rules.ir import Rule, Transform
 from .codegen import StageSpec, compile_forward, emit_coeff, generate_forward
 from .plan import Plan, compile_rule
@@ -68,6 +70,10 @@ class CompiledStage(nn.Module):
                 for step in range(steps)))
         self.act = activation
         self.coeff = nn.Module()
+        for c in plan.coefficients:
+            if hasattr(self.coeff, c.name):
+                raise RuleError.in_rule(plan.rule, f'coefficient {c.name!r} would be stored as coeff.{c.name}, '
+                                                   'which torch.nn.Module uses: rename it', c.name)
         self._constants = {}  # fixed coefficients: name -> values per step (and history entry)
         for c in plan.coefficients if steps else ():
             values = torch.tensor([c.value(coeff_init, step, j) for step in range(steps)
@@ -75,7 +81,8 @@ class CompiledStage(nn.Module):
             if learn_coeffs:
                 shape = values.shape + ((width, 1, 1) if coeff_shape == 'channel' else ())
                 param = values.reshape(values.shape + (1,) * (len(shape) - values.dim())).expand(shape)
-                self.coeff.register_parameter(c.name, nn.Parameter(param.to(device=device, dtype=dtype or torch.float32)))
+                param = param.to(device=device, dtype=dtype or torch.float32, copy=True)  # owns its memory
+                self.coeff.register_parameter(c.name, nn.Parameter(param.contiguous()))
             else:
                 self._constants[c.name] = values.tolist()
         self._folded = frozenset()  # (step, stream) whose T-term coefficient was folded into T by fuse()
@@ -96,8 +103,8 @@ class CompiledStage(nn.Module):
         """``a[start..step]`` at ``step`` as one slice, where ``a`` is a tensor (not folded into literals)."""
         if name in self._constants:
             return None
-        first = self._position(step, start)
-        return f'self.coeff.{name}[{first}:{first + step + 1 - start}]'
+        # a copy, not a view: a view of a parameter made under no_grad confuses torch's module hooks (FLOP counter)
+        return f'torch.narrow_copy(self.coeff.{name}, 0, {self._position(step, start)}, {step + 1 - start})'
 
     def _value(self, name: str, step: int, j: int | None):
         """A coefficient's value at (step, j): a number if fixed, else an entry of its parameter."""
@@ -113,8 +120,25 @@ class CompiledStage(nn.Module):
             transition=self.transition is not None,
             output='concat' if self.plan.dense else 'last')
         self.code = generate_forward(self.plan, spec)
-        forward = compile_forward(self.code)
-        self.__class__ = type(CompiledStage.__name__, (CompiledStage,), {'forward': forward})
+        self.__class__ = stage_class(self.code)
+
+    def __reduce__(self):
+        """Pickle (``torch.save``, ``copy.deepcopy``, multiprocessing) as the state plus the generated code, which
+        selects the class again on load, as ``torch.fx.GraphModule`` does."""
+        return _rebuild_stage, (self.__dict__.copy(),)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + 'folded')
+        mine = getattr(self, 'folded', None)
+        where = prefix.rstrip('.') or 'stage'
+        if saved is not None and mine is None:
+            raise RuntimeError(f'{where}: this state was saved after fuse(), with its coefficients folded into the '
+                               'weights: call fuse() on this model before loading it')
+        if saved is None and mine is not None:
+            raise RuntimeError(f'{where}: this state was saved before fuse(): load it, then call fuse()')
+        if saved is not None and saved.tolist() != mine.tolist():
+            raise RuntimeError(f'{where}: this state folds its coefficients into other steps than this model')
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def kept_tensors(self) -> int:
         """How many tensors the generated code holds between steps (parsed from the code itself)."""
@@ -146,6 +170,9 @@ class CompiledStage(nn.Module):
                     continue
                 folded.add((step, stream.stream))
         self._folded = frozenset(folded)
+        if folded:  # saved with the state, so that it never loads into an unfused model
+            streams = self.plan.stream_names
+            self.register_buffer('folded', torch.tensor(sorted((step, streams.index(s)) for step, s in folded)))
         if self.coeff_shape == 'scalar':
             indexed = {c.name for c in self.plan.coefficients if c.indexed}
             for name, param in list(self.coeff.named_parameters(recurse=False)):
@@ -160,6 +187,19 @@ class CompiledStage(nn.Module):
     def extra_repr(self) -> str:
         rule = str(self.plan.rule).replace('\n', '; ')
         return f'{rule!r}, steps={self.steps}, width={self.width}, in_width={self.in_width}'
+
+
+@functools.lru_cache(maxsize=1024)
+def stage_class(code: str) -> type:
+    """One class per distinct generated forward: stages compiled from the same plan and settings share it."""
+    return type(CompiledStage.__name__, (CompiledStage,), {'forward': compile_forward(code),
+                                                            '__module__': __name__})
+
+
+def _rebuild_stage(state: dict) -> CompiledStage:
+    stage = CompiledStage.__new__(stage_class(state['code']))
+    stage.__dict__.update(state)
+    return stage
 
 
 def compile_stage(rule: Rule | str, steps: int, transform: TransformFactory, width: int, **kwargs) -> CompiledStage:

@@ -42,7 +42,7 @@ class BinOp:
     def __str__(self) -> str:
         prec = _PRECEDENCE[self.op]
         left = _wrap(self.left, prec, strict=False)
-        right = _wrap(self.right, prec, strict=self.op in '-/')
+        right = _wrap(self.right, prec, strict=True)  # a + (b - c) re-parses as the same tree
         return f'{left} {self.op} {right}' if self.op in '+-' else f'{left}*{right}' if self.op == '*' \
             else f'{left}/{right}'
 
@@ -82,11 +82,30 @@ def mul(left: Coeff, right: Coeff) -> Coeff:
 
 
 def div(left: Coeff, right: Coeff) -> Coeff:
+    """Quotient in canonical form; the caller refuses a zero divisor."""
     if isinstance(left, Num) and isinstance(right, Num):
         return Num(left.value / right.value)
     if isinstance(right, Num):
         return mul(Num(1.0 / right.value), left)
     return BinOp('/', left, right)
+
+
+def add(left: Coeff, right: Coeff) -> Coeff:
+    """Sum: numbers fold, the rest stays as written."""
+    if isinstance(left, Num) and isinstance(right, Num):
+        return Num(left.value + right.value)
+    return BinOp('+', left, right)
+
+
+def sub(left: Coeff, right: Coeff) -> Coeff:
+    if isinstance(left, Num) and isinstance(right, Num):
+        return Num(left.value - right.value)
+    return BinOp('-', left, right)
+
+
+def size(expr: Coeff) -> int:
+    """Operators in a coefficient expression."""
+    return size(expr.left) + size(expr.right) + 1 if isinstance(expr, BinOp) else 0
 
 
 def symbols(expr: Coeff) -> set[Sym]:

@@ -11,31 +11,29 @@ Grammar (one assignment per stream, separated by newlines or ``;``, ``#`` starts
 
 Every sub-expression is either a coefficient (no iterate in it) or a linear form in the iterates; products of
 two linear forms, constants added to them and the like are rejected with the position of the offending term.
+Numbers fold as they are read (``1 - 1`` is ``0``), so a division by zero or a number out of range is refused
+where it is written. Limits, each refused with its position: nesting depth ``MAX_NESTING``, window ``MAX_LAG``,
+terms per update ``MAX_TERMS``, operators per coefficient ``MAX_COEFF_OPS``. Coefficient names may not be
+Python keywords or start with ``_``; ``T`` and ``k`` are reserved.
 """
 from __future__ import annotations
 
+import keyword
+import math
 import re
 from dataclasses import dataclass
 
-from .ir import BinOp, Coeff, HistorySum, Iterate, Num, ONE, Sym, Term, Transform, Update, div, mul
+from .errors import RuleError
+from .ir import Coeff, HistorySum, Iterate, Num, ONE, Sym, Term, Transform, Update, add, div, mul, size, sub
 
-
-class RuleError(ValueError):
-    """A rule that cannot be parsed or makes no sense; the message shows where, with a caret."""
-
-    def __init__(self, message: str, text: str = '', pos: int | None = None):
-        self.message, self.text, self.pos = message, text, pos
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        if self.pos is None:
-            return self.message
-        line_no = self.text.count('\n', 0, self.pos) + 1
-        start = self.text.rfind('\n', 0, self.pos) + 1
-        end = self.text.find('\n', self.pos)
-        line = self.text[start:end if end >= 0 else len(self.text)]
-        column = self.pos - start + 1
-        return f'{self.message} (line {line_no}, column {column})\n    {line}\n    {" " * (column - 1)}^'
+MAX_NESTING = 32
+"""Brackets, ``T(...)``, ``sum_j`` and unary signs nested deeper than this are refused."""
+MAX_LAG = 64
+"""The oldest window read: ``x[k-64]``."""
+MAX_TERMS = 64
+"""Terms of one update (or of one ``T(...)``) after the rule is multiplied out."""
+MAX_COEFF_OPS = 32
+"""Operators in one coefficient expression."""
 
 
 _TOKEN = re.compile(r'(?P<space>[ \t\r]+|#[^\n]*)|(?P<number>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)'
@@ -83,6 +81,7 @@ class _Parser:
         self.streams = self._stream_names()
         self.index: str | None = None  # the bound history index inside sum_j
         self.in_transform = False
+        self.depth = 0  # unary calls on the stack: how deeply the expression nests
         self.symbol_kinds: dict[str, tuple[bool, int]] = {}  # name -> (indexed, first position)
 
     # -- token helpers ------------------------------------------------------------------------------------------
@@ -156,14 +155,29 @@ class _Parser:
 
     def combine_sum(self, left, right, op: Token):
         if isinstance(left, _Coeff) and isinstance(right, _Coeff):
-            return _Coeff(BinOp(op.text, left.expr, right.expr), left.pos)
+            return self.coefficient((add if op.text == '+' else sub)(left.expr, right.expr), left.pos, op.pos)
         if isinstance(left, _Coeff) or isinstance(right, _Coeff):
             constant = left if isinstance(left, _Coeff) else right
             self.error('a term without an iterate is not linear in the iterates: '
                        'multiply it by an iterate or T(...)', constant.pos)
         if op.text == '-':
             right = _Linear([Term(mul(Num(-1.0), t.coeff), t.value) for t in right.terms], right.pos)
-        return _Linear(left.terms + right.terms, left.pos)
+        return self.linear(left.terms + right.terms, left.pos, op.pos)
+
+    def coefficient(self, expr: Coeff, pos: int, op_pos: int) -> _Coeff:
+        """A folded coefficient, checked against the limits where its operator stands."""
+        if isinstance(expr, Num) and not math.isfinite(expr.value):
+            self.error('a number out of range (its magnitude exceeds what a float holds)', op_pos)
+        if size(expr) > MAX_COEFF_OPS:
+            self.error(f'a coefficient with more than {MAX_COEFF_OPS} operators: simplify it', op_pos)
+        return _Coeff(expr, pos)
+
+    def linear(self, terms: list[Term], pos: int, op_pos: int) -> _Linear:
+        if len(terms) > MAX_TERMS:
+            self.error(f'more than {MAX_TERMS} terms: split the rule or simplify it', op_pos)
+        for term in terms:
+            self.coefficient(term.coeff, pos, op_pos)
+        return _Linear(terms, pos)
 
     def term(self):
         left = self.unary()
@@ -175,18 +189,29 @@ class _Parser:
         return left
 
     def combine_product(self, left, right, op: Token):
+        if op.text == '/' and isinstance(right, _Coeff) and right.expr == Num(0.0):
+            self.error('division by zero', op.pos)
         if isinstance(left, _Coeff) and isinstance(right, _Coeff):
             value = mul(left.expr, right.expr) if op.text == '*' else div(left.expr, right.expr)
-            return _Coeff(value, left.pos)
+            return self.coefficient(value, left.pos, op.pos)
         if isinstance(right, _Linear) and op.text == '/':
             self.error('cannot divide by an iterate: the rule must be linear in the iterates', right.pos)
         if isinstance(left, _Linear) and isinstance(right, _Linear):
             self.error('a product of two iterates is not linear in the iterates', right.pos)
         linear, coeff = (left, right) if isinstance(left, _Linear) else (right, left)
         scale = (lambda c: div(c, coeff.expr)) if op.text == '/' else (lambda c: mul(coeff.expr, c))
-        return _Linear([Term(scale(t.coeff), t.value) for t in linear.terms], left.pos)
+        return self.linear([Term(scale(t.coeff), t.value) for t in linear.terms], left.pos, op.pos)
 
     def unary(self):
+        self.depth += 1
+        try:
+            if self.depth > MAX_NESTING:
+                self.error(f'nested deeper than {MAX_NESTING} levels (brackets, T, sum_j, signs): simplify the rule')
+            return self.signed()
+        finally:
+            self.depth -= 1
+
+    def signed(self):
         tok = self.tok
         if tok.text in ('-', '+'):
             self.i += 1
@@ -225,7 +250,7 @@ class _Parser:
         tok = self.tok
         if tok.kind == 'number':
             self.i += 1
-            return _Coeff(Num(float(tok.text)), tok.pos)
+            return self.coefficient(Num(float(tok.text)), tok.pos, tok.pos)
         if tok.text == '(':
             self.i += 1
             inner = self.expr()
@@ -275,6 +300,9 @@ class _Parser:
                 if self.tok.kind != 'number' or not self.tok.text.isdigit():
                     self.error('expected a whole number of steps, as in x[k-1]')
                 lag = int(self.tok.text) * (1 if sign.text == '-' else -1)
+                if lag > MAX_LAG:
+                    self.error(f'{name.text}[k-{lag}] reads further back than the window limit, '
+                               f'{name.text}[k-{MAX_LAG}]: use a history sum for long memories')
                 self.i += 1
             self.expect(']')
             if name.text not in self.streams:
@@ -299,8 +327,9 @@ class _Parser:
     def symbol(self, tok: Token, index: str | None) -> Sym:
         if tok.text in self.streams:
             self.error(f'{tok.text!r} is a stream: read it as {tok.text}[k] or {tok.text}[k-1]', tok.pos)
-        if tok.text in ('k', 'T'):
-            self.error(f'{tok.text!r} is reserved and cannot be a coefficient', tok.pos)
+        if tok.text in ('k', 'T') or keyword.iskeyword(tok.text) or tok.text.startswith('_'):
+            self.error(f'{tok.text!r} is reserved and cannot be a coefficient: T, k, Python keywords and names '
+                       "starting with '_' are", tok.pos)
         indexed = index is not None
         seen = self.symbol_kinds.setdefault(tok.text, (indexed, tok.pos))
         if seen[0] != indexed:

@@ -1,0 +1,218 @@
+"""Generated rules over the whole grammar, and the check of a compiled stage against the reference semantics.
+
+Shared by tests/test_semantics.py (a fixed number of seeded examples in CI) and benchmarks/rule_fuzz.py (many
+more). A case is a rule text plus stage settings; :func:`check` compiles it and returns its mismatches against
+:func:`optnets.rules.evaluate`: outputs, gradients with respect to the input and every coefficient, the output
+after ``fuse()``, and the text round trip.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass
+
+import torch
+from hypothesis import strategies as st
+from torch import nn
+
+from optnets import Rule, compile_stage
+from optnets.blocks import BasicTransform, DenseLayer
+from optnets.rules.semantics import evaluate, output
+
+from helpers import randomise_norms
+
+NUMBERS = ['0', '1', '2', '0.5', '1.5', '3', '0.25']
+SCALARS = ['c', 'd']  # any value, 0 and 1 included when fixed
+DIVISORS = ['g', '2', '0.5', '(1 + g)']  # never zero
+INDEXED = ['a[j]', 'b[j]']
+
+
+def coefficient_text(indexed: bool):
+    """A coefficient expression: numbers, names, + - * /, unary minus; indexed names inside sums only."""
+    leaves = st.sampled_from(NUMBERS + SCALARS + (INDEXED if indexed else []))
+    return st.recursive(leaves, lambda inner: st.one_of(
+        st.builds(lambda a, b: f'({a} + {b})', inner, inner),
+        st.builds(lambda a, b: f'({a} - {b})', inner, inner),
+        st.builds(lambda a, b: f'{a}*{b}', inner, inner),
+        st.builds(lambda a, d: f'{a}/{d}', inner, st.sampled_from(DIVISORS)),
+        st.builds(lambda a: f'-{a}', inner),
+    ), max_leaves=4)
+
+
+def iterate_text(streams):
+    return st.builds(lambda s, lag: f'{s}[k]' if lag == 0 else f'{s}[k-{lag}]', st.sampled_from(streams),
+                     st.integers(0, 3))
+
+
+def term_text(streams, owner: str, kind: str):
+    """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums), 'dense' (one stream, fused
+    transform sum and plain sums), 'dense_unfused' (the same with T applied to each entry, plus T(...))."""
+    coeff = coefficient_text(False)
+    iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams))
+    transform = st.builds(lambda c, parts: f'{c}*T({" + ".join(parts)})', coeff, st.lists(
+        st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams)), min_size=1, max_size=3))
+    plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True), st.sampled_from(streams))
+    transform_sum = st.builds(lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))
+    if kind == 'residual':
+        return st.one_of(iterate, transform, plain_sum)
+    if kind == 'dense':
+        return plain_sum
+    return st.one_of(iterate, transform, plain_sum)
+
+
+@dataclass
+class Case:
+    text: str
+    kind: str  # residual, dense, dense_unfused
+    steps: int
+    learn: bool
+    shape: str  # scalar, channel
+    activation: str  # none, relu, tanh
+    train: bool
+    skip_input: bool  # dense: the input has another width
+    seed: int
+
+
+@st.composite
+def cases(draw) -> Case:
+    kind = draw(st.sampled_from(['residual', 'residual', 'dense', 'dense_unfused']))
+    streams = ['x'] if kind != 'residual' else ['x', 'y', 'z'][:draw(st.integers(1, 3))]
+    updates = []
+    for owner in streams:
+        terms = draw(st.lists(term_text(streams, owner, kind), min_size=1, max_size=3))
+        if kind != 'residual':  # the sum of transforms that makes a stage dense
+            terms.insert(draw(st.integers(0, len(terms))), draw(st.builds(
+                lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))))
+        updates.append(f'{owner}[k+1] = ' + ' + '.join(terms))
+    separator = draw(st.sampled_from(['\n', '; ']))
+    return Case(
+        text=separator.join(updates), kind=kind, steps=draw(st.integers(1, 4)), learn=draw(st.booleans()),
+        shape='scalar' if kind != 'residual' else draw(st.sampled_from(['scalar', 'channel'])),
+        activation=draw(st.sampled_from(['none', 'relu', 'tanh'])), train=draw(st.booleans()),
+        skip_input=kind == 'dense' and draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
+
+
+WIDTH, IN_WIDTH, SIZE, BATCH = 3, 5, 3, 3
+ACTIVATIONS = {'none': None, 'relu': nn.ReLU, 'tanh': nn.Tanh}
+
+
+@dataclass(frozen=True)
+class Table:
+    """Fixed coefficient values as an initial-value schedule ``(step, j) -> float``."""
+    values: tuple
+
+    def __call__(self, step, j):
+        return self.values[step * (step + 1) // 2 + j if j is not None else step]
+
+
+def coefficient_values(rule: Rule, steps: int, learn: bool, rng: random.Random) -> dict:
+    """Per symbol, a value per stored position; fixed ones hit 0 and 1 often, so that folding is exercised."""
+    values = {}
+    for name, indexed in rule.symbols.items():
+        count = steps * (steps + 1) // 2 if indexed else steps
+        if name == 'g':
+            values[name] = [rng.uniform(0.5, 2.0) for _ in range(count)]
+        else:
+            values[name] = [rng.choice([0.0, 1.0, -1.0, 0.5, rng.uniform(-1.5, 1.5)]) if not learn
+                            else rng.uniform(-1.5, 1.5) for _ in range(count)]
+    return values
+
+
+def build(case: Case):
+    """The compiled stage of a case, its coefficient lookup for the reference, and its input."""
+    rng = random.Random(case.seed)
+    torch.manual_seed(case.seed)
+    rule = Rule.parse(case.text)
+    values = coefficient_values(rule, case.steps, case.learn, rng)
+    if not case.learn:
+        rule = rule.with_inits(special={name: Table(tuple(v)) for name, v in values.items()})
+    dtype = torch.float64
+    if case.kind == 'dense':
+        def transform(step, stream, widths):
+            return DenseLayer(widths, growth=WIDTH, bn_size=rng.choice([None, 2]), dtype=dtype)
+    else:
+        def transform(step, stream, widths):
+            return BasicTransform(WIDTH, WIDTH, dtype=dtype)
+    in_width = IN_WIDTH if case.skip_input else WIDTH
+    act = ACTIVATIONS[case.activation]
+    stage = compile_stage(rule, case.steps, transform, WIDTH, in_width=in_width, learn_coeffs=case.learn,
+                          coeff_shape=case.shape, activation=act() if act else None,
+                          linear_head=case.kind == 'dense', dtype=dtype)
+    randomise_norms(stage)
+    if case.learn:
+        with torch.no_grad():
+            for name, param in stage.coeff.named_parameters():
+                table = torch.tensor(values[name], dtype=dtype)
+                if case.shape == 'channel':  # a different value per channel
+                    table = table.view(-1, 1, 1, 1) * torch.empty(param.shape, dtype=dtype).uniform_(0.5, 1.5)
+                param.copy_(table.view(param.shape))
+    stage.train(case.train)
+    x = torch.randn(BATCH, in_width, SIZE, SIZE, dtype=dtype, requires_grad=True)
+    return rule, stage, x, values
+
+
+def reference(rule: Rule, stage, case: Case, x: torch.Tensor, values: dict):
+    def coefficient(name, step, j):
+        position = step * (step + 1) // 2 + j if j is not None else step
+        if case.learn and hasattr(stage.coeff, name):
+            return getattr(stage.coeff, name)[position]
+        return values[name][position]
+
+    if case.kind == 'dense':
+        def transform(step, stream, j):
+            assert j is not None, 'a fused stage has no plain T(...)'
+            return lambda v: getattr(stage, f'T_{stream}')[step].head(v, j)
+
+        def tail(step, stream):
+            return getattr(stage, f'T_{stream}')[step].tail
+    else:
+        def transform(step, stream, j):
+            return getattr(stage, f'T_{stream}')[step]
+        tail = None
+    act = ACTIVATIONS[case.activation]
+    history = evaluate(rule, x, case.steps, transform, coefficient, act() if act else None, tail,
+                       skip_input=case.skip_input)
+    return output(rule, history, lambda tensors: torch.cat(tensors, 1))
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    a, b = a.detach(), b.detach()
+    return torch.allclose(a, b, rtol=1e-7, atol=1e-7 * max(1.0, float(b.abs().max())))
+
+
+def gradients(out: torch.Tensor, weights: torch.Tensor, inputs: list) -> list:
+    """d(sum(weights * out)) / d(inputs); None where an input does not reach the output."""
+    if not out.requires_grad:  # e.g. x[k+1] = 0*x[k]
+        return [None] * len(inputs)
+    return list(torch.autograd.grad((out * weights).sum(), inputs, allow_unused=True))
+
+
+def check(case: Case) -> list[str]:
+    """Every way the compiled stage of ``case`` differs from the reference semantics (empty: none)."""
+    problems = []
+    rule, stage, x, values = build(case)
+    if Rule.parse(str(rule)) != rule:
+        problems.append(f'round trip: {str(rule)!r} re-parses differently')
+    inputs = [x, *stage.coeff.parameters()]
+    compiled = stage(x)
+    weights = torch.randn_like(compiled)
+    compiled_grads = gradients(compiled, weights, inputs)
+    expected = reference(rule, stage, case, x, values)
+    if not close(compiled, expected):
+        problems.append(f'output differs by {float((compiled - expected).abs().max()):.3g}\n{stage.code}')
+        return problems
+    expected_grads = gradients(expected, weights, inputs)
+    names = ['input', *(name for name, _ in stage.coeff.named_parameters())]
+    for name, got, want in zip(names, compiled_grads, expected_grads):
+        got = torch.zeros_like(x if name == 'input' else getattr(stage.coeff, name)) if got is None else got
+        want = torch.zeros_like(got) if want is None else want
+        if not close(got, want):
+            problems.append(f'gradient of {name} differs by {float((got - want).abs().max()):.3g}')
+    if not case.train:
+        fused = copy.deepcopy(stage).fuse()
+        with torch.no_grad():
+            after = fused(x)
+        if not close(after, expected.detach()):
+            problems.append(f'fuse() changes the output by {float((after - expected).abs().max()):.3g}\n'
+                            f'{fused.code}')
+    return problems
