@@ -6,6 +6,7 @@ import timm
 
 from . import rules
 from .compiler import compile_rule
+from .models import FAMILIES
 from .rules import Rule, RuleError
 
 
@@ -15,7 +16,7 @@ def _plan(args):
 
 
 def _models(args):
-    for name in timm.list_models(args.pattern, module=['gd_net', 'hb_net', 'agd_net', 'admm_net']):
+    for name in timm.list_models(args.pattern, module=list(FAMILIES)):
         model = timm.create_model(name, device='meta')
         params = sum(p.numel() for p in model.parameters())
         coeffs = sum(p.numel() for n, p in model.named_parameters() if '.coeff.' in n)

@@ -39,18 +39,21 @@ def coefficient_text(indexed: bool):
     ), max_leaves=4)
 
 
-def iterate_text(streams):
-    return st.builds(lambda s, lag: f'{s}[k]' if lag == 0 else f'{s}[k-{lag}]', st.sampled_from(streams),
-                     st.integers(0, 3))
+def iterate_text(streams, updated=()):
+    """A window read; ``updated`` streams (assigned earlier in the rule) may also be read at k+1."""
+    window = st.builds(lambda s, lag: f'{s}[k]' if lag == 0 else f'{s}[k-{lag}]', st.sampled_from(streams),
+                       st.integers(0, 3))
+    return st.one_of(window, st.builds(lambda s: f'{s}[k+1]', st.sampled_from(updated))) if updated else window
 
 
 def term_text(streams, owner: str, kind: str):
     """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums), 'dense' (one stream, fused
     transform sum and plain sums), 'dense_unfused' (the same with T applied to each entry, plus T(...))."""
     coeff = coefficient_text(False)
-    iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams))
+    updated = streams[:streams.index(owner)]
+    iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
     transform = st.builds(lambda c, parts: f'{c}*T({" + ".join(parts)})', coeff, st.lists(
-        st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams)), min_size=1, max_size=3))
+        st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated)), min_size=1, max_size=3))
     plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True), st.sampled_from(streams))
     transform_sum = st.builds(lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))
     if kind == 'residual':
@@ -213,6 +216,6 @@ def check(case: Case) -> list[str]:
         with torch.no_grad():
             after = fused(x)
         if not close(after, expected.detach()):
-            problems.append(f'fuse() changes the output by {float((after - expected).abs().max()):.3g}\n'
+            problems.append(f'fuse() changes the output by {float((after - expected.detach()).abs().max()):.3g}\n'
                             f'{fused.code}')
     return problems

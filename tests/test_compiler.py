@@ -36,8 +36,15 @@ def hand_written(rule, stage, x):
             merged = (x + y) / 2
             y, x = T_y(y) + merged, T_x(x) + merged
         return (y + x) / 2
+    if rule is rules.momentum:  # Momentum ResNet: v <- g v + (1-g) T(x), x <- x + v
+        v = torch.zeros_like(x)
+        for T in stage.T_x:
+            v = 0.9 * v + 0.1 * T(x)
+            x = x + v
+        return x
+    residual = rule in (rules.heavy_ball, rules.linear_multistep)  # ResNet at their special values
     for T in stage.T_x:
-        x = relu(T(x) + x) if rule is rules.heavy_ball else relu(T(x))
+        x = relu(T(x) + x) if residual else relu(T(x))
     return x
 
 
@@ -46,12 +53,13 @@ def hand_written(rule, stage, x):
 def test_special_init_is_the_classic_network(name, learn):
     rule = rules.BUILTIN[name]
     is_dense = rule is rules.agd
-    act = None if rule in (rules.agd, rules.admm) else nn.ReLU()
+    act = None if rule in (rules.agd, rules.admm, rules.momentum) else nn.ReLU()
     stage = compile_stage(rule, STEPS, dense if is_dense else basic, 4 if is_dense else WIDTH,
                           in_width=WIDTH, learn_coeffs=learn, activation=act)
     randomise_norms(stage)
     x = torch.randn(2, WIDTH, 7, 7)
-    torch.testing.assert_close(stage(x), hand_written(rule, stage, x), rtol=0, atol=1e-6)
+    rtol = 1e-6 if rule is rules.momentum else 0  # the velocity form rounds differently from the rule's
+    torch.testing.assert_close(stage(x), hand_written(rule, stage, x), rtol=rtol, atol=1e-6)
     if not learn:  # fixed special values compile to the classic code: no coefficient is touched
         assert 'coeff' not in stage.code and not list(stage.parameters(recurse=False))
 
@@ -68,7 +76,7 @@ def test_parameters_are_named_after_rule_symbols():
     assert stage.coeff.b1.shape == (STEPS,)
     channel = compile_stage(rules.heavy_ball, STEPS, basic, WIDTH, coeff_shape='channel')
     assert channel.coeff.b2.shape == (STEPS, WIDTH, 1, 1)
-    indexed = compile_stage(rules.admm, STEPS, basic, WIDTH)
+    indexed = compile_stage(rules.agd, STEPS, dense, 4, in_width=WIDTH)
     assert indexed.coeff.a.shape == (STEPS * (STEPS + 1) // 2,)  # a[j] for j <= step, packed
 
 
@@ -78,8 +86,8 @@ def test_theory_init_uses_the_algorithms_coefficients():
     assert beta[0] == beta[1] == 0 < beta[2] < beta[3] < 1  # theta_0 = 1 makes the first two steps plain
     torch.testing.assert_close(stage.coeff.b1.detach(), torch.tensor([1 + b for b in beta]))
     torch.testing.assert_close(stage.coeff.b2.detach(), torch.tensor([-b for b in beta]))
-    hb = compile_stage(rules.heavy_ball, 2, basic, WIDTH, coeff_init='theory')
-    assert hb.coeff.b1.tolist() == pytest.approx([0.9, 0.9]) and hb.coeff.b2.tolist() == pytest.approx([-0.9, -0.9])
+    hb = compile_stage(rules.heavy_ball, 2, basic, WIDTH, coeff_init='theory')  # increment reading: 1+beta, -beta
+    assert hb.coeff.b1.tolist() == pytest.approx([1.9, 1.9]) and hb.coeff.b2.tolist() == pytest.approx([-0.9, -0.9])
 
 
 def test_accumulator_memory_is_independent_of_depth():
@@ -103,9 +111,11 @@ def test_accumulator_memory_is_independent_of_depth():
 
 def test_plan_prints_like_the_formula():
     text = str(compile_rule(rules.admm))
-    assert 'y[k+1] = T(y[k]) + sum_t a[t]*y[t] + sum_t b[t]*x[t]' in text
-    assert 'x: the whole history' in text
-    assert 'a[j]' in text and 'special: 0.5 at j=k, 0 before' in text
+    assert 'x[k+1] = T(x[k]) + b1*x[k] + b2*y[k] + b3*y[k+1] + sum_t b4*y[t] - sum_t b4*x[t]' in text
+    assert 'x: x[k]; running sum S_x = sum_j x[j]' in text  # the dual is two running sums: flat in depth
+    assert 'b3       one per step; special: 0.0, theory: 0.5' in text
+    assert 'reading: T is the increment' in text and 'special: preserved' in text
+    assert 'a[j]' in str(compile_rule(rules.agd)) and 'whole history' in str(compile_rule(rules.agd))
     dense_text = str(compile_rule(rules.agd))
     assert 'fused transform calls:\n    x: sum_j a[j]*T(x[j]) = tail(conv(concat_j(a[j] * P(x[j]))))' in dense_text
 
@@ -195,3 +205,80 @@ def test_dense_step_computes_the_agd_rule_with_any_coefficients():
             transformed = T.conv1(torch.cat([a_j * h for a_j, h in zip(a, heads)], 1))  # sum_j a[j]*T(x[j])
             history.append(transformed + sum(b[j] * history[j] for j in range(1, k + 1)))  # + sum_j b[j]*x[j]
         torch.testing.assert_close(stage(x), torch.cat(history, 1), rtol=1e-5, atol=1e-5)
+
+
+COMPILE_ERRORS = [  # rule, message fragment, the text under the caret
+    ('x[k+1] = sum_j a[j]*T(x[j]); y[k+1] = T(y[k])', 'has one stream', 'y[k+1]'),
+    ('x[k+1] = x[k] + sum_j a[j]*T(x[j]) + T(x[k])', 'T(...) beside sum_j', 'T(x[k])'),
+]
+
+
+@pytest.mark.parametrize('text, fragment, at', COMPILE_ERRORS)
+def test_rules_the_compiler_cannot_build_are_refused_with_the_position(text, fragment, at):
+    with pytest.raises(optnets.RuleError, match=fragment.replace('(', r'\(').replace(')', r'\)')) as info:
+        compile_rule(text)
+    quoted, caret = str(info.value).splitlines()[1:3]
+    assert quoted[caret.index('^'):].startswith(at)
+
+
+@pytest.mark.parametrize('name', ['training', 'forward', 'cuda'])
+def test_coefficient_names_taken_by_torch_are_refused(name):
+    with pytest.raises(optnets.RuleError, match=f'coefficient {name!r}'):
+        compile_stage(f'x[k+1] = T(x[k]) + {name}*x[k]', 2, basic, WIDTH)
+
+
+def test_a_fixed_zero_divisor_is_a_clear_error():
+    rule = rules.Rule.parse('x[k+1] = T(x[k]/g) + x[k]')  # g starts at 0 when no init names it
+    with pytest.raises(ValueError, match='divides by zero'):
+        compile_stage(rule, 2, basic, WIDTH, learn_coeffs=False)
+    compile_stage(rule.with_inits(special={'g': 2.0}), 2, basic, WIDTH, learn_coeffs=False)
+
+
+def test_channel_coefficients_own_their_memory_in_every_dtype():
+    for dtype in (torch.float32, torch.float64):
+        stage = compile_stage(rules.heavy_ball, STEPS, lambda k, s, w: BasicTransform(WIDTH, WIDTH, dtype=dtype),
+                              WIDTH, coeff_shape='channel', dtype=dtype)
+        assert stage.coeff.b1.dtype == dtype and 0 not in stage.coeff.b1.stride()
+        opt = torch.optim.SGD(stage.parameters(), lr=0.1)
+        stage(torch.randn(2, WIDTH, 4, 4, dtype=dtype)).sum().backward()
+        opt.step()  # an expand()-ed alias fails here
+
+
+def test_generated_code_does_not_inherit_future_flags():
+    stage = compile_stage(rules.heavy_ball, STEPS, basic, WIDTH)
+    assert stage.forward.__annotations__ == {'x_in': torch.Tensor, 'return': torch.Tensor}
+
+
+def test_one_class_per_generated_forward_and_pickling_round_trips():
+    import copy
+    import io
+    import pickle
+    first, second = (randomise_norms(compile_stage(rules.admm, STEPS, basic, WIDTH)) for _ in range(2))
+    other = compile_stage(rules.admm, STEPS, basic, WIDTH, learn_coeffs=False)
+    assert type(first) is type(second) and type(first) is not type(other)
+    x = torch.randn(2, WIDTH, 5, 5)
+    buffer = io.BytesIO()
+    torch.save(first, buffer)
+    buffer.seek(0)
+    for clone in (torch.load(buffer, weights_only=False), pickle.loads(pickle.dumps(first)), copy.deepcopy(first)):
+        assert type(clone) is type(first) and clone.code == first.code
+        torch.testing.assert_close(clone(x), first(x), rtol=0, atol=0)
+
+
+def test_a_fused_state_never_loads_into_an_unfused_stage():
+    import copy
+    stage = compile_stage(rules.agd, STEPS, dense, 4, in_width=WIDTH)
+    with torch.no_grad():
+        for p in stage.coeff.parameters():
+            p.add_(0.5)
+    stage = randomise_norms(stage)
+    fused = copy.deepcopy(stage).fuse()
+    with pytest.raises(RuntimeError, match='saved after fuse'):
+        stage.load_state_dict(fused.state_dict(), strict=False)
+    with pytest.raises(RuntimeError, match='saved before fuse'):
+        copy.deepcopy(fused).load_state_dict(stage.state_dict())
+    twin = copy.deepcopy(stage).fuse()
+    twin.load_state_dict(fused.state_dict())  # fused the same way: loads, and computes the same
+    x = torch.randn(2, WIDTH, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), stage(x), rtol=1e-5, atol=1e-5)

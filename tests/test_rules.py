@@ -12,6 +12,8 @@ ROUND_TRIP = [
     'x[k+1] = T(x[k]) + x[k] + c*sum_j x[j]',
     'x[k+1] = sum_j a[j]*T(x[j]) + sum_j (b[j] - 1/3)*x[j]; y[k+1] = T(y[k]) + x[k-2]',
     'z[k+1] = T(z[k] / (1 + g)) - g*z[k-1]  # a comment',
+    'y[k+1] = T(y[k]) + a1*x[k]; x[k+1] = T(x[k] + y[k+1]) - a3*sum_t (y[t] - x[t])',
+    'x[k+1] = (2 - c)*x[k] + c*(d + (e - f))*x[k-1]',
 ]
 
 
@@ -37,12 +39,15 @@ def test_ir_reads_like_the_rule():
     sums = [t.value for t in rules.agd.updates[0].terms]
     assert sums == [HistorySum('j', 'x', transformed=True), HistorySum('j', 'x')]
     assert rules.admm.streams == ('y', 'x')
-    assert rules.admm.symbols == {'a': True, 'b': True}
+    assert rules.admm.symbols == dict.fromkeys(['a1', 'a2', 'a3', 'b1', 'b2', 'b3', 'b4'], False)
+    assert rules.agd.symbols == {'a': True, 'b': True}
 
 
 ERRORS = [  # text, message fragment, (line, column)
     ('x[k+1] = T(x[k]', "expected ')' to close T(", (1, 16)),
-    ('x[k+1] = T(x[k+1])', 'reads the future', (1, 12)),
+    ('x[k+1] = T(x[k+1])', 'x[k+1] is read in its own update', (1, 12)),
+    ('x[k+1] = T(x[k+2])', 'reads the future', (1, 12)),
+    ('x[k+1] = y[k+1]; y[k+1] = T(y[k])', "y[k+1] is read in an update before y[k+1]'s", (1, 10)),
     ('x[k+1] = T(x[k]) + y[k]', "undefined stream 'y'", (1, 20)),
     ('x[k+1] = T(T(x[k]))', 'T(T(...)) is not supported', (1, 12)),
     ('x[k+1] = a*x[k] + sum_j a[j]*x[j]', "coefficient 'a' is used with two meanings", (1, 25)),
@@ -55,6 +60,19 @@ ERRORS = [  # text, message fragment, (line, column)
     ('x[k+1] = sum_j x[k]', 'its body may read only', (1, 16)),
     ('x[k+1] = T(x[k]); x[k+1] = x[k]', "stream 'x' is assigned twice", (1, 19)),
     ('x[k+1] = T(x[k]) / x[k-1]', 'cannot divide by an iterate', (1, 20)),
+    ('x[k+1] = x[k]/0', 'division by zero', (1, 14)),
+    ('x[k+1] = x[k]/(2 - 2*1)', 'division by zero', (1, 14)),
+    ('x[k+1] = 1e999*x[k]', 'number out of range', (1, 10)),
+    ('x[k+1] = 1e200*1e200*x[k]', 'number out of range', (1, 15)),
+    ('x[k+1] = if*x[k]', "'if' is reserved", (1, 10)),
+    ('x[k+1] = None*x[k]', "'None' is reserved", (1, 10)),
+    ('x[k+1] = _c*x[k]', "'_c' is reserved", (1, 10)),
+    ('x[k+1] = x[k-65]', 'window limit', (1, 14)),
+    ('x[k+1] = x[k-1000000]', 'window limit', (1, 14)),
+    ('x[k+1] = ' + '(' * 40 + 'x[k]' + ')' * 40, 'nested deeper than 32', (1, 42)),
+    ('x[k+1] = ' + '-' * 3000 + 'x[k]', 'nested deeper than 32', (1, 42)),
+    ('x[k+1] = ' + ' + '.join(['x[k]'] * 65), 'more than 64 terms', (1, 456)),
+    ('x[k+1] = (' + ' + '.join('c' * 34) + ')*x[k]', 'more than 32 operators', (1, 141)),
 ]
 
 
@@ -65,14 +83,18 @@ def test_errors_name_the_position(text, fragment, where):
     message = str(info.value)
     assert fragment in message
     assert f'(line {where[0]}, column {where[1]})' in message
-    # the caret sits under the offending character of the quoted line
+    # the caret sits under the offending character of the quoted line (a long line is shown around it)
     quoted, caret = message.splitlines()[1:3]
-    assert caret.index('^') == quoted.index(text.splitlines()[where[0] - 1]) + where[1] - 1
+    line = text.splitlines()[where[0] - 1]
+    elided = quoted.startswith('    ...')
+    shown = quoted[7 if elided else 4:].removesuffix('...')
+    first = where[1] - 1 - (caret.index('^') - (7 if elided else 4))  # where the shown part starts in the line
+    assert line[first:first + len(shown)] == shown and (first > 0) == elided
     assert isinstance(info.value, ValueError)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.text(alphabet='xyzabjkT[]()+-*/=;\n 0123456789._sum', max_size=40))
+@given(st.text(alphabet='xyzabjkT[]()+-*/=;\n 0123456789._sume', max_size=60))
 def test_fuzz_raises_only_rule_errors(text):
     try:
         rule = Rule.parse(text)

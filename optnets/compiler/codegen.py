@@ -112,7 +112,10 @@ class _Generator:
         self.lines.append('    ' + line)
 
     def read(self, stream: StreamPlan, lag: int, step: int) -> str | None:
-        """Source that reads ``stream[k-lag]`` at ``step``; reads before the stage start give its input."""
+        """Source that reads ``stream[k-lag]`` at ``step``; reads before the stage start give its input, and
+        ``stream[k+1]`` (lag -1) is the new iterate an earlier update of this step assigned."""
+        if lag < 0:
+            return f'{stream.stream}_new'
         index = max(step - lag, 0)
         if self.spec.skip_first and index == 0:
             return None

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..rules.errors import RuleError
-from ..rules.ir import HistorySum, Iterate, Rule, Term, Transform, symbols, walk_terms
+from ..rules.ir import READINGS, HistorySum, Iterate, Rule, Term, Transform, symbols, walk_terms
+from ..rules.semantics import evaluate, output
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,33 @@ class Coefficient:
         where = 'one per step and history entry' if self.indexed else 'one per step'
         inits = ', '.join(f'{k}: {v}' for k, v in self.inits.items())
         return f'{name:8} {where}; {inits or "initial value 0"}'
+
+
+@dataclass(frozen=True)
+class IdentityPath:
+    """Where the stage input goes when every T is zero (as a zero-initialised last BN starts it): the gain of the
+    stage output over ``steps`` steps of the rule's plain terms, at one initialisation."""
+    init: str
+    steps: int
+    gain: float  # |output| / |input|; the concatenated history of a dense stage always carries its input
+    dense: bool = False
+
+    @property
+    def rate(self) -> float:
+        return self.gain ** (1 / self.steps)
+
+    @property
+    def alive(self) -> bool:
+        return self.dense or self.gain > 1e-6
+
+    def __str__(self) -> str:
+        if self.dense:
+            return f'{self.init}: preserved (the concatenated history carries the input)'
+        if not self.alive:
+            return f'{self.init}: dies (0 after {self.steps} steps): T must carry the signal, so it is not zero-initialised'
+        verdict = 'preserved' if abs(self.rate - 1) < 0.01 else \
+            f'{"decays" if self.rate < 1 else "grows"} like {self.rate:.2f}^k'
+        return f'{self.init}: {verdict} (gain {self.gain:.3g} after {self.steps} steps)'
 
 
 @dataclass(frozen=True)
@@ -59,6 +87,16 @@ class Plan:
         """Whether a step reads transforms of the whole history (the DenseNet form)."""
         return any(isinstance(t.value, HistorySum) and t.value.transformed for s in self.streams for t in s.terms)
 
+    def identity_path(self, init: str, steps: int = 16, relu: bool = False) -> IdentityPath:
+        """The stage input's path with T = 0 at ``init``'s coefficients (the reference semantics, on numbers),
+        with a ReLU after each step if ``relu`` (the residual families' post-activation)."""
+        if self.dense:
+            return IdentityPath(init, steps, 1.0, dense=True)
+        values = {c.name: c for c in self.coefficients}
+        history = evaluate(self.rule, 1.0, steps, lambda k, s, j: lambda v: 0.0,
+                           lambda name, k, j: values[name].value(init, k, j), (lambda v: max(v, 0.0)) if relu else None)
+        return IdentityPath(init, steps, abs(output(self.rule, history)))
+
     def kept_tensors(self) -> int:
         """Tensors held between steps (windows plus accumulators): the same at any depth.
 
@@ -71,6 +109,13 @@ class Plan:
         lines = [f'Plan for rule {self.rule.name or "(unnamed)"}: {len(self.streams)} stream(s) '
                  f'{", ".join(self.stream_names)}, one transform T per step and stream']
         lines.extend(f'  {update}' for update in self.rule.updates)
+        if self.rule.reading:
+            lines.append(f'  reading: {READINGS[self.rule.reading]}')
+        lines.append('  identity path (every T = 0):')
+        for init in self.rule.inits or ('zero',):
+            linear, relu = self.identity_path(init), self.identity_path(init, relu=True)
+            verdict = str(relu).split(': ', 1)[1]
+            lines.append(f'    {linear}' + ('' if str(linear) == str(relu) else f'; with a ReLU after each step: {verdict}'))
         lines.append('  kept between steps:')
         for s in self.streams:
             if s.whole_history:
@@ -109,7 +154,7 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
         indexed_or_transformed = [t for t in sums if t.value.transformed or _indexed(t)]
         own_sums = [t for t in update.terms if isinstance(t.value, HistorySum) and t.value.transformed]
         streams.append(StreamPlan(
-            stream=name, terms=update.terms, window=max(lags, default=0) + 1,
+            stream=name, terms=update.terms, window=max([0, *lags]) + 1,
             whole_history=bool(indexed_or_transformed), accumulator=len(sums) > len(indexed_or_transformed),
             fused=bool(own_sums) and linear_head))
     coefficients = tuple(

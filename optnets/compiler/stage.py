@@ -140,6 +140,11 @@ class CompiledStage(nn.Module):
             raise RuntimeError(f'{where}: this state folds its coefficients into other steps than this model')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def transforms(self):
+        """Every step's T, stream by stream."""
+        for stream in self.plan.stream_names:
+            yield from getattr(self, f'T_{stream}')
+
     def kept_tensors(self) -> int:
         """How many tensors the generated code holds between steps (parsed from the code itself)."""
         import ast
@@ -163,9 +168,10 @@ class CompiledStage(nn.Module):
                 value = lambda name, j: self._value(name, step, j)  # noqa: E731,B023
                 if stream.fused and len(fused_sums) == 1 and not transform_terms:
                     scales = [emit_coeff(fused_sums[0].coeff, value, j) for j in range(step + 1)]
-                    module.scale_inputs_(torch.stack([torch.as_tensor(s) for s in scales]))
+                    module.scale_inputs_(torch.stack([torch.as_tensor(s, dtype=torch.float64) for s in scales]))
                 elif len(transform_terms) == 1 and not fused_sums and hasattr(module, 'scale_output_'):
-                    module.scale_output_(torch.as_tensor(emit_coeff(transform_terms[0].coeff, value, None)))
+                    module.scale_output_(torch.as_tensor(emit_coeff(transform_terms[0].coeff, value, None),
+                                                         dtype=torch.float64))  # no float32 rounding
                 else:
                     continue
                 folded.add((step, stream.stream))

@@ -1,10 +1,13 @@
-"""ADMM-Net: two streams that exchange their history,
-``y[k+1] = T(y[k]) + sum_t a[t]*y[t] + sum_t b[t]*x[t]`` and the same for ``x``.
+"""ADMM-Net: two streams coupled like linearised ADMM on ``min f(y) + f(x)`` s.t. ``y = x``::
 
-With ``a[k] = b[k] = 1/2`` on the latest pair and zero before (``special``) it is the merge-and-run network
-(DMRNet). Each step has a T per stream, so the presets use about half as many steps as the ResNet they are sized
-against: ``admm_net_34`` / ``admm_net_50`` stay within 10% of ResNet-34 / ResNet-50 in parameters and FLOPs.
-Between stages the two streams travel as one tensor, their mean.
+    y[k+1] = T(y[k]) + a1*y[k] + a2*x[k] - a3*sum_t (y[t] - x[t])
+    x[k+1] = T(x[k]) + b1*x[k] + b2*y[k] + b3*y[k+1] + b4*sum_t (y[t] - x[t])
+
+``special`` (a1 = a2 = b1 = b2 = 1/2, the rest 0) is the merge-and-run network (DMRNet); ``theory`` is linearised
+ADMM with T the increment of its step: the dual enters the streams with opposite signs as two running sums (memory
+flat in depth), and the x update reads the y already updated this step. Each step has a T per stream, so the
+presets use about half as many steps as the ResNet they are sized against: ``admm_net_34`` / ``admm_net_50`` stay
+within 10% of ResNet-34 / ResNet-50 in parameters and FLOPs. Between stages the two streams travel as their mean.
 """
 from timm.models import generate_default_cfgs, register_model
 

@@ -6,7 +6,7 @@ from timm.models import generate_default_cfgs, register_model
 from ..compiler import compile_rule
 from ..rules import Rule
 from . import agd_net, hb_net
-from .network import OptNet, build, cfg, cifar_cfg
+from .network import OptNet, build, cfg, cifar_cfg, cifar_resnet
 
 __all__ = ['register']
 
@@ -30,7 +30,7 @@ def _preset(plan, preset: str, depth: int) -> dict:
             return dict(agd_net._cifar(depth), block='dense')
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f'a residual CIFAR network has depth 6n+2 (20, 56, 110, ...), got {depth}')
-        return hb_net._cifar((depth - 2) // 6)
+        return cifar_resnet((depth - 2) // 6)
     if preset == 'imagenet':
         table = DENSE_IMAGENET if plan.dense else RESIDUAL_IMAGENET
         if depth not in table:

@@ -1,12 +1,14 @@
 """HB-Net: ResNet generalised by the heavy-ball method, ``x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]``.
 
-With ``b1 = 1, b2 = 0`` (the ``special`` initialisation) it is exactly ResNet, so timm and torchvision ResNet
-checkpoints load through ``checkpoint_filter_fn``; ``learn_coeffs=False`` fixes those values (the baseline).
+T reads as the increment ``G - I`` of the algorithm's step G. With ``b1 = 1, b2 = 0`` (the ``special``
+initialisation) it is exactly ResNet, so timm and torchvision ResNet checkpoints load through
+``checkpoint_filter_fn``; ``learn_coeffs=False`` fixes those values (the baseline). ``theory`` is heavy ball
+itself, ``b1 = 1 + beta, b2 = -beta`` with beta = 0.9 (also Momentum ResNet's form, without its 1 - g on T).
 """
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import heavy_ball
-from .network import OptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
+from .network import OptNet, build, cfg, cifar_cfg, cifar_resnet, keep_missing_coefficients, rename
 
 __all__ = ['HBNet']
 
@@ -49,27 +51,22 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _cifar(n: int) -> dict:
-    """The CIFAR ResNet with n blocks per stage (depth 6n+2): 3 stages of widths 16/32/64."""
-    return dict(steps=(n - 1,) * 3, widths=(16, 32, 64), stem='cifar', stem_width=16)
-
-
 @register_model
 def hb_net_20_cifar(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-20 for CIFAR (ResNet-20 layout, n=3)."""
-    return build(HBNet, 'hb_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(_cifar(3), **kwargs))
+    return build(HBNet, 'hb_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(3), **kwargs))
 
 
 @register_model
 def hb_net_56_cifar(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-56 for CIFAR (ResNet-56 layout, n=9)."""
-    return build(HBNet, 'hb_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(_cifar(9), **kwargs))
+    return build(HBNet, 'hb_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(9), **kwargs))
 
 
 @register_model
 def hb_net_110_cifar(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-110 for CIFAR (ResNet-110 layout, n=18)."""
-    return build(HBNet, 'hb_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(_cifar(18), **kwargs))
+    return build(HBNet, 'hb_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(18), **kwargs))
 
 
 @register_model

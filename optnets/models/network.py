@@ -38,6 +38,11 @@ def cifar_cfg(**kwargs) -> dict:
                std=CIFAR_STD, **kwargs)
 
 
+def cifar_resnet(n: int) -> dict:
+    """The CIFAR ResNet with n blocks per stage (depth 6n+2): 3 stages of widths 16/32/64."""
+    return dict(steps=(n - 1,) * 3, widths=(16, 32, 64), stem='cifar', stem_width=16)
+
+
 class OptNet(nn.Module):
     """A network compiled from an update rule.
 
@@ -50,7 +55,10 @@ class OptNet(nn.Module):
         shortcut: whether transitions are ResNet blocks (True) or plain conv blocks (False).
         growth_rate, bn_size, compression, stem_width: DenseNet presets for dense stages.
         learn_coeffs, coeff_init, coeff_shape: the rule's coefficients (see :class:`~optnets.CompiledStage`).
-        zero_init_last: zero the last BN of each residual T, as timm's ResNet does.
+        step_act: a ReLU after each residual step (ResNet's post-activation); Momentum ResNets have none.
+        zero_init_last: zero the last BN of each residual T, as timm's ResNet does, where an identity path carries
+            the signal: transitions with a shortcut, and steps whose rule keeps its input alive when T = 0
+            (``Plan.identity_path``); a step that must carry the signal itself keeps its T live.
     """
 
     def __init__(
@@ -68,6 +76,7 @@ class OptNet(nn.Module):
             learn_coeffs: bool = True,
             coeff_init: str = 'special',
             coeff_shape: str = 'scalar',
+            step_act: bool = True,
             zero_init_last: bool = True,
             num_classes: int = 1000,
             in_chans: int = 3,
@@ -118,7 +127,8 @@ class OptNet(nn.Module):
                 T, out = TRANSFORMS[block], widths[i]
                 transition = ResidualTransition(T(width, out, stride, **dd), width, out, stride, shortcut, **dd)
                 stage = CompiledStage(
-                    plan, num_steps, width=out, transition=transition, activation=nn.ReLU(inplace=True),
+                    plan, num_steps, width=out, transition=transition,
+                    activation=nn.ReLU(inplace=True) if step_act else None,
                     transform=lambda k, s, w, T=T, out=out: T(out, out, 1, **dd), **coeffs)
             stages.append(stage)
             width = stage.out_width
@@ -128,10 +138,11 @@ class OptNet(nn.Module):
         self.num_features = self.head_hidden_size = width
         self.global_pool, self.fc = create_classifier(width, num_classes, pool_type=global_pool, **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        self._init_weights(zero_init_last and shortcut and not dense)
+        identity = plan.identity_path(coeff_init, relu=step_act and not dense)
+        self._init_weights(zero_init_last and shortcut, zero_init_last and identity.alive and not dense)
 
     @torch.no_grad()
-    def _init_weights(self, zero_init_last: bool):
+    def _init_weights(self, zero_init_transitions: bool, zero_init_steps: bool):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
@@ -140,10 +151,12 @@ class OptNet(nn.Module):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
-        if zero_init_last:
-            for m in self.modules():
-                if hasattr(m, 'zero_init_last'):
-                    m.zero_init_last()
+        for stage in self.stages:
+            transforms = list(stage.transforms()) if zero_init_steps else []
+            if zero_init_transitions and isinstance(stage.transition, ResidualTransition):
+                transforms.append(stage.transition.transform)
+            for transform in transforms:
+                transform.zero_init_last()
 
     # -- timm model API -----------------------------------------------------------------------------------------
     @torch.jit.ignore

@@ -129,12 +129,15 @@ def is_negative(expr: Coeff) -> bool:
 
 @dataclass(frozen=True)
 class Iterate:
-    """``stream[k-lag]``: the iterate ``lag`` steps back (lag 0 is the current one)."""
+    """``stream[k-lag]``: the iterate ``lag`` steps back (lag 0 is the current one; lag -1 is ``stream[k+1]``,
+    already computed this step by an earlier update: a Gauss-Seidel read)."""
     stream: str
     lag: int = 0
 
     def __str__(self) -> str:
-        return f'{self.stream}[k]' if self.lag == 0 else f'{self.stream}[k-{self.lag}]'
+        if self.lag <= 0:
+            return f'{self.stream}[k{"+1" if self.lag else ""}]'
+        return f'{self.stream}[k-{self.lag}]'
 
 
 @dataclass(frozen=True)
@@ -197,9 +200,16 @@ class Update:
         return f'{self.stream}[k+1] = {format_terms(self.terms)}'
 
 
+READINGS = {
+    'step': 'T is the algorithm\'s whole step G(x) = prox(x - alpha*grad f(x))',
+    'increment': 'T is the increment G(x) - x of the algorithm\'s step G (so x + T(x) is one step of it)',
+}
+
+
 @dataclass(frozen=True)
 class Rule:
-    """An update rule: one update per stream, plus its named initialisations (not part of its identity).
+    """An update rule: one update per stream, plus what is not part of its identity: a name, its ``reading``
+    of T (a key of ``READINGS``, or '' when unstated) and its named initialisations.
 
     ``inits`` maps an initialisation name (``"special"``, ``"theory"``) to ``{symbol: value or schedule}``;
     a schedule is a callable ``(step, j) -> float`` (``j`` is the history index for ``a[j]``, else ``None``).
@@ -207,14 +217,19 @@ class Rule:
     updates: tuple[Update, ...]
     name: str = field(default='', compare=False)
     inits: dict = field(default_factory=dict, compare=False, hash=False)
+    reading: str = field(default='', compare=False)
+
+    def __post_init__(self):
+        if self.reading and self.reading not in READINGS:
+            raise ValueError(f'reading must be one of {sorted(READINGS)} or empty, got {self.reading!r}')
 
     @classmethod
-    def parse(cls, text: str, name: str = '', **inits) -> 'Rule':
+    def parse(cls, text: str, name: str = '', reading: str = '', **inits) -> 'Rule':
         from .parser import parse
-        return cls(parse(text), name=name, inits=inits)
+        return cls(parse(text), name=name, inits=inits, reading=reading)
 
     def with_inits(self, **inits) -> 'Rule':
-        return Rule(self.updates, name=self.name, inits={**self.inits, **inits})
+        return Rule(self.updates, name=self.name, inits={**self.inits, **inits}, reading=self.reading)
 
     @property
     def streams(self) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ Grammar (one assignment per stream, separated by newlines or ``;``, ``#`` starts
     term    := unary (('*' | '/') unary)*
     unary   := ('-' | '+') unary | 'sum_' NAME term | primary
     primary := NUMBER | NAME | NAME '[' index ']' | 'T' '(' expr ')' | '(' expr ')'
-    index   := 'k' (('+' | '-') INT)? | NAME
+    index   := 'k' (('+' | '-') INT)? | NAME     (k+1: the new iterate of a stream assigned earlier)
 
 Every sub-expression is either a coefficient (no iterate in it) or a linear form in the iterates; products of
 two linear forms, constants added to them and the like are rejected with the position of the offending term.
@@ -82,6 +82,8 @@ class _Parser:
         self.index: str | None = None  # the bound history index inside sum_j
         self.in_transform = False
         self.depth = 0  # unary calls on the stack: how deeply the expression nests
+        self.current: str | None = None  # the stream whose update is being read
+        self.updated: set[str] = set()  # streams assigned so far: their x[k+1] may be read (Gauss-Seidel)
         self.symbol_kinds: dict[str, tuple[bool, int]] = {}  # name -> (indexed, first position)
 
     # -- token helpers ------------------------------------------------------------------------------------------
@@ -138,9 +140,11 @@ class _Parser:
         self.i += 1
         self.expect(']')
         self.expect('=')
+        self.current = name.text
         value = self.expr()
         if isinstance(value, _Coeff):
             self.error('the right side must read at least one iterate, such as x[k]', value.pos)
+        self.updated.add(name.text)
         return Update(name.text, tuple(value.terms))
 
     # -- expressions --------------------------------------------------------------------------------------------
@@ -308,9 +312,13 @@ class _Parser:
             if name.text not in self.streams:
                 self.error(f'undefined stream {name.text!r}: streams are assigned as {name.text}[k+1] = ...',
                            name.pos)
-            if lag < 0:
+            if lag == -1 and name.text not in self.updated:
+                this = 'its own update' if name.text == self.current else f'an update before {name.text}[k+1]\'s'
+                self.error(f'{name.text}[k+1] is read in {this}: an update may read the new iterate only of a '
+                           'stream assigned before it (Gauss-Seidel)', name.pos)
+            if lag < -1:
                 self.error(f'{name.text}[k+{-lag}] reads the future: the right side may read only '
-                           f'{name.text}[k], {name.text}[k-1], ...', name.pos)
+                           f'{name.text}[k+1] of earlier streams, {name.text}[k], {name.text}[k-1], ...', name.pos)
             return _Linear([Term(ONE, Iterate(name.text, lag))], name.pos)
         if index.kind != 'name' or index.text == 'T':
             self.error(f'expected an index: k, k-1, ... or a history index such as j, found {index.text!r}')

@@ -3,9 +3,9 @@
 This is the definition the compiler is tested against. A stage of ``steps`` steps starting from ``x0``:
 
 - **History reset.** Every stream starts at the stage input: ``s[0] = x0`` for each stream ``s``.
-- **A step.** For ``k = 0 .. steps-1`` each stream ``s`` computes ``s[k+1] = act(sum of its terms)`` from the
-  iterates ``0 .. k`` of every stream: all streams read the previous step's iterates, so the order of the
-  updates does not matter.
+- **A step.** For ``k = 0 .. steps-1`` the updates run in their order; each computes ``s[k+1] = act(sum of its
+  terms)`` from the iterates ``0 .. k`` of every stream, and from ``t[k+1]`` of the streams ``t`` updated
+  before it in this step (a Gauss-Seidel read, written ``t[k+1]``).
 - **Reads.** ``s[k-lag]`` reads ``s[max(k - lag, 0)]``: a read before the stage start gives its input.
   ``T(sum c*s[k-lag])`` applies the step's transform of the updated stream, ``transform(k, stream, None)``.
   ``sum_j c(j)*s[j]`` sums ``j = 0 .. k``; ``sum_j c(j)*T(s[j])`` applies ``transform(k, stream, j)`` to each
@@ -61,6 +61,8 @@ def evaluate(rule: Rule, x0, steps: int, transform: Callable, coefficient: Calla
         def contribution(term: Term, owner: str) -> list:
             value = term.value
             if isinstance(value, Iterate):
+                if value.lag < 0:
+                    return [coefficient_value(term.coeff, lookup) * new[value.stream]]
                 index = max(k - value.lag, 0)
                 if skip_input and index == 0:
                     raise ValueError(f'{value} reads the stage input x[0], whose width differs from the steps')
@@ -79,9 +81,12 @@ def evaluate(rule: Rule, x0, steps: int, transform: Callable, coefficient: Calla
                 summed = summed + part
             return [tail(k, owner)(summed) if tail else summed]
 
-        new = {update.stream: total(update.terms, update.stream) for update in rule.updates}
+        new = {}  # this step's new iterates, in assignment order
+        for update in rule.updates:
+            value = total(update.terms, update.stream)
+            new[update.stream] = activation(value) if activation else value
         for stream, value in new.items():
-            history[stream].append(activation(value) if activation else value)
+            history[stream].append(value)
     return history
 
 
