@@ -106,6 +106,7 @@ class _Generator:
         self.plan, self.spec = plan, spec
         self.lines = ['def forward(self, x_in: torch.Tensor) -> torch.Tensor:']
         self.history_lags: dict[str, int] = {}  # stream -> oldest lag read from its kept history
+        self.sums_read: set[str] = set()  # streams whose running sum some term reads with a nonzero coefficient
         self.concatenated: set[str] = set()  # streams whose history this step reads as one concatenation
 
     def emit(self, line: str):
@@ -156,7 +157,10 @@ class _Generator:
         first = 1 if self.spec.skip_first else 0
         coeffs = [emit_coeff(term.coeff, resolve, j) for j in range(step + 1)]
         if not value.transformed and not any(s.index is not None for s in symbols(term.coeff)):
-            return [(coeffs[0], f'S_{stream.stream}')] if step >= first else []  # the running sum from x[first]
+            if coeffs[0] == 0.0 or step < first:  # folded away, or the running sum from x[first] is still empty
+                return []
+            self.sums_read.add(stream.stream)
+            return [(coeffs[0], f'S_{stream.stream}')]
         if value.transformed and owner.fused:
             return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
         row = self.spec.row(term.coeff.name, step, first) if _indexed_symbol(term.coeff) and owner.fused else None
@@ -237,15 +241,18 @@ class _Generator:
 
 def generate_forward(plan: Plan, spec: StageSpec) -> str:
     """Source of the stage's forward. History analysis runs again after constant folding: a stream kept in full
-    whose folded coefficients leave only its latest iterates read (fixed merge-and-run) keeps just a window."""
+    whose folded coefficients leave only its latest iterates read keeps just a window, and a running sum that no
+    term reads any more (fixed merge-and-run's dual) is not kept."""
     generator = _Generator(plan, spec)
     source = generator.generate()
     shrink = {s.stream: generator.history_lags.get(s.stream, 0) + 1 for s in plan.streams
               if s.whole_history and not s.fused and spec.output == 'last'}
-    if not shrink:
+    unread = {s.stream for s in plan.streams if s.accumulator and s.stream not in generator.sums_read}
+    if not shrink and not unread:
         return source
-    streams = tuple(replace(s, whole_history=False, window=max(s.window, shrink[s.stream])) if s.stream in shrink
-                    else s for s in plan.streams)
+    streams = tuple(replace(s, whole_history=s.whole_history and s.stream not in shrink,
+                            window=max(s.window, shrink.get(s.stream, 0)),
+                            accumulator=s.accumulator and s.stream not in unread) for s in plan.streams)
     return _Generator(replace(plan, streams=streams), spec).generate()
 
 
