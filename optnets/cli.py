@@ -1,5 +1,6 @@
 """The ``optnets`` command: ``plan`` a rule, list ``models``, ``train`` a recipe, ``export`` weights."""
 import argparse
+import fnmatch
 import sys
 
 import timm
@@ -8,6 +9,7 @@ from . import rules
 from .compiler import compile_rule
 from .models import FAMILIES
 from .rules import Rule, RuleError
+from .weights.registry import WeightsError
 
 
 def _plan(args):
@@ -21,6 +23,23 @@ def _models(args):
         params = sum(p.numel() for p in model.parameters())
         coeffs = sum(p.numel() for n, p in model.named_parameters() if '.coeff.' in n)
         print(f'{name:20} {params / 1e6:8.3f}M parameters, {coeffs} of them coefficients')
+
+
+def _weights(args):
+    from .weights import registry
+    tags = [t for t in registry.MANIFEST if fnmatch.fnmatch(t, args.tag or '*')]
+    if not tags:
+        raise registry.WeightsError(f'no published weights match {args.tag!r}: `optnets weights list` shows them')
+    for tag in tags:
+        entry = registry.MANIFEST[tag]
+        source = entry['source'].get('hub') or 'shipped with optnets'
+        if args.action == 'list':
+            size = f'{entry["size"] / 1e6:.1f} MB' if entry.get('size') else 'size unknown'
+            print(f'{tag:24} {source:28} {size:>13}  {registry.status(tag)}')
+        elif args.action == 'download':
+            print(f'{tag}: {registry.verified_file(tag)} (sha256 verified)')
+        else:
+            print(f'{tag:24} {registry.status(tag)}')
 
 
 def main(argv=None):
@@ -42,12 +61,16 @@ def main(argv=None):
     models = sub.add_parser('models', help='list the registered optnets models with their sizes')
     models.add_argument('pattern', nargs='?', default='')
     models.set_defaults(run=_models)
+    weights = sub.add_parser('weights', help='published weights: list, download (verified) or verify their hashes')
+    weights.add_argument('action', choices=['list', 'download', 'verify'])
+    weights.add_argument('tag', nargs='?', help='a tag such as hb_net_20_cifar.fmnist, or a pattern (default: all)')
+    weights.set_defaults(run=_weights)
     sub.add_parser('train', help='train with a Lightning recipe: optnets train fit --config CONFIG.yaml')
     sub.add_parser('export', help='write a training checkpoint as timm-loadable safetensors: optnets export CKPT OUT')
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except RuleError as error:
+    except (RuleError, WeightsError, OSError) as error:
         parser.exit(2, f'optnets: {error}\n')
 
 

@@ -9,6 +9,7 @@ stage input ``x[0]`` has another width).
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import agd
+from ..weights.registry import pretrained_cfgs
 from .network import OptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
 
 __all__ = ['AGDNet']
@@ -52,6 +53,7 @@ default_cfgs = generate_default_cfgs({
     'agd_net_121': cfg(),
     'agd_net_169': cfg(),
     'agd_net_201': cfg(),
+    **pretrained_cfgs('agd_net', cfg),
 })
 
 

@@ -8,6 +8,7 @@ itself, ``b1 = 1 + beta, b2 = -beta`` with beta = 0.9 (also Momentum ResNet's fo
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import heavy_ball
+from ..weights.registry import pretrained_cfgs
 from .network import OptNet, build, cfg, cifar_cfg, cifar_resnet, keep_missing_coefficients, rename
 
 __all__ = ['HBNet']
@@ -48,6 +49,7 @@ default_cfgs = generate_default_cfgs({
     'hb_net_34': cfg(),
     'hb_net_50': cfg(),
     'hb_net_101': cfg(),
+    **pretrained_cfgs('hb_net', cfg),
 })
 
 

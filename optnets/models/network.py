@@ -19,6 +19,7 @@ from torch import nn
 from ..blocks import BasicTransform, BottleneckTransform, DenseLayer, DenseTransition, ResidualTransition
 from ..compiler import CompiledStage, compile_rule
 from ..rules import Rule
+from ..weights.registry import verified_overlay
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 TRANSFORMS = {'basic': BasicTransform, 'bottleneck': BottleneckTransform}
@@ -282,7 +283,11 @@ def rename(state_dict: dict, rules: Sequence[Tuple[str, str]]) -> dict:
 
 
 def build(model_cls, variant: str, pretrained: bool, filter_fn=None, **kwargs):
-    """timm's builder with the family's checkpoint filter; ``features_only`` taps the stem and every stage."""
+    """timm's builder with the family's checkpoint filter; ``features_only`` taps the stem and every stage.
+    Published weights are resolved and verified against the manifest before timm loads them."""
+    if pretrained:
+        kwargs['pretrained_cfg_overlay'] = verified_overlay(variant, kwargs.get('pretrained_cfg'),
+                                                            kwargs.get('pretrained_cfg_overlay'))
     out_indices = tuple(range(len(kwargs['steps']) + 1))
     return build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=filter_fn,
                                 feature_cfg=dict(feature_cls='getter', out_indices=out_indices), **kwargs)

@@ -1,0 +1,146 @@
+"""Published weights: the manifest (``manifest.json``, data), their pretrained cfgs, and verified resolution.
+
+A tag's source is a file shipped in this package (``package``) or a file on the Hugging Face hub (``hub``,
+``filename``, optional ``revision``), with its sha256 and size. ``build`` (the families' create function) calls
+:func:`verified_file` before timm loads anything, so a plain ``timm.create_model(tag, pretrained=True)`` is
+verified. Where the manifest has no hash yet (weights converted from timm's hub files, which this project's
+machines cannot reach to hash), the first download pins one in ``<cache>/pins.json`` and every later load is held
+to it. A mismatch raises :class:`WeightsError` naming the tag and both hashes, and the file is removed from the
+cache. ``OPTNETS_WEIGHTS_DIR`` (a folder of ``<tag>.safetensors``) and ``HF_HUB_OFFLINE=1`` work offline.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from huggingface_hub import hf_hub_download
+
+MANIFEST: dict = json.loads(resources.files(__package__).joinpath('manifest.json').read_text())
+WEIGHTS_DIR = 'OPTNETS_WEIGHTS_DIR'
+SOURCE_CFG_KEYS = ('license', 'interpolation', 'crop_pct', 'crop_mode', 'input_size', 'test_input_size',
+                   'test_crop_pct', 'pool_size', 'mean', 'std', 'num_classes', 'origin_url', 'paper_ids')
+
+
+class WeightsError(RuntimeError):
+    """A weights file that is missing or does not match its manifest entry."""
+
+
+def pins_file() -> Path:
+    return Path(os.environ.get('OPTNETS_CACHE', Path.home() / '.cache' / 'optnets')) / 'pins.json'
+
+
+def sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pretrained_cfgs(family: str, base) -> dict:
+    """``{tag: cfg}`` of the family's published weights, for ``generate_default_cfgs``. A converted tag copies its
+    source's metadata from timm; a shipped one carries its own cfg in the manifest. ``base`` builds the cfg."""
+    import timm
+    cfgs = {}
+    for tag, entry in MANIFEST.items():
+        if not tag.startswith(family + '_'):
+            continue
+        extra = dict(entry.get('cfg', {}))
+        if 'converted_from' in entry:
+            source = timm.models.get_pretrained_cfg(entry['converted_from']).to_dict()
+            extra.update({key: source[key] for key in SOURCE_CFG_KEYS if source.get(key) is not None})
+            extra['notes'] = (f"converted from timm's {entry['converted_from']}; with the special coefficients "
+                              "the logits equal the source model's",)
+        if 'hub' in entry['source']:
+            extra['hf_hub_id'] = entry['source']['hub']
+        else:
+            extra['file'] = str(package_file(entry))
+        for key in ('input_size', 'test_input_size', 'pool_size', 'mean', 'std'):
+            if isinstance(extra.get(key), list):
+                extra[key] = tuple(extra[key])
+        cfgs[tag] = base(**extra)
+    return cfgs
+
+
+def package_file(entry: dict) -> Path:
+    return Path(str(resources.files(__package__).joinpath(entry['source']['package'])))
+
+
+def verified_file(tag: str) -> Path:
+    """The local file of ``tag``, downloaded if need be and checked against its sha256 and size."""
+    if tag not in MANIFEST:
+        raise WeightsError(f'no published weights named {tag!r}: `optnets weights list` shows them')
+    entry = MANIFEST[tag]
+    local = Path(os.environ[WEIGHTS_DIR]) / f'{tag}.safetensors' if os.environ.get(WEIGHTS_DIR) else None
+    if local is not None and local.is_file():
+        path, cached = local, False
+    elif 'package' in entry['source']:
+        path, cached = package_file(entry), False
+    else:
+        source = entry['source']
+        path = Path(hf_hub_download(source['hub'], source['filename'], revision=source.get('revision')))
+        cached = True
+    expected = entry.get('sha256') or _pins().get(tag, {}).get('sha256')
+    actual = sha256(path)
+    if expected is not None and actual != expected:
+        if cached:  # never leave a corrupt file where the next load would find it
+            _remove_cached(path)
+        raise WeightsError(f'{tag}: the file {path} has sha256 {actual}, the manifest expects {expected}'
+                           f'{" (removed from the cache)" if cached else ""}')
+    if expected is None:
+        _pin(tag, actual, path.stat().st_size)
+    return path
+
+
+def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> dict | None:
+    """``pretrained_cfg_overlay`` with the verified file of the requested tag; a file the caller names wins."""
+    from timm.models import resolve_pretrained_cfg
+    if overlay and overlay.get('file'):
+        return overlay
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg)
+    tag = f'{variant}.{cfg.tag}' if cfg is not None and cfg.tag else variant
+    if tag not in MANIFEST:
+        return overlay
+    return {**(overlay or {}), 'file': str(verified_file(tag))}
+
+
+def status(tag: str) -> str:
+    """Whether the file of ``tag`` is here and matches (without downloading)."""
+    entry = MANIFEST[tag]
+    expected = entry.get('sha256') or _pins().get(tag, {}).get('sha256')
+    if 'package' in entry['source']:
+        path = package_file(entry)
+    else:
+        from huggingface_hub import try_to_load_from_cache
+        found = try_to_load_from_cache(entry['source']['hub'], entry['source']['filename'],
+                                       revision=entry['source'].get('revision'))
+        path = Path(found) if isinstance(found, str) else None
+    if path is None or not path.is_file():
+        return 'not downloaded' + ('' if expected else ' (no hash yet: pinned on first download)')
+    if expected is None:
+        return 'present, no hash to check against'
+    return 'ok' if sha256(path) == expected else 'MISMATCH'
+
+
+def _pins() -> dict:
+    file = pins_file()
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def _pin(tag: str, digest: str, size: int):
+    pins = _pins()
+    pins[tag] = {'sha256': digest, 'size': size}
+    file = pins_file()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    partial = file.with_name(file.name + '.partial')
+    partial.write_text(json.dumps(pins, indent=1) + '\n')
+    partial.replace(file)
+
+
+def _remove_cached(path: Path):
+    target = path.resolve()  # the hub cache links a snapshot path to a blob
+    for p in {path, target}:
+        p.unlink(missing_ok=True)

@@ -1,0 +1,112 @@
+"""Published weights through timm's pretrained=True: verified by hash, corrupt files refused and removed.
+
+The hub is never reached: its download function is replaced by one that serves files made here."""
+import shutil
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+import optnets  # noqa: F401
+from optnets.weights import registry
+
+from helpers import randomise_norms
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A stand-in hub: ``hub.serve(repo, file)`` makes ``hf_hub_download(repo, ...)`` return a cached copy."""
+    served, cache = {}, tmp_path / 'hub-cache'
+    cache.mkdir()
+    monkeypatch.setenv('OPTNETS_CACHE', str(tmp_path / 'optnets-cache'))
+    monkeypatch.delenv(registry.WEIGHTS_DIR, raising=False)
+
+    class Hub:
+        calls = 0
+
+        @staticmethod
+        def serve(repo, file):
+            served[repo] = file
+
+        @staticmethod
+        def download(repo_id, filename, revision=None):
+            Hub.calls += 1
+            target = cache / repo_id.replace('/', '--') / filename
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(served[repo_id], target)
+            return str(target)
+
+    monkeypatch.setattr(registry, 'hf_hub_download', Hub.download)
+    return Hub
+
+
+def source_file(name, path):
+    model = randomise_norms(timm.create_model(name))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model
+
+
+def test_converted_tags_are_listed_with_their_sources_metadata():
+    assert {'hb_net_34.a1_in1k', 'hb_net_18.tv_in1k', 'agd_net_121.tv_in1k'} <= set(timm.list_pretrained('*_net*'))
+    cfg = timm.models.get_pretrained_cfg('hb_net_34.a1_in1k')
+    source = timm.models.get_pretrained_cfg('resnet34.a1_in1k')
+    assert (cfg.interpolation, cfg.crop_pct, cfg.test_input_size, cfg.license, cfg.mean) == \
+        (source.interpolation, source.crop_pct, source.test_input_size, source.license, source.mean)
+    assert cfg.hf_hub_id == 'timm/resnet34.a1_in1k' and 'logits equal' in cfg.notes[0]
+
+
+def test_a_converted_tag_loads_with_the_source_logits_and_pins_its_hash(hub, tmp_path):
+    reference = source_file('resnet18', tmp_path / 'resnet18.safetensors')
+    hub.serve('timm/resnet18.tv_in1k', tmp_path / 'resnet18.safetensors')
+    model = timm.create_model('hb_net_18.tv_in1k', pretrained=True).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)
+    assert registry._pins()['hb_net_18.tv_in1k']['sha256'] == registry.sha256(tmp_path / 'resnet18.safetensors')
+    assert registry.status('hb_net_18.tv_in1k') in ('ok', 'not downloaded')  # the stand-in cache is not the hub's
+
+
+@pytest.mark.parametrize('damage', ['corrupt', 'truncated'])
+def test_a_file_that_does_not_match_is_refused_and_removed(hub, tmp_path, damage):
+    source_file('resnet18', tmp_path / 'good.safetensors')
+    hub.serve('timm/resnet18.tv_in1k', tmp_path / 'good.safetensors')
+    timm.create_model('hb_net_18.tv_in1k', pretrained=True)  # pins the good file's hash
+    cached = tmp_path / 'hub-cache' / 'timm--resnet18.tv_in1k' / 'model.safetensors'
+    data = bytearray(cached.read_bytes())
+    if damage == 'corrupt':
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = data[:len(data) // 2]
+    cached.write_bytes(bytes(data))
+    with pytest.raises(registry.WeightsError, match=r'hb_net_18\.tv_in1k: .* has sha256 [0-9a-f]{64}, the manifest '
+                                                    r'expects [0-9a-f]{64} \(removed from the cache\)'):
+        timm.create_model('hb_net_18.tv_in1k', pretrained=True)
+    assert not cached.exists()
+    timm.create_model('hb_net_18.tv_in1k', pretrained=True)  # the next load downloads a good copy again
+
+
+def test_a_wrong_architecture_is_an_error(hub, tmp_path):
+    source_file('resnet34', tmp_path / 'resnet34.safetensors')
+    hub.serve('timm/resnet18.tv_in1k', tmp_path / 'resnet34.safetensors')
+    with pytest.raises(RuntimeError, match='state_dict'):
+        timm.create_model('hb_net_18.tv_in1k', pretrained=True)
+
+
+def test_a_weights_folder_and_an_explicit_file_work_offline(hub, tmp_path, monkeypatch):
+    reference = source_file('resnet18', tmp_path / 'hb_net_18.tv_in1k.safetensors')
+    monkeypatch.setenv(registry.WEIGHTS_DIR, str(tmp_path))
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    x = torch.randn(1, 3, 64, 64)
+    for model in (timm.create_model('hb_net_18.tv_in1k', pretrained=True),
+                  timm.create_model('hb_net_18', pretrained=True, pretrained_cfg_overlay=dict(
+                      file=str(tmp_path / 'hb_net_18.tv_in1k.safetensors')))):
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(x), reference(x), rtol=1e-5, atol=1e-5)
+    assert hub.calls == 0
+
+
+def test_an_unknown_tag_is_a_clear_error():
+    with pytest.raises(registry.WeightsError, match='optnets weights list'):
+        registry.verified_file('hb_net_18.nope')
