@@ -31,10 +31,11 @@ RESNET_KEYS = [
 
 
 def resnet_to_stages(state_dict: dict, model) -> dict:
-    """Map a timm/torchvision ResNet state dict onto an OptNet with one stream ``x``."""
-    if 'layer1.0.conv1.weight' not in state_dict:
-        return state_dict
-    return keep_missing_coefficients(rename(state_dict, RESNET_KEYS), model)
+    """Map a timm/torchvision ResNet state dict onto an OptNet with one stream ``x``. A state without
+    coefficients (a ResNet's, or a model's trained with ``learn_coeffs=False``) keeps the model's initial ones."""
+    if 'layer1.0.conv1.weight' in state_dict:
+        state_dict = rename(state_dict, RESNET_KEYS)
+    return keep_missing_coefficients(state_dict, model)
 
 
 def checkpoint_filter_fn(state_dict: dict, model: HBNet) -> dict:

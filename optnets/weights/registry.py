@@ -58,7 +58,7 @@ def pretrained_cfgs(family: str, base) -> dict:
             extra['hf_hub_id'] = entry['source']['hub']
         else:
             extra['file'] = str(package_file(entry))
-        for key in ('input_size', 'test_input_size', 'pool_size', 'mean', 'std'):
+        for key in ('input_size', 'test_input_size', 'pool_size', 'mean', 'std', 'label_names', 'notes'):
             if isinstance(extra.get(key), list):
                 extra[key] = tuple(extra[key])
         cfgs[tag] = base(**extra)

@@ -1,0 +1,131 @@
+"""Publish the Fashion-MNIST weights trained by recipes/configs/fashion_mnist_full.yaml, with their measurements.
+
+    python benchmarks/fmnist_weights.py --runs RUNS --epoch 11 --out benchmarks/results/fmnist_weights
+
+RUNS holds the two runs of the config's header (hb_net_20/ with learned coefficients, resnet_20/ with them fixed).
+For each: the epoch's checkpoint is exported to ``optnets/weights/files/<tag>.safetensors`` and entered in the
+manifest with its sha256, size and cfg; the shipped file is then loaded through timm's pretrained path and scored on
+all 10k test images; the curves, the learned coefficients and ``runs.json`` go to ``--out`` (model cards are made
+from that JSON: ``python -m optnets.weights.cards``). The last epoch is published, never a best-on-test one.
+"""
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import optnets  # noqa: F401
+from optnets.weights import export_checkpoint, registry
+from recipes.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, FashionMNISTDataModule
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
+RUNS = {  # tag -> (run folder, what it is)
+    'hb_net_20_cifar.fmnist': ('hb_net_20', 'HB-Net-20, learned heavy-ball coefficients'),
+    'hb_net_20_cifar.fmnist_resnet': ('resnet_20', 'ResNet-20 (the same network, coefficients fixed at b1=1, b2=0)'),
+}
+CONFIG = 'recipes/configs/fashion_mnist_full.yaml'
+COMMANDS = {
+    'hb_net_20': f'OMP_NUM_THREADS=1 optnets train fit --config {CONFIG}',
+    'resnet_20': f"OMP_NUM_THREADS=1 optnets train fit --config {CONFIG} --model.init_args.model_kwargs "
+                 "'{learn_coeffs: false}' --trainer.default_root_dir runs/fmnist_full/resnet_20",
+}
+
+
+def curves(run: Path, last: int) -> dict:
+    """Per epoch up to ``last``: test top-1 (the recipe validates on the test set) and mean training loss."""
+    rows = [r for path in sorted(run.glob('csv/*/metrics.csv')) for r in csv.DictReader(open(path))]
+    top1 = {int(r['epoch']): float(r['val/top1']) for r in rows if r.get('val/top1')}
+    loss = {int(r['epoch']): float(r['train/loss_epoch']) for r in rows if r.get('train/loss_epoch')}
+    epochs = [e for e in sorted(top1) if e <= last]
+    return {'epoch': epochs, 'test_top1': [top1[e] for e in epochs], 'train_loss': [loss.get(e) for e in epochs]}
+
+
+@torch.no_grad()
+def test_top1(model) -> float:
+    data = FashionMNISTDataModule(batch_size=500, num_workers=0)
+    data.prepare_data()
+    data.setup()
+    correct = total = 0
+    for x, y in data.val_dataloader():
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    assert total == 10000
+    return correct / total
+
+
+def gmacs(model) -> float:
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 1, 32, 32))
+    return counter.get_total_flops() / 2e9
+
+
+def coefficients(model) -> dict:
+    return {name.removeprefix('stages.'): p.detach().flatten().tolist()
+            for name, p in model.named_parameters() if '.coeff.' in name}
+
+
+def plot(results: dict, out: Path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for tag, r in results.items():
+        ax.plot([e + 1 for e in r['curves']['epoch']], [100 * v for v in r['curves']['test_top1']], marker='o',
+                label=RUNS[tag][1].split(' (')[0])
+    ax.set(xlabel='epoch', ylabel='test top-1 (%)', title='Fashion-MNIST, 60k images, seed 0')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / 'curves.png', dpi=120)
+    learned = results['hb_net_20_cifar.fmnist']['coefficients']
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, special in (('b1', 1.0), ('b2', 0.0)):
+        values = [v for key in sorted(learned) if key.endswith(name) for v in learned[key]]
+        ax.plot(range(1, len(values) + 1), values, marker='o', label=f'{name} learned')
+        ax.axhline(special, ls='--', lw=1, color='gray')
+    ax.set(xlabel='step (stages in order)', ylabel='coefficient', title='HB-Net-20 coefficients (dashed: ResNet)')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / 'coefficients.png', dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--runs', type=Path, required=True)
+    parser.add_argument('--epoch', type=int, required=True, help='the last epoch (0-based) of the runs')
+    parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks/results/fmnist_weights')
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    manifest_path = Path(registry.__file__).with_name('manifest.json')
+    manifest = json.loads(manifest_path.read_text())
+    results = {}
+    for tag, (folder, description) in RUNS.items():
+        run = args.runs / folder
+        file = Path(registry.__file__).with_name('files') / f'{tag}.safetensors'
+        file.parent.mkdir(exist_ok=True)
+        export_checkpoint(run / 'checkpoints' / f'epoch={args.epoch}.ckpt', file)
+        file.chmod(0o644)
+        manifest[tag] = {
+            'source': {'package': f'files/{file.name}'}, 'sha256': registry.sha256(file), 'size': file.stat().st_size,
+            'cfg': {'num_classes': 10, 'input_size': [1, 32, 32], 'pool_size': [8, 8], 'crop_pct': 1.0,
+                    'mean': list(FASHION_MNIST_MEAN), 'std': list(FASHION_MNIST_STD), 'label_names': LABELS,
+                    'license': 'apache-2.0', 'notes': [f'{description}; trained here: {COMMANDS[folder]}']}}
+        model = timm.create_model('hb_net_20_cifar', num_classes=10, in_chans=1, pretrained=True,
+                                  pretrained_cfg_overlay=dict(file=str(file))).eval()
+        results[tag] = dict(
+            description=description, command=COMMANDS[folder], config=CONFIG, seed=0, epochs=args.epoch + 1,
+            learned_coefficients=folder == 'hb_net_20', test_top1=test_top1(model), curves=curves(run, args.epoch),
+            parameters=sum(p.numel() for p in model.parameters()), gmacs=gmacs(model),
+            coefficients=coefficients(model), sha256=manifest[tag]['sha256'], size=manifest[tag]['size'])
+        print(f'{tag}: test top-1 {100 * results[tag]["test_top1"]:.2f}% ({file}, sha256 {results[tag]["sha256"]})')
+    manifest_path.write_text(json.dumps(manifest, indent=1) + '\n')
+    (args.out / 'runs.json').write_text(json.dumps(results, indent=1) + '\n')
+    plot(results, args.out)
+
+
+if __name__ == '__main__':
+    main()
