@@ -37,20 +37,19 @@ class History(L.Callback):
             self.top1.append(float(trainer.callback_metrics['val/top1']))
 
 
-def train_once(model: str, learn_coeffs: bool, seed: int, args) -> dict:
+def train_once(model: str, model_kwargs: dict, seed: int, args) -> dict:
+    """One seeded Fashion-MNIST run of ``model`` (``model_kwargs`` go to ``timm.create_model``)."""
     L.seed_everything(seed, verbose=False)
     data = FashionMNISTDataModule(batch_size=args.batch_size, num_workers=args.workers,
                                   train_subset=args.train_subset, val_subset=args.test_subset)
-    module = ImageClassifier(model, {'learn_coeffs': learn_coeffs}, num_classes=10, in_chans=1, lr=args.lr,
+    module = ImageClassifier(model, model_kwargs, num_classes=10, in_chans=1, lr=args.lr,
                              weight_decay=5e-4, schedule='cosine')
     history = History()
     trainer = L.Trainer(max_epochs=args.epochs, accelerator='cpu', logger=False, enable_checkpointing=False,
                         callbacks=[history], enable_model_summary=False, num_sanity_val_steps=0,
                         enable_progress_bar=args.progress)
     trainer.fit(module, datamodule=data)
-    family = BASELINE.get(model.rsplit('_', 2)[0] if model.endswith('_cifar') else model.rsplit('_', 1)[0], 'fixed')
-    return dict(model=model, variant='learned' if learn_coeffs else f'{family} (fixed)', seed=seed,
-                top1=history.top1, epoch_seconds=history.seconds)
+    return dict(model=model, model_kwargs=model_kwargs, seed=seed, top1=history.top1, epoch_seconds=history.seconds)
 
 
 def summarize(runs: list[dict]) -> str:
@@ -99,7 +98,10 @@ def main(argv=None):
     for model in args.models:
         for seed in args.seeds:
             for learn in (True, False):
-                runs.append(train_once(model, learn, seed, args))
+                family = BASELINE.get(model.rsplit('_', 2)[0] if model.endswith('_cifar') else model.rsplit('_', 1)[0],
+                                      'fixed')
+                run = train_once(model, {'learn_coeffs': learn}, seed, args)
+                runs.append(dict(run, variant='learned' if learn else f'{family} (fixed)'))
                 print(f'{model} learn_coeffs={learn} seed={seed}: test top1 {100 * runs[-1]["top1"][-1]:.2f}%',
                       flush=True)
     print(summarize(runs))

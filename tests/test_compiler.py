@@ -282,3 +282,20 @@ def test_a_fused_state_never_loads_into_an_unfused_stage():
     x = torch.randn(2, WIDTH, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(twin(x), stage(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('op, left, right, expected', [
+    ('*', 'c', 0.0, 0.0), ('*', 0.0, 'c', 0.0), ('*', 1.0, 'c', 'c'), ('*', 'c', 1.0, 'c'), ('/', 'c', 1.0, 'c'),
+    ('+', 0.0, 'c', 'c'), ('+', 'c', 0.0, 'c'), ('-', 'c', 0.0, 'c'), ('+', 1.0, 'c', '(1.0 + c)'),
+    ('-', 'c', 1.0, '(c - 1.0)'), ('-', 0.0, 'c', '(0.0 - c)'), ('/', 0.0, 'c', '(0.0 / c)'), ('+', 1.0, 2.0, 3.0),
+])
+def test_constant_folding_decisions(op, left, right, expected):
+    from optnets.compiler.codegen import fold
+    assert fold(op, left, right) == expected
+
+
+def test_folding_refuses_a_fixed_zero_divisor():
+    from optnets.compiler.codegen import fold
+    for left in ('c', 1.0):
+        with pytest.raises(ZeroDivisionError):
+            fold('/', left, 0.0)

@@ -195,7 +195,8 @@ def test_torch_save_round_trips_every_model(name, tmp_path):
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize('name', ['gd_net_56_cifar', 'hb_net_20_cifar', 'agd_net_40_cifar', 'admm_net_56_cifar'])
+@pytest.mark.parametrize('name', ['gd_net_56_cifar', 'hb_net_20_cifar', 'agd_net_40_cifar', 'admm_net_56_cifar',
+                                  'momentum_net_20_cifar', 'lm_net_20_cifar'])
 @pytest.mark.parametrize('grad', [True, False])
 def test_flop_counter_works_with_and_without_grad(name, grad):
     model = timm.create_model(name).eval()

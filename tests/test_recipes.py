@@ -4,6 +4,7 @@ CIFAR and ImageNet cannot be downloaded here: their DataModules run on tiny synt
 images in torchvision's dataset classes' place, or an ImageFolder tree written by the test), labelled as such.
 """
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -172,3 +173,14 @@ def test_lpom_through_the_recipe_cli(tmp_path):
     assert cli.trainer.global_step == 4
     assert not all(torch.equal(a, b) for a, b in zip(before, cli.model.weights))  # it kept training
     assert all(not w.requires_grad for w in cli.model.weights)  # and never needed a gradient
+
+
+def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path):
+    """recipes.compare, the README's first command, on 64 real Fashion-MNIST images: both variants, same init."""
+    from recipes.compare import main
+    runs = main(['--models', 'hb_net_20_cifar', '--epochs', '1', '--train-subset', '64', '--test-subset', '64',
+                 '--batch-size', '32', '--workers', '0', '--out', str(tmp_path)])
+    assert [r['variant'] for r in runs] == ['learned', 'ResNet (fixed)']
+    assert all(len(r['top1']) == 1 and 0 <= r['top1'][0] <= 1 for r in runs)
+    saved = json.loads((tmp_path / 'runs.json').read_text())
+    assert len(saved['runs']) == 2 and (tmp_path / 'curves.png').stat().st_size > 0
