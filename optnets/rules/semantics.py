@@ -21,6 +21,8 @@ Values only need ``+`` and ``*``: numbers, tensors, anything that adds.
 """
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any, Callable
 
 from .ir import BinOp, Coeff, HistorySum, Iterate, Num, Rule, Sym, Term, Transform
@@ -51,12 +53,7 @@ def evaluate(rule: Rule, x0, steps: int, transform: Callable, coefficient: Calla
 
         def total(terms: tuple[Term, ...], owner: str):
             parts = [part for term in terms for part in contribution(term, owner)]
-            if not parts:
-                return 0 * x0
-            value = parts[0]
-            for part in parts[1:]:
-                value = value + part
-            return value
+            return functools.reduce(operator.add, parts) if parts else 0 * x0
 
         def contribution(term: Term, owner: str) -> list:
             value = term.value
@@ -74,11 +71,8 @@ def evaluate(rule: Rule, x0, steps: int, transform: Callable, coefficient: Calla
             if not value.transformed:
                 first = 1 if skip_input else 0
                 return [coefficient_value(term.coeff, lookup, j) * entries[j] for j in range(first, k + 1)]
-            transformed = [coefficient_value(term.coeff, lookup, j) * transform(k, owner, j)(entries[j])
-                           for j in range(k + 1)]
-            summed = transformed[0]
-            for part in transformed[1:]:
-                summed = summed + part
+            summed = functools.reduce(operator.add, [
+                coefficient_value(term.coeff, lookup, j) * transform(k, owner, j)(entries[j]) for j in range(k + 1)])
             return [tail(k, owner)(summed) if tail else summed]
 
         new = {}  # this step's new iterates, in assignment order
@@ -97,7 +91,5 @@ def output(rule: Rule, history: dict[str, list], concat: Callable | None = None)
         (stream,) = rule.streams
         return concat(history[stream])
     last = [history[stream][-1] for stream in rule.streams]
-    value = last[0]
-    for other in last[1:]:
-        value = value + other
+    value = functools.reduce(operator.add, last)
     return value * (1 / len(last)) if len(last) > 1 else value
