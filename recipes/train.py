@@ -26,7 +26,11 @@ TRAINER_DEFAULTS = {
 
 
 def default_callbacks():
-    return [ModelCheckpoint(save_last=True, monitor='val/top1', mode='max', filename='best-{epoch}'),
+    """The best checkpoint by ``val/top1``, and ``last.ckpt``, the latest state, from a callback of its own:
+    Lightning writes ``last.ckpt`` only when its callback saves a top-k checkpoint, so a ``last.ckpt`` that
+    shares the monitored callback goes stale whenever validation does not improve."""
+    return [ModelCheckpoint(monitor='val/top1', mode='max', filename='best-{epoch}'),
+            ModelCheckpoint(save_last=True, filename='latest-{epoch}-{step}'),
             LearningRateMonitor()]
 
 

@@ -120,6 +120,19 @@ def test_fit_checkpoint_resume_and_export(tmp_path):
         assert torch.equal(reloaded.eval()(x), trained(x))
 
 
+@pytest.mark.parametrize('lr', [0.0, 0.05])
+def test_last_ckpt_is_the_latest_state_whether_or_not_validation_improves(tmp_path, lr):
+    """With lr 0 val/top1 never improves after the first epoch: last.ckpt must still be the final state."""
+    root = tmp_path / 'run'
+    cli = cli_main(['fit', *QUICK, '--trainer.max_epochs', '3', '--model.lr', str(lr),
+                    '--trainer.default_root_dir', str(root)])
+    last = torch.load(root / 'checkpoints' / 'last.ckpt', weights_only=True)
+    assert last['global_step'] == cli.trainer.global_step == 6 and last['epoch'] == 2
+    assert len(list((root / 'checkpoints').glob('best-epoch=*.ckpt'))) == 1
+    if lr == 0.0:
+        assert (root / 'checkpoints' / 'best-epoch=0.ckpt').is_file()
+
+
 def test_export_takes_the_ema_weights(tmp_path):
     root = tmp_path / 'ema'
     cli_main(['fit', *QUICK, '--trainer.max_steps', '3', '--trainer.default_root_dir', str(root),
