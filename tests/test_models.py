@@ -232,3 +232,11 @@ def test_every_family_is_alive_at_init(name, init, shape):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.9 * math.log(4) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_builds_on_the_meta_device_context(name):
+    """timm builds models under ``with torch.device('meta')``; fixed coefficients must not touch tensor data."""
+    with torch.device('meta'):
+        model = timm.create_model(name, learn_coeffs=False)
+    assert all(p.is_meta for p in model.parameters())

@@ -76,15 +76,16 @@ class CompiledStage(nn.Module):
                                                    'which torch.nn.Module uses: rename it', c.name)
         self._constants = {}  # fixed coefficients: name -> values per step (and history entry)
         for c in plan.coefficients if steps else ():
-            values = torch.tensor([c.value(coeff_init, step, j) for step in range(steps)
-                                   for j in (range(step + 1) if c.indexed else [None])], dtype=torch.float64)
-            if learn_coeffs:
+            values = [c.value(coeff_init, step, j) for step in range(steps)
+                      for j in (range(step + 1) if c.indexed else [None])]
+            if learn_coeffs:  # on the default device (meta, when timm builds on it), then device/dtype
+                values = torch.tensor(values, dtype=torch.float64)
                 shape = values.shape + ((width, 1, 1) if coeff_shape == 'channel' else ())
                 param = values.reshape(values.shape + (1,) * (len(shape) - values.dim())).expand(shape)
                 param = param.to(device=device, dtype=dtype or torch.float32, copy=True)  # owns its memory
                 self.coeff.register_parameter(c.name, nn.Parameter(param.contiguous()))
             else:
-                self._constants[c.name] = values.tolist()
+                self._constants[c.name] = values
         self._folded = frozenset()  # (step, stream) whose T-term coefficient was folded into T by fuse()
         self._build()
 
