@@ -10,6 +10,8 @@ python -m pip download --quiet --no-deps --no-binary :all: "timm==$version" -d "
 tar -xzf "$work/timm-$version.tar.gz" -C "$work" "timm-$version/tests"
 # -p optnets.models registers the families before timm's file collects its model lists.
 
+# Its *_pretrained tests download published weights from the hub, which these machines cannot reach: they are
+# left out here, and tests/test_weights.py runs the same path against a stand-in hub.
 families=$(python -c 'from optnets.models import FAMILIES; print(" or ".join(FAMILIES))')
 python -m pytest "$work/timm-$version/tests/test_models.py" -p optnets.models -p no:cacheprovider \
-  --rootdir "$work" -k "$families" "$@"
+  --rootdir "$work" -k "($families) and not pretrained" "$@"
