@@ -45,15 +45,16 @@ def curves(run: Path, last: int) -> dict:
 
 
 @torch.no_grad()
-def test_top1(model) -> float:
-    data = FashionMNISTDataModule(batch_size=500, num_workers=0)
+def test_top1(model, images: int = 10000) -> float:
+    """Top-1 on the first ``images`` of the 10k test images (tests/test_weights.py checks the first 1000)."""
+    data = FashionMNISTDataModule(batch_size=500, num_workers=0, val_subset=images)
     data.prepare_data()
     data.setup()
     correct = total = 0
     for x, y in data.val_dataloader():
         correct += (model(x).argmax(1) == y).sum().item()
         total += len(y)
-    assert total == 10000
+    assert total == images
     return correct / total
 
 
@@ -118,7 +119,8 @@ def main(argv=None):
                                   pretrained_cfg_overlay=dict(file=str(file))).eval()
         results[tag] = dict(
             description=description, command=COMMANDS[folder], config=CONFIG, seed=0, epochs=args.epoch + 1,
-            learned_coefficients=folder == 'hb_net_20', test_top1=test_top1(model), curves=curves(run, args.epoch),
+            learned_coefficients=folder == 'hb_net_20', test_top1=test_top1(model),
+            test_top1_first_1000=test_top1(model, 1000), curves=curves(run, args.epoch),
             parameters=sum(p.numel() for p in model.parameters()), gmacs=gmacs(model),
             coefficients=coefficients(model), sha256=manifest[tag]['sha256'], size=manifest[tag]['size'])
         print(f'{tag}: test top-1 {100 * results[tag]["test_top1"]:.2f}% ({file}, sha256 {results[tag]["sha256"]})')

@@ -1,7 +1,9 @@
 """Published weights through timm's pretrained=True: verified by hash, corrupt files refused and removed.
 
 The hub is never reached: its download function is replaced by one that serves files made here."""
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 import timm
@@ -110,3 +112,24 @@ def test_a_weights_folder_and_an_explicit_file_work_offline(hub, tmp_path, monke
 def test_an_unknown_tag_is_a_clear_error():
     with pytest.raises(registry.WeightsError, match='optnets weights list'):
         registry.verified_file('hb_net_18.nope')
+
+
+RUNS = Path(__file__).resolve().parents[1] / 'benchmarks' / 'results' / 'fmnist_weights' / 'runs.json'
+SHIPPED = [tag for tag, entry in registry.MANIFEST.items() if 'package' in entry['source']]
+
+
+def test_the_weights_trained_here_are_shipped():
+    assert {'hb_net_20_cifar.fmnist', 'hb_net_20_cifar.fmnist_resnet'} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize('tag', SHIPPED)
+def test_shipped_weights_load_for_real_and_score_as_measured(tag):
+    from recipes.data import FashionMNISTDataModule
+    model = timm.create_model(tag, pretrained=True).eval()
+    assert registry.status(tag) == 'ok' and model.pretrained_cfg['input_size'] == (1, 32, 32)
+    data = FashionMNISTDataModule(batch_size=500, num_workers=0, val_subset=1000)
+    data.prepare_data()
+    data.setup()
+    with torch.no_grad():
+        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in data.val_dataloader())
+    assert correct / 1000 == pytest.approx(json.loads(RUNS.read_text())[tag]['test_top1_first_1000'], abs=0.002)
