@@ -71,7 +71,7 @@ def main(argv=None):
         entry = results.setdefault(algorithm, {'model': name})
         if 'rates' in args.parts:
             entry['rates'] = {str(c): rate(rule, c) for c in CONDITIONS}
-        if 'accuracy' in args.parts:
+        if 'accuracy' in args.parts and entry.get('seeds') != args.seeds:  # done entries are kept: resumable
             train_args = argparse.Namespace(batch_size=128, workers=0, train_subset=args.train_subset,
                                             test_subset=None, lr=0.1, epochs=args.epochs, progress=False)
             runs = [accuracy(name, seed, train_args) for seed in args.seeds]
