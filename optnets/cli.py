@@ -42,6 +42,11 @@ def _weights(args):
             print(f'{tag:24} {registry.status(tag)}')
 
 
+def _publish(args):
+    from .weights.hub import publish
+    print(f'published {args.directory} to {args.repo}: {publish(args.directory, args.repo, args.private)}')
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['train']:
@@ -51,7 +56,10 @@ def main(argv=None):
         return 0
     if argv[:1] == ['export']:
         from .weights.export import main as export_main
-        export_main(argv[1:])
+        try:
+            export_main(argv[1:])
+        except (ValueError, OSError, RuntimeError, KeyError) as error:
+            sys.exit(f'optnets export: {error}')
         return 0
     parser = argparse.ArgumentParser(prog='optnets', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -66,7 +74,13 @@ def main(argv=None):
     weights.add_argument('tag', nargs='?', help='a tag such as hb_net_20_cifar.fmnist, or a pattern (default: all)')
     weights.set_defaults(run=_weights)
     sub.add_parser('train', help='train with a Lightning recipe: optnets train fit --config CONFIG.yaml')
-    sub.add_parser('export', help='write a training checkpoint as timm-loadable safetensors: optnets export CKPT OUT')
+    sub.add_parser('export', help='write a training checkpoint as timm-loadable safetensors: optnets export CKPT OUT, '
+                                  'or a hub folder: optnets export CKPT --hub-dir DIR')
+    publish = sub.add_parser('publish', help='upload a hub folder made by optnets export --hub-dir')
+    publish.add_argument('directory')
+    publish.add_argument('--repo', required=True, help='the hub repository, USER/NAME')
+    publish.add_argument('--private', action='store_true')
+    publish.set_defaults(run=_publish)
     args = parser.parse_args(argv)
     try:
         args.run(args)

@@ -197,3 +197,39 @@ def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path):
     assert all(len(r['top1']) == 1 and 0 <= r['top1'][0] <= 1 for r in runs)
     saved = json.loads((tmp_path / 'runs.json').read_text())
     assert len(saved['runs']) == 2 and (tmp_path / 'curves.png').stat().st_size > 0
+
+
+def test_a_run_becomes_a_hub_folder_that_timm_loads_and_publish_uploads_it(tmp_path, monkeypatch):
+    root = tmp_path / 'run'
+    cli_main(['fit', *QUICK, '--trainer.max_steps', '2', '--trainer.default_root_dir', str(root),
+              '--model.model_kwargs', '{learn_coeffs: false}'])
+    card = tmp_path / 'card.md'
+    card.write_text('---\nlicense: apache-2.0\n---\n# a card\n')
+    folder = tmp_path / 'hub'
+    assert optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), '--hub-dir', str(folder),
+                            '--card', str(card)]) == 0
+    assert {'model.safetensors', 'config.json', 'README.md', 'config.yaml', 'metrics.csv'} <= {
+        p.name for p in folder.iterdir()}
+    assert json.loads((folder / 'config.json').read_text())['model_args']['learn_coeffs'] is False
+    trained = ImageClassifier.load_from_checkpoint(root / 'checkpoints' / 'last.ckpt', weights_only=True).model
+    loaded = timm.create_model(f'local-dir:{folder}', pretrained=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), trained.eval()(x))
+
+    calls = []
+
+    class Hub:  # a stand-in for huggingface_hub.HfApi: no network here
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(('create', repo_id))
+
+        def upload_folder(self, folder_path, repo_id, **kwargs):
+            calls.append(('upload', repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+            return 'https://example.invalid/commit'
+
+    import optnets.weights.hub
+    monkeypatch.setattr(optnets.weights.hub, 'HfApi', Hub)
+    optnets_command(['publish', str(folder), '--repo', 'me/hb_net_20'])
+    assert calls[0] == ('create', 'me/hb_net_20') and 'model.safetensors' in calls[1][2]
+    with pytest.raises(SystemExit):
+        optnets_command(['publish', str(tmp_path), '--repo', 'me/x'])  # not a hub folder: one line, exit 2

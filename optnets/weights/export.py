@@ -34,8 +34,21 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='optnets export', description=__doc__)
     parser.add_argument('checkpoint', help='a .ckpt written by `optnets train`')
-    parser.add_argument('out', help='the .safetensors file to write')
+    parser.add_argument('out', nargs='?', help='the .safetensors file to write')
+    parser.add_argument('--hub-dir', help='instead, write a Hugging Face hub folder (timm config, card, run config)')
+    parser.add_argument('--card', help='with --hub-dir: the model card to include as README.md')
     args = parser.parse_args(argv)
+    if not Path(args.checkpoint).is_file():
+        parser.exit(2, f'optnets export: no checkpoint at {args.checkpoint}\n')
+    if args.hub_dir:
+        from .hub import hub_folder
+        model_args = hub_folder(args.checkpoint, args.hub_dir, args.card)
+        print(f'wrote {args.hub_dir} (model args {model_args})\n'
+              f'load it: timm.create_model("local-dir:{args.hub_dir}", pretrained=True); '
+              f'upload it: optnets publish {args.hub_dir} --repo USER/NAME')
+        return
+    if not args.out:
+        parser.exit(2, 'optnets export: give OUT (a .safetensors file) or --hub-dir DIR\n')
     metadata = export_checkpoint(args.checkpoint, args.out)
     model = metadata.get('model', 'MODEL')
     print(f'wrote {args.out} ({", ".join(f"{k}={v}" for k, v in metadata.items())})\n'

@@ -1,0 +1,60 @@
+"""A training run as a Hugging Face hub folder, and its upload.
+
+``hub_folder`` writes what ``timm.create_model("local-dir:DIR", pretrained=True)`` and the hub need: the weights and
+``config.json`` by timm's own ``save_for_hf`` (with the model arguments, e.g. ``learn_coeffs``), the model card
+as ``README.md``, and the run's LightningCLI ``config.yaml`` and ``metrics.csv``. ``publish`` uploads the folder
+with huggingface_hub.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from huggingface_hub import HfApi
+
+from .export import PREFIX
+
+
+def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card: str | os.PathLike | None = None):
+    """Write the hub folder of a recipe checkpoint; returns the model arguments stored in its config.json."""
+    import timm
+    from timm.models import save_for_hf
+    checkpoint, directory = Path(checkpoint), Path(directory)
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    hparams = ckpt.get('hyper_parameters', {})
+    if 'model' not in hparams or 'state_dict' not in ckpt:
+        raise ValueError(f'{checkpoint} is not a checkpoint of `optnets train` (no model name or state_dict)')
+    model_args = dict(num_classes=hparams.get('num_classes', 1000), in_chans=hparams.get('in_chans', 3),
+                      **(hparams.get('model_kwargs') or {}))
+    model = timm.create_model(hparams['model'], **model_args)
+    model.load_state_dict({k[len(PREFIX):]: v for k, v in ckpt['state_dict'].items() if k.startswith(PREFIX)})
+    staging = Path(tempfile.mkdtemp(prefix=directory.name + '.', dir=directory.parent))
+    try:  # written whole, then moved: an error leaves nothing half-written under the final name
+        save_for_hf(model, staging, model_args=model_args, safe_serialization=True)
+        run = checkpoint.parent.parent
+        for name in ('config.yaml', 'metrics.csv'):
+            found = sorted(run.rglob(name), key=lambda p: p.stat().st_mtime)
+            if found:
+                shutil.copy(found[-1], staging / name)
+        if card is not None:
+            shutil.copy(card, staging / 'README.md')
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return model_args
+
+
+def publish(directory: str | os.PathLike, repo_id: str, private: bool = False) -> str:
+    """Upload a hub folder to ``repo_id`` (created if missing); returns the commit's URL."""
+    directory = Path(directory)
+    if not (directory / 'config.json').is_file():
+        raise FileNotFoundError(f'{directory} is not a hub folder (no config.json): make one with '
+                                '`optnets export CKPT --hub-dir DIR`')
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return str(api.upload_folder(folder_path=str(directory), repo_id=repo_id, commit_message='optnets publish'))
