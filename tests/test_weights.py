@@ -133,3 +133,9 @@ def test_shipped_weights_load_for_real_and_score_as_measured(tag):
     with torch.no_grad():
         correct = sum((model(x).argmax(1) == y).sum().item() for x, y in data.val_dataloader())
     assert correct / 1000 == pytest.approx(json.loads(RUNS.read_text())[tag]['test_top1_first_1000'], abs=0.002)
+
+
+def test_an_architecture_keeps_its_own_default_beside_other_datasets_tags():
+    model = timm.create_model('hb_net_20_cifar')
+    assert model.in_chans == 3 and model.pretrained_cfg['input_size'] == (3, 32, 32)
+    assert timm.create_model('hb_net_20_cifar.fmnist').in_chans == 1

@@ -43,14 +43,14 @@ def checkpoint_filter_fn(state_dict: dict, model: HBNet) -> dict:
 
 
 default_cfgs = generate_default_cfgs({
-    'hb_net_20_cifar': cifar_cfg(),
+    **pretrained_cfgs('hb_net', cfg),  # first: a '*' entry after them stays its architecture's default
+    'hb_net_20_cifar.*': cifar_cfg(),  # CIFAR's 3 channels, not the .fmnist tags' 1
     'hb_net_56_cifar': cifar_cfg(),
     'hb_net_110_cifar': cifar_cfg(),
     'hb_net_18': cfg(),
     'hb_net_34': cfg(),
     'hb_net_50': cfg(),
     'hb_net_101': cfg(),
-    **pretrained_cfgs('hb_net', cfg),
 })
 
 
