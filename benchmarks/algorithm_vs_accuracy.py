@@ -56,6 +56,7 @@ def accuracy(name: str, seed: int, args) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--parts', nargs='+', default=['rates', 'accuracy'], choices=['rates', 'accuracy'])
+    parser.add_argument('--algorithms', nargs='+', default=list(NETWORKS), choices=list(NETWORKS))
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=2)
     parser.add_argument('--train-subset', type=int, default=5000)
@@ -64,7 +65,8 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     file = args.out / 'results.json'
     results = json.loads(file.read_text()) if file.is_file() else {}
-    for algorithm, (name, depth, _) in NETWORKS.items():
+    for algorithm in args.algorithms:
+        name, depth, _ = NETWORKS[algorithm]
         rule = rules.BUILTIN[algorithm]
         if depth is not None:
             optnets.register(name, rule, depth=depth)
