@@ -20,14 +20,14 @@ import optnets  # noqa: E402
 from optnets import rules  # noqa: E402
 from optnets.rules.semantics import evaluate, output  # noqa: E402
 
-NETWORKS = {  # algorithm -> (timm name, registration (rule, depth) if not a family member, model kwargs)
-    'gd': ('avb_gd_20', 20, {}),
-    'heavy_ball': ('hb_net_20_cifar', None, {}),
-    'nesterov': ('avb_nesterov_20', 20, {}),
-    'agd': ('avb_agd_22', 22, {}),  # DenseNet layout of depth 22, growth 12: 0.271M parameters
-    'admm': ('avb_admm_14', 14, {}),  # two streams: one step a stage, ResNet-20's parameters
-    'momentum': ('momentum_net_20_cifar', None, {}),  # gamma fixed, as in the paper
-    'linear_multistep': ('lm_net_20_cifar', None, {}),
+NETWORKS = {  # algorithm -> (timm name, depth to register() it at, or None for a family member)
+    'gd': ('avb_gd_20', 20),
+    'heavy_ball': ('hb_net_20_cifar', None),
+    'nesterov': ('avb_nesterov_20', 20),
+    'agd': ('avb_agd_22', 22),  # DenseNet layout of depth 22, growth 12: 0.271M parameters
+    'admm': ('avb_admm_14', 14),  # two streams: one step a stage, ResNet-20's parameters
+    'momentum': ('momentum_net_20_cifar', None),  # gamma fixed, as in the paper
+    'linear_multistep': ('lm_net_20_cifar', None),
 }
 CONDITIONS, SIZE, ITERATIONS = (10, 100, 1000), 20, 200
 
@@ -66,7 +66,7 @@ def main(argv=None):
     file = args.out / 'results.json'
     results = json.loads(file.read_text()) if file.is_file() else {}
     for algorithm in args.algorithms:
-        name, depth, _ = NETWORKS[algorithm]
+        name, depth = NETWORKS[algorithm]
         rule = rules.BUILTIN[algorithm]
         if depth is not None:
             optnets.register(name, rule, depth=depth)
