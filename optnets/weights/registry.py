@@ -83,7 +83,7 @@ def verified_file(tag: str) -> Path:
         source = entry['source']
         path = Path(hf_hub_download(source['hub'], source['filename'], revision=source.get('revision')))
         cached = True
-    expected = entry.get('sha256') or _pins().get(tag, {}).get('sha256')
+    expected = expected_sha256(tag)
     actual = sha256(path)
     if expected is not None and actual != expected:
         if cached:  # never leave a corrupt file where the next load would find it
@@ -110,7 +110,7 @@ def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> dict
 def status(tag: str) -> str:
     """Whether the file of ``tag`` is here and matches (without downloading)."""
     entry = MANIFEST[tag]
-    expected = entry.get('sha256') or _pins().get(tag, {}).get('sha256')
+    expected = expected_sha256(tag)
     if 'package' in entry['source']:
         path = package_file(entry)
     else:
@@ -123,6 +123,11 @@ def status(tag: str) -> str:
     if expected is None:
         return 'present, no hash to check against'
     return 'ok' if sha256(path) == expected else 'MISMATCH'
+
+
+def expected_sha256(tag: str) -> str | None:
+    """The manifest's hash of ``tag``, or the one pinned at its first download, or None."""
+    return MANIFEST[tag].get('sha256') or _pins().get(tag, {}).get('sha256')
 
 
 def _pins() -> dict:
