@@ -59,8 +59,8 @@ class DenseLayer(nn.Module):
         part = slice(start, start + self.in_widths[j])
         norm = self.norm1
         use_batch = norm.training or norm.running_mean is None
-        x = F.batch_norm(x, None if use_batch else norm.running_mean[part], None if use_batch else norm.running_var[part],
-                         norm.weight[part], norm.bias[part], use_batch, 0.0, norm.eps)
+        mean, var = (None, None) if use_batch else (norm.running_mean[part], norm.running_var[part])
+        x = F.batch_norm(x, mean, var, norm.weight[part], norm.bias[part], use_batch, 0.0, norm.eps)
         return F.conv2d(norm.act(norm.drop(x)), self.conv1.weight[:, part], None, 1, self.conv1.padding)
 
     @torch.no_grad()

@@ -52,7 +52,8 @@ class IdentityPath:
         if self.dense:
             return f'{self.init}: preserved (the concatenated history carries the input)'
         if not self.alive:
-            return f'{self.init}: dies (0 after {self.steps} steps): T must carry the signal, so it is not zero-initialised'
+            return (f'{self.init}: dies (0 after {self.steps} steps): T must carry the signal, so it is not '
+                    'zero-initialised')
         verdict = 'preserved' if abs(self.rate - 1) < 0.01 else \
             f'{"decays" if self.rate < 1 else "grows"} like {self.rate:.2f}^k'
         return f'{self.init}: {verdict} (gain {self.gain:.3g} after {self.steps} steps)'
@@ -115,7 +116,8 @@ class Plan:
         for init in self.rule.inits or ('zero',):
             linear, relu = self.identity_path(init), self.identity_path(init, relu=True)
             verdict = str(relu).split(': ', 1)[1]
-            lines.append(f'    {linear}' + ('' if str(linear) == str(relu) else f'; with a ReLU after each step: {verdict}'))
+            after = '' if str(linear) == str(relu) else f'; with a ReLU after each step: {verdict}'
+            lines.append(f'    {linear}{after}')
         lines.append('  kept between steps:')
         for s in self.streams:
             if s.whole_history:
