@@ -14,6 +14,7 @@ ROUND_TRIP = [
     'z[k+1] = T(z[k] / (1 + g)) - g*z[k-1]  # a comment',
     'y[k+1] = T(y[k]) + a1*x[k]; x[k+1] = T(x[k] + y[k+1]) - a3*sum_t (y[t] - x[t])',
     'x[k+1] = (2 - c)*x[k] + c*(d + (e - f))*x[k-1]',
+    'x[k+1] = 1.5/(1 + g)*-1*T(x[k]) - (d/g)*x[k-1]',  # a negated quotient prints as -a/b, which parses back
 ]
 
 

@@ -78,6 +78,8 @@ def mul(left: Coeff, right: Coeff) -> Coeff:
             return right
         if isinstance(right, BinOp) and right.op == '*' and isinstance(right.left, Num):
             return mul(Num(left.value * right.left.value), right.right)
+        if isinstance(right, BinOp) and right.op == '/':  # c*(a/b) is (c*a)/b, as -a/b parses
+            return BinOp('/', mul(left, right.left), right.right)
     return BinOp('*', left, right)
 
 
@@ -120,6 +122,8 @@ def is_negative(expr: Coeff) -> bool:
     """Whether the canonical text of ``expr`` starts with a minus (so a sum prints it as ``- ...``)."""
     if isinstance(expr, Num):
         return expr.value < 0
+    if isinstance(expr, BinOp) and expr.op == '/':
+        return is_negative(expr.left)
     return isinstance(expr, BinOp) and expr.op == '*' and isinstance(expr.left, Num) and expr.left.value < 0
 
 
