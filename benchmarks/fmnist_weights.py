@@ -1,12 +1,15 @@
 """Publish the Fashion-MNIST weights trained by recipes/configs/fashion_mnist_full.yaml, with their measurements.
 
-    python benchmarks/fmnist_weights.py --runs RUNS --epoch 11 --out benchmarks/results/fmnist_weights
+    python benchmarks/fmnist_weights.py --runs RUNS --epoch 11 --seed-runs 1=RUNS_SEED1 \
+        --out benchmarks/results/fmnist_weights
 
 RUNS holds the two runs of the config's header (hb_net_20/ with learned coefficients, resnet_20/ with them fixed).
 For each: the epoch's checkpoint is exported to ``optnets/weights/files/<tag>.safetensors`` and entered in the
 manifest with its sha256, size and cfg; the shipped file is then loaded through timm's pretrained path and scored on
 all 10k test images; the curves, the learned coefficients and ``runs.json`` go to ``--out`` (model cards are made
 from that JSON: ``python -m optnets.weights.cards``). The last epoch is published, never a best-on-test one.
+``--seed-runs SEED=DIR`` adds the same two runs with another ``--seed_everything``: scored the same way at the same
+epoch, they give the spread over seeds (the published weights stay those of RUNS).
 """
 import argparse
 import csv
@@ -19,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import optnets  # noqa: F401
 from optnets.weights import export_checkpoint, registry
+from optnets.weights.export import model_weights, read_checkpoint
 from recipes.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, FashionMNISTDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +37,15 @@ COMMANDS = {
     'resnet_20': f"OMP_NUM_THREADS=1 optnets train fit --config {CONFIG} --model.init_args.model_kwargs "
                  "'{learn_coeffs: false}' --trainer.default_root_dir runs/fmnist_full/resnet_20",
 }
+
+
+def checkpoint_at(run: Path, epoch: int) -> Path:
+    """The checkpoint a run wrote at the end of ``epoch`` (``latest-epoch=E-step=S.ckpt``, or ``epoch=E.ckpt`` as
+    the recipe named them before it kept a separate latest-state callback)."""
+    found = [*run.glob(f'checkpoints/latest-epoch={epoch}-step=*.ckpt'), *run.glob(f'checkpoints/epoch={epoch}.ckpt')]
+    if len(found) != 1:
+        raise FileNotFoundError(f'{run}: expected one checkpoint of epoch {epoch}, found {found}')
+    return found[0]
 
 
 def curves(run: Path, last: int) -> dict:
@@ -99,6 +112,8 @@ def main(argv=None):
     parser.add_argument('--runs', type=Path, required=True)
     parser.add_argument('--epoch', type=int, required=True, help='the last epoch (0-based) of the runs')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks/results/fmnist_weights')
+    parser.add_argument('--seed-runs', type=lambda text: (text.split('=', 1)[0], Path(text.split('=', 1)[1])),
+                        action='append', default=[], metavar='SEED=DIR', help='the same runs with another seed')
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     manifest_path = Path(registry.__file__).with_name('manifest.json')
@@ -108,7 +123,7 @@ def main(argv=None):
         run = args.runs / folder
         file = Path(registry.__file__).with_name('files') / f'{tag}.safetensors'
         file.parent.mkdir(exist_ok=True)
-        export_checkpoint(run / 'checkpoints' / f'epoch={args.epoch}.ckpt', file)
+        export_checkpoint(checkpoint_at(run, args.epoch), file)
         file.chmod(0o644)
         manifest[tag] = {
             'source': {'package': f'files/{file.name}'}, 'sha256': registry.sha256(file), 'size': file.stat().st_size,
@@ -123,6 +138,10 @@ def main(argv=None):
             test_top1_first_1000=test_top1(model, 1000), curves=curves(run, args.epoch),
             parameters=sum(p.numel() for p in model.parameters()), gmacs=gmacs(model),
             coefficients=coefficients(model), sha256=manifest[tag]['sha256'], size=manifest[tag]['size'])
+        results[tag]['seeds'] = {'0': results[tag]['test_top1']}
+        for seed, root in args.seed_runs:
+            model.load_state_dict(model_weights(read_checkpoint(checkpoint_at(root / folder, args.epoch))))
+            results[tag]['seeds'][seed] = test_top1(model)
         print(f'{tag}: test top-1 {100 * results[tag]["test_top1"]:.2f}% ({file}, sha256 {results[tag]["sha256"]})')
     manifest_path.write_text(json.dumps(manifest, indent=1) + '\n')
     (args.out / 'runs.json').write_text(json.dumps(results, indent=1) + '\n')

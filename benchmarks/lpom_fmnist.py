@@ -19,7 +19,7 @@ from torchvision import datasets
 
 from optnets.lpom import LPOM, get_activation
 from optnets.lpom.solver import augment, forward, loss_value
-from recipes.data import FashionMNISTDataModule, default_root
+from recipes.data import FashionMNISTDataModule, fashion_mnist_root
 
 ARCHS = {'784-300-10': [784, 300, 10], '784-1000-500-250-10': [784, 1000, 500, 250, 10]}
 SGD_RATES = (0.01, 0.03, 0.1, 0.3)
@@ -27,7 +27,7 @@ SGD_RATES = (0.01, 0.03, 0.1, 0.3)
 
 def load():
     FashionMNISTDataModule().prepare_data()
-    train, test = (datasets.FashionMNIST(default_root(), train=t) for t in (True, False))
+    train, test = (datasets.FashionMNIST(fashion_mnist_root(), train=t) for t in (True, False))
     as_float = lambda d: (d.data.reshape(len(d.data), -1).float() / 255, d.targets)  # noqa: E731
     return as_float(train), as_float(test)
 

@@ -1,23 +1,145 @@
-"""LightningDataModules: CIFAR-10/100, ImageNet (ImageFolder), Fashion-MNIST, and a synthetic smoke-test set."""
+"""LightningDataModules: CIFAR-10/100, ImageNet (ImageFolder), Fashion-MNIST, and a synthetic smoke-test set.
+
+Every loader is a ``StatefulDataLoader`` over ``(index, seed)`` keys from a ``SeededSampler``: the order of an epoch
+and each sample's random augmentation are functions of the run's seed, the epoch and the position alone, so a run
+resumed mid-epoch (Lightning stores the loader's position in the checkpoint) sees exactly the batches the
+uninterrupted run saw, whatever the number of workers.
+"""
+import ctypes
 import gzip
+import hashlib
 import os
-import shutil
+import random
+import signal
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Sampler, Subset
+from torchdata.stateful_dataloader import StatefulDataLoader
 from torchvision import datasets, transforms as T
 
 from optnets.models.network import CIFAR_MEAN, CIFAR_STD
 
 DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+FASHION_MNIST_MD5 = {  # of the decompressed originals: the same whichever gzip packed them (Debian's repacks do)
+    'train-images-idx3-ubyte': 'f4a8712d7a061bf5bd6d2ca38dc4d50a',
+    'train-labels-idx1-ubyte': '9018921c3c673c538a1fc5bad174d6f9',
+    't10k-images-idx3-ubyte': '8181f5470baa50b63fa0f6fddb340f0a',
+    't10k-labels-idx1-ubyte': '15d484375f8d13e6eb1aabb0c3f46965',
+}
 
 
 def default_root() -> Path:
     return Path(os.environ.get('OPTNETS_DATA', Path.home() / '.cache' / 'optnets' / 'data'))
+
+
+@contextmanager
+def seeded(seed: int):
+    """Run a block on torch's, NumPy's and Python's generators seeded with ``seed``; the global states are kept."""
+    python, numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+
+
+class SeededSampler(Sampler):
+    """Yields ``(index, seed)``: a permutation of the dataset (or its order, ``shuffle=False``) and one seed per
+    sample, both drawn from ``(seed, epoch)`` alone. Lightning calls ``set_epoch`` before each epoch."""
+
+    def __init__(self, length: int, seed: int, shuffle: bool):
+        self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> 'SeededOrder':
+        return SeededOrder(self, self.epoch)
+
+
+class SeededOrder(Iterator[tuple[int, int]]):
+    """One epoch of a ``SeededSampler``; its state (epoch and position) is what the loader's checkpoint holds, so
+    a resumed loader continues that epoch whenever Lightning gets round to ``set_epoch``."""
+
+    def __init__(self, sampler: SeededSampler, epoch: int):
+        self.sampler = sampler
+        self.load_state_dict({'epoch': epoch, 'position': 0})
+
+    def state_dict(self) -> dict:
+        return {'epoch': self.epoch, 'position': self.position}
+
+    def load_state_dict(self, state: dict):
+        sampler, self.epoch, self.position = self.sampler, state['epoch'], state['position']
+        generator = torch.Generator().manual_seed((sampler.seed * 1_000_003 + self.epoch) % 2**63)
+        n = sampler.length
+        self.order = (torch.randperm(n, generator=generator) if sampler.shuffle else torch.arange(n)).tolist()
+        self.seeds = torch.randint(2**62, (n,), generator=generator).tolist()
+
+    def __next__(self) -> tuple[int, int]:
+        if self.position >= len(self.order):
+            raise StopIteration
+        self.position += 1
+        return self.order[self.position - 1], self.seeds[self.position - 1]
+
+
+class SeededSamples(Dataset):
+    """``dataset[index]`` computed under the key's own seed, so its random transforms depend on nothing else."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        with seeded(seed):
+            return self.dataset[index]
+
+
+def die_with_parent(worker_id: int):
+    """A loader worker ends with its parent process (Linux), so a killed run leaves no orphaned workers."""
+    if hasattr(os, 'sched_getaffinity'):  # Linux: prctl(PR_SET_PDEATHSIG, SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def fashion_mnist_root() -> Path:
+    """The decompressed Fashion-MNIST cache, in a folder named by the checksums of the files it may hold (only
+    files that match them are ever written there), so no earlier or different copy is ever served from it."""
+    key = hashlib.sha256(' '.join(FASHION_MNIST_MD5.values()).encode()).hexdigest()[:12]
+    return default_root() / f'fashion-mnist-{key}'
+
+
+def decompress_verified(packed: Path, target: Path, md5: str):
+    """Decompress ``packed`` to ``target`` if its content has checksum ``md5``; else raise, writing nothing."""
+    partial, digest = target.with_name(target.name + '.partial'), hashlib.md5()
+    try:
+        with gzip.open(packed) as data, open(partial, 'wb') as out:
+            while chunk := data.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != md5:
+            raise ValueError(f'md5 {digest.hexdigest()}, expected {md5}')
+        partial.replace(target)  # atomic: an interrupted copy never passes for a complete one
+    except (OSError, EOFError, ValueError) as error:
+        raise ValueError(f'{packed} is not Fashion-MNIST\'s {packed.name} ({error}): the file is corrupt or '
+                         'changed; reinstall dataset-fashion-mnist or point --data.root at the original files'
+                         ) from None
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -32,8 +154,18 @@ class ImageDataModule(L.LightningDataModule):
         self.root = Path(root).expanduser() if root else default_root()
         self.download, self.batch_size, self.num_workers = download, batch_size, num_workers
         self.train_subset, self.val_subset = train_subset, val_subset
+        if batch_size < 1 or num_workers < 0:
+            raise ValueError(f'batch_size must be at least 1 and num_workers at least 0, got {batch_size} and '
+                             f'{num_workers}')
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
+        self.seed = torch.initial_seed()  # the run's seed (seed_everything); resumed from the checkpoint
+
+    def state_dict(self) -> dict:
+        return {'seed': self.seed}
+
+    def load_state_dict(self, state: dict):
+        self.seed = state['seed']
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         raise NotImplementedError
@@ -48,18 +180,20 @@ class ImageDataModule(L.LightningDataModule):
     def _subset(dataset: Dataset, size: Optional[int]) -> Dataset:
         return Subset(dataset, range(min(size, len(dataset)))) if size else dataset
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool) -> StatefulDataLoader:
         workers = self.num_workers
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=workers,
-                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(), drop_last=shuffle)
+        return StatefulDataLoader(SeededSamples(dataset), batch_size=self.batch_size,
+                                  sampler=SeededSampler(len(dataset), self.seed, shuffle), num_workers=workers,
+                                  persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+                                  drop_last=shuffle, worker_init_fn=die_with_parent)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> StatefulDataLoader:
         return self._loader(self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> StatefulDataLoader:
         return self.val_dataloader()
 
 
@@ -131,29 +265,22 @@ class FashionMNISTDataModule(ImageDataModule):
         self.image_size, self.augment = image_size, augment
 
     def prepare_data(self):
-        cache = default_root() / 'FashionMNIST' / 'raw'
-        source = self.raw_files
-        names = [name for name, _ in datasets.FashionMNIST.resources]
-        if all((source / name).is_file() for name in names):
+        source, cache = self.raw_files, fashion_mnist_root() / 'FashionMNIST' / 'raw'
+        if all((source / f'{name}.gz').is_file() for name in FASHION_MNIST_MD5):
             cache.mkdir(parents=True, exist_ok=True)
-            for name in names:  # decompressed where torchvision's reader finds them, so it never downloads
-                target = cache / name.removesuffix('.gz')
-                if not target.is_file():
-                    partial = target.with_suffix('.partial')
-                    with gzip.open(source / name) as packed, open(partial, 'wb') as out:
-                        shutil.copyfileobj(packed, out)
-                    partial.rename(target)  # atomic: an interrupted copy never passes for a complete one
+            for name, md5 in FASHION_MNIST_MD5.items():  # re-read each time: --data.root is never ignored
+                decompress_verified(source / f'{name}.gz', cache / name, md5)
         elif not self.download:
             raise FileNotFoundError(f'Fashion-MNIST .gz files not found in {source}: apt-get install '
                                     'dataset-fashion-mnist, pass --data.root DIR, or --data.download true')
-        datasets.FashionMNIST(default_root(), train=True, download=True)
+        datasets.FashionMNIST(fashion_mnist_root(), train=True, download=True)  # downloads verify the .gz md5s
 
     def datasets(self):
         pad = (self.image_size - 28) // 2
         normalize = [T.Pad(pad), T.ToTensor(), T.Normalize(FASHION_MNIST_MEAN, FASHION_MNIST_STD)]
         augment = [T.RandomCrop(28, padding=2), T.RandomHorizontalFlip()] if self.augment else []
-        train = datasets.FashionMNIST(default_root(), train=True, transform=T.Compose(augment + normalize))
-        val = datasets.FashionMNIST(default_root(), train=False, transform=T.Compose(normalize))
+        train = datasets.FashionMNIST(fashion_mnist_root(), train=True, transform=T.Compose(augment + normalize))
+        val = datasets.FashionMNIST(fashion_mnist_root(), train=False, transform=T.Compose(normalize))
         return train, val
 
 

@@ -3,7 +3,11 @@
 LightningCLI gives ``--print_config``, command-line overrides, multi-GPU and multi-node DDP
 (``--trainer.devices``, ``--trainer.num_nodes``, ``--trainer.strategy ddp``), mixed precision
 (``--trainer.precision bf16-mixed``) and resuming (``--ckpt_path last``). Checkpoints go to
-``<trainer.default_root_dir>/checkpoints`` (``last.ckpt`` included), CSV and TensorBoard logs beside them.
+``<trainer.default_root_dir>/checkpoints``, CSV and TensorBoard logs beside them: ``best-*.ckpt`` by ``val/top1``
+(``--best.*`` sets that ModelCheckpoint) and ``last.ckpt``, the latest state, written at each epoch's end (or each
+``--latest.every_n_train_steps``), on SIGTERM (then the exit code is 143) and never half-written. A resumed run
+continues exactly where the interrupted one was (``recipes.reliability``, ``recipes.data``); a non-finite loss or
+weight stops a run with exit code 1 before it is saved.
 EMA weights: ``--trainer.callbacks+=EMAWeightAveraging``. The model is ``recipes.module.ImageClassifier`` unless
 a config names another LightningModule (``recipes.lpom_module.LPOMClassifier`` trains without backpropagation).
 """
@@ -16,26 +20,32 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from optnets.weights.export import is_checkpoint_file
 from .data import ImageDataModule
+from .reliability import AtomicCheckpointIO, CheckpointOnSIGTERM, ExactResume, NonFiniteError, StopOnNonFinite
 from . import lpom_module, module  # noqa: F401  (the LightningModules a config may name)
 
 TRAINER_DEFAULTS = {
     'default_root_dir': 'runs/default',
 }
+SIGTERM_EXIT = 143  # 128 + SIGTERM: what a scheduler reads as "terminated, requeue"
 
 
 def default_callbacks():
-    """The best checkpoint by ``val/top1``, and ``last.ckpt``, the latest state, from a callback of its own:
-    Lightning writes ``last.ckpt`` only when its callback saves a top-k checkpoint, so a ``last.ckpt`` that
-    shares the monitored callback goes stale whenever validation does not improve."""
-    return [ModelCheckpoint(monitor='val/top1', mode='max', filename='best-{epoch}'),
-            ModelCheckpoint(save_last=True, filename='latest-{epoch}-{step}'),
-            LearningRateMonitor()]
+    return [LearningRateMonitor(), ExactResume(), CheckpointOnSIGTERM(), StopOnNonFinite()]
 
 
 class OptnetsCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
+        # Two checkpoint callbacks: the best by val/top1, and the latest state as last.ckpt from a callback of its
+        # own (Lightning writes last.ckpt only when its callback saves a top-k checkpoint, so a last.ckpt that shares
+        # the monitored callback goes stale whenever validation does not improve).
+        parser.add_lightning_class_args(ModelCheckpoint, 'best')
+        parser.set_defaults({'best.monitor': 'val/top1', 'best.mode': 'max', 'best.filename': 'best-{epoch}'})
+        parser.add_lightning_class_args(ModelCheckpoint, 'latest')
+        parser.set_defaults({'latest.save_last': True, 'latest.filename': 'latest-{epoch}-{step}'})
         parser.set_defaults({'model': {'class_path': 'recipes.module.ImageClassifier'}})
         parser.link_arguments('data.num_classes', 'model.init_args.num_classes', apply_on='instantiate')
         parser.link_arguments('data.in_chans', 'model.init_args.in_chans', apply_on='instantiate')
@@ -45,19 +55,36 @@ class OptnetsCLI(LightningCLI):
         root = config.get('default_root_dir') or TRAINER_DEFAULTS['default_root_dir']
         if config.get('logger') in (None, True):  # CSV and TensorBoard logs in the run folder, a version a launch
             kwargs['logger'] = [CSVLogger(root, name='csv'), TensorBoardLogger(root, name='tensorboard')]
+        if not config.get('plugins'):
+            kwargs['plugins'] = [AtomicCheckpointIO()]
         trainer = super().instantiate_trainer(**kwargs)
         for callback in trainer.checkpoint_callbacks:
             # one fixed folder per run, so that --ckpt_path last finds the last.ckpt of a previous launch
             callback.dirpath = callback.dirpath or os.path.join(root, 'checkpoints')
         return trainer
 
+    def parse_arguments(self, parser, args):
+        super().parse_arguments(parser, args)  # a bad --ckpt_path is refused before LightningCLI reads it
+        subcommand = self.config.get('subcommand')
+        ckpt = self.config.get(subcommand).get('ckpt_path') if subcommand else None
+        if ckpt and ckpt not in ('last', 'best', 'hpc') and not is_checkpoint_file(ckpt):
+            raise ValueError(f'--ckpt_path {ckpt}: not a checkpoint (missing, empty, truncated or not written by '
+                             'torch.save); `--ckpt_path last` resumes from the run folder\'s last.ckpt')
+
 
 def cli_main(args=None):
     """Run the CLI; a bad model name, a missing data folder or a bad value ends in one line, before training."""
     try:
-        return OptnetsCLI(L.LightningModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args,
+        return OptnetsCLI(L.LightningModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                          args=args,
                           trainer_defaults={**TRAINER_DEFAULTS, 'callbacks': default_callbacks()},
                           save_config_kwargs={'overwrite': True}, parser_kwargs={'exit_on_error': False})
+    except SIGTERMException:
+        print('optnets train: stopped by SIGTERM; resume with --ckpt_path last', file=sys.stderr)
+        sys.exit(SIGTERM_EXIT)
+    except NonFiniteError as error:
+        print(f'optnets train: error: {error}', file=sys.stderr)
+        sys.exit(1)
     except (ArgumentError, ValueError, FileNotFoundError) as error:
         chain = [error]
         while chain[-1].__cause__ is not None:  # jsonargparse wraps the model's or data module's own error

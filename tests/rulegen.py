@@ -55,7 +55,6 @@ def term_text(streams, owner: str, kind: str):
     transform = st.builds(lambda c, parts: f'{c}*T({" + ".join(parts)})', coeff, st.lists(
         st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated)), min_size=1, max_size=3))
     plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True), st.sampled_from(streams))
-    transform_sum = st.builds(lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))
     if kind == 'residual':
         return st.one_of(iterate, transform, plain_sum)
     if kind == 'dense':

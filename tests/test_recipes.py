@@ -5,9 +5,6 @@ images in torchvision's dataset classes' place, or an ImageFolder tree written b
 """
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +22,6 @@ from recipes.data import (DEBIAN_FASHION_MNIST, CIFAR10DataModule, CIFAR100DataM
 from recipes.module import ImageClassifier
 from recipes.train import cli_main
 
-REPO = Path(__file__).resolve().parents[1]
 QUICK = ['--data', 'recipes.data.SyntheticDataModule', '--data.length', '16', '--data.batch_size', '8',
          '--model.model', 'hb_net_20_cifar', '--trainer.accelerator', 'cpu', '--trainer.enable_progress_bar',
          'false', '--trainer.log_every_n_steps', '1', '--trainer.enable_model_summary', 'false']
@@ -144,18 +140,6 @@ def test_export_takes_the_ema_weights(tmp_path):
         weight = f.get_tensor('fc.weight')
     assert torch.equal(weight, ckpt['state_dict']['model.fc.weight'])
     assert not torch.equal(weight, ckpt['current_model_state']['model.fc.weight'])
-
-
-@pytest.mark.timeout(300)
-def test_ddp_on_two_cpu_processes(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run(
-        [sys.executable, '-m', 'recipes.train', 'fit', *QUICK, '--trainer.max_steps', '2', '--trainer.devices', '2',
-         '--trainer.strategy', 'ddp', '--trainer.default_root_dir', str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert 'MEMBER: 1/2' in result.stderr and 'MEMBER: 2/2' in result.stderr
-    assert (tmp_path / 'checkpoints' / 'last.ckpt').is_file()
 
 
 @pytest.mark.parametrize('args, message', [

@@ -4,6 +4,8 @@ weights are taken when the run averaged them (Lightning's EMA callback stores th
 ``state_dict``, the raw weights under ``current_model_state``)."""
 import argparse
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -12,22 +14,52 @@ from safetensors.torch import save_file
 PREFIX = 'model.'
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Write the model weights of ``checkpoint`` to ``out``; returns the metadata stored with them."""
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+def is_checkpoint_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a whole file in torch.save's zip format (a truncated one lacks its central directory)."""
+    return Path(path).is_file() and zipfile.is_zipfile(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load`` a training checkpoint (tensors and plain data only); a file that is not one whole checkpoint
+    (missing, empty, truncated, another format) raises one ``ValueError`` that names it."""
+    if not is_checkpoint_file(path):
+        raise ValueError(f'{path}: not a checkpoint (missing, empty, truncated or not written by torch.save)')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise ValueError(f'{path}: not a readable checkpoint ({str(error).strip().splitlines()[0]})') from None
+    if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
+        raise ValueError(f'{path}: a torch file but not a training checkpoint (no state_dict)')
+    return ckpt
+
+
+def model_weights(ckpt: dict) -> dict:
+    """The timm model's state dict inside a recipe checkpoint (its EMA average when the run kept one)."""
     state = ckpt['state_dict']
     weights = {k[len(PREFIX):]: v.contiguous() for k, v in state.items() if k.startswith(PREFIX)}
     weights = {k.replace('_orig_mod.', ''): v for k, v in weights.items()}  # torch.compile'd modules
     if not weights:
-        raise ValueError(f'{checkpoint} holds no "{PREFIX}*" weights: is it an optnets recipe checkpoint?')
+        raise ValueError(f'the checkpoint holds no "{PREFIX}*" weights: is it an optnets recipe checkpoint?')
+    return weights
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Write the model weights of ``checkpoint`` to ``out``; returns the metadata stored with them."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f'{out} is a folder: give the .safetensors file to write, or --hub-dir {out}')
+    ckpt = read_checkpoint(checkpoint)
+    weights = model_weights(ckpt)
     hparams = ckpt.get('hyper_parameters', {})
     metadata = {key: str(hparams[key]) for key in ('model', 'num_classes', 'in_chans', 'model_kwargs')
                 if key in hparams}
     metadata['ema'] = str('current_model_state' in ckpt)
-    out = Path(out)
     partial = out.with_name(out.name + '.partial')
-    save_file(weights, str(partial), metadata=metadata)
-    partial.replace(out)  # never leaves a half-written file under the final name
+    try:
+        save_file(weights, str(partial), metadata=metadata)
+        partial.replace(out)  # never leaves a half-written file under the final name
+    finally:
+        partial.unlink(missing_ok=True)
     return metadata
 
 
@@ -38,8 +70,6 @@ def main(argv=None):
     parser.add_argument('--hub-dir', help='instead, write a Hugging Face hub folder (timm config, card, run config)')
     parser.add_argument('--card', help='with --hub-dir: the model card to include as README.md')
     args = parser.parse_args(argv)
-    if not Path(args.checkpoint).is_file():
-        parser.exit(2, f'optnets export: no checkpoint at {args.checkpoint}\n')
     if args.hub_dir:
         from .hub import hub_folder
         model_args = hub_folder(args.checkpoint, args.hub_dir, args.card)

@@ -12,10 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 from huggingface_hub import HfApi
 
-from .export import PREFIX
+from .export import model_weights, read_checkpoint
 
 
 def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card: str | os.PathLike | None = None):
@@ -23,14 +22,14 @@ def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card
     import timm
     from timm.models import save_for_hf
     checkpoint, directory = Path(checkpoint), Path(directory)
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    ckpt = read_checkpoint(checkpoint)
     hparams = ckpt.get('hyper_parameters', {})
     if 'model' not in hparams or 'state_dict' not in ckpt:
         raise ValueError(f'{checkpoint} is not a checkpoint of `optnets train` (no model name or state_dict)')
     model_args = dict(num_classes=hparams.get('num_classes', 1000), in_chans=hparams.get('in_chans', 3),
                       **(hparams.get('model_kwargs') or {}))
     model = timm.create_model(hparams['model'], **model_args)
-    model.load_state_dict({k[len(PREFIX):]: v for k, v in ckpt['state_dict'].items() if k.startswith(PREFIX)})
+    model.load_state_dict(model_weights(ckpt))
     staging = Path(tempfile.mkdtemp(prefix=directory.name + '.', dir=directory.parent))
     try:  # written whole, then moved: an error leaves nothing half-written under the final name
         save_for_hf(model, staging, model_args=model_args, safe_serialization=True)

@@ -1,0 +1,96 @@
+"""What makes a training run lose nothing and never be silently wrong, as Lightning plug-ins.
+
+- ``AtomicCheckpointIO``: a checkpoint is written whole under its name or not at all (a temporary file, renamed).
+- ``ExactResume``: the Python, NumPy and torch random states travel in the checkpoint and are set again when
+  training restarts, so mixup, dropout and drop-path after a resume draw what the uninterrupted run drew (the data
+  pipeline draws from its own per-sample seeds: ``recipes.data.SeededSampler``); and the loader's position in the
+  checkpoint is applied, which Lightning skips when ``configure_optimizers`` read ``estimated_stepping_batches``.
+- ``CheckpointOnSIGTERM``: SIGTERM (a scheduler's preemption) ends the run at the next batch boundary with
+  ``last.ckpt`` holding that state; the CLI then exits 143, so the scheduler requeues instead of counting a success.
+- ``StopOnNonFinite``: a non-finite loss or weight ends the run (``NonFiniteError``) before a checkpoint of that
+  state is written; the checkpoints already on disk stay as they were.
+"""
+import os
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or weight."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, with the file written to ``NAME.partial`` and renamed over ``NAME``: a kill
+    mid-write leaves the previous checkpoint intact and no half-written one under the final name."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        partial = path.with_name(path.name + '.partial')
+        try:
+            super().save_checkpoint(checkpoint, partial, storage_options)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+class ExactResume(L.Callback):
+    """The global random states in the checkpoint, and both they and the loader's saved position applied when
+    training restarts, after the data loading was set up."""
+
+    def __init__(self):
+        self.pending = None
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {'torch': torch.get_rng_state(), 'python': random.getstate(),  # plain types: weights_only loads them
+                'numpy': [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+
+    def load_state_dict(self, state: dict):
+        self.pending = state
+
+    def on_train_start(self, trainer, pl_module):
+        loop = trainer.fit_loop
+        if loop.restarting and loop._combined_loader_states_to_load:
+            # Lightning #20550: when configure_optimizers reads trainer.estimated_stepping_batches, the train loader
+            # is set up before the checkpoint is restored and its saved position is never applied: apply it here and
+            # start the loader again from it, as Lightning's own path does (the fix proposed upstream, PR #21765).
+            loop._load_combined_loader_states()
+            iter(loop._data_fetcher)
+        if self.pending is not None:
+            kind, keys, pos, has_gauss, gauss = self.pending['numpy']
+            torch.set_rng_state(self.pending['torch'])
+            random.setstate(self.pending['python'])
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            self.pending = None
+
+
+class CheckpointOnSIGTERM(L.Callback):
+    """On Lightning's SIGTERM exit, save ``last.ckpt`` in the folder of the checkpoint callback that keeps one."""
+
+    def on_exception(self, trainer, pl_module, exception):
+        if not isinstance(exception, SIGTERMException):
+            return
+        keeper = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, 'save_last', False)), None)
+        if keeper is not None and keeper.dirpath:
+            trainer.save_checkpoint(os.path.join(keeper.dirpath, keeper.CHECKPOINT_NAME_LAST + keeper.FILE_EXTENSION))
+
+
+class StopOnNonFinite(L.Callback):
+    """After every training step, check the loss and every parameter; raise ``NonFiniteError`` on NaN or inf.
+    Lightning runs checkpoint callbacks after all others, so the failing state is never saved."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs.get('loss') if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
+            raise NonFiniteError(f'the training loss became {loss.item()} at step {trainer.global_step}: '
+                                 'lower --model.lr (the checkpoints on disk hold the last finite state)')
+        bad = next((name for name, p in pl_module.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            raise NonFiniteError(f'parameter {bad} became non-finite at step {trainer.global_step}: lower '
+                                 '--model.lr (the checkpoints on disk hold the last finite state)')

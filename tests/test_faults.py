@@ -1,0 +1,256 @@
+"""Training runs that lose nothing: real `optnets train` processes interrupted by SIGTERM and SIGKILL resume to the
+bit-identical end of an uninterrupted run; corrupt data, divergence and bad files end in one line, nothing left
+half-written. The runs use 96 real Fashion-MNIST images with their random crops and flips (6 steps an epoch)."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from optnets.cli import main as optnets_command
+from recipes.data import DEBIAN_FASHION_MNIST, FASHION_MNIST_MD5, FashionMNISTDataModule, fashion_mnist_root
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{REPO / "tests"}', OMP_NUM_THREADS='1')
+RUN = ['fit', '--data', 'recipes.data.FashionMNISTDataModule', '--data.train_subset', '96', '--data.val_subset',
+       '32', '--data.batch_size', '16', '--data.num_workers', '0', '--model.model', 'hb_net_20_cifar',
+       '--model.lr', '0.05', '--model.schedule', 'cosine', '--trainer.max_epochs', '2', '--trainer.accelerator',
+       'cpu', '--trainer.enable_progress_bar', 'false', '--trainer.enable_model_summary', 'false',
+       '--trainer.log_every_n_steps', '1', '--latest.every_n_train_steps', '3', '--seed_everything', '7']
+needs_fmnist = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason='apt-get install dataset-fashion-mnist')
+
+
+def optnets_train(root: Path, *args: str) -> subprocess.Popen:
+    """A real `optnets train` process (python -m optnets, as DDP's launcher would start it again)."""
+    return subprocess.Popen([sys.executable, '-m', 'optnets', 'train', *RUN, '--trainer.default_root_dir',
+                             str(root), *args], cwd=root.parent, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    _, err = process.communicate(timeout=timeout)
+    return process.returncode, err
+
+
+def interrupt_at(root: Path, step: int, sig: signal.Signals, *args: str) -> tuple[int, str, list[int]]:
+    """Run until ``step``, send ``sig``; returns the exit code, stderr, and the loader workers alive before."""
+    ready = root.parent / f'{root.name}.ready'
+    process = optnets_train(root, '--trainer.callbacks+=helpers.WaitAt', '--trainer.callbacks.step', str(step),
+                            '--trainer.callbacks.ready', str(ready), *args)
+    deadline = time.monotonic() + 200
+    while not ready.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
+        time.sleep(0.05)
+    workers = children(process.pid)
+    process.send_signal(sig)
+    code, err = finish(process)
+    return code, err, workers
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def final_state(root: Path) -> dict:
+    return torch.load(root / 'checkpoints' / 'last.ckpt', weights_only=True)
+
+
+def step_losses(root: Path) -> dict[int, str]:
+    """The logged training loss of every step, across the run's launches (the text Lightning wrote)."""
+    losses = {}
+    for path in sorted((root / 'csv').glob('version_*/metrics.csv')):
+        with open(path) as f:
+            losses.update({int(r['step']): r['train/loss_step'] for r in csv.DictReader(f) if r['train/loss_step']})
+    return losses
+
+
+def assert_same_run(a: dict, b: dict):
+    assert a['global_step'] == b['global_step'] == 12 and a['epoch'] == b['epoch']
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    for key in a['state_dict']:
+        assert torch.equal(a['state_dict'][key], b['state_dict'][key]), key
+    for x, y in zip(a['optimizer_states'][0]['state'].values(), b['optimizer_states'][0]['state'].values()):
+        assert torch.equal(x['momentum_buffer'], y['momentum_buffer'])
+    assert a['lr_schedulers'] == b['lr_schedulers']
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp('uninterrupted') / 'run'
+    code, err = finish(optnets_train(root))
+    assert code == 0, err[-3000:]
+    return root
+
+
+@needs_fmnist
+@pytest.mark.timeout(600)
+def test_sigkill_mid_epoch_then_resume_ends_bit_identical_and_leaves_no_workers(uninterrupted, tmp_path):
+    """Killed at step 5 (last.ckpt from step 3, mid-epoch, two loader workers): resumed, the run ends with the
+    uninterrupted run's weights, momentum, schedule and per-step losses, although that one loaded in-process."""
+    root = tmp_path / 'run'
+    code, _, workers = interrupt_at(root, 5, signal.SIGKILL, '--data.num_workers', '2')
+    assert code == -signal.SIGKILL and len(workers) >= 2  # training and validation workers
+    assert final_state(root)['global_step'] == 3
+    time.sleep(1.0)
+    assert not [pid for pid in workers if alive(pid)], 'loader workers outlived their killed parent'
+    code, err = finish(optnets_train(root, '--ckpt_path', 'last', '--data.num_workers', '2'))
+    assert code == 0, err[-3000:]
+    assert_same_run(final_state(root), final_state(uninterrupted))
+    assert step_losses(root) == step_losses(uninterrupted)
+
+
+@needs_fmnist
+@pytest.mark.timeout(600)
+def test_sigterm_saves_last_ckpt_exits_143_and_resumes_bit_identical(uninterrupted, tmp_path):
+    root = tmp_path / 'run'
+    code, err, _ = interrupt_at(root, 8, signal.SIGTERM)
+    assert code == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == 'optnets train: stopped by SIGTERM; resume with --ckpt_path last'
+    assert final_state(root)['global_step'] == 8  # the state at the signal, mid-epoch, not the step-6 checkpoint
+    code, err = finish(optnets_train(root, '--ckpt_path', 'last'))
+    assert code == 0, err[-3000:]
+    assert_same_run(final_state(root), final_state(uninterrupted))
+    assert step_losses(root) == step_losses(uninterrupted)
+
+
+@needs_fmnist
+@pytest.mark.timeout(300)
+def test_divergence_stops_with_one_line_and_no_saved_nan(tmp_path):
+    root = tmp_path / 'run'
+    code, err = finish(optnets_train(root, '--model.lr', '1e8'))
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('optnets train: error: ') and 'lower --model.lr' in last
+    for path in (root / 'checkpoints').glob('*.ckpt'):
+        for value in torch.load(path, weights_only=True)['state_dict'].values():
+            assert torch.isfinite(value.float()).all(), path
+
+
+@needs_fmnist
+@pytest.mark.parametrize('damage', ['truncated', 'changed labels', 'not gzip'])
+def test_a_corrupt_or_changed_fashion_mnist_file_is_refused_in_one_line(tmp_path, damage):
+    source = tmp_path / 'fmnist'
+    source.mkdir()
+    for name in FASHION_MNIST_MD5:
+        (source / f'{name}.gz').symlink_to(DEBIAN_FASHION_MNIST / f'{name}.gz')
+    victim = source / 't10k-labels-idx1-ubyte.gz'
+    victim.unlink()
+    original = (DEBIAN_FASHION_MNIST / victim.name).read_bytes()
+    if damage == 'truncated':
+        victim.write_bytes(original[:len(original) // 2])
+    elif damage == 'not gzip':
+        victim.write_bytes(b'not a gzip file')
+    else:  # a valid .gz whose test labels are all 7
+        import gzip
+        labels = bytearray(gzip.decompress(original))
+        labels[8:] = bytes([7]) * (len(labels) - 8)
+        victim.write_bytes(gzip.compress(bytes(labels)))
+    with pytest.raises(ValueError, match="is not Fashion-MNIST's t10k-labels-idx1-ubyte.gz") as info:
+        FashionMNISTDataModule(root=str(source)).prepare_data()
+    assert '\n' not in str(info.value)
+    assert not list(fashion_mnist_root().rglob('*.partial'))
+
+
+@needs_fmnist
+def test_the_cache_is_named_by_content_and_serves_what_the_source_holds():
+    FashionMNISTDataModule().prepare_data()
+    raw = fashion_mnist_root() / 'FashionMNIST' / 'raw'
+    assert sorted(p.name for p in raw.iterdir() if not p.name.endswith('.gz')) == sorted(FASHION_MNIST_MD5)
+    (raw / 't10k-labels-idx1-ubyte').write_bytes(b'stale')  # a damaged cache is rewritten from the source
+    data = FashionMNISTDataModule(num_workers=0, val_subset=10)
+    data.prepare_data()
+    data.setup()
+    assert len(data.val_set.dataset.targets) == 10_000
+
+
+def write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+@pytest.fixture(scope='module')
+def a_checkpoint(tmp_path_factory):
+    from recipes.train import cli_main
+    root = tmp_path_factory.mktemp('ckpt') / 'run'
+    cli_main(['fit', '--data', 'recipes.data.SyntheticDataModule', '--data.length', '8', '--data.batch_size', '8',
+              '--model.model', 'hb_net_20_cifar', '--trainer.accelerator', 'cpu', '--trainer.max_steps', '1',
+              '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)])
+    return root / 'checkpoints' / 'last.ckpt'
+
+
+@pytest.mark.parametrize('bad', ['missing', 'empty', 'truncated', 'text', 'safetensors'])
+def test_export_refuses_what_is_not_a_checkpoint_in_one_line(bad, a_checkpoint, tmp_path, capsys):
+    from safetensors.torch import save_file
+    source = {
+        'missing': lambda: tmp_path / 'none.ckpt',
+        'empty': lambda: write(tmp_path / 'empty.ckpt', b''),
+        'truncated': lambda: write(tmp_path / 'cut.ckpt', a_checkpoint.read_bytes()[:100_000]),
+        'text': lambda: write(tmp_path / 'text.ckpt', b'hello'),
+        'safetensors': lambda: save_file({'x': torch.zeros(1)}, str(tmp_path / 's.ckpt')) or tmp_path / 's.ckpt',
+    }[bad]()
+    out = tmp_path / 'out.safetensors'
+    with pytest.raises(SystemExit) as info:
+        optnets_command(['export', str(source), str(out)])
+    assert info.value.code not in (0, None)
+    assert str(info.value.code).startswith('optnets export: ') and '\n' not in str(info.value.code)
+    assert sorted(p.name for p in tmp_path.iterdir() if 'out' in p.name) == []
+
+
+def test_export_to_a_folder_is_refused_and_leaves_nothing(a_checkpoint, tmp_path):
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    with pytest.raises(SystemExit, match='is a folder'):
+        optnets_command(['export', str(a_checkpoint), str(folder)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['folder'] and not list(folder.iterdir())
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--ckpt_path', 'EMPTY'], 'not a checkpoint'),
+    (['--data.batch_size', '0'], 'batch_size must be at least 1'),
+    (['--model.lr', '-0.1'], 'lr and weight_decay must be non-negative'),
+])
+def test_bad_settings_are_one_line_and_leave_no_run_folder(args, message, tmp_path, capsys):
+    from recipes.train import cli_main
+    args = [str(write(tmp_path / 'empty.ckpt', b'')) if a == 'EMPTY' else a for a in args]
+    root = tmp_path / 'run'
+    with pytest.raises(SystemExit) as info:
+        cli_main(['fit', '--data', 'recipes.data.SyntheticDataModule', '--trainer.accelerator', 'cpu',
+                  '--trainer.default_root_dir', str(root), *args])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not root.exists()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize('strategy', ['ddp', 'ddp_spawn'])
+def test_optnets_train_runs_ddp_and_ddp_spawn_on_two_cpu_processes(strategy, tmp_path):
+    root = tmp_path / 'run'
+    result = subprocess.run(
+        [sys.executable, '-m', 'optnets', 'train', 'fit', '--data', 'recipes.data.SyntheticDataModule',
+         '--data.length', '16', '--data.batch_size', '4', '--model.model', 'hb_net_20_cifar', '--trainer.accelerator',
+         'cpu', '--trainer.devices', '2', '--trainer.strategy', strategy, '--trainer.max_steps', '2',
+         '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=280)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'MEMBER: 1/2' in result.stderr and 'MEMBER: 2/2' in result.stderr
+    assert final_state(root)['global_step'] == 2
