@@ -49,7 +49,7 @@ def rate(rule, condition: float, seed: int = 0) -> float:
 
 
 def accuracy(name: str, seed: int, args) -> dict:
-    from recipes.compare import train_once
+    from optnets.recipes.compare import train_once
     return train_once(name, {'coeff_init': 'theory'}, seed, args)
 
 

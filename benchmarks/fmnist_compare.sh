@@ -5,9 +5,9 @@
 # for 2 epochs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m recipes.compare --models hb_net_20_cifar --epochs 2 --seeds 0 1 --train-subset 10000 \
+python -m optnets.recipes.compare --models hb_net_20_cifar --epochs 2 --seeds 0 1 --train-subset 10000 \
   --out benchmarks/results/fmnist_hb_net_20
-python -m recipes.compare --models hb_net_20_cifar --epochs 3 --seeds 0 1 --train-subset 20000 \
+python -m optnets.recipes.compare --models hb_net_20_cifar --epochs 3 --seeds 0 1 --train-subset 20000 \
   --out benchmarks/results/fmnist_hb_net_20_long
-python -m recipes.compare --models agd_net_40_cifar --epochs 2 --seeds 0 1 --train-subset 3000 --batch-size 64 \
+python -m optnets.recipes.compare --models agd_net_40_cifar --epochs 2 --seeds 0 1 --train-subset 3000 --batch-size 64 \
   --out benchmarks/results/fmnist_agd_net_40

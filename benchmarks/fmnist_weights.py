@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import optnets  # noqa: F401
 from optnets.weights import export_checkpoint, registry
 from optnets.weights.export import model_weights, read_checkpoint
-from recipes.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, FashionMNISTDataModule
+from optnets.recipes.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, FashionMNISTDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']

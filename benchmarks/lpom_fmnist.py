@@ -19,7 +19,7 @@ from torchvision import datasets
 
 from optnets.lpom import LPOM, get_activation
 from optnets.lpom.solver import augment, forward, loss_value
-from recipes.data import FashionMNISTDataModule, fashion_mnist_root
+from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
 
 ARCHS = {'784-300-10': [784, 300, 10], '784-1000-500-250-10': [784, 1000, 500, 250, 10]}
 SGD_RATES = (0.01, 0.03, 0.1, 0.3)

@@ -50,7 +50,7 @@ def _publish(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['train']:  # sys.argv is left as it is: DDP's launcher starts each process with it again
-        from recipes.train import cli_main
+        from optnets.recipes.train import cli_main
         cli_main(argv[1:])
         return 0
     if argv[:1] == ['export']:

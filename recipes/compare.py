@@ -3,7 +3,7 @@
 Each model is trained twice per seed with the same data order and initial weights: with learnable coefficients
 (``learn_coeffs=True``, starting at the special values) and with them fixed (the ResNet / DenseNet baseline).
 
-    python -m recipes.compare --models hb_net_20_cifar --epochs 1 --train-subset 10000
+    python -m optnets.recipes.compare --models hb_net_20_cifar --epochs 1 --train-subset 10000
 """
 import argparse
 import json

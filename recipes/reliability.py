@@ -2,8 +2,8 @@
 
 - ``AtomicCheckpointIO``: a checkpoint is written whole under its name or not at all (a temporary file, renamed).
 - ``ExactResume``: the Python, NumPy and torch random states travel in the checkpoint and are set again when
-  training restarts, so mixup, dropout and drop-path after a resume draw what the uninterrupted run drew (the data
-  pipeline draws from its own per-sample seeds: ``recipes.data.SeededSampler``); and the loader's position in the
+  training restarts, so mixup, dropout and drop-path after a resume draw what the uninterrupted run drew (the
+  data pipeline draws from its own per-sample seeds: ``data.SeededSampler``); and the loader's position in the
   checkpoint is applied, which Lightning skips when ``configure_optimizers`` read ``estimated_stepping_batches``.
 - ``CheckpointOnSIGTERM``: SIGTERM (a scheduler's preemption) ends the run at the next batch boundary with
   ``last.ckpt`` holding that state; the CLI then exits 143, so the scheduler requeues instead of counting a success.

@@ -1,4 +1,5 @@
-"""The training entry point: ``optnets train fit --config recipes/configs/....yaml`` (or ``python -m recipes.train``).
+"""The training entry point: ``optnets train fit --config fashion_mnist`` (a shipped config by name, or any
+YAML path), or ``python -m optnets.recipes.train``.
 
 LightningCLI gives ``--print_config``, command-line overrides, multi-GPU and multi-node DDP
 (``--trainer.devices``, ``--trainer.num_nodes``, ``--trainer.strategy ddp``), mixed precision
@@ -6,14 +7,16 @@ LightningCLI gives ``--print_config``, command-line overrides, multi-GPU and mul
 ``<trainer.default_root_dir>/checkpoints``, CSV and TensorBoard logs beside them: ``best-*.ckpt`` by ``val/top1``
 (``--best.*`` sets that ModelCheckpoint) and ``last.ckpt``, the latest state, written at each epoch's end (or each
 ``--latest.every_n_train_steps``), on SIGTERM (then the exit code is 143) and never half-written. A resumed run
-continues exactly where the interrupted one was (``recipes.reliability``, ``recipes.data``); a non-finite loss or
-weight stops a run with exit code 1 before it is saved.
-EMA weights: ``--trainer.callbacks+=EMAWeightAveraging``. The model is ``recipes.module.ImageClassifier`` unless
-a config names another LightningModule (``recipes.lpom_module.LPOMClassifier`` trains without backpropagation).
+continues exactly where the interrupted one was (``reliability``, ``data``); a non-finite loss or weight stops a
+run with exit code 1 before it is saved. EMA weights: ``--trainer.callbacks+=EMAWeightAveraging``. The model is
+``optnets.recipes.module.ImageClassifier`` unless a config names another LightningModule
+(``optnets.recipes.lpom_module.LPOMClassifier`` trains without backpropagation).
 """
 import os
 import sys
+import warnings
 from argparse import ArgumentError
+from pathlib import Path
 
 import lightning as L
 
@@ -46,7 +49,7 @@ class OptnetsCLI(LightningCLI):
         parser.set_defaults({'best.monitor': 'val/top1', 'best.mode': 'max', 'best.filename': 'best-{epoch}'})
         parser.add_lightning_class_args(ModelCheckpoint, 'latest')
         parser.set_defaults({'latest.save_last': True, 'latest.filename': 'latest-{epoch}-{step}'})
-        parser.set_defaults({'model': {'class_path': 'recipes.module.ImageClassifier'}})
+        parser.set_defaults({'model': {'class_path': 'optnets.recipes.module.ImageClassifier'}})
         parser.link_arguments('data.num_classes', 'model.init_args.num_classes', apply_on='instantiate')
         parser.link_arguments('data.in_chans', 'model.init_args.in_chans', apply_on='instantiate')
 
@@ -72,8 +75,30 @@ class OptnetsCLI(LightningCLI):
                              'torch.save); `--ckpt_path last` resumes from the run folder\'s last.ckpt')
 
 
+CONFIGS = Path(__file__).with_name('configs')
+
+
+def shipped_configs(args: list[str]) -> list[str]:
+    """``--config NAME`` (``fashion_mnist``, ``models/hb_net_56``) names a config shipped with the package when no
+    file of that name exists; paths work as they are."""
+    def resolve(value: str) -> str:
+        shipped = CONFIGS / f'{value}.yaml'
+        return str(shipped) if not os.path.exists(value) and shipped.is_file() else value
+
+    resolved = list(args)
+    for i, arg in enumerate(resolved):
+        if arg.startswith('--config='):
+            resolved[i] = '--config=' + resolve(arg.removeprefix('--config='))
+        elif i and resolved[i - 1] == '--config':
+            resolved[i] = resolve(arg)
+    return resolved
+
+
 def cli_main(args=None):
     """Run the CLI; a bad model name, a missing data folder or a bad value ends in one line, before training."""
+    args = shipped_configs(sys.argv[1:] if args is None else args)
+    # `optnets train` passes its arguments and leaves sys.argv alone, on purpose: DDP's launcher re-runs sys.argv
+    warnings.filterwarnings('ignore', message="LightningCLI's args parameter is intended")
     try:
         return OptnetsCLI(L.LightningModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
                           args=args,

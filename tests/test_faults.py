@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from optnets.cli import main as optnets_command
-from recipes.data import DEBIAN_FASHION_MNIST, FASHION_MNIST_MD5, FashionMNISTDataModule, fashion_mnist_root
+from optnets.recipes.data import DEBIAN_FASHION_MNIST, FASHION_MNIST_MD5, FashionMNISTDataModule, fashion_mnist_root
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{REPO / "tests"}', OMP_NUM_THREADS='1')
-RUN = ['fit', '--data', 'recipes.data.FashionMNISTDataModule', '--data.train_subset', '96', '--data.val_subset',
+RUN = ['fit', '--data', 'optnets.recipes.data.FashionMNISTDataModule', '--data.train_subset', '96', '--data.val_subset',
        '32', '--data.batch_size', '16', '--data.num_workers', '0', '--model.model', 'hb_net_20_cifar',
        '--model.lr', '0.05', '--model.schedule', 'cosine', '--trainer.max_epochs', '2', '--trainer.accelerator',
        'cpu', '--trainer.enable_progress_bar', 'false', '--trainer.enable_model_summary', 'false',
@@ -190,10 +190,10 @@ def write(path: Path, content: bytes) -> Path:
 
 @pytest.fixture(scope='module')
 def a_checkpoint(tmp_path_factory):
-    from recipes.train import cli_main
+    from optnets.recipes.train import cli_main
     root = tmp_path_factory.mktemp('ckpt') / 'run'
-    cli_main(['fit', '--data', 'recipes.data.SyntheticDataModule', '--data.length', '8', '--data.batch_size', '8',
-              '--model.model', 'hb_net_20_cifar', '--trainer.accelerator', 'cpu', '--trainer.max_steps', '1',
+    cli_main(['fit', '--data', 'optnets.recipes.data.SyntheticDataModule', '--data.length', '8', '--data.batch_size',
+              '8', '--model.model', 'hb_net_20_cifar', '--trainer.accelerator', 'cpu', '--trainer.max_steps', '1',
               '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)])
     return root / 'checkpoints' / 'last.ckpt'
 
@@ -230,11 +230,11 @@ def test_export_to_a_folder_is_refused_and_leaves_nothing(a_checkpoint, tmp_path
     (['--model.lr', '-0.1'], 'lr and weight_decay must be non-negative'),
 ])
 def test_bad_settings_are_one_line_and_leave_no_run_folder(args, message, tmp_path, capsys):
-    from recipes.train import cli_main
+    from optnets.recipes.train import cli_main
     args = [str(write(tmp_path / 'empty.ckpt', b'')) if a == 'EMPTY' else a for a in args]
     root = tmp_path / 'run'
     with pytest.raises(SystemExit) as info:
-        cli_main(['fit', '--data', 'recipes.data.SyntheticDataModule', '--trainer.accelerator', 'cpu',
+        cli_main(['fit', '--data', 'optnets.recipes.data.SyntheticDataModule', '--trainer.accelerator', 'cpu',
                   '--trainer.default_root_dir', str(root), *args])
     assert info.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
@@ -246,7 +246,7 @@ def test_bad_settings_are_one_line_and_leave_no_run_folder(args, message, tmp_pa
 def test_optnets_train_runs_ddp_and_ddp_spawn_on_two_cpu_processes(strategy, tmp_path):
     root = tmp_path / 'run'
     result = subprocess.run(
-        [sys.executable, '-m', 'optnets', 'train', 'fit', '--data', 'recipes.data.SyntheticDataModule',
+        [sys.executable, '-m', 'optnets', 'train', 'fit', '--data', 'optnets.recipes.data.SyntheticDataModule',
          '--data.length', '16', '--data.batch_size', '4', '--model.model', 'hb_net_20_cifar', '--trainer.accelerator',
          'cpu', '--trainer.devices', '2', '--trainer.strategy', strategy, '--trainer.max_steps', '2',
          '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)],

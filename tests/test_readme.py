@@ -14,7 +14,7 @@ def readme_commands() -> list[str]:
 
 def test_readme_opens_with_the_two_commands():
     main_job, tests = readme_commands()
-    assert 'recipes.compare' in main_job and 'dataset-fashion-mnist' in main_job
+    assert 'optnets.recipes.compare' in main_job and 'dataset-fashion-mnist' in main_job
     assert 'pytest' in tests
 
 

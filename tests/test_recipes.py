@@ -17,12 +17,12 @@ from torchvision import datasets
 
 from optnets.cli import main as optnets_command
 from optnets.weights import export_checkpoint
-from recipes.data import (DEBIAN_FASHION_MNIST, CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule,
+from optnets.recipes.data import (DEBIAN_FASHION_MNIST, CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule,
                           ImageNetDataModule, SyntheticDataModule)
-from recipes.module import ImageClassifier
-from recipes.train import cli_main
+from optnets.recipes.module import ImageClassifier
+from optnets.recipes.train import cli_main
 
-QUICK = ['--data', 'recipes.data.SyntheticDataModule', '--data.length', '16', '--data.batch_size', '8',
+QUICK = ['--data', 'optnets.recipes.data.SyntheticDataModule', '--data.length', '16', '--data.batch_size', '8',
          '--model.model', 'hb_net_20_cifar', '--trainer.accelerator', 'cpu', '--trainer.enable_progress_bar',
          'false', '--trainer.log_every_n_steps', '1', '--trainer.enable_model_summary', 'false']
 
@@ -146,7 +146,7 @@ def test_export_takes_the_ema_weights(tmp_path):
     (['--model.model', 'not_a_model'], "unknown model 'not_a_model'"),
     (['--model.not_a_key', '1'], "Parser key \"model\": Option 'not_a_key' is not accepted"),
     (['--trainer.not_a_key', '1'], 'unrecognized arguments: --trainer.not_a_key'),
-    (['--data', 'recipes.data.FashionMNISTDataModule', '--data.root', '/nonexistent'],
+    (['--data', 'optnets.recipes.data.FashionMNISTDataModule', '--data.root', '/nonexistent'],
      'apt-get install dataset-fashion-mnist'),
 ])
 def test_bad_input_is_one_line_before_training(args, message, tmp_path, capsys):
@@ -160,8 +160,9 @@ def test_bad_input_is_one_line_before_training(args, message, tmp_path, capsys):
 
 def test_lpom_through_the_recipe_cli(tmp_path):
     root = tmp_path / 'lpom'
-    args = ['fit', '--model', 'recipes.lpom_module.LPOMClassifier', '--model.image_size', '12', '--model.hidden',
-            '[16]', '--data', 'recipes.data.SyntheticDataModule', '--data.in_chans', '1', '--data.image_size', '12',
+    args = ['fit', '--model', 'optnets.recipes.lpom_module.LPOMClassifier', '--model.image_size', '12',
+            '--model.hidden', '[16]', '--data', 'optnets.recipes.data.SyntheticDataModule', '--data.in_chans', '1',
+            '--data.image_size', '12',
             '--data.length', '32', '--data.batch_size', '8', '--trainer.accelerator', 'cpu',
             '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)]
     cli = cli_main([*args, '--trainer.max_steps', '2'])
@@ -173,8 +174,9 @@ def test_lpom_through_the_recipe_cli(tmp_path):
 
 
 def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path):
-    """recipes.compare, the README's first command, on 64 real Fashion-MNIST images: both variants, same init."""
-    from recipes.compare import main
+    """optnets.recipes.compare, the README's first command, on 64 real Fashion-MNIST images: both variants, one
+    initialisation."""
+    from optnets.recipes.compare import main
     runs = main(['--models', 'hb_net_20_cifar', '--epochs', '1', '--train-subset', '64', '--test-subset', '64',
                  '--batch-size', '32', '--workers', '0', '--out', str(tmp_path)])
     assert [r['variant'] for r in runs] == ['learned', 'ResNet (fixed)']

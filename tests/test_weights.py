@@ -124,7 +124,7 @@ def test_the_weights_trained_here_are_shipped():
 
 @pytest.mark.parametrize('tag', SHIPPED)
 def test_shipped_weights_load_for_real_and_score_as_measured(tag):
-    from recipes.data import FashionMNISTDataModule
+    from optnets.recipes.data import FashionMNISTDataModule
     model = timm.create_model(tag, pretrained=True).eval()
     assert registry.status(tag) == 'ok' and model.pretrained_cfg['input_size'] == (1, 32, 32)
     data = FashionMNISTDataModule(batch_size=500, num_workers=0, val_subset=1000)

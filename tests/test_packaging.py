@@ -1,0 +1,49 @@
+"""The installed package, not the checkout: a built wheel, installed in a fresh virtual environment, trains with a
+config it ships, named by name, from a folder that has no checkout in it."""
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from optnets.recipes.data import DEBIAN_FASHION_MNIST
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp('dist')
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(out),
+                    str(REPO)], check=True, capture_output=True, timeout=300)
+    return next(out.glob('optnets-*.whl'))
+
+
+def test_the_wheel_holds_the_recipes_and_their_configs_inside_the_package(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {'optnets/recipes/train.py', 'optnets/recipes/configs/fashion_mnist.yaml',
+            'optnets/recipes/configs/models/hb_net_56.yaml', 'optnets/weights/manifest.json'} <= names
+    assert not [n for n in names if n.startswith(('recipes/', 'tests/', 'benchmarks/'))]
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason='apt-get install dataset-fashion-mnist')
+@pytest.mark.timeout(600)
+def test_a_wheel_install_trains_with_a_shipped_config_by_name(wheel, tmp_path):
+    venv = tmp_path / 'venv'  # fresh, sharing this interpreter's torch, timm and lightning (no network here)
+    subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', str(venv)], check=True, timeout=120)
+    python, optnets = venv / 'bin' / 'python', venv / 'bin' / 'optnets'
+    subprocess.run([python, '-m', 'pip', 'install', '--no-deps', '-q', str(wheel)], check=True, capture_output=True,
+                   timeout=300)
+    where = subprocess.run([python, '-c', 'import optnets.recipes; print(optnets.recipes.__file__)'], cwd=tmp_path,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(venv)), where
+    result = subprocess.run(
+        [optnets, 'train', 'fit', '--config', 'fashion_mnist', '--trainer.max_steps', '2', '--data.train_subset',
+         '64', '--data.val_subset', '64', '--data.batch_size', '16', '--data.num_workers', '0',
+         '--trainer.enable_progress_bar', 'false',
+         '--trainer.default_root_dir', str(tmp_path / 'run')], cwd=tmp_path, capture_output=True, text=True,
+        timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(tmp_path / 'run' / 'checkpoints' / 'last.ckpt', weights_only=True)['global_step'] == 2
