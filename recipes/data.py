@@ -196,6 +196,9 @@ class ImageDataModule(L.LightningDataModule):
     def test_dataloader(self) -> StatefulDataLoader:
         return self.val_dataloader()
 
+    def predict_dataloader(self) -> StatefulDataLoader:
+        return self.val_dataloader()
+
 
 def cifar_transforms(mean, std, size: int = 32, padding: int = 4) -> tuple[T.Compose, T.Compose]:
     """The standard CIFAR augmentation: pad-and-crop plus horizontal flip."""
@@ -209,12 +212,17 @@ class CIFAR10DataModule(ImageDataModule):
     dataset_cls = 'CIFAR10'
     num_classes = 10
 
+    def prepare_data(self):
+        """Downloads (``download=True``) in one process, before any DDP rank sets up, as Lightning asks."""
+        if self.download:
+            for train in (True, False):
+                getattr(datasets, self.dataset_cls)(self.root, train=train, download=True)
+
     def datasets(self):
         train_tf, val_tf = cifar_transforms(CIFAR_MEAN, CIFAR_STD)
         cls = getattr(datasets, self.dataset_cls)
         try:
-            return (cls(self.root, train=True, transform=train_tf, download=self.download),
-                    cls(self.root, train=False, transform=val_tf, download=self.download))
+            return (cls(self.root, train=True, transform=train_tf), cls(self.root, train=False, transform=val_tf))
         except RuntimeError as error:
             raise FileNotFoundError(f'{self.dataset_cls} not found under {self.root}: pass --data.root DIR with the '
                                     f'extracted dataset, or --data.download true ({error})') from None
@@ -227,10 +235,11 @@ class CIFAR100DataModule(CIFAR10DataModule):
 
 class ImageNetDataModule(ImageDataModule):
     """ImageNet as an ImageFolder tree (``root/train/<class>/*``, ``root/val/<class>/*``), with timm's
-    train and eval transforms resolved from the model's ``pretrained_cfg``."""
+    train and eval transforms resolved from the ``pretrained_cfg`` of ``model``: by default the model the
+    LightningModule trains (its ``hparams.model``), else ``hb_net_34``."""
     num_classes = 1000
 
-    def __init__(self, root: str, model: str = 'hb_net_34', num_classes: int = 1000, batch_size: int = 256,
+    def __init__(self, root: str, model: Optional[str] = None, num_classes: int = 1000, batch_size: int = 256,
                  num_workers: int = 8, train_subset: Optional[int] = None, val_subset: Optional[int] = None):
         super().__init__(root, False, batch_size, num_workers, train_subset, val_subset)
         self.model, self.num_classes = model, num_classes
@@ -242,7 +251,9 @@ class ImageNetDataModule(ImageDataModule):
             if not (self.root / split).is_dir():
                 raise FileNotFoundError(f'ImageNet folder {self.root / split} not found: pass --data.root DIR '
                                         'holding train/ and val/ class folders')
-        config = resolve_data_config(model=timm.create_model(self.model, device='meta'))
+        trained = self.trainer.lightning_module.hparams.get('model') if self.trainer is not None else None
+        name = self.model or trained or 'hb_net_34'
+        config = resolve_data_config(model=timm.create_model(name, device='meta'))
         train = datasets.ImageFolder(self.root / 'train', create_transform(**config, is_training=True))
         val = datasets.ImageFolder(self.root / 'val', create_transform(**config))
         return train, val

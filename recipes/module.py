@@ -32,7 +32,7 @@ class ImageClassifier(L.LightningModule):
                  channels_last: bool = False, compile: bool = False):
         super().__init__()
         self.save_hyperparameters()
-        if model not in timm.list_models():
+        if not timm.is_model(model):  # a tagged name (resnet18.a1_in1k) is its architecture's
             close = timm.list_models(f'*{model.split("_")[0]}*')[:8]
             raise ValueError(f'unknown model {model!r}: `optnets models` lists the optnets ones, '
                              f'timm.list_models() all of them{f" (close: {close})" if close else ""}')
@@ -82,6 +82,11 @@ class ImageClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, 'test')
+
+    def predict_step(self, batch, batch_idx):
+        """Class probabilities of a batch (``optnets train predict``: the data module's validation images)."""
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self(x).softmax(-1)
 
     def configure_optimizers(self):
         hp = self.hparams

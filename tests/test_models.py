@@ -151,6 +151,25 @@ def test_timm_api():
         timm.create_model('hb_net_20_cifar', not_an_argument=1)
 
 
+@pytest.mark.parametrize('name', ['hb_net_20_cifar', 'admm_net_56_cifar', 'momentum_net_20_cifar'])
+def test_drop_path_rate_is_timms_stochastic_depth(name):
+    """timm's schedule (linear in block depth up to the rate), random in training, off in eval, no new weights."""
+    plain = randomise_norms(timm.create_model(name))  # live transforms (zero_init_last silences them at init)
+    model = timm.create_model(name, drop_path_rate=0.2)
+    rates = {m.drop_prob for m in model.modules() if isinstance(m, timm.layers.DropPath)}
+    blocks = sum(1 + stage.steps for stage in model.stages)  # a transition and the steps (all streams alike)
+    assert sorted(rates) == pytest.approx([0.2 * i / (blocks - 1) for i in range(1, blocks)])  # block 0: rate 0
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    model.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), plain(x), rtol=0, atol=0)
+        torch.manual_seed(0)
+        assert not torch.equal(model.train()(x), model(x))
+    with pytest.raises(ValueError, match='dense stages take proj_drop_rate'):
+        timm.create_model('agd_net_40_cifar', drop_path_rate=0.1)
+
+
 @pytest.mark.parametrize('name', ['hb_net_20_cifar', 'agd_net_40_cifar', 'admm_net_56_cifar'])
 def test_model_fuse_keeps_outputs(name):
     model = randomise_norms(timm.create_model(name, coeff_init='theory'))

@@ -1,11 +1,12 @@
-"""Recipes: DataModules, fit/resume/export through the CLI, DDP on two CPU processes, and the clear errors.
+"""Recipes: DataModules, fit/resume/predict/export through the CLI, and the clear errors.
 
-CIFAR and ImageNet cannot be downloaded here: their DataModules run on tiny synthetic stand-ins (random
-images in torchvision's dataset classes' place, or an ImageFolder tree written by the test), labelled as such.
+CIFAR and ImageNet cannot be downloaded here: their DataModules run on tiny synthetic stand-ins (random images
+in torchvision's own CIFAR file format, or an ImageFolder tree written by the test), labelled as such.
 """
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,20 +34,45 @@ def first_batch(data):
     return next(iter(data.train_dataloader())), next(iter(data.val_dataloader()))
 
 
-class SyntheticCIFAR(datasets.FakeData):
-    """Synthetic stand-in for torchvision's CIFAR classes: same constructor, random 32x32 images."""
+def write_synthetic_cifar(root: Path, cls, per_file: int, monkeypatch) -> list[int]:
+    """A synthetic stand-in in torchvision's own CIFAR format (pickled batches of random images), its checksums
+    entered in the class's file lists: the real reader reads it. Returns the labels written, train then test."""
+    import hashlib
+    import pickle
+    folder = root / cls.base_folder
+    folder.mkdir(parents=True)
+    key = 'labels' if cls is datasets.CIFAR10 else 'fine_labels'
+    classes = 10 if cls is datasets.CIFAR10 else 100
+    rng = np.random.default_rng(0)
+    labels, lists = [], {}
+    for which in ('train_list', 'test_list'):
+        lists[which] = []
+        for name, _ in getattr(cls, which):
+            batch = rng.integers(0, classes, per_file).tolist()
+            labels += batch
+            (folder / name).write_bytes(pickle.dumps(
+                {'data': rng.integers(0, 255, (per_file, 3072), dtype=np.uint8), key: batch}))
+            lists[which].append([name, hashlib.md5((folder / name).read_bytes()).hexdigest()])
+        monkeypatch.setattr(cls, which, lists[which])
+    meta = folder / cls.meta['filename']
+    meta.write_bytes(pickle.dumps({cls.meta['key']: [f'class {i}' for i in range(classes)]}))
+    monkeypatch.setattr(cls, 'meta', dict(cls.meta, md5=hashlib.md5(meta.read_bytes()).hexdigest()))
+    return labels
 
-    def __init__(self, root, train=True, transform=None, download=False, num_classes=10):
-        super().__init__(24, (3, 32, 32), num_classes, transform, random_offset=0 if train else 100)
 
-
-@pytest.mark.parametrize('module, classes', [(CIFAR10DataModule, 10), (CIFAR100DataModule, 100)])
-def test_cifar_datamodule_on_a_synthetic_stand_in(module, classes, monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, module.dataset_cls,
-                        lambda *a, **k: SyntheticCIFAR(*a, num_classes=classes, **k))
-    (x, y), (vx, vy) = first_batch(module(root=str(tmp_path), batch_size=8, num_workers=0))
-    assert x.shape == (8, 3, 32, 32) and vx.shape == (8, 3, 32, 32)
-    assert int(y.max()) < classes and module.num_classes == classes
+@pytest.mark.parametrize('module, cls', [(CIFAR10DataModule, datasets.CIFAR10),
+                                         (CIFAR100DataModule, datasets.CIFAR100)])
+def test_cifar_datamodule_reads_torchvisions_format_on_a_synthetic_stand_in(module, cls, monkeypatch, tmp_path):
+    labels = write_synthetic_cifar(tmp_path, cls, 4, monkeypatch)
+    data = module(root=str(tmp_path), batch_size=4, num_workers=0)
+    (x, y), (vx, vy) = first_batch(data)
+    assert x.shape == (4, 3, 32, 32) and vx.shape == (4, 3, 32, 32)
+    train = len(cls.train_list) * 4
+    assert data.train_set.targets == labels[:train] and data.val_set.targets == labels[train:]
+    assert module.num_classes == (10 if cls is datasets.CIFAR10 else 100)
+    other = CIFAR100DataModule if module is CIFAR10DataModule else CIFAR10DataModule
+    with pytest.raises(FileNotFoundError, match='not found under'):  # the other CIFAR's module finds nothing here
+        other(root=str(tmp_path), num_workers=0).setup('fit')
 
 
 def test_cifar_without_data_says_what_to_do(tmp_path):
@@ -66,6 +92,21 @@ def test_imagenet_datamodule_on_a_synthetic_folder(tmp_path):
     (x, y), (vx, _) = first_batch(data)
     assert x.shape == (4, 3, 224, 224) and vx.shape == (4, 3, 224, 224)
     assert set(y.tolist()) <= {0, 1}
+    # without a model of its own, the transforms follow the model the LightningModule trains (here a 32px one)
+    data = ImageNetDataModule(str(tmp_path), num_classes=2, batch_size=4, num_workers=0)
+    data.trainer = SimpleNamespace(lightning_module=SimpleNamespace(hparams={'model': 'hb_net_20_cifar'}))
+    (x, _), (vx, _) = first_batch(data)
+    assert x.shape == (4, 3, 32, 32) and vx.shape == (4, 3, 32, 32)
+
+
+def test_tagged_timm_names_and_predict(tmp_path):
+    assert ImageClassifier('resnet18.a1_in1k', num_classes=3).model.num_classes == 3
+    root = tmp_path / 'run'
+    cli_main(['fit', *QUICK, '--trainer.max_steps', '1', '--trainer.default_root_dir', str(root)])
+    cli = cli_main(['predict', *QUICK, '--trainer.default_root_dir', str(root), '--ckpt_path', 'last'])
+    probs = torch.cat(cli.trainer.predict_loop.predictions)
+    assert probs.shape == (16, 10)
+    torch.testing.assert_close(probs.sum(1), torch.ones(16))
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason='apt-get install dataset-fashion-mnist')
@@ -83,8 +124,7 @@ def test_fashion_mnist_missing_files_say_what_to_do(tmp_path):
         FashionMNISTDataModule(root=str(tmp_path)).prepare_data()
 
 
-def test_synthetic_datamodule_is_labelled_and_deterministic():
-    assert 'synthetic' in SyntheticDataModule.__doc__.lower()
+def test_synthetic_datamodule_is_deterministic():
     _, (x1, _) = first_batch(SyntheticDataModule(length=8, batch_size=4))
     _, (x2, _) = first_batch(SyntheticDataModule(length=8, batch_size=4))
     assert torch.equal(x1, x2)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from timm.layers import DropPath
 from torch import nn
 
 
@@ -12,8 +13,13 @@ def conv_bn(in_chs: int, out_chs: int, kernel: int, stride: int = 1, dd=None) ->
 
 
 class _ScaledOutput(nn.Module):
-    """A transform whose last op is a BatchNorm, so a coefficient on its output folds into that norm."""
+    """A transform whose last op is a BatchNorm, so a coefficient on its output folds into that norm; in training,
+    stochastic depth (``drop_path``) drops the whole output per sample, as in timm's ResNet blocks."""
     last_norm: str
+
+    def __init__(self, drop_path: float = 0.):
+        super().__init__()
+        self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
 
     @torch.no_grad()
     def scale_output_(self, scale: torch.Tensor):
@@ -30,15 +36,15 @@ class BasicTransform(_ScaledOutput):
     """conv3x3-BN-ReLU-conv3x3-BN: the branch of ResNet's BasicBlock (timm's parameter names)."""
     last_norm = 'bn2'
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, device=None, dtype=None):
-        super().__init__()
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path: float = 0., device=None, dtype=None):
+        super().__init__(drop_path)
         dd = dict(device=device, dtype=dtype)
         self.conv1, self.bn1 = conv_bn(in_chs, out_chs, 3, stride, dd)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2, self.bn2 = conv_bn(out_chs, out_chs, 3, 1, dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        return self.drop_path(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))))
 
 
 class BottleneckTransform(_ScaledOutput):
@@ -46,8 +52,8 @@ class BottleneckTransform(_ScaledOutput):
     last_norm = 'bn3'
     expansion = 4
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, device=None, dtype=None):
-        super().__init__()
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path: float = 0., device=None, dtype=None):
+        super().__init__(drop_path)
         dd = dict(device=device, dtype=dtype)
         width = out_chs // self.expansion
         self.conv1, self.bn1 = conv_bn(in_chs, width, 1, 1, dd)
@@ -58,4 +64,4 @@ class BottleneckTransform(_ScaledOutput):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv1(x)))
-        return self.bn3(self.conv3(self.act2(self.bn2(self.conv2(x)))))
+        return self.drop_path(self.bn3(self.conv3(self.act2(self.bn2(self.conv2(x))))))

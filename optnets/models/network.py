@@ -57,6 +57,8 @@ class OptNet(nn.Module):
         growth_rate, bn_size, compression, stem_width: DenseNet presets for dense stages.
         learn_coeffs, coeff_init, coeff_shape: the rule's coefficients (see :class:`~optnets.CompiledStage`).
         step_act: a ReLU after each residual step (ResNet's post-activation); Momentum ResNets have none.
+        drop_rate, proj_drop_rate, drop_path_rate: dropout before the classifier; inside DenseNet layers; stochastic
+            depth of the residual transforms (timm's schedule, rising linearly to ``drop_path_rate``).
         zero_init_last: zero the last BN of each residual T, as timm's ResNet does, where an identity path carries
             the signal: transitions with a shortcut, and steps whose rule keeps its input alive when T = 0
             (``Plan.identity_path``); a step that must carry the signal itself keeps its T live.
@@ -84,6 +86,7 @@ class OptNet(nn.Module):
             global_pool: str = 'avg',
             drop_rate: float = 0.,
             proj_drop_rate: float = 0.,
+            drop_path_rate: float = 0.,
             device=None,
             dtype=None,
     ):
@@ -98,6 +101,11 @@ class OptNet(nn.Module):
                              "over the history take block='dense', the others 'basic' or 'bottleneck'")
         if stem not in ('imagenet', 'cifar'):
             raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        if dense and drop_path_rate:
+            raise ValueError('drop_path_rate drops residual transforms; dense stages take proj_drop_rate (DenseNet\'s '
+                             'drop_rate)')
+        blocks = sum(1 + n for n in steps)  # timm's stochastic-depth schedule: linear in the block's depth
+        drop_path = lambda block: drop_path_rate * block / max(blocks - 1, 1)  # noqa: E731
         coeffs = dict(learn_coeffs=learn_coeffs, coeff_init=coeff_init, coeff_shape=coeff_shape, **dd)
 
         width = stem_width
@@ -125,12 +133,14 @@ class OptNet(nn.Module):
                     plan, num_steps, width=growth_rate, in_width=width, transition=transition,
                     transform=lambda k, s, w: DenseLayer(w, growth_rate, bn_size, proj_drop_rate, **dd), **coeffs)
             else:
-                T, out = TRANSFORMS[block], widths[i]
-                transition = ResidualTransition(T(width, out, stride, **dd), width, out, stride, shortcut, **dd)
+                T, out, first = TRANSFORMS[block], widths[i], sum(1 + n for n in steps[:i])
+                transition = ResidualTransition(T(width, out, stride, drop_path(first), **dd), width, out, stride,
+                                                shortcut, **dd)
                 stage = CompiledStage(
                     plan, num_steps, width=out, transition=transition,
                     activation=nn.ReLU(inplace=True) if step_act else None,
-                    transform=lambda k, s, w, T=T, out=out: T(out, out, 1, **dd), **coeffs)
+                    transform=lambda k, s, w, T=T, out=out, first=first: T(out, out, 1, drop_path(first + 1 + k), **dd),
+                    **coeffs)
             stages.append(stage)
             width = stage.out_width
             self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
