@@ -79,7 +79,7 @@ def gmacs(model) -> float:
 
 def coefficients(model) -> dict:
     return {name.removeprefix('stages.'): p.detach().flatten().tolist()
-            for name, p in model.named_parameters() if '.coeff.' in name}
+            for name, p in model.named_coefficients()}
 
 
 def plot(results: dict, out: Path):

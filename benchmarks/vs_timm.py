@@ -67,9 +67,8 @@ def train_memory(model, x, y, device) -> int:
 def perturb_coefficients(model, scale=0.05):
     """Move the coefficients off their special values, as training does, so fuse() has real work to fold."""
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if '.coeff.' in name:
-                p.add_(torch.randn_like(p) * scale)
+        for _, p in model.named_coefficients():
+            p.add_(torch.randn_like(p) * scale)
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ def _models(args):
     for name in timm.list_models(args.pattern, module=list(FAMILIES)):
         model = timm.create_model(name, device='meta')
         params = sum(p.numel() for p in model.parameters())
-        coeffs = sum(p.numel() for n, p in model.named_parameters() if '.coeff.' in n)
+        coeffs = sum(p.numel() for _, p in model.named_coefficients())
         print(f'{name:20} {params / 1e6:8.3f}M parameters, {coeffs} of them coefficients')
 
 

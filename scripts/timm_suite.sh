@@ -8,7 +8,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python -m pip download --quiet --no-deps --no-binary :all: "timm==$version" -d "$work"
 tar -xzf "$work/timm-$version.tar.gz" -C "$work" "timm-$version/tests"
-# -p optnets.models registers the families before timm's file collects its model lists.
+# -p optnets.models registers the families before timm's file collects its model lists. The families opt into
+# timm's forward_intermediates and pruning contract tests the way timm's own do: named in its FEAT_INTER_FILTERS.
+families_list=$(python -c 'from optnets.models import FAMILIES; print(", ".join(repr(f) for f in FAMILIES))')
+sed -i "s/^FEAT_INTER_FILTERS = \[/FEAT_INTER_FILTERS = [$families_list, /" "$work/timm-$version/tests/test_models.py"
+grep -q "^FEAT_INTER_FILTERS = \[$families_list, " "$work/timm-$version/tests/test_models.py"  # the opt-in took
 
 # Its *_pretrained tests download published weights from the hub, which these machines cannot reach: they are
 # left out here, and tests/test_weights.py runs the same path against a stand-in hub.

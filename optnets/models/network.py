@@ -6,7 +6,7 @@ transition, then the rule's steps) or, for rules that sum transforms over the wh
 """
 
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -177,9 +177,17 @@ class OptNet(nn.Module):
             (r'^stages\.(\d+)\.coeff', (99999,)), (r'^final_norm', (99999,))])
 
     @torch.jit.ignore
+    def named_coefficients(self) -> Iterator[Tuple[str, nn.Parameter]]:
+        """The learnable coefficients of the rule, ``(name, parameter)`` as ``named_parameters`` names them."""
+        for prefix, module in self.named_modules():
+            if isinstance(module, CompiledStage):
+                for name, param in module.coeff.named_parameters():
+                    yield f'{prefix}.coeff.{name}', param
+
+    @torch.jit.ignore
     def no_weight_decay(self) -> set:
         """The rule's coefficients: like biases, they set a mixing level, not a feature."""
-        return {n for n, _ in self.named_parameters() if '.coeff.' in n}
+        return {name for name, _ in self.named_coefficients()}
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True):
@@ -249,6 +257,8 @@ class OptNet(nn.Module):
             self.stages = self.stages[:max_index]
             self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
             prune_norm = True  # the final norm is sized for the last stage
+        if max_index == 0:
+            self.stem_pool = nn.Identity()  # the stem's tap comes before its pooling
         if prune_norm:
             self.final_norm = nn.Identity()
         if prune_head or max_index < len(self.feature_info) - 1:
@@ -273,9 +283,8 @@ class OptNet(nn.Module):
 
 def keep_missing_coefficients(state_dict: dict, model: nn.Module) -> dict:
     """A ResNet/DenseNet checkpoint has no coefficients: they keep the model's (special) initial values."""
-    for name, value in model.state_dict().items():
-        if '.coeff.' in name:
-            state_dict.setdefault(name, value)
+    for name, value in model.named_coefficients():
+        state_dict.setdefault(name, value.detach())
     return state_dict
 
 
