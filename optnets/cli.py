@@ -1,12 +1,15 @@
-"""The ``optnets`` command: ``plan`` a rule, list ``models``, ``train`` a recipe, ``export`` weights."""
+"""The ``optnets`` command: ``plan`` a rule, list ``models`` or one model's ``info``, ``train`` a recipe, ``export``,
+``publish`` and fetch ``weights``."""
 import argparse
 import fnmatch
 import sys
 
 import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from . import rules
-from .compiler import compile_rule
+from . import __version__, rules
+from .compiler import CompiledStage, compile_rule
 from .models import FAMILIES
 from .rules import Rule, RuleError
 from .weights.registry import WeightsError
@@ -17,12 +20,43 @@ def _plan(args):
     print(compile_rule(rule))
 
 
+def facts(name: str) -> dict:
+    """What the model tables say of a registered name: sizes (built on the meta device: nothing is allocated),
+    GMACs at its input size by torch's FLOP counter, its stages and its published tags."""
+    model = timm.create_model(name, device='meta')
+    size = tuple(model.pretrained_cfg['input_size'])
+    with FlopCounterMode(display=False) as counter:
+        model(torch.empty(1, *size, device='meta'))
+    stages = [m for m in model.modules() if isinstance(m, CompiledStage)]
+    arch = name.split('.')[0]
+    return dict(model=model, input_size=size, gmacs=counter.get_total_flops() / 2e9, stages=stages,
+                params=sum(p.numel() for p in model.parameters()),
+                coefficients=sum(p.numel() for _, p in model.named_coefficients()),
+                tags=[t.split('.', 1)[1] for t in timm.list_pretrained(f'{arch}.*')])
+
+
 def _models(args):
-    for name in timm.list_models(args.pattern, module=list(FAMILIES)):
-        model = timm.create_model(name, device='meta')
-        params = sum(p.numel() for p in model.parameters())
-        coeffs = sum(p.numel() for _, p in model.named_coefficients())
-        print(f'{name:20} {params / 1e6:8.3f}M parameters, {coeffs} of them coefficients')
+    names = timm.list_models(args.pattern or '*', module=list(FAMILIES))
+    if not names:
+        raise LookupError(f'no optnets model matches {args.pattern!r}: `optnets models` lists them all')
+    print(f'{"model":22} {"params (M)":>10} {"GMACs":>7} {"input":>11} {"coefficients":>12}  pretrained tags')
+    for name in names:
+        f = facts(name)
+        print(f'{name:22} {f["params"] / 1e6:10.3f} {f["gmacs"]:7.3f} {"x".join(map(str, f["input_size"])):>11} '
+              f'{f["coefficients"]:12d}  {", ".join(f["tags"]) or "-"}')
+
+
+def _info(args):
+    arch, _, tag = args.name.partition('.')
+    if arch not in timm.list_models(module=list(FAMILIES)) or tag and args.name not in timm.list_pretrained(arch):
+        raise LookupError(f'{args.name!r} is not an optnets model: `optnets models` lists them')
+    f = facts(args.name)
+    plan = f['stages'][0].plan
+    print(f'{args.name}: {f["params"] / 1e6:.3f}M parameters ({f["coefficients"]} of them coefficients), '
+          f'{f["gmacs"]:.3f} GMACs at {"x".join(map(str, f["input_size"]))}')
+    print(f'stages: {", ".join(f"{s.steps} steps of width {s.width}" for s in f["stages"])}')
+    print(f'pretrained tags: {", ".join(f["tags"]) or "none"}')
+    print(plan)
 
 
 def _weights(args):
@@ -61,13 +95,17 @@ def main(argv=None):
             sys.exit(f'optnets export: {error}')
         return 0
     parser = argparse.ArgumentParser(prog='optnets', description=__doc__)
+    parser.add_argument('--version', action='version', version=f'optnets {__version__}')
     sub = parser.add_subparsers(dest='command', required=True)
     plan = sub.add_parser('plan', help='print the compiled plan of a built-in rule or of rule text')
     plan.add_argument('rule', help=f'one of {", ".join(rules.BUILTIN)} or rule text')
     plan.set_defaults(run=_plan)
-    models = sub.add_parser('models', help='list the registered optnets models with their sizes')
-    models.add_argument('pattern', nargs='?', default='')
+    models = sub.add_parser('models', help='a table of the optnets models: parameters, GMACs, coefficients, tags')
+    models.add_argument('pattern', nargs='?', default='', help="a name pattern such as 'hb_net*'")
     models.set_defaults(run=_models)
+    info = sub.add_parser('info', help="one model: its rule and reading, plan, stages, parameters, GMACs and tags")
+    info.add_argument('name')
+    info.set_defaults(run=_info)
     weights = sub.add_parser('weights', help='published weights: list, download (verified) or verify their hashes')
     weights.add_argument('action', choices=['list', 'download', 'verify'])
     weights.add_argument('tag', nargs='?', help='a tag such as hb_net_20_cifar.fmnist, or a pattern (default: all)')
@@ -83,7 +121,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (RuleError, WeightsError, OSError) as error:
+    except (RuleError, WeightsError, LookupError, OSError) as error:
         parser.exit(2, f'optnets: {error}\n')
 
 
