@@ -123,3 +123,20 @@ def test_generated_rules_round_trip(x_terms, y_terms):
 def test_rule_error_for_non_text():
     with pytest.raises(RuleError):
         Rule.parse(None)
+
+
+def test_the_rule_layer_stands_alone_and_ir_is_its_leaf():
+    """rules/ imports only the standard library and itself; ir imports nothing of optnets (no cycle through it)."""
+    import ast
+    import sys
+    from pathlib import Path
+    folder = Path(rules.__file__).parent
+    for path in folder.glob('*.py'):
+        tree = ast.parse(path.read_text())
+        imported = [(n.level, n.module or '') for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [(0, a.name) for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        outside = [m for level, m in imported if level == 0 and m.split('.')[0] not in sys.stdlib_module_names
+                   and m != '__future__']
+        assert not outside, f'{path.name} imports {outside}'
+        if path.name == 'ir.py':
+            assert all(level == 0 for level, _ in imported), 'ir.py imports a sibling module'

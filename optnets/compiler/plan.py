@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..rules.errors import RuleError
-from ..rules.ir import READINGS, HistorySum, Iterate, Rule, Term, Transform, symbols, walk_terms
+from ..rules.ir import HistorySum, Iterate, Term, Transform, symbols
+from ..rules.rule import READINGS, Rule, walk_terms
 from ..rules.semantics import evaluate, output
 
 

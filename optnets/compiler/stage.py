@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ..rules.errors import RuleError
-from ..rules.ir import Rule, Transform
+from ..rules.ir import Transform
+from ..rules.rule import Rule
 from .codegen import StageSpec, compile_forward, emit_coeff, generate_forward
 from .plan import Plan, compile_rule
 

@@ -1,8 +1,9 @@
 """The source language: update rules as data (IR), their text parser and the built-in algorithms."""
 from .builtin import BUILTIN, Latest, admm, agd, gd, heavy_ball, linear_multistep, momentum, nesterov, nesterov_beta
-from .ir import READINGS, BinOp, HistorySum, Iterate, Num, Rule, Sym, Term, Transform, Update
 from .errors import RuleError
+from .ir import BinOp, HistorySum, Iterate, Num, Sym, Term, Transform, Update
 from .parser import parse
+from .rule import READINGS, Rule
 from .semantics import evaluate
 
 __all__ = [

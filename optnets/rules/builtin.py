@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .ir import Rule
+from .rule import Rule
 
 HEAVY_BALL_BETA = 0.9
 MOMENTUM_GAMMA = 0.9  # Momentum ResNets' default (Sander et al., 2021)

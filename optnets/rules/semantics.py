@@ -25,7 +25,8 @@ import functools
 import operator
 from typing import Any, Callable
 
-from .ir import BinOp, Coeff, HistorySum, Iterate, Num, Rule, Sym, Term, Transform
+from .ir import BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform
+from .rule import Rule
 
 _OPS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b, '/': lambda a, b: a / b}
 
