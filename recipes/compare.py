@@ -13,6 +13,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from optnets.models import family_of
+
 from .data import FashionMNISTDataModule
 from .module import ImageClassifier
 
@@ -98,8 +100,7 @@ def main(argv=None):
     for model in args.models:
         for seed in args.seeds:
             for learn in (True, False):
-                family = BASELINE.get(model.rsplit('_', 2)[0] if model.endswith('_cifar') else model.rsplit('_', 1)[0],
-                                      'fixed')
+                family = BASELINE.get(family_of(model), 'fixed')
                 run = train_once(model, {'learn_coeffs': learn}, seed, args)
                 runs.append(dict(run, variant='learned' if learn else f'{family} (fixed)'))
                 print(f'{model} learn_coeffs={learn} seed={seed}: test top1 {100 * runs[-1]["top1"][-1]:.2f}%',

@@ -51,3 +51,11 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
 def test_python_m_optnets_and_version():
     result = subprocess.run([sys.executable, '-m', 'optnets', '--version'], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == f'optnets {optnets.__version__}'
+
+
+def test_family_of_reads_timms_registry():
+    from optnets.models import family_of
+    assert [family_of(n) for n in ('hb_net_20_cifar', 'agd_net_121.tv_in1k', 'momentum_net_56_cifar')] == [
+        'hb_net', 'agd_net', 'momentum_net']
+    with pytest.raises(LookupError):
+        family_of('resnet18')

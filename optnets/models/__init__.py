@@ -1,4 +1,6 @@
 """The timm families: importing this registers every optnets model with timm."""
+import timm
+
 from .admm_net import ADMMNet
 from .custom import register
 from .agd_net import AGDNet
@@ -11,4 +13,13 @@ from .network import OptNet
 FAMILIES = ('gd_net', 'hb_net', 'agd_net', 'admm_net', 'momentum_net', 'lm_net')
 """The family modules: timm.list_models(module=FAMILIES) lists every optnets model."""
 
-__all__ = ['FAMILIES', 'OptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet', 'MomentumResNet', 'LMResNet', 'register']
+
+def family_of(name: str) -> str:
+    """The family module of a registered model name (a tag after the dot is ignored), from timm's registry."""
+    arch = name.split('.')[0]
+    family = next((f for f in FAMILIES if arch in timm.list_models(module=f)), None)
+    if family is None:
+        raise LookupError(f'{name!r} is not an optnets model: `optnets models` lists them')
+    return family
+
+__all__ = ['FAMILIES', 'family_of', 'OptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet', 'MomentumResNet', 'LMResNet', 'register']
