@@ -205,6 +205,30 @@ def test_register_a_custom_rule():
         optnets.register('bad_rule', 'x[k+1] = T(x[k]')
 
 
+def test_register_a_dense_rule_on_the_imagenet_skeleton():
+    """A rule summing T over the history gets DenseNet-121's skeleton: its parameters plus the coefficients."""
+    optnets.register('dense_sum_net_121', 'x[k+1] = sum_j a[j]*T(x[j])', preset='imagenet', depth=121)
+    model = timm.create_model('dense_sum_net_121', device='meta')
+    densenet = timm.create_model('densenet121', device='meta')
+    steps = [stage.steps for stage in model.stages]
+    assert steps == [len(block) for block in (densenet.features.denseblock1, densenet.features.denseblock2,
+                                              densenet.features.denseblock3, densenet.features.denseblock4)]
+    triangle = sum(n * (n + 1) // 2 for n in steps)  # a[j] per (step k, history entry j <= k)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in densenet.parameters()) + triangle
+    with pytest.raises(ValueError, match='ImageNet DenseNet depths'):
+        optnets.register('dense_sum_net_122', 'x[k+1] = sum_j a[j]*T(x[j])', preset='imagenet', depth=122)
+
+
+@pytest.mark.parametrize('depth', [18, 34, 50, 101, 152])
+def test_resnet_presets_are_timms_blocks_per_stage(depth):
+    """The presets' steps are timm's resnet blocks per stage minus the transition, read from timm's own model."""
+    from optnets.models.presets import resnet
+    reference = timm.create_model(f'resnet{depth}', device='meta')
+    layers = [len(getattr(reference, f'layer{i}')) for i in range(1, 5)]
+    assert [1 + steps for steps in resnet(depth)['steps']] == layers
+    assert (resnet(depth).get('block', 'basic') == 'bottleneck') == (type(reference.layer1[0]).__name__ == 'Bottleneck')
+
+
 @pytest.mark.parametrize('name', NAMES)
 def test_torch_save_round_trips_every_model(name, tmp_path):
     model = timm.create_model(name).eval()

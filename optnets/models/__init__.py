@@ -22,4 +22,6 @@ def family_of(name: str) -> str:
         raise LookupError(f'{name!r} is not an optnets model: `optnets models` lists them')
     return family
 
-__all__ = ['FAMILIES', 'family_of', 'OptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet', 'MomentumResNet', 'LMResNet', 'register']
+
+__all__ = ['FAMILIES', 'family_of', 'OptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet', 'MomentumResNet', 'LMResNet',
+           'register']

@@ -13,6 +13,7 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import admm
 from .network import OptNet, build, cfg, cifar_cfg
+from .presets import cifar_resnet, resnet
 
 __all__ = ['ADMMNet']
 
@@ -34,18 +35,16 @@ default_cfgs = generate_default_cfgs({
 @register_model
 def admm_net_56_cifar(pretrained=False, **kwargs) -> ADMMNet:
     """ADMM-Net for CIFAR sized like ResNet-56: a transition block and 4 two-stream steps per stage."""
-    return build(ADMMNet, 'admm_net_56_cifar', pretrained, **dict(
-        steps=(4, 4, 4), widths=(16, 32, 64), stem='cifar', stem_width=16, **kwargs))
+    return build(ADMMNet, 'admm_net_56_cifar', pretrained, **dict(cifar_resnet(56), steps=(4, 4, 4), **kwargs))
 
 
 @register_model
 def admm_net_34(pretrained=False, **kwargs) -> ADMMNet:
-    """ADMM-Net sized like ResNet-34."""
-    return build(ADMMNet, 'admm_net_34', pretrained, **dict(steps=(1, 2, 2, 1), **kwargs))
+    """ADMM-Net sized like ResNet-34 (parameters within 10%): a step has two streams, so fewer steps."""
+    return build(ADMMNet, 'admm_net_34', pretrained, **dict(resnet(34), steps=(1, 2, 2, 1), **kwargs))
 
 
 @register_model
 def admm_net_50(pretrained=False, **kwargs) -> ADMMNet:
     """ADMM-Net sized like ResNet-50 (bottleneck T)."""
-    return build(ADMMNet, 'admm_net_50', pretrained, **dict(
-        steps=(1, 2, 2, 1), block='bottleneck', widths=(256, 512, 1024, 2048), **kwargs))
+    return build(ADMMNet, 'admm_net_50', pretrained, **dict(resnet(50), steps=(1, 2, 2, 1), **kwargs))

@@ -11,6 +11,7 @@ from timm.models import generate_default_cfgs, register_model
 from ..rules import agd
 from ..weights.registry import pretrained_cfgs
 from .network import OptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
+from .presets import cifar_densenet, densenet
 
 __all__ = ['AGDNet']
 
@@ -57,37 +58,31 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _cifar(depth: int) -> dict:
-    """The CIFAR DenseNet of depth L, growth 12, without bottleneck or compression: (L-4)/3 layers a block."""
-    return dict(steps=((depth - 4) // 3,) * 3, growth_rate=12, bn_size=None, compression=1.0, stem='cifar',
-                stem_width=16)
-
-
 @register_model
 def agd_net_40_cifar(pretrained=False, **kwargs) -> AGDNet:
     """AGD-Net-40 for CIFAR (DenseNet L=40, k=12)."""
-    return build(AGDNet, 'agd_net_40_cifar', pretrained, checkpoint_filter_fn, **dict(_cifar(40), **kwargs))
+    return build(AGDNet, 'agd_net_40_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_densenet(40), **kwargs))
 
 
 @register_model
 def agd_net_52_cifar(pretrained=False, **kwargs) -> AGDNet:
     """AGD-Net-52 for CIFAR (DenseNet L=52, k=12)."""
-    return build(AGDNet, 'agd_net_52_cifar', pretrained, checkpoint_filter_fn, **dict(_cifar(52), **kwargs))
+    return build(AGDNet, 'agd_net_52_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_densenet(52), **kwargs))
 
 
 @register_model
 def agd_net_121(pretrained=False, **kwargs) -> AGDNet:
     """AGD-Net-121 (DenseNet-121 layout)."""
-    return build(AGDNet, 'agd_net_121', pretrained, checkpoint_filter_fn, **dict(steps=(6, 12, 24, 16), **kwargs))
+    return build(AGDNet, 'agd_net_121', pretrained, checkpoint_filter_fn, **dict(densenet(121), **kwargs))
 
 
 @register_model
 def agd_net_169(pretrained=False, **kwargs) -> AGDNet:
     """AGD-Net-169 (DenseNet-169 layout)."""
-    return build(AGDNet, 'agd_net_169', pretrained, checkpoint_filter_fn, **dict(steps=(6, 12, 32, 32), **kwargs))
+    return build(AGDNet, 'agd_net_169', pretrained, checkpoint_filter_fn, **dict(densenet(169), **kwargs))
 
 
 @register_model
 def agd_net_201(pretrained=False, **kwargs) -> AGDNet:
     """AGD-Net-201 (DenseNet-201 layout)."""
-    return build(AGDNet, 'agd_net_201', pretrained, checkpoint_filter_fn, **dict(steps=(6, 12, 48, 32), **kwargs))
+    return build(AGDNet, 'agd_net_201', pretrained, checkpoint_filter_fn, **dict(densenet(201), **kwargs))

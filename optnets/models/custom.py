@@ -6,37 +6,24 @@ from timm.models import generate_default_cfgs, register_model
 from ..compiler import compile_rule
 from ..rules import Rule
 from . import agd_net, hb_net
-from .network import OptNet, build, cfg, cifar_cfg, cifar_resnet
+from .network import OptNet, build, cfg, cifar_cfg
+from .presets import cifar_densenet, cifar_resnet, densenet, resnet
 
 __all__ = ['register']
 
 default_cfgs = {}
 
-RESIDUAL_IMAGENET = {
-    18: dict(steps=(1, 1, 1, 1)),
-    34: dict(steps=(2, 3, 5, 2)),
-    50: dict(steps=(2, 3, 5, 2), block='bottleneck', widths=(256, 512, 1024, 2048)),
-    101: dict(steps=(2, 3, 22, 2), block='bottleneck', widths=(256, 512, 1024, 2048)),
-    152: dict(steps=(2, 7, 35, 2), block='bottleneck', widths=(256, 512, 1024, 2048)),
+PRESETS = {  # (preset, dense) -> the skeleton of that depth
+    ('cifar', False): cifar_resnet, ('imagenet', False): resnet,
+    ('cifar', True): lambda depth: dict(cifar_densenet(depth), block='dense'),
+    ('imagenet', True): lambda depth: dict(densenet(depth), block='dense'),
 }
-DENSE_IMAGENET = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}
 
 
 def _preset(plan, preset: str, depth: int) -> dict:
-    if preset == 'cifar':
-        if plan.dense:
-            if depth < 7 or (depth - 4) % 3:
-                raise ValueError(f'a dense CIFAR network has depth 3n+4 (40, 52, ...), got {depth}')
-            return dict(agd_net._cifar(depth), block='dense')
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f'a residual CIFAR network has depth 6n+2 (20, 56, 110, ...), got {depth}')
-        return cifar_resnet((depth - 2) // 6)
-    if preset == 'imagenet':
-        table = DENSE_IMAGENET if plan.dense else RESIDUAL_IMAGENET
-        if depth not in table:
-            raise ValueError(f'ImageNet depths for this rule: {sorted(table)}, got {depth}')
-        return dict(steps=table[depth], block='dense') if plan.dense else dict(table[depth])
-    raise ValueError(f"preset must be 'cifar' or 'imagenet', got {preset!r}")
+    if preset not in ('cifar', 'imagenet'):
+        raise ValueError(f"preset must be 'cifar' or 'imagenet', got {preset!r}")
+    return PRESETS[preset, plan.dense](depth)
 
 
 def checkpoint_filter_fn(state_dict: dict, model: OptNet) -> dict:

@@ -6,6 +6,7 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import gd
 from .network import OptNet, build, cfg, cifar_cfg
+from .presets import cifar_resnet, resnet
 
 __all__ = ['GDNet']
 
@@ -26,11 +27,10 @@ default_cfgs = generate_default_cfgs({
 @register_model
 def gd_net_56_cifar(pretrained=False, **kwargs) -> GDNet:
     """Plain 56-layer CIFAR network (ResNet-56 layout without shortcuts)."""
-    return build(GDNet, 'gd_net_56_cifar', pretrained, **dict(
-        steps=(8, 8, 8), widths=(16, 32, 64), stem='cifar', stem_width=16, **kwargs))
+    return build(GDNet, 'gd_net_56_cifar', pretrained, **dict(cifar_resnet(56), **kwargs))
 
 
 @register_model
 def gd_net_34(pretrained=False, **kwargs) -> GDNet:
     """Plain 34-layer network (ResNet-34 layout without shortcuts)."""
-    return build(GDNet, 'gd_net_34', pretrained, **dict(steps=(2, 3, 5, 2), **kwargs))
+    return build(GDNet, 'gd_net_34', pretrained, **dict(resnet(34), **kwargs))

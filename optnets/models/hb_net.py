@@ -9,7 +9,8 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import heavy_ball
 from ..weights.registry import pretrained_cfgs
-from .network import OptNet, build, cfg, cifar_cfg, cifar_resnet, keep_missing_coefficients, rename
+from .network import OptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
+from .presets import cifar_resnet, resnet
 
 __all__ = ['HBNet']
 
@@ -57,42 +58,40 @@ default_cfgs = generate_default_cfgs({
 @register_model
 def hb_net_20_cifar(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-20 for CIFAR (ResNet-20 layout, n=3)."""
-    return build(HBNet, 'hb_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(3), **kwargs))
+    return build(HBNet, 'hb_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(20), **kwargs))
 
 
 @register_model
 def hb_net_56_cifar(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-56 for CIFAR (ResNet-56 layout, n=9)."""
-    return build(HBNet, 'hb_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(9), **kwargs))
+    return build(HBNet, 'hb_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(56), **kwargs))
 
 
 @register_model
 def hb_net_110_cifar(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-110 for CIFAR (ResNet-110 layout, n=18)."""
-    return build(HBNet, 'hb_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(18), **kwargs))
+    return build(HBNet, 'hb_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(110), **kwargs))
 
 
 @register_model
 def hb_net_18(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-18 (ResNet-18 layout)."""
-    return build(HBNet, 'hb_net_18', pretrained, checkpoint_filter_fn, **dict(steps=(1, 1, 1, 1), **kwargs))
+    return build(HBNet, 'hb_net_18', pretrained, checkpoint_filter_fn, **dict(resnet(18), **kwargs))
 
 
 @register_model
 def hb_net_34(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-34 (ResNet-34 layout)."""
-    return build(HBNet, 'hb_net_34', pretrained, checkpoint_filter_fn, **dict(steps=(2, 3, 5, 2), **kwargs))
+    return build(HBNet, 'hb_net_34', pretrained, checkpoint_filter_fn, **dict(resnet(34), **kwargs))
 
 
 @register_model
 def hb_net_50(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-50 (ResNet-50 layout, bottleneck T)."""
-    return build(HBNet, 'hb_net_50', pretrained, checkpoint_filter_fn, **dict(
-        steps=(2, 3, 5, 2), block='bottleneck', widths=(256, 512, 1024, 2048), **kwargs))
+    return build(HBNet, 'hb_net_50', pretrained, checkpoint_filter_fn, **dict(resnet(50), **kwargs))
 
 
 @register_model
 def hb_net_101(pretrained=False, **kwargs) -> HBNet:
     """HB-Net-101 (ResNet-101 layout, bottleneck T)."""
-    return build(HBNet, 'hb_net_101', pretrained, checkpoint_filter_fn, **dict(
-        steps=(2, 3, 22, 2), block='bottleneck', widths=(256, 512, 1024, 2048), **kwargs))
+    return build(HBNet, 'hb_net_101', pretrained, checkpoint_filter_fn, **dict(resnet(101), **kwargs))

@@ -8,7 +8,8 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import linear_multistep
 from .hb_net import checkpoint_filter_fn
-from .network import OptNet, build, cfg, cifar_cfg, cifar_resnet
+from .network import OptNet, build, cfg, cifar_cfg
+from .presets import cifar_resnet, resnet
 
 __all__ = ['LMResNet']
 
@@ -33,35 +34,34 @@ default_cfgs = generate_default_cfgs({
 @register_model
 def lm_net_20_cifar(pretrained=False, **kwargs) -> LMResNet:
     """LM-ResNet-20 for CIFAR (n=3)."""
-    return build(LMResNet, 'lm_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(3), **kwargs))
+    return build(LMResNet, 'lm_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(20), **kwargs))
 
 
 @register_model
 def lm_net_56_cifar(pretrained=False, **kwargs) -> LMResNet:
     """LM-ResNet-56 for CIFAR (n=9)."""
-    return build(LMResNet, 'lm_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(9), **kwargs))
+    return build(LMResNet, 'lm_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(56), **kwargs))
 
 
 @register_model
 def lm_net_110_cifar(pretrained=False, **kwargs) -> LMResNet:
     """LM-ResNet-110 for CIFAR (n=18)."""
-    return build(LMResNet, 'lm_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(18), **kwargs))
+    return build(LMResNet, 'lm_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(110), **kwargs))
 
 
 @register_model
 def lm_net_18(pretrained=False, **kwargs) -> LMResNet:
     """LM-ResNet-18 (ResNet-18 layout)."""
-    return build(LMResNet, 'lm_net_18', pretrained, checkpoint_filter_fn, **dict(steps=(1, 1, 1, 1), **kwargs))
+    return build(LMResNet, 'lm_net_18', pretrained, checkpoint_filter_fn, **dict(resnet(18), **kwargs))
 
 
 @register_model
 def lm_net_34(pretrained=False, **kwargs) -> LMResNet:
     """LM-ResNet-34 (ResNet-34 layout)."""
-    return build(LMResNet, 'lm_net_34', pretrained, checkpoint_filter_fn, **dict(steps=(2, 3, 5, 2), **kwargs))
+    return build(LMResNet, 'lm_net_34', pretrained, checkpoint_filter_fn, **dict(resnet(34), **kwargs))
 
 
 @register_model
 def lm_net_50(pretrained=False, **kwargs) -> LMResNet:
     """LM-ResNet-50 (ResNet-50 layout, bottleneck T)."""
-    return build(LMResNet, 'lm_net_50', pretrained, checkpoint_filter_fn, **dict(
-        steps=(2, 3, 5, 2), block='bottleneck', widths=(256, 512, 1024, 2048), **kwargs))
+    return build(LMResNet, 'lm_net_50', pretrained, checkpoint_filter_fn, **dict(resnet(50), **kwargs))

@@ -9,7 +9,8 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import momentum
 from .hb_net import checkpoint_filter_fn
-from .network import OptNet, build, cfg, cifar_cfg, cifar_resnet
+from .network import OptNet, build, cfg, cifar_cfg
+from .presets import cifar_resnet, resnet
 
 __all__ = ['MomentumResNet']
 
@@ -35,39 +36,38 @@ default_cfgs = generate_default_cfgs({
 def momentum_net_20_cifar(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-20 for CIFAR (n=3)."""
     return build(MomentumResNet, 'momentum_net_20_cifar', pretrained, checkpoint_filter_fn,
-                 **dict(cifar_resnet(3), **kwargs))
+                 **dict(cifar_resnet(20), **kwargs))
 
 
 @register_model
 def momentum_net_56_cifar(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-56 for CIFAR (n=9)."""
     return build(MomentumResNet, 'momentum_net_56_cifar', pretrained, checkpoint_filter_fn,
-                 **dict(cifar_resnet(9), **kwargs))
+                 **dict(cifar_resnet(56), **kwargs))
 
 
 @register_model
 def momentum_net_110_cifar(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-110 for CIFAR (n=18)."""
     return build(MomentumResNet, 'momentum_net_110_cifar', pretrained, checkpoint_filter_fn,
-                 **dict(cifar_resnet(18), **kwargs))
+                 **dict(cifar_resnet(110), **kwargs))
 
 
 @register_model
 def momentum_net_18(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-18 (ResNet-18 layout)."""
     return build(MomentumResNet, 'momentum_net_18', pretrained, checkpoint_filter_fn,
-                 **dict(steps=(1, 1, 1, 1), **kwargs))
+                 **dict(resnet(18), **kwargs))
 
 
 @register_model
 def momentum_net_34(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-34 (ResNet-34 layout)."""
     return build(MomentumResNet, 'momentum_net_34', pretrained, checkpoint_filter_fn,
-                 **dict(steps=(2, 3, 5, 2), **kwargs))
+                 **dict(resnet(34), **kwargs))
 
 
 @register_model
 def momentum_net_50(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-50 (ResNet-50 layout, bottleneck T)."""
-    return build(MomentumResNet, 'momentum_net_50', pretrained, checkpoint_filter_fn, **dict(
-        steps=(2, 3, 5, 2), block='bottleneck', widths=(256, 512, 1024, 2048), **kwargs))
+    return build(MomentumResNet, 'momentum_net_50', pretrained, checkpoint_filter_fn, **dict(resnet(50), **kwargs))

@@ -39,11 +39,6 @@ def cifar_cfg(**kwargs) -> dict:
                std=CIFAR_STD, **kwargs)
 
 
-def cifar_resnet(n: int) -> dict:
-    """The CIFAR ResNet with n blocks per stage (depth 6n+2): 3 stages of widths 16/32/64."""
-    return dict(steps=(n - 1,) * 3, widths=(16, 32, 64), stem='cifar', stem_width=16)
-
-
 class OptNet(nn.Module):
     """A network compiled from an update rule.
 
