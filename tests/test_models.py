@@ -167,7 +167,7 @@ def test_drop_path_rate_is_timms_stochastic_depth(name):
         torch.testing.assert_close(model.eval()(x), plain(x), rtol=0, atol=0)
         torch.manual_seed(0)
         assert not torch.equal(model.train()(x), model(x))
-    with pytest.raises(ValueError, match='dense stages take proj_drop_rate'):
+    with pytest.raises(TypeError, match='drop_path_rate'):  # as timm's DenseNet: dense layers take proj_drop_rate
         timm.create_model('agd_net_40_cifar', drop_path_rate=0.1)
 
 
@@ -203,6 +203,20 @@ def test_register_a_custom_rule():
         optnets.register('bad_depth', 'x[k+1] = T(x[k])', depth=21)
     with pytest.raises(optnets.RuleError):
         optnets.register('bad_rule', 'x[k+1] = T(x[k]')
+
+
+def test_each_skeleton_takes_only_its_own_arguments_and_rules():
+    """ResNet's and DenseNet's skeletons are separate builders: neither silently ignores the other's settings."""
+    from optnets.models import DenseOptNet, OptNet, ResidualOptNet
+    assert OptNet.for_rule(optnets.rules.agd) is DenseOptNet and OptNet.for_rule('x[k+1] = T(x[k])') is ResidualOptNet
+    with pytest.raises(TypeError, match='widths'):
+        timm.create_model('agd_net_40_cifar', widths=(8, 8, 8))
+    with pytest.raises(TypeError, match='growth_rate'):
+        timm.create_model('hb_net_20_cifar', growth_rate=8)
+    with pytest.raises(ValueError, match='builds a DenseOptNet'):
+        ResidualOptNet(optnets.rules.agd, steps=(1,))
+    with pytest.raises(ValueError, match='builds a ResidualOptNet'):
+        DenseOptNet(optnets.rules.heavy_ball, steps=(1,))
 
 
 def test_register_a_dense_rule_on_the_imagenet_skeleton():

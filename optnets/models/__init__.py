@@ -8,7 +8,7 @@ from .gd_net import GDNet
 from .hb_net import HBNet
 from .lm_net import LMResNet
 from .momentum_net import MomentumResNet
-from .network import OptNet
+from .network import DenseOptNet, OptNet, ResidualOptNet
 
 FAMILIES = ('gd_net', 'hb_net', 'agd_net', 'admm_net', 'momentum_net', 'lm_net')
 """The family modules: timm.list_models(module=FAMILIES) lists every optnets model."""
@@ -23,5 +23,5 @@ def family_of(name: str) -> str:
     return family
 
 
-__all__ = ['FAMILIES', 'family_of', 'OptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet', 'MomentumResNet', 'LMResNet',
+__all__ = ['FAMILIES', 'family_of', 'OptNet', 'ResidualOptNet', 'DenseOptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet', 'MomentumResNet', 'LMResNet',
            'register']

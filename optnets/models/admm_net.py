@@ -12,13 +12,13 @@ within 10% of ResNet-34 / ResNet-50 in parameters and FLOPs. Between stages the 
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import admm
-from .network import OptNet, build, cfg, cifar_cfg
+from .network import ResidualOptNet, build, cfg, cifar_cfg
 from .presets import cifar_resnet, resnet
 
 __all__ = ['ADMMNet']
 
 
-class ADMMNet(OptNet):
+class ADMMNet(ResidualOptNet):
     """A dual-stream residual network whose streams follow the ADMM rule."""
 
     def __init__(self, steps, block: str = 'basic', **kwargs):

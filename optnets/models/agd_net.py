@@ -10,17 +10,17 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import agd
 from ..weights.registry import pretrained_cfgs
-from .network import OptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
+from .network import DenseOptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
 from .presets import cifar_densenet, densenet
 
 __all__ = ['AGDNet']
 
 
-class AGDNet(OptNet):
+class AGDNet(DenseOptNet):
     """A DenseNet whose layers follow the AGD history rule."""
 
     def __init__(self, steps, growth_rate: int = 32, bn_size=4, compression: float = 0.5, **kwargs):
-        super().__init__(agd, steps, block='dense', growth_rate=growth_rate, bn_size=bn_size,
+        super().__init__(agd, steps, growth_rate=growth_rate, bn_size=bn_size,
                          compression=compression, **kwargs)
 
 

@@ -15,8 +15,7 @@ default_cfgs = {}
 
 PRESETS = {  # (preset, dense) -> the skeleton of that depth
     ('cifar', False): cifar_resnet, ('imagenet', False): resnet,
-    ('cifar', True): lambda depth: dict(cifar_densenet(depth), block='dense'),
-    ('imagenet', True): lambda depth: dict(densenet(depth), block='dense'),
+    ('cifar', True): cifar_densenet, ('imagenet', True): densenet,
 }
 
 
@@ -48,7 +47,7 @@ def register(name: str, rule: Rule | str, preset: str = 'cifar', depth: int = 56
     default_cfgs.update(generate_default_cfgs({name: cifar_cfg() if preset == 'cifar' else cfg()}))
 
     def entrypoint(pretrained=False, **kwargs):
-        return build(OptNet, name, pretrained, checkpoint_filter_fn, **{**defaults, **kwargs})
+        return build(OptNet.for_rule(rule), name, pretrained, checkpoint_filter_fn, **{**defaults, **kwargs})
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__

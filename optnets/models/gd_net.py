@@ -5,13 +5,13 @@ It has no coefficients; it is the baseline that the accelerated families improve
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import gd
-from .network import OptNet, build, cfg, cifar_cfg
+from .network import ResidualOptNet, build, cfg, cifar_cfg
 from .presets import cifar_resnet, resnet
 
 __all__ = ['GDNet']
 
 
-class GDNet(OptNet):
+class GDNet(ResidualOptNet):
     """A ResNet-shaped network without shortcuts: every block is ``relu(T(x))``."""
 
     def __init__(self, steps, block: str = 'basic', **kwargs):

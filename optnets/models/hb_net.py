@@ -9,13 +9,13 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import heavy_ball
 from ..weights.registry import pretrained_cfgs
-from .network import OptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
+from .network import ResidualOptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
 from .presets import cifar_resnet, resnet
 
 __all__ = ['HBNet']
 
 
-class HBNet(OptNet):
+class HBNet(ResidualOptNet):
     """A ResNet whose blocks after each stage's first follow the heavy-ball rule."""
 
     def __init__(self, steps, block: str = 'basic', **kwargs):

@@ -8,13 +8,13 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import linear_multistep
 from .hb_net import checkpoint_filter_fn
-from .network import OptNet, build, cfg, cifar_cfg
+from .network import ResidualOptNet, build, cfg, cifar_cfg
 from .presets import cifar_resnet, resnet
 
 __all__ = ['LMResNet']
 
 
-class LMResNet(OptNet):
+class LMResNet(ResidualOptNet):
     """A ResNet whose blocks after each stage's first follow the linear two-step scheme."""
 
     def __init__(self, steps, block: str = 'basic', **kwargs):

@@ -9,13 +9,13 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import momentum
 from .hb_net import checkpoint_filter_fn
-from .network import OptNet, build, cfg, cifar_cfg
+from .network import ResidualOptNet, build, cfg, cifar_cfg
 from .presets import cifar_resnet, resnet
 
 __all__ = ['MomentumResNet']
 
 
-class MomentumResNet(OptNet):
+class MomentumResNet(ResidualOptNet):
     """A ResNet whose blocks after each stage's first follow Momentum ResNets' velocity update."""
 
     def __init__(self, steps, block: str = 'basic', learn_coeffs: bool = False, step_act: bool = False, **kwargs):

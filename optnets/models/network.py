@@ -1,8 +1,8 @@
-"""The network skeleton shared by every family: stem, compiled stages, head, and timm's model API.
+"""The network skeletons: OptNet (stem, compiled stages, head and timm's model API) and its two builders.
 
-A family file picks a rule and presets; :class:`OptNet` builds residual-style stages (a ResNet block as the
-transition, then the rule's steps) or, for rules that sum transforms over the whole history, dense stages
-(DenseNet's transition, then the fused dense steps).
+A family file picks a rule and a preset (``presets``). :class:`ResidualOptNet` reads like ResNet (a ResNet block
+as each stage's transition, then the rule's steps); :class:`DenseOptNet` like DenseNet (dense blocks whose layers
+are the rule's steps, for rules that sum transforms over the whole history, DenseNet's transitions between).
 """
 
 import re
@@ -40,115 +40,48 @@ def cifar_cfg(**kwargs) -> dict:
 
 
 class OptNet(nn.Module):
-    """A network compiled from an update rule.
+    """A network compiled from an update rule: stem, compiled stages, final norm and timm's head, with timm's
+    model API. The skeletons are its subclasses, each built like its paper: :class:`ResidualOptNet` (ResNet) and
+    :class:`DenseOptNet` (DenseNet); ``OptNet.for_rule`` picks the one a rule's kind takes."""
+    stem: nn.Sequential
+    stem_pool: nn.Module
+    stages: nn.Sequential
+    final_norm: nn.Module
 
-    Args:
-        rule: the update rule (a :class:`~optnets.Rule` or its text).
-        steps: compiled steps per stage, after each stage's transition.
-        widths: iterate width per stage (residual) ; for dense stages the growth rate is used instead.
-        block: ``'basic'``, ``'bottleneck'`` (residual T) or ``'dense'`` (DenseNet layer T).
-        stem: ``'imagenet'`` (7x7/2 conv + max pool) or ``'cifar'`` (3x3 conv).
-        shortcut: whether transitions are ResNet blocks (True) or plain conv blocks (False).
-        growth_rate, bn_size, compression, stem_width: DenseNet presets for dense stages.
-        learn_coeffs, coeff_init, coeff_shape: the rule's coefficients (see :class:`~optnets.CompiledStage`).
-        step_act: a ReLU after each residual step (ResNet's post-activation); Momentum ResNets have none.
-        drop_rate, proj_drop_rate, drop_path_rate: dropout before the classifier; inside DenseNet layers; stochastic
-            depth of the residual transforms (timm's schedule, rising linearly to ``drop_path_rate``).
-        zero_init_last: zero the last BN of each residual T, as timm's ResNet does, where an identity path carries
-            the signal: transitions with a shortcut, and steps whose rule keeps its input alive when T = 0
-            (``Plan.identity_path``); a step that must carry the signal itself keeps its T live.
-    """
+    @staticmethod
+    def for_rule(rule: Rule | str) -> type['OptNet']:
+        """Rules that sum transforms over the history build DenseNet's skeleton, the others ResNet's."""
+        return DenseOptNet if compile_rule(rule).dense else ResidualOptNet
 
-    def __init__(
-            self,
-            rule: Rule | str,
-            steps: Sequence[int],
-            widths: Sequence[int] = (64, 128, 256, 512),
-            block: str = 'basic',
-            stem: str = 'imagenet',
-            shortcut: bool = True,
-            growth_rate: int = 32,
-            bn_size: Optional[int] = 4,
-            compression: float = 0.5,
-            stem_width: int = 64,
-            learn_coeffs: bool = True,
-            coeff_init: str = 'special',
-            coeff_shape: str = 'scalar',
-            step_act: bool = True,
-            zero_init_last: bool = True,
-            num_classes: int = 1000,
-            in_chans: int = 3,
-            global_pool: str = 'avg',
-            drop_rate: float = 0.,
-            proj_drop_rate: float = 0.,
-            drop_path_rate: float = 0.,
-            device=None,
-            dtype=None,
-    ):
-        super().__init__()
-        dd = dict(device=device, dtype=dtype)
+    def _head(self, width: int, num_classes: int, in_chans: int, global_pool: str, drop_rate: float, dd: dict):
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
         self.grad_checkpointing = False
-        dense = block == 'dense'
-        plan = compile_rule(rule, linear_head=dense)
-        if plan.dense != dense:
-            raise ValueError(f"block={block!r} does not fit rule {str(plan.rule)!r}: rules that sum transforms "
-                             "over the history take block='dense', the others 'basic' or 'bottleneck'")
-        if stem not in ('imagenet', 'cifar'):
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
-        if dense and drop_path_rate:
-            raise ValueError('drop_path_rate drops residual transforms; dense stages take proj_drop_rate (DenseNet\'s '
-                             'drop_rate)')
-        blocks = sum(1 + n for n in steps)  # timm's stochastic-depth schedule: linear in the block's depth
-        drop_path = lambda block: drop_path_rate * block / max(blocks - 1, 1)  # noqa: E731
-        coeffs = dict(learn_coeffs=learn_coeffs, coeff_init=coeff_init, coeff_shape=coeff_shape, **dd)
-
-        width = stem_width
-        self.stem = nn.Sequential()
-        kernel, stride = (7, 2) if stem == 'imagenet' else (3, 1)
-        self.stem.add_module('conv', nn.Conv2d(in_chans, width, kernel, stride, kernel // 2, bias=False, **dd))
-        if dense:
-            if stem == 'imagenet':
-                self.stem.add_module('bn', BatchNormAct2d(width, **dd))
-        else:
-            self.stem.add_module('bn', nn.BatchNorm2d(width, **dd))
-            self.stem.add_module('act', nn.ReLU(inplace=True))
-        self.stem_pool = nn.MaxPool2d(3, 2, 1) if stem == 'imagenet' else nn.Identity()
-        reduction = stride
-        self.feature_info = [dict(num_chs=width, reduction=reduction, module='stem')]
-
-        stages = []
-        for i, num_steps in enumerate(steps):
-            stride = 1 if i == 0 else 2
-            reduction *= 2 if (i == 0 and stem == 'imagenet') else stride  # the stem's max pool
-            if dense:
-                transition = None if i == 0 else DenseTransition(width, int(width * compression), **dd)
-                width = width if i == 0 else int(width * compression)
-                stage = CompiledStage(
-                    plan, num_steps, width=growth_rate, in_width=width, transition=transition,
-                    transform=lambda k, s, w: DenseLayer(w, growth_rate, bn_size, proj_drop_rate, **dd), **coeffs)
-            else:
-                T, out, first = TRANSFORMS[block], widths[i], sum(1 + n for n in steps[:i])
-                transition = ResidualTransition(T(width, out, stride, drop_path(first), **dd), width, out, stride,
-                                                shortcut, **dd)
-                stage = CompiledStage(
-                    plan, num_steps, width=out, transition=transition,
-                    activation=nn.ReLU(inplace=True) if step_act else None,
-                    transform=lambda k, s, w, T=T, out=out, first=first: T(out, out, 1, drop_path(first + 1 + k), **dd),
-                    **coeffs)
-            stages.append(stage)
-            width = stage.out_width
-            self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
-        self.stages = nn.Sequential(*stages)
-        self.final_norm = BatchNormAct2d(width, **dd) if dense else nn.Identity()
         self.num_features = self.head_hidden_size = width
         self.global_pool, self.fc = create_classifier(width, num_classes, pool_type=global_pool, **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        identity = plan.identity_path(coeff_init, relu=step_act and not dense)
-        self._init_weights(zero_init_last and shortcut, zero_init_last and identity.alive and not dense)
+
+    @staticmethod
+    def _stem(in_chans: int, width: int, stem: str, dd: dict) -> tuple[nn.Sequential, nn.Module, int]:
+        """The first conv (7x7/2 then a max pool for ``'imagenet'``, 3x3 for ``'cifar'``); returns the stem, its
+        pooling and its stride."""
+        if stem not in ('imagenet', 'cifar'):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        kernel, stride = (7, 2) if stem == 'imagenet' else (3, 1)
+        layers = nn.Sequential()
+        layers.add_module('conv', nn.Conv2d(in_chans, width, kernel, stride, kernel // 2, bias=False, **dd))
+        return layers, nn.MaxPool2d(3, 2, 1) if stem == 'imagenet' else nn.Identity(), stride
+
+    @staticmethod
+    def _plan(rule: Rule | str, dense: bool):
+        plan = compile_rule(rule, linear_head=dense)
+        if plan.dense != dense:
+            kind = 'DenseOptNet' if plan.dense else 'ResidualOptNet'
+            raise ValueError(f'rule {str(plan.rule)!r} builds a {kind}: rules that sum transforms over the history '
+                             "take DenseNet's skeleton, the others ResNet's")
+        return plan
 
     @torch.no_grad()
-    def _init_weights(self, zero_init_transitions: bool, zero_init_steps: bool):
+    def _init_weights(self):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
@@ -157,12 +90,6 @@ class OptNet(nn.Module):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
-        for stage in self.stages:
-            transforms = list(stage.transforms()) if zero_init_steps else []
-            if zero_init_transitions and isinstance(stage.transition, ResidualTransition):
-                transforms.append(stage.transition.transform)
-            for transform in transforms:
-                transform.zero_init_last()
 
     # -- timm model API -----------------------------------------------------------------------------------------
     @torch.jit.ignore
@@ -274,6 +201,114 @@ class OptNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class ResidualOptNet(OptNet):
+    """ResNet's skeleton (He et al. 2016) with the rule's steps: each stage is a ResNet block (the transition,
+    which changes width and resolution) followed by ``steps`` compiled steps of the rule at that width.
+
+    Args:
+        rule: the update rule (a :class:`~optnets.Rule` or its text), one that does not sum T over the history.
+        steps: the rule's steps per stage, after each stage's transition (``presets.resnet`` derives them).
+        widths: the iterates' width per stage.
+        block: ``'basic'`` or ``'bottleneck'``: the T of every step and transition (ResNet's branches).
+        stem: ``'imagenet'`` (7x7/2 conv + max pool) or ``'cifar'`` (3x3 conv); ``stem_width`` its channels.
+        shortcut: whether transitions are ResNet blocks (True) or plain conv blocks (False).
+        learn_coeffs, coeff_init, coeff_shape: the rule's coefficients (see :class:`~optnets.CompiledStage`).
+        step_act: a ReLU after each step (ResNet's post-activation); Momentum ResNets have none.
+        drop_rate, drop_path_rate: dropout before the classifier; stochastic depth of the transforms (timm's
+            schedule, rising linearly with the block's depth to ``drop_path_rate``).
+        zero_init_last: zero the last BN of each T, as timm's ResNet does, where an identity path carries the
+            signal: transitions with a shortcut, and steps whose rule keeps its input alive when T = 0
+            (``Plan.identity_path``); a step that must carry the signal itself keeps its T live.
+    """
+
+    def __init__(self, rule: Rule | str, steps: Sequence[int], widths: Sequence[int] = (64, 128, 256, 512),
+                 block: str = 'basic', stem: str = 'imagenet', shortcut: bool = True, stem_width: int = 64,
+                 learn_coeffs: bool = True, coeff_init: str = 'special', coeff_shape: str = 'scalar',
+                 step_act: bool = True, zero_init_last: bool = True, num_classes: int = 1000, in_chans: int = 3,
+                 global_pool: str = 'avg', drop_rate: float = 0., drop_path_rate: float = 0., device=None,
+                 dtype=None):
+        super().__init__()
+        dd = dict(device=device, dtype=dtype)
+        plan = self._plan(rule, dense=False)
+        if block not in TRANSFORMS:
+            raise ValueError(f"block must be one of {sorted(TRANSFORMS)} for rule {str(plan.rule)!r}, got {block!r}")
+        T, width = TRANSFORMS[block], stem_width
+        self.stem, self.stem_pool, reduction = self._stem(in_chans, width, stem, dd)
+        self.stem.add_module('bn', nn.BatchNorm2d(width, **dd))
+        self.stem.add_module('act', nn.ReLU(inplace=True))
+        self.feature_info = [dict(num_chs=width, reduction=reduction, module='stem')]
+        blocks = sum(1 + n for n in steps)  # timm's stochastic-depth schedule: linear in the block's depth
+        drop_path = lambda block: drop_path_rate * block / max(blocks - 1, 1)  # noqa: E731
+        stages = []
+        for i, (num_steps, out) in enumerate(zip(steps, widths)):
+            stride = 1 if i == 0 else 2
+            reduction *= 2 if (i == 0 and stem == 'imagenet') else stride  # the stem's max pool
+            first = sum(1 + n for n in steps[:i])
+            transition = ResidualTransition(T(width, out, stride, drop_path(first), **dd), width, out, stride,
+                                            shortcut, **dd)
+            stages.append(CompiledStage(
+                plan, num_steps, width=out, transition=transition, activation=nn.ReLU(inplace=True) if step_act
+                else None, learn_coeffs=learn_coeffs, coeff_init=coeff_init, coeff_shape=coeff_shape,
+                transform=lambda k, s, w, out=out, first=first: T(out, out, 1, drop_path(first + 1 + k), **dd), **dd))
+            width = out
+            self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
+        self.stages = nn.Sequential(*stages)
+        self.final_norm = nn.Identity()
+        self._head(width, num_classes, in_chans, global_pool, drop_rate, dd)
+        self._init_weights()
+        if zero_init_last:
+            alive = plan.identity_path(coeff_init, relu=step_act).alive
+            for stage in self.stages:
+                for transform in [*(stage.transforms() if alive else ()), *(
+                        [stage.transition.transform] if shortcut else [])]:
+                    transform.zero_init_last()
+
+
+class DenseOptNet(OptNet):
+    """DenseNet's skeleton (Huang et al. 2017) with the rule's steps: each stage is a dense block whose layers are
+    the rule's steps (T is DenseNet's BN-ReLU-conv layer, the history sum runs as one conv over the concatenated
+    history), with DenseNet's transition between stages.
+
+    Args:
+        rule: the update rule, one that sums transforms over the history (``sum_j a[j]*T(x[j])``).
+        steps: layers per dense block (``presets.densenet``).
+        growth_rate, bn_size, compression: DenseNet(-BC)'s growth rate, bottleneck width factor (None: no
+            bottleneck) and transition compression.
+        stem: ``'imagenet'`` (7x7/2 conv, BN-ReLU, max pool) or ``'cifar'`` (3x3 conv); ``stem_width`` its channels.
+        learn_coeffs, coeff_init, coeff_shape: the rule's coefficients (dense stages take ``'scalar'``).
+        drop_rate, proj_drop_rate: dropout before the classifier; inside each layer (DenseNet's ``drop_rate``).
+    """
+
+    def __init__(self, rule: Rule | str, steps: Sequence[int], growth_rate: int = 32, bn_size: Optional[int] = 4,
+                 compression: float = 0.5, stem: str = 'imagenet', stem_width: int = 64, learn_coeffs: bool = True,
+                 coeff_init: str = 'special', coeff_shape: str = 'scalar', num_classes: int = 1000,
+                 in_chans: int = 3, global_pool: str = 'avg', drop_rate: float = 0., proj_drop_rate: float = 0.,
+                 device=None, dtype=None):
+        super().__init__()
+        dd = dict(device=device, dtype=dtype)
+        plan = self._plan(rule, dense=True)
+        width = stem_width
+        self.stem, self.stem_pool, reduction = self._stem(in_chans, width, stem, dd)
+        if stem == 'imagenet':
+            self.stem.add_module('bn', BatchNormAct2d(width, **dd))
+        self.feature_info = [dict(num_chs=width, reduction=reduction, module='stem')]
+        stages = []
+        for i, num_steps in enumerate(steps):
+            reduction *= 2 if (i > 0 or stem == 'imagenet') else 1  # a transition's pool, or the stem's max pool
+            transition = None if i == 0 else DenseTransition(width, int(width * compression), **dd)
+            width = width if i == 0 else int(width * compression)
+            stages.append(CompiledStage(
+                plan, num_steps, width=growth_rate, in_width=width, transition=transition, learn_coeffs=learn_coeffs,
+                coeff_init=coeff_init, coeff_shape=coeff_shape,
+                transform=lambda k, s, w: DenseLayer(w, growth_rate, bn_size, proj_drop_rate, **dd), **dd))
+            width = stages[-1].out_width
+            self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
+        self.stages = nn.Sequential(*stages)
+        self.final_norm = BatchNormAct2d(width, **dd)
+        self._head(width, num_classes, in_chans, global_pool, drop_rate, dd)
+        self._init_weights()
 
 
 def keep_missing_coefficients(state_dict: dict, model: nn.Module) -> dict:
