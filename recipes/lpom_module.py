@@ -1,5 +1,6 @@
 """LPOM in the recipe CLI: a LightningModule with manual optimisation whose step is one LPOM block-coordinate
-update, so that Lightning brings the progress bar, logs, checkpoints and resuming."""
+update, so that Lightning brings the progress bar, logs, checkpoints and resuming. There is no optimizer: LPOM
+updates the module's own parameters in place, and Lightning's placeholder optimizer counts the steps."""
 from typing import Optional, Sequence
 
 import lightning as L
@@ -9,17 +10,6 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from optnets.lpom import LPOM
-
-
-class StepMarker(torch.optim.Optimizer):
-    """Lightning counts training steps by optimizer steps; LPOM updates the weights itself in ``training_step``,
-    so this optimizer's step only marks that one happened (``max_steps``, checkpoints and resuming count it)."""
-
-    def __init__(self, params):
-        super().__init__(params, {'lr': 0.0})  # an lr for LearningRateMonitor; nothing uses it
-
-    def step(self, closure=None):
-        return None
 
 
 class LPOMClassifier(L.LightningModule):
@@ -40,25 +30,19 @@ class LPOMClassifier(L.LightningModule):
         layers = [in_chans * image_size ** 2, *hidden, num_classes]
         self.lpom = LPOM(layers, activation, out_activation, mu, loss, update_schedule, parallel_weights,
                          activation_iters, weight_iters, pinv_reg, activation_kwargs, seed, progress=False)
-        # the weights live here, so that checkpoints hold them and resuming restores them
+        # one copy of the weights: the module's parameters (checkpoints hold them, resuming restores them in place),
+        # which LPOM updates in place
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights)
+        self.lpom.weights = list(self.weights)
         self.top1 = MulticlassAccuracy(num_classes)
 
-    def _sync_in(self):
-        self.lpom.weights = [p.detach() for p in self.weights]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._sync_in()
         return self.lpom.decision_function(x.flatten(1))
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        self._sync_in()
         self.lpom.partial_fit(x.flatten(1), y)
-        with torch.no_grad():
-            for param, weight in zip(self.weights, self.lpom.weights):
-                param.copy_(weight)
-        self.optimizers().step()
+        self.optimizers().step()  # Lightning's placeholder optimizer: the step is counted (max_steps, checkpoints)
         self.log('train/loss', F.cross_entropy(self(x), y), prog_bar=True, on_step=True, on_epoch=True)
 
     def validation_step(self, batch, batch_idx):
@@ -69,4 +53,4 @@ class LPOMClassifier(L.LightningModule):
         self.log('val/top1', self.top1, prog_bar=True)
 
     def configure_optimizers(self):
-        return StepMarker(self.weights.parameters())
+        return None  # LPOM is the update; Lightning supplies a placeholder optimizer that only counts steps

@@ -97,8 +97,10 @@ class LPOM:
         xs = solver.forward(self.weights, x, self.acts)
         for _ in range(self.activation_iters):
             xs = solver.activation_sweep(xs, self.weights, self.acts, self.mu, self.loss, target, self.schedule)
-        self.weights = solver.weight_sweep(self.weights, xs, self.acts, self.weight_iters, self.pinv_reg,
-                                           self.parallel_weights)
+        updated = solver.weight_sweep(self.weights, xs, self.acts, self.weight_iters, self.pinv_reg,
+                                      self.parallel_weights)
+        for weight, new in zip(self.weights, updated):
+            weight.copy_(new)  # in place: whoever shares these tensors (a LightningModule's parameters) sees it
         return self
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 100, callback=None) -> 'LPOM':

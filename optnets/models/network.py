@@ -11,9 +11,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import BatchNormAct2d, create_classifier, get_device_dtype
-from timm.models import build_model_with_cfg
-from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint, checkpoint_seq
+from timm.models import build_model_with_cfg, checkpoint, checkpoint_seq
+from timm.models._features import feature_take_indices  # the helper timm's own families use; not re-exported
 from torch import nn
 
 from ..blocks import BasicTransform, BottleneckTransform, DenseLayer, DenseTransition, ResidualTransition
