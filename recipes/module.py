@@ -97,7 +97,8 @@ class ImageClassifier(L.LightningModule):
         if hp.schedule == 'cosine':
             main = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps - warmup, 1))
         else:
-            main = torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(steps * 0.5), int(steps * 0.75)], 0.1)
+            drops = [max(int(steps * share) - warmup, 1) for share in (0.5, 0.75)]  # counted after the warmup
+            main = torch.optim.lr_scheduler.MultiStepLR(optimizer, drops, 0.1)
         if warmup:
             ramp = torch.optim.lr_scheduler.LinearLR(optimizer, 0.01, 1.0, warmup)
             main = torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, main], [warmup])

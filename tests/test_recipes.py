@@ -5,9 +5,11 @@ in torchvision's own CIFAR file format, or an ImageFolder tree written by the te
 """
 import csv
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import numpy as np
 import pytest
 import timm
@@ -259,3 +261,40 @@ def test_a_run_becomes_a_hub_folder_that_timm_loads_and_publish_uploads_it(tmp_p
     assert calls[0] == ('create', 'me/hb_net_20') and 'model.safetensors' in calls[1][2]
     with pytest.raises(SystemExit):
         optnets_command(['publish', str(tmp_path), '--repo', 'me/x'])  # not a hub folder: one line, exit 2
+
+
+class LearningRates(L.Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_start(self, trainer, *args):
+        self.seen.append(trainer.optimizers[0].param_groups[0]['lr'])
+
+
+@pytest.mark.parametrize('schedule, expected', [
+    # 8 steps, 2 of warmup from 1% of lr; 'step' divides by 10 at 50% and 75% of all steps (steps 4 and 6)
+    ('step', [0.001, 0.0505, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]),
+    # cosine over the 6 steps after the warmup
+    ('cosine', [0.001, 0.0505] + [0.05 * (1 + math.cos(math.pi * k / 6)) for k in range(6)]),
+])
+def test_learning_rate_schedules_with_warmup(schedule, expected, tmp_path):
+    rates = LearningRates()
+    module = ImageClassifier('hb_net_20_cifar', lr=0.1, schedule=schedule, warmup_epochs=1)
+    trainer = L.Trainer(max_epochs=4, accelerator='cpu', logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[rates],
+                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(module, SyntheticDataModule(length=16, batch_size=8))  # 2 steps an epoch
+    assert rates.seen == pytest.approx(expected, rel=1e-6)
+
+
+def test_mixup_trains_on_mixed_images_and_soft_targets():
+    module = ImageClassifier('hb_net_20_cifar', mixup=0.4, label_smoothing=0.1)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    torch.manual_seed(0)
+    np.random.seed(0)
+    loss = module.training_step((x.clone(), y), 0)  # timm's Mixup mixes the batch in place
+    np.random.seed(0)
+    mixed, soft = module.mixup(x.clone(), y)  # timm's Mixup draws its lambda from NumPy
+    assert soft.shape == (4, 10) and not torch.equal(mixed, x)
+    expected = torch.sum(-soft * torch.log_softmax(module(mixed), -1), -1).mean()
+    torch.testing.assert_close(loss, expected)
