@@ -38,3 +38,15 @@ def test_cli_plan_prints_the_plan(capsys):
     with pytest.raises(SystemExit) as info:
         main(['plan', 'x[k+1] = T(x[k]) +'])
     assert info.value.code == 2 and 'column' in capsys.readouterr().err
+
+
+def test_the_layout_section_names_every_module_and_only_existing_ones():
+    import re
+    text = (ROOT / 'README.md').read_text()
+    block = text.split('## Layout\n', 1)[1].split('```text\n', 1)[1].split('```', 1)[0]
+    modules = [p for folder in ('optnets', 'recipes') for p in (ROOT / folder).rglob('*.py')
+               if p.name not in ('__init__.py', '__main__.py')]
+    for path in modules:
+        assert re.search(rf'\b{re.escape(path.stem)}\b', block), f'{path.relative_to(ROOT)} is not in the layout'
+    for name in re.findall(r'\b(\w+)\.py\b', block):
+        assert any(p.stem == name for p in modules), f'the layout names {name}.py, which does not exist'
