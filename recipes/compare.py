@@ -7,6 +7,7 @@ Each model is trained twice per seed with the same data order and initial weight
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -93,8 +94,10 @@ def main(argv=None):
     parser.add_argument('--lr', type=float, default=0.1)
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--out', type=Path, help='write runs.json and curves.png here')
-    parser.add_argument('--progress', action='store_true', help='show progress bars')
+    parser.add_argument('--progress', action=argparse.BooleanOptionalAction, default=sys.stdout.isatty(),
+                        help='progress bars (default: when the output is a terminal)')
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     args.train_subset, args.test_subset = args.train_subset or None, args.test_subset or None
     runs = []
     for model in args.models:
@@ -106,6 +109,7 @@ def main(argv=None):
                 print(f'{model} learn_coeffs={learn} seed={seed}: test top1 {100 * runs[-1]["top1"][-1]:.2f}%',
                       flush=True)
     print(summarize(runs))
+    print(f'elapsed: {time.perf_counter() - started:.0f} s for {len(runs)} runs')
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / 'runs.json').write_text(json.dumps(dict(args=vars(args) | {'out': str(args.out)}, runs=runs),

@@ -215,7 +215,7 @@ def test_lpom_through_the_recipe_cli(tmp_path):
     assert all(not w.requires_grad for w in cli.model.weights)  # and never needed a gradient
 
 
-def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path):
+def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path, capsys):
     """optnets.recipes.compare, the README's first command, on 64 real Fashion-MNIST images: both variants, one
     initialisation."""
     from optnets.recipes.compare import main
@@ -225,6 +225,7 @@ def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path):
     assert all(len(r['top1']) == 1 and 0 <= r['top1'][0] <= 1 for r in runs)
     saved = json.loads((tmp_path / 'runs.json').read_text())
     assert len(saved['runs']) == 2 and (tmp_path / 'curves.png').stat().st_size > 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith('elapsed: ')
 
 
 def test_a_run_becomes_a_hub_folder_that_timm_loads_and_publish_uploads_it(tmp_path, monkeypatch):
