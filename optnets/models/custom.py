@@ -1,6 +1,4 @@
 """``register``: a timm model from any update rule, on the CIFAR or ImageNet skeleton of a given depth."""
-import sys
-
 from timm.models import generate_default_cfgs, register_model
 
 from ..compiler import compile_rule
@@ -52,5 +50,4 @@ def register(name: str, rule: Rule | str, preset: str = 'cifar', depth: int = 56
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
     entrypoint.__doc__ = f'{name}: rule {str(rule)!r} on the {preset} skeleton of depth {depth}.'
-    setattr(sys.modules[__name__], name, entrypoint)
-    return register_model(entrypoint)
+    return register_model(entrypoint)  # timm reads the entry's pretrained cfg from this module's default_cfgs
