@@ -12,12 +12,14 @@ from ..rules.ir import Transform
 from ..rules.rule import Rule
 from .codegen import StageSpec, compile_forward, emit_coeff, generate_forward
 from .plan import Plan, compile_rule
+from .reversible import InvertibleStep, NotInvertible, ReversibleSteps, run_steps
 
 TransformFactory = Callable[[int, str, Sequence[int]], nn.Module]
 """``(step, stream, in_widths) -> T``. A T for a fused history sum takes ``(inputs, scales)``, else one tensor."""
 
 COEFF_INITS = ('special', 'theory')
 COEFF_SHAPES = ('scalar', 'channel')
+MEMORY = ('stored', 'reversible')
 
 
 class CompiledStage(nn.Module):
@@ -43,11 +45,14 @@ class CompiledStage(nn.Module):
             coeff_shape: str = 'scalar',
             activation: nn.Module | None = None,
             transition: nn.Module | None = None,
+            memory: str = 'stored',
             device=None,
             dtype=None,
     ):
         super().__init__()
         plan = plan if isinstance(plan, Plan) else compile_rule(plan)
+        if memory not in MEMORY:
+            raise ValueError(f'memory must be one of {MEMORY}, got {memory!r}')
         if coeff_init not in COEFF_INITS:
             raise ValueError(f'coeff_init must be one of {COEFF_INITS}, got {coeff_init!r}')
         if coeff_shape not in COEFF_SHAPES:
@@ -88,6 +93,15 @@ class CompiledStage(nn.Module):
             else:
                 self._constants[c.name] = values
         self._folded = frozenset()  # (step, stream) whose T-term coefficient was folded into T by fuse()
+        self.memory, self.invertible = memory, None
+        if memory == 'reversible':
+            self.invertible = InvertibleStep(plan, activation is not None)
+            for k in range(steps):
+                gamma = self.invertible.coefficients(lambda name, j: self._value(name, k, j))[2]
+                if torch.as_tensor(gamma).abs().min() < 1e-6:
+                    raise NotInvertible(f'the x[k-1] coefficient is 0 at step {k} with coeff_init={coeff_init!r}, so '
+                                        'x[k-1] cannot be rebuilt (the step is then a ResNet step): start it away '
+                                        'from 0 (for heavy ball, coeff_init=\'theory\')')
         self._build()
 
     # -- code generation ----------------------------------------------------------------------------------------
@@ -114,7 +128,27 @@ class CompiledStage(nn.Module):
             return self._resolve(name, step, j)
         return getattr(self.coeff, name).detach()[self._position(step, j)]
 
+    def _coefficient(self, name: str, step: int, j: int | None):
+        """A coefficient's value at (step, j) with its graph to the parameter (reversible backward)."""
+        if name in self._constants:
+            return self._resolve(name, step, j)
+        return getattr(self.coeff, name)[self._position(step, j)]
+
+    def reversible_steps(self, x: torch.Tensor) -> torch.Tensor:
+        """The steps with reversible memory (``optnets.compiler.reversible``); plain steps without a graph."""
+        if not self.steps:
+            return x
+        params = [p for name, p in self.named_parameters() if not name.startswith('transition.')]
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+            return ReversibleSteps.apply(x, self, *params)
+        return run_steps(self, x)[0]
+
     def _build(self):
+        if self.memory == 'reversible':
+            self.code = REVERSIBLE_FORWARD.format(
+                transition='    x_in = self.transition(x_in)\n' if self.transition is not None else '')
+            self.__class__ = stage_class(self.code)
+            return
         spec = StageSpec(
             steps=self.steps, resolve=self._resolve, row=self._row, activation=self.act is not None,
             skip_first=self.plan.dense and self.in_width != self.width, widths=(self.in_width, self.width),
@@ -159,6 +193,7 @@ class CompiledStage(nn.Module):
     @torch.no_grad()
     def fuse(self) -> 'CompiledStage':
         """Fold coefficients into the neighbouring conv weights and inline the rest as constants (inference)."""
+        self.memory = 'stored'  # inference keeps no graph: nothing to rebuild
         folded = set(self._folded)
         for stream in self.plan.streams:
             transform_terms = [t for t in stream.terms if isinstance(t.value, Transform)]
@@ -195,6 +230,11 @@ class CompiledStage(nn.Module):
     def extra_repr(self) -> str:
         rule = str(self.plan.rule).replace('\n', '; ')
         return f'{rule!r}, steps={self.steps}, width={self.width}, in_width={self.in_width}'
+
+
+REVERSIBLE_FORWARD = '''def forward(self, x_in: torch.Tensor) -> torch.Tensor:
+{transition}    return self.reversible_steps(x_in)
+'''
 
 
 @functools.lru_cache(maxsize=1024)

@@ -217,6 +217,8 @@ class ResidualOptNet(OptNet):
         step_act: a ReLU after each step (ResNet's post-activation); Momentum ResNets have none.
         drop_rate, drop_path_rate: dropout before the classifier; stochastic depth of the transforms (timm's
             schedule, rising linearly with the block's depth to ``drop_path_rate``).
+        memory: ``'stored'`` (autograd keeps every step's activations) or ``'reversible'``: each stage keeps two
+            iterates and rebuilds the rest in backward (``optnets.compiler.reversible``; invertible rules only).
         zero_init_last: zero the last BN of each T, as timm's ResNet does, where an identity path carries the
             signal: transitions with a shortcut, and steps whose rule keeps its input alive when T = 0
             (``Plan.identity_path``); a step that must carry the signal itself keeps its T live.
@@ -226,8 +228,8 @@ class ResidualOptNet(OptNet):
                  block: str = 'basic', stem: str = 'imagenet', shortcut: bool = True, stem_width: int = 64,
                  learn_coeffs: bool = True, coeff_init: str = 'special', coeff_shape: str = 'scalar',
                  step_act: bool = True, zero_init_last: bool = True, num_classes: int = 1000, in_chans: int = 3,
-                 global_pool: str = 'avg', drop_rate: float = 0., drop_path_rate: float = 0., device=None,
-                 dtype=None):
+                 global_pool: str = 'avg', drop_rate: float = 0., drop_path_rate: float = 0.,
+                 memory: str = 'stored', device=None, dtype=None):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
         plan = self._plan(rule, dense=False)
@@ -249,7 +251,7 @@ class ResidualOptNet(OptNet):
                                             shortcut, **dd)
             stages.append(CompiledStage(
                 plan, num_steps, width=out, transition=transition, activation=nn.ReLU(inplace=True) if step_act
-                else None, learn_coeffs=learn_coeffs, coeff_init=coeff_init, coeff_shape=coeff_shape,
+                else None, learn_coeffs=learn_coeffs, coeff_init=coeff_init, coeff_shape=coeff_shape, memory=memory,
                 transform=lambda k, s, w, out=out, first=first: T(out, out, 1, drop_path(first + 1 + k), **dd), **dd))
             width = out
             self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))

@@ -1,0 +1,142 @@
+"""Reversible memory: a stage whose steps can be run backwards stores two iterates, not one per step.
+
+A one-stream rule ``x[k+1] = alpha*T(x[k]) + beta*x[k] + gamma*x[k-1]`` (coefficients per step, learnable or fixed)
+with no activation after the sum and ``gamma != 0`` gives ``x[k-1] = (x[k+1] - alpha*T(x[k]) - beta*x[k]) / gamma``.
+Forward runs without a graph and keeps only the last two iterates; backward rebuilds each earlier iterate from the
+two after it, re-runs that step's T with a graph, and takes its gradients: for the input, T's weights and the
+coefficients. Activation memory is then flat in the number of steps (Momentum ResNets do this for one fixed rule;
+here any such rule, with learnable coefficients). Reads before the stage's start give its input (``x[-1] = x[0]``).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..rules.ir import ONE, Iterate, Term, Transform
+from ..rules.semantics import coefficient_value
+
+
+class NotInvertible(ValueError):
+    """The rule or the stage cannot run its steps backwards; the message says why."""
+
+
+class InvertibleStep:
+    """The analysis: which terms of the rule are ``T(x[k])``, ``x[k]`` and ``x[k-1]``."""
+
+    def __init__(self, plan, activation: bool):
+        rule = plan.rule
+        if activation:
+            raise NotInvertible('an activation after the sum (a ReLU) is not invertible: build the stage without '
+                                'one (e.g. step_act=False)')
+        if len(rule.updates) != 1 or plan.dense:
+            raise NotInvertible(f'reversible memory needs one stream and no history sums; {str(rule)!r} has '
+                                f'{"a sum over the history" if plan.dense else f"{len(rule.updates)} streams"}')
+        (update,) = rule.updates
+        self.stream = update.stream
+        self.transform, self.current, self.previous = [], [], []
+        for term in update.terms:
+            value = term.value
+            if isinstance(value, Transform) and value.terms == (Term(ONE, Iterate(update.stream, 0)),):
+                self.transform.append(term.coeff)
+            elif isinstance(value, Iterate) and value.lag in (0, 1) and value.stream == update.stream:
+                (self.current if value.lag == 0 else self.previous).append(term.coeff)
+            else:
+                raise NotInvertible(f'the term {term} is not one of T(x[k]), x[k] and x[k-1]: a step is run '
+                                    'backwards from the two iterates after it')
+        if not self.previous:
+            raise NotInvertible(f'{str(rule)!r} has no x[k-1] term, so x[k-1] cannot be rebuilt from x[k+1] and '
+                                'x[k]')
+
+    def coefficients(self, lookup) -> tuple:
+        """``(alpha, beta, gamma)`` of one step; ``lookup(name, j)`` gives a symbol's value there."""
+        total = lambda coeffs: sum((coefficient_value(c, lookup) for c in coeffs), 0.0)  # noqa: E731
+        return total(self.transform), total(self.current), total(self.previous)
+
+
+def _snapshot_norms(module: torch.nn.Module) -> list:
+    """Running statistics of the BatchNorms in ``module``: a re-run in backward must not count a batch twice."""
+    return [(m, [b.clone() for b in m.buffers()]) for m in module.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+
+
+def _restore_norms(snapshot: list):
+    for m, saved in snapshot:
+        for buffer, value in zip(m.buffers(), saved):
+            buffer.copy_(value)
+
+
+WIDER = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float64}
+
+
+def _wide(value, dtype):
+    """A coefficient (number or tensor) in the carried precision, without its graph."""
+    return value.detach().to(dtype) if torch.is_tensor(value) else value
+
+
+def run_steps(stage, x0: torch.Tensor, step_rng: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The steps without a graph; returns the last two iterates in the carried precision, one wider than the
+    input's (float64 for float32): T runs in the input's dtype, but the sums are kept so exactly that dividing by
+    gamma in backward, step after step, does not amplify rounding (checked against stored gradients at depth 110)."""
+    transforms, wide = getattr(stage, f'T_{stage.invertible.stream}'), WIDER.get(x0.dtype, x0.dtype)
+    x_prev = x = x0.to(wide)
+    with torch.no_grad():
+        for k in range(stage.steps):
+            if step_rng is not None:
+                step_rng.append(torch.get_rng_state())
+            alpha, beta, gamma = (_wide(c, wide) for c in stage.invertible.coefficients(
+                lambda name, j: stage._value(name, k, j)))  # noqa: B023
+            x_prev, x = x, alpha * transforms[k](x.to(x0.dtype)).to(wide) + beta * x + gamma * x_prev
+    return x, x_prev
+
+
+class ReversibleSteps(torch.autograd.Function):
+    """The steps of a reversible stage: ``apply(x0, stage, *parameters)``; saves two iterates and the random
+    states of each step (so that a dropped path is dropped again when the step is re-run)."""
+
+    @staticmethod
+    def forward(ctx, x0, stage, *params):
+        step_rng = []
+        x, x_prev = run_steps(stage, x0, step_rng)
+        ctx.stage, ctx.step_rng, ctx.params = stage, step_rng, params
+        ctx.save_for_backward(x, x_prev)
+        return x.to(x0.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        stage, params = ctx.stage, ctx.params
+        x_next, x = (saved.detach() for saved in ctx.saved_tensors)  # the output itself when already wide
+        grad_next, grad = grad_out, torch.zeros_like(grad_out)  # d/dx[k+1] (complete), d/dx[k] (partial)
+        totals = [torch.zeros_like(p) if p.requires_grad else None for p in params]
+        transforms = getattr(stage, f'T_{stage.invertible.stream}')
+        for k in reversed(range(stage.steps)):
+            T, dtype = transforms[k], grad_out.dtype
+            with torch.enable_grad(), torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(ctx.step_rng[k])
+                norms = _snapshot_norms(T)
+                here = x.detach().to(dtype).requires_grad_()
+                t = T(here)
+                alpha, beta, gamma = stage.invertible.coefficients(lambda name, j: stage._coefficient(name, k, j))
+                if k:  # x[k-1] rebuilt from x[k+1] and x[k]; before the stage's start, a read gives its input
+                    wide_gamma = _wide(gamma, x.dtype)
+                    if torch.as_tensor(wide_gamma).abs().min() < 1e-6:
+                        raise FloatingPointError(f'step {k}: the x[k-1] coefficient is 0, so x[k-1] cannot be '
+                                                 'rebuilt (reversible memory needs it away from 0)')
+                    before = (x_next - _wide(alpha, x.dtype) * t.detach().to(x.dtype) - _wide(beta, x.dtype) * x
+                              ) / wide_gamma
+                else:
+                    before = x
+                previous = before.detach().to(dtype).requires_grad_()
+                out = alpha * t + beta * here + gamma * previous
+                wanted = [here, previous] + [p for p in params if p.requires_grad]
+                grads = torch.autograd.grad(out, wanted, grad_next, allow_unused=True)
+                _restore_norms(norms)
+            d_here, d_previous, *d_params = grads
+            it = iter(d_params)
+            for i, p in enumerate(params):
+                if p.requires_grad:
+                    g = next(it)
+                    if g is not None:
+                        totals[i] += g
+            grad_next, grad = grad + d_here, d_previous
+            x_next, x = x, before
+        grad_in = grad_next + grad  # at k = 0, x[-1] is x[0]
+        return (grad_in, None, *totals)

@@ -1,0 +1,91 @@
+"""Reversible memory: the same outputs, gradients (weights and coefficients) and BN statistics as stored memory,
+two iterates saved per stage whatever its depth, and a clear error for what cannot be run backwards."""
+import copy
+
+import pytest
+import timm
+import torch
+
+import optnets
+from optnets.compiler import compile_stage
+from optnets.compiler.reversible import NotInvertible
+
+from helpers import randomise_norms
+
+INVERTIBLE = [  # a fixed-coefficient rule (Momentum ResNet) and learnable ones started at the algorithm's values
+    ('momentum_net_20_cifar', {}),
+    ('hb_net_20_cifar', dict(coeff_init='theory', step_act=False)),
+    ('hb_net_20_cifar', dict(coeff_init='theory', step_act=False, coeff_shape='channel', drop_path_rate=0.2)),
+]
+
+
+def pair(name, kwargs, dtype=torch.float64):
+    stored = randomise_norms(timm.create_model(name, **kwargs)).train().to(dtype)
+    reversible = timm.create_model(name, memory='reversible', **kwargs).train().to(dtype)
+    reversible.load_state_dict(stored.state_dict())
+    return stored, reversible
+
+
+def step(model, x, seed=0):
+    torch.manual_seed(seed)  # drop-path draws the same masks in both
+    out = model(x)
+    out.square().mean().backward()
+    return out.detach()
+
+
+@pytest.mark.parametrize('name, kwargs', INVERTIBLE)
+def test_reversible_equals_stored(name, kwargs):
+    stored, reversible = pair(name, kwargs)
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(step(reversible, x), step(stored, x), rtol=1e-10, atol=1e-12)
+    for (key, p), q in zip(stored.named_parameters(), reversible.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-8, atol=1e-12, msg=key)
+    coefficients = [q for _, q in reversible.named_coefficients()]  # Momentum ResNet's gamma is fixed
+    assert (name == 'momentum_net_20_cifar') == (not coefficients)
+    assert all(q.grad.abs().sum() > 0 for q in coefficients)  # the learnable ones get their gradients
+    for (key, a), b in zip(stored.named_buffers(), reversible.buffers()):
+        torch.testing.assert_close(b, a, msg=key)  # each batch counted once, although backward re-runs T
+
+
+def test_reversible_float32_gradients_are_as_close_to_float64_as_stored_ones():
+    """Dividing by the x[k-1] coefficient in backward, step after step, must not amplify rounding: the sums are
+    carried one precision up, and the gradient's error against a float64 run stays at float32's own level."""
+    stored, reversible = pair('momentum_net_56_cifar', {}, torch.float32)
+    truth = copy.deepcopy(stored).double()
+    x = torch.randn(4, 3, 32, 32)
+    step(stored, x), step(reversible, x), step(truth, x.double())
+    flat = lambda m: torch.cat([p.grad.double().flatten() for p in m.parameters()])  # noqa: E731
+    error = lambda m: float((flat(m) - flat(truth)).norm() / flat(truth).norm())  # noqa: E731
+    assert error(reversible) < max(10 * error(stored), 1e-5)
+
+
+def saved_bytes(model, x) -> int:
+    total = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: total.append(t.numel() * t.element_size()) or t,
+                                                  lambda t: t):
+        model(x).sum()
+    return sum(total)
+
+
+def test_saved_activations_stay_flat_in_depth():
+    x = torch.randn(2, 3, 32, 32)
+    saved = {(depth, memory): saved_bytes(timm.create_model(f'momentum_net_{depth}_cifar', memory=memory), x)
+             for depth in (56, 110) for memory in ('stored', 'reversible')}
+    assert saved[56, 'reversible'] == saved[110, 'reversible']  # what a stage keeps does not grow with its steps
+    assert saved[110, 'reversible'] < 0.3 * saved[110, 'stored']
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda: timm.create_model('hb_net_20_cifar', coeff_init='theory', memory='reversible'), 'ReLU'),
+    (lambda: timm.create_model('hb_net_20_cifar', step_act=False, memory='reversible'), 'x[k-1] coefficient is 0'),
+    (lambda: timm.create_model('admm_net_56_cifar', step_act=False, memory='reversible'), 'one stream'),
+    (lambda: compile_stage('x[k+1] = T(x[k]) + 0.5*x[k] + 0.5*x[k-2]', 2, lambda *a: torch.nn.Identity(), 4,
+                           memory='reversible'), 'x[k-2]'),
+    (lambda: compile_stage('x[k+1] = T(x[k]) + x[k]', 2, lambda *a: torch.nn.Identity(), 4, memory='reversible'),
+     'no x[k-1] term'),
+    (lambda: compile_stage(optnets.rules.agd, 2, lambda *a: torch.nn.Identity(), 4, memory='reversible'),
+     'history'),
+])
+def test_what_cannot_run_backwards_says_why(make, message):
+    with pytest.raises(NotInvertible, match=message.replace('[', r'\[').replace(']', r'\]')):
+        make()
