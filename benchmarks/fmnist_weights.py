@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import optnets  # noqa: F401
 from optnets.weights import export_checkpoint, registry
+from optnets.models.network import keep_missing_coefficients
 from optnets.weights.export import model_weights, read_checkpoint
 from optnets.recipes.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, FashionMNISTDataModule
 
@@ -123,8 +124,9 @@ def main(argv=None):
         run = args.runs / folder
         file = Path(registry.__file__).with_name('files') / f'{tag}.safetensors'
         file.parent.mkdir(exist_ok=True)
-        export_checkpoint(checkpoint_at(run, args.epoch), file)
-        file.chmod(0o644)
+        if not (file.is_file() and registry.sha256(file) == manifest.get(tag, {}).get('sha256')):
+            export_checkpoint(checkpoint_at(run, args.epoch), file)  # once: a published file is never rewritten
+            file.chmod(0o644)  # (safetensors orders its metadata differently from one export to the next)
         manifest[tag] = {
             'source': {'package': f'files/{file.name}'}, 'sha256': registry.sha256(file), 'size': file.stat().st_size,
             'cfg': {'num_classes': 10, 'input_size': [1, 32, 32], 'pool_size': [8, 8], 'crop_pct': 1.0,
@@ -140,7 +142,8 @@ def main(argv=None):
             coefficients=coefficients(model), sha256=manifest[tag]['sha256'], size=manifest[tag]['size'])
         results[tag]['seeds'] = {'0': results[tag]['test_top1']}
         for seed, root in args.seed_runs:
-            model.load_state_dict(model_weights(read_checkpoint(checkpoint_at(root / folder, args.epoch))))
+            weights = model_weights(read_checkpoint(checkpoint_at(root / folder, args.epoch)))
+            model.load_state_dict(keep_missing_coefficients(weights, model))
             results[tag]['seeds'][seed] = test_top1(model)
         print(f'{tag}: test top-1 {100 * results[tag]["test_top1"]:.2f}% ({file}, sha256 {results[tag]["sha256"]})')
     manifest_path.write_text(json.dumps(manifest, indent=1) + '\n')
