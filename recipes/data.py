@@ -11,6 +11,7 @@ import hashlib
 import os
 import random
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -112,8 +113,9 @@ class SeededSamples(Dataset):
 
 def die_with_parent(worker_id: int):
     """A loader worker ends with its parent process (Linux), so a killed run leaves no orphaned workers."""
-    if hasattr(os, 'sched_getaffinity'):  # Linux: prctl(PR_SET_PDEATHSIG, SIGKILL)
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    if sys.platform.startswith('linux'):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def fashion_mnist_root() -> Path:
