@@ -41,11 +41,8 @@ def cifar_cfg(**kwargs) -> dict:
 class OptNet(nn.Module):
     """A network compiled from an update rule: stem, compiled stages, final norm and timm's head, with timm's
     model API. The skeletons are its subclasses, each built like its paper: :class:`ResidualOptNet` (ResNet) and
-    :class:`DenseOptNet` (DenseNet); ``OptNet.for_rule`` picks the one a rule's kind takes."""
-    stem: nn.Sequential
-    stem_pool: nn.Module
-    stages: nn.Sequential
-    final_norm: nn.Module
+    :class:`DenseOptNet` (DenseNet); ``OptNet.for_rule`` picks the one a rule's kind takes. A builder sets
+    ``stem``, ``stem_pool``, ``stages`` (CompiledStages), ``final_norm`` and ``feature_info``, then ``_head``."""
 
     @staticmethod
     def for_rule(rule: Rule | str) -> type['OptNet']:
