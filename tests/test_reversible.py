@@ -57,6 +57,10 @@ def test_reversible_float32_gradients_are_as_close_to_float64_as_stored_ones():
     flat = lambda m: torch.cat([p.grad.double().flatten() for p in m.parameters()])  # noqa: E731
     error = lambda m: float((flat(m) - flat(truth)).norm() / flat(truth).norm())  # noqa: E731
     assert error(reversible) < max(10 * error(stored), 1e-5)
+    with torch.no_grad():  # without a graph (inference) the output keeps the input's dtype
+        out = reversible.eval()(x)
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, stored.eval()(x), rtol=1e-4, atol=1e-4)
 
 
 def saved_bytes(model, x) -> int:

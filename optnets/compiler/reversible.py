@@ -52,6 +52,11 @@ class InvertibleStep:
         return total(self.transform), total(self.current), total(self.previous)
 
 
+def vanishes(gamma, tolerance: float = 1e-6) -> bool:
+    """Whether the x[k-1] coefficient (a number or a tensor per channel) is too close to 0 to divide by."""
+    return bool(torch.as_tensor(gamma).abs().min() < tolerance)
+
+
 def _snapshot_norms(module: torch.nn.Module) -> list:
     """Running statistics of the BatchNorms in ``module``: a re-run in backward must not count a batch twice."""
     return [(m, [b.clone() for b in m.buffers()]) for m in module.modules()
@@ -117,7 +122,7 @@ class ReversibleSteps(torch.autograd.Function):
                 alpha, beta, gamma = stage.invertible.coefficients(lambda name, j: stage._coefficient(name, k, j))
                 if k:  # x[k-1] rebuilt from x[k+1] and x[k]; before the stage's start, a read gives its input
                     wide_gamma = _wide(gamma, x.dtype)
-                    if torch.as_tensor(wide_gamma).abs().min() < 1e-6:
+                    if vanishes(wide_gamma):
                         raise FloatingPointError(f'step {k}: the x[k-1] coefficient is 0, so x[k-1] cannot be '
                                                  'rebuilt (reversible memory needs it away from 0)')
                     before = (x_next - _wide(alpha, x.dtype) * t.detach().to(x.dtype) - _wide(beta, x.dtype) * x

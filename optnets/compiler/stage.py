@@ -12,7 +12,7 @@ from ..rules.ir import Transform
 from ..rules.rule import Rule
 from .codegen import StageSpec, compile_forward, emit_coeff, generate_forward
 from .plan import Plan, compile_rule
-from .reversible import InvertibleStep, NotInvertible, ReversibleSteps, run_steps
+from .reversible import InvertibleStep, NotInvertible, ReversibleSteps, run_steps, vanishes
 
 TransformFactory = Callable[[int, str, Sequence[int]], nn.Module]
 """``(step, stream, in_widths) -> T``. A T for a fused history sum takes ``(inputs, scales)``, else one tensor."""
@@ -98,7 +98,7 @@ class CompiledStage(nn.Module):
             self.invertible = InvertibleStep(plan, activation is not None)
             for k in range(steps):
                 gamma = self.invertible.coefficients(lambda name, j: self._value(name, k, j))[2]
-                if torch.as_tensor(gamma).abs().min() < 1e-6:
+                if vanishes(gamma):
                     raise NotInvertible(f'the x[k-1] coefficient is 0 at step {k} with coeff_init={coeff_init!r}, so '
                                         'x[k-1] cannot be rebuilt (the step is then a ResNet step): start it away '
                                         'from 0 (for heavy ball, coeff_init=\'theory\')')
@@ -141,7 +141,7 @@ class CompiledStage(nn.Module):
         params = [p for name, p in self.named_parameters() if not name.startswith('transition.')]
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
             return ReversibleSteps.apply(x, self, *params)
-        return run_steps(self, x)[0]
+        return run_steps(self, x)[0].to(x.dtype)
 
     def _build(self):
         if self.memory == 'reversible':
