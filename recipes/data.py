@@ -156,15 +156,18 @@ def decompress_verified(packed: Path, target: Path, md5: str):
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Shared loaders. ``train_subset`` / ``val_subset`` take the first N images (quick runs)."""
+    """Shared loaders. ``root`` is the folder holding the dataset's files as their publisher ships them (CIFAR's
+    python batches, ImageNet's ``train``/``val`` folders, Fashion-MNIST's four ``.gz`` files); each DataModule has
+    its own default. ``train_subset`` / ``val_subset`` take the first N images (quick runs)."""
     num_classes: int = 10
     in_chans: int = 3
+    default_root = staticmethod(default_root)
 
     def __init__(self, root: Optional[str] = None, download: bool = False, batch_size: int = 128,
                  num_workers: int = 2, train_subset: Optional[int] = None, val_subset: Optional[int] = None):
         super().__init__()
         self.save_hyperparameters()  # the concrete DataModule's arguments, for the logs
-        self.root = Path(root).expanduser() if root else default_root()
+        self.root = Path(root).expanduser() if root else self.default_root()
         self.download, self.batch_size, self.num_workers = download, batch_size, num_workers
         self.train_subset, self.val_subset = train_subset, val_subset
         if batch_size < 1 or num_workers < 0:
@@ -280,16 +283,16 @@ class FashionMNISTDataModule(ImageDataModule):
     """
     num_classes = 10
     in_chans = 1
+    default_root = staticmethod(lambda: DEBIAN_FASHION_MNIST)
 
     def __init__(self, root: Optional[str] = None, download: bool = False, batch_size: int = 128,
                  num_workers: int = 2, train_subset: Optional[int] = None, val_subset: Optional[int] = None,
                  image_size: int = 32, augment: bool = True):
         super().__init__(root, download, batch_size, num_workers, train_subset, val_subset)
-        self.raw_files = Path(root).expanduser() if root else DEBIAN_FASHION_MNIST  # the four .gz files
         self.image_size, self.augment = image_size, augment
 
     def prepare_data(self):
-        source, cache = self.raw_files, fashion_mnist_root() / 'FashionMNIST' / 'raw'
+        source, cache = self.root, fashion_mnist_root() / 'FashionMNIST' / 'raw'
         if all((source / f'{name}.gz').is_file() for name in FASHION_MNIST_MD5):
             cache.mkdir(parents=True, exist_ok=True)
             for name, md5 in FASHION_MNIST_MD5.items():  # re-read each time: --data.root is never ignored

@@ -21,8 +21,9 @@ REQUIRED = {
 
 
 def small_input(model, batch=2):
-    size = 32 if model.pretrained_cfg['input_size'][-1] == 32 else 64
-    return torch.randn(batch, model.in_chans, size, size)
+    channels, height, _ = model.pretrained_cfg['input_size']  # timm < 1.0.31 wrappers have no in_chans
+    size = 32 if height == 32 else 64
+    return torch.randn(batch, channels, size, size)
 
 
 def coefficient_count(model):
