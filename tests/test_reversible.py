@@ -8,7 +8,8 @@ import torch
 
 import optnets
 from optnets.compiler import compile_stage
-from optnets.compiler.reversible import NotInvertible
+from optnets.compiler import reversible
+from optnets.compiler.reversible import ANCHOR_EVERY, NotInvertible
 
 from helpers import randomise_norms
 
@@ -71,12 +72,31 @@ def saved_bytes(model, x) -> int:
     return sum(total)
 
 
-def test_saved_activations_stay_flat_in_depth():
+def test_saved_activations_grow_by_one_anchor_pair_every_anchor_steps():
+    """Two iterates a stage whatever its steps, plus one float64 pair (an anchor) every ANCHOR_EVERY steps."""
     x = torch.randn(2, 3, 32, 32)
     saved = {(depth, memory): saved_bytes(timm.create_model(f'momentum_net_{depth}_cifar', memory=memory), x)
-             for depth in (56, 110) for memory in ('stored', 'reversible')}
-    assert saved[56, 'reversible'] == saved[110, 'reversible']  # what a stage keeps does not grow with its steps
+             for depth in (20, 56, 110) for memory in ('stored', 'reversible')}
+    assert saved[20, 'reversible'] == saved[56, 'reversible']  # 2 and 8 steps a stage: no anchor yet
+    info = timm.create_model('momentum_net_110_cifar').feature_info[1:]  # 17 steps a stage: one anchor each
+    pair = sum(2 * 8 * 2 * f['num_chs'] * (32 // f['reduction']) ** 2 for f in info)
+    assert ANCHOR_EVERY <= 17 < 2 * ANCHOR_EVERY
+    assert saved[110, 'reversible'] == saved[56, 'reversible'] + pair
     assert saved[110, 'reversible'] < 0.3 * saved[110, 'stored']
+
+
+def test_anchored_long_stages_equal_stored(monkeypatch):
+    """Anchors every 3 steps in a 10-step stage: rebuilt and anchored steps together give stored's gradients."""
+    monkeypatch.setattr(reversible, 'ANCHOR_EVERY', 3)
+    stored = randomise_norms(timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory',
+                                               step_act=False)).train().double()
+    anchored = timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory', step_act=False,
+                                 memory='reversible').train().double()
+    anchored.load_state_dict(stored.state_dict())
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(step(anchored, x), step(stored, x), rtol=1e-10, atol=1e-12)
+    for (key, p), q in zip(stored.named_parameters(), anchored.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-8, atol=1e-12, msg=key)
 
 
 @pytest.mark.parametrize('make, message', [

@@ -77,71 +77,97 @@ def _wide(value, dtype):
     return value.detach().to(dtype) if torch.is_tensor(value) else value
 
 
-def run_steps(stage, x0: torch.Tensor, step_rng: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+ANCHOR_EVERY = 16
+"""Every this many steps the pair of iterates is kept: rebuilding runs at most this far from a stored pair."""
+
+
+def run_steps(stage, x0: torch.Tensor, step_rng: list | None = None, anchors: dict | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """The steps without a graph; returns the last two iterates in the carried precision, one wider than the
     input's (float64 for float32): T runs in the input's dtype, but the sums are kept so exactly that dividing by
-    gamma in backward, step after step, does not amplify rounding (checked against stored gradients at depth 110)."""
+    gamma in backward, step after step, does not amplify rounding. Rounding still grows along the rebuilt steps
+    (through T's Jacobian and 1/gamma), so ``anchors`` gets ``{k: (x[k], x[k-1])}`` every ``ANCHOR_EVERY`` steps:
+    the error is that of at most ``ANCHOR_EVERY`` rebuilt steps at any depth (tests/test_reversible.py)."""
     transforms, wide = getattr(stage, f'T_{stage.invertible.stream}'), WIDER.get(x0.dtype, x0.dtype)
     x_prev = x = x0.to(wide)
     with torch.no_grad():
         for k in range(stage.steps):
             if step_rng is not None:
                 step_rng.append(torch.get_rng_state())
+            if anchors is not None and k and k % ANCHOR_EVERY == 0:
+                anchors[k] = (x, x_prev)
             alpha, beta, gamma = (_wide(c, wide) for c in stage.invertible.coefficients(
                 lambda name, j: stage._value(name, k, j)))  # noqa: B023
-            x_prev, x = x, alpha * transforms[k](x.to(x0.dtype)).to(wide) + beta * x + gamma * x_prev
+            t = transforms[k](x.to(x0.dtype)).to(wide)
+            x_prev, x = x, _add_scaled(_add_scaled(t.mul_(alpha), beta, x), gamma, x_prev)
     return x, x_prev
 
 
 class ReversibleSteps(torch.autograd.Function):
-    """The steps of a reversible stage: ``apply(x0, stage, *parameters)``; saves two iterates and the random
-    states of each step (so that a dropped path is dropped again when the step is re-run)."""
+    """The steps of a reversible stage: ``apply(x0, stage, *parameters)``; saves the last two iterates, the anchor
+    pairs and the random states of each step (so that a dropped path is dropped again when the step is re-run)."""
 
     @staticmethod
     def forward(ctx, x0, stage, *params):
-        step_rng = []
-        x, x_prev = run_steps(stage, x0, step_rng)
-        ctx.stage, ctx.step_rng, ctx.params = stage, step_rng, params
-        ctx.save_for_backward(x, x_prev)
+        step_rng, anchors = [], {}
+        x, x_prev = run_steps(stage, x0, step_rng, anchors)
+        ctx.stage, ctx.step_rng, ctx.params, ctx.anchor_steps = stage, step_rng, params, list(anchors)
+        ctx.save_for_backward(x, x_prev, *(i for pair in anchors.values() for i in pair))
         return x.to(x0.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        stage, params = ctx.stage, ctx.params
-        x_next, x = (saved.detach() for saved in ctx.saved_tensors)  # the output itself when already wide
+        stage, dtype = ctx.stage, grad_out.dtype
+        x_next, x, *pairs = (saved.detach() for saved in ctx.saved_tensors)  # the output itself when already wide
+        anchors = {k: pairs[2 * i:2 * i + 2] for i, k in enumerate(ctx.anchor_steps)}
         grad_next, grad = grad_out, torch.zeros_like(grad_out)  # d/dx[k+1] (complete), d/dx[k] (partial)
-        totals = [torch.zeros_like(p) if p.requires_grad else None for p in params]
+        totals = {p: torch.zeros_like(p) for p in ctx.params if p.requires_grad}
         transforms = getattr(stage, f'T_{stage.invertible.stream}')
         for k in reversed(range(stage.steps)):
-            T, dtype = transforms[k], grad_out.dtype
+            T = transforms[k]
+            if k in anchors:
+                x = anchors[k][0]
             with torch.enable_grad(), torch.random.fork_rng(devices=[]):
                 torch.set_rng_state(ctx.step_rng[k])
                 norms = _snapshot_norms(T)
-                here = x.detach().to(dtype).requires_grad_()
+                here = x.to(dtype).requires_grad_()
                 t = T(here)
-                alpha, beta, gamma = stage.invertible.coefficients(lambda name, j: stage._coefficient(name, k, j))
-                if k:  # x[k-1] rebuilt from x[k+1] and x[k]; before the stage's start, a read gives its input
-                    wide_gamma = _wide(gamma, x.dtype)
-                    if vanishes(wide_gamma):
-                        raise FloatingPointError(f'step {k}: the x[k-1] coefficient is 0, so x[k-1] cannot be '
-                                                 'rebuilt (reversible memory needs it away from 0)')
-                    before = (x_next - _wide(alpha, x.dtype) * t.detach().to(x.dtype) - _wide(beta, x.dtype) * x
-                              ) / wide_gamma
-                else:
-                    before = x
-                previous = before.detach().to(dtype).requires_grad_()
-                out = alpha * t + beta * here + gamma * previous
-                wanted = [here, previous] + [p for p in params if p.requires_grad]
-                grads = torch.autograd.grad(out, wanted, grad_next, allow_unused=True)
-                _restore_norms(norms)
-            d_here, d_previous, *d_params = grads
-            it = iter(d_params)
-            for i, p in enumerate(params):
-                if p.requires_grad:
-                    g = next(it)
-                    if g is not None:
-                        totals[i] += g
-            grad_next, grad = grad + d_here, d_previous
+                coeffs = stage.invertible.coefficients(lambda name, j: stage._coefficient(name, k, j))  # noqa: B023
+            alpha, beta, gamma = (_wide(c, dtype) for c in coeffs)
+            if k in anchors:
+                before = anchors[k][1]
+            elif k:  # x[k-1] rebuilt from x[k+1] and x[k]; before the stage's start, a read gives its input
+                wide_gamma = _wide(gamma, x.dtype)
+                if vanishes(wide_gamma):
+                    raise FloatingPointError(f'step {k}: the x[k-1] coefficient is 0, so x[k-1] cannot be rebuilt '
+                                             '(reversible memory needs it away from 0)')
+                before = _add_scaled(_add_scaled(x_next.clone(), -_wide(alpha, x.dtype), t.detach().to(x.dtype)),
+                                     -_wide(beta, x.dtype), x).div_(wide_gamma)
+            else:
+                before = x
+            # out = alpha*T(x[k]) + beta*x[k] + gamma*x[k-1]: T's vector-Jacobian product, the rest by hand
+            weights = [p for p in T.parameters() if p in totals]
+            d_here, *d_weights = torch.autograd.grad(t, [here, *weights], alpha * grad_next)
+            _restore_norms(norms)  # after the graph is used: BatchNorm's backward checks its buffers' versions
+            _accumulate(totals, weights, d_weights)
+            learned = [(c, v) for c, v in zip(coeffs, (t, here, before)) if torch.is_tensor(c) and c.requires_grad]
+            if learned:
+                values = [c for c, _ in learned]
+                owners = [p for p in stage.coeff.parameters() if p in totals]
+                d_coeffs = [(grad_next * v.detach().to(dtype)).sum_to_size(c.shape) for c, v in learned]
+                _accumulate(totals, owners, torch.autograd.grad(values, owners, d_coeffs, allow_unused=True))
+            grad_next, grad = _add_scaled(d_here.add_(grad), beta, grad_next), gamma * grad_next
             x_next, x = x, before
         grad_in = grad_next + grad  # at k = 0, x[-1] is x[0]
-        return (grad_in, None, *totals)
+        return (grad_in, None, *(totals.get(p) for p in ctx.params))
+
+
+def _add_scaled(total: torch.Tensor, coeff, tensor: torch.Tensor) -> torch.Tensor:
+    """``total += coeff * tensor`` in place, in one fused operation (coeff a number or a broadcast tensor)."""
+    return total.add_(tensor, alpha=coeff) if not torch.is_tensor(coeff) else total.addcmul_(tensor, coeff)
+
+
+def _accumulate(totals: dict, params: list, grads):
+    for p, g in zip(params, grads):
+        if g is not None:
+            totals[p] += g
