@@ -10,39 +10,48 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from optnets.lpom import LPOM
+from optnets.lpom.estimator import DEFAULT_MU
 
 
 class LPOMClassifier(L.LightningModule):
     """An MLP ``in_chans * image_size**2 -> hidden... -> num_classes`` trained by LPOM (no backpropagation).
 
-    The arguments are :class:`~optnets.lpom.LPOM`'s; ``update_schedule`` is its ``schedule`` (serial or parallel
-    activation updates), renamed so that it never takes the learning-rate ``schedule`` of a config it replaces.
+    The arguments are :class:`~optnets.lpom.LPOM`'s (``hidden`` its ``hidden_layer_sizes``, ``seed`` its
+    ``random_state``); ``update_schedule`` is its ``schedule`` (serial or parallel activation updates), renamed so
+    that it never takes the learning-rate ``schedule`` of a config it replaces. Each step logs Theorem 2's rho of
+    every hidden update (``rho/<i>``) and, with ``monitor``, how many block updates raised the batch's objective.
     """
 
     def __init__(self, hidden: Sequence[int] = (300,), num_classes: int = 10, in_chans: int = 1,
                  image_size: int = 28, activation: str = 'relu', out_activation: str = 'identity',
-                 mu: float = 10.0, loss: str = 'cross_entropy', update_schedule: str = 'serial',
+                 mu: float = DEFAULT_MU, loss: str = 'cross_entropy', update_schedule: str = 'serial',
                  parallel_weights: bool = False, activation_iters: int = 5, weight_iters: int = 3,
-                 pinv_reg: float = 1e-3, activation_kwargs: Optional[dict] = None, seed: int = 0):
+                 pinv_reg: float = 1e-3, activation_kwargs: Optional[dict] = None, rho_max: Optional[float] = None,
+                 monitor: bool = False, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        layers = [in_chans * image_size ** 2, *hidden, num_classes]
-        self.lpom = LPOM(layers, activation, out_activation, mu, loss, update_schedule, parallel_weights,
-                         activation_iters, weight_iters, pinv_reg, activation_kwargs, seed, progress=False)
+        self.lpom = LPOM(hidden, activation, out_activation, mu, loss, update_schedule, parallel_weights,
+                         activation_iters, weight_iters, pinv_reg, activation_kwargs, rho_max, monitor=monitor,
+                         random_state=seed)._initialize(in_chans * image_size ** 2, range(num_classes))
         # one copy of the weights: the module's parameters (checkpoints hold them, resuming restores them in place),
         # which LPOM updates in place
-        self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights)
-        self.lpom.weights = list(self.weights)
+        self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights_)
+        self.lpom.weights_ = list(self.weights)
         self.top1 = MulticlassAccuracy(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lpom.decision_function(x.flatten(1))
+        return self.lpom.forward(x.flatten(1))
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         self.lpom.partial_fit(x.flatten(1), y)
         self.optimizers().step()  # Lightning's placeholder optimizer: the step is counted (max_steps, checkpoints)
+        record = self.lpom.history_.pop()  # logged here, not kept
+        self.log_dict({f'rho/{i}': rho for i, rho in enumerate(record['rho'], 1)}, on_step=True)
+        if record['objective']:
+            self.log('lpom/objective_increases', float(sum(after > before for _, before, after in
+                                                           record['objective'])), on_step=True)
         self.log('train/loss', F.cross_entropy(self(x), y), prog_bar=True, on_step=True, on_epoch=True)
 
     def validation_step(self, batch, batch_idx):

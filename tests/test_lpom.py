@@ -3,6 +3,9 @@ import numpy as np
 import pytest
 import torch
 
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
 from optnets.lpom import LPOM, get_activation, solver
 
 CLOSED_FORM = ['relu', 'leaky_relu', 'sigmoid', 'tanh', 'elu']
@@ -77,56 +80,93 @@ def blobs(n=400, d=10, classes=3, seed=0):
 
 def test_fit_learns_and_to_torch_predicts_the_same():
     x, y = blobs()
-    model = LPOM([10, 32, 16, 3], activation='relu', mu=10, progress=False).fit(x[:300], y[:300], epochs=3,
-                                                                                  batch_size=50)
+    model = LPOM((32, 16), activation='relu', max_iter=3, batch_size=50).fit(x[:300], y[:300])
     assert model.score(x[300:], y[300:]) > 0.9
     net = model.to_torch()
     with torch.no_grad():
         logits = net(torch.as_tensor(x))
     np.testing.assert_array_equal(logits.argmax(1).numpy(), model.predict(x))
-    torch.testing.assert_close(logits, model.decision_function(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits.numpy(), model.decision_function(x), rtol=1e-5, atol=1e-5)
     probabilities = model.predict_proba(x)
     np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
 
 
 def test_schedules_and_parallel_weights():
     x, y = blobs()
-    fit = dict(epochs=4, batch_size=50)
-    serial = LPOM([10, 16, 3], mu=1, progress=False).fit(x, y, **fit)
-    threads = LPOM([10, 16, 3], mu=1, parallel_weights=True, progress=False).fit(x, y, **fit)
-    for a, b in zip(serial.weights, threads.weights):
+    fit = dict(mu=1, max_iter=4, batch_size=50, random_state=0, hidden_layer_sizes=(16,))
+    serial = LPOM(**fit).fit(x, y)
+    threads = LPOM(parallel_weights=True, **fit).fit(x, y)
+    for a, b in zip(serial.weights_, threads.weights_):
         assert torch.equal(a, b)  # the layers' weight updates are independent: same result in any order
-    jacobi = LPOM([10, 16, 3], mu=1, schedule='parallel', progress=False).fit(x, y, **fit)
-    assert serial.score(x, y) > 0.95 and jacobi.score(x, y) > 0.85
+    assert serial.score(x, y) > 0.95
+    # Jacobi (every activation from the previous sweep's) learns, but unreliably: 0.45-0.91 over seeds 0-5
+    jacobi = [LPOM(schedule='parallel', **{**fit, 'random_state': seed}).fit(x, y).score(x, y) for seed in range(3)]
+    assert np.mean(jacobi) > 0.5  # chance is 1/3
 
 
-def test_seed_makes_runs_reproducible():
+def test_random_state_makes_fits_reproducible_and_fit_starts_over():
     x, y = blobs()
-    runs = [LPOM([10, 8, 3], seed=3, progress=False).fit(x, y, epochs=1, batch_size=64) for _ in range(2)]
-    assert all(torch.equal(a, b) for a, b in zip(runs[0].weights, runs[1].weights))
+    model = LPOM((8,), random_state=3, batch_size=64)
+    first = [w.clone() for w in model.fit(x, y).weights_]
+    assert all(torch.equal(a, b) for a, b in zip(first, model.fit(x, y).weights_))  # a second fit starts over
+    assert all(torch.equal(a, b) for a, b in zip(first, clone(model).fit(x, y).weights_))
+    warm = LPOM((8,), random_state=3, batch_size=64, warm_start=True).fit(x, y)
+    assert not all(torch.equal(a, b) for a, b in zip(first, warm.fit(x, y).weights_))  # warm_start continues
+    assert warm.n_iter_ == 2
+
+
+def test_labels_of_any_type_and_partial_fit():
+    x, y = blobs(n=200)
+    names = np.array(['cat', 'dog', 'eel'])[y]
+    model = LPOM((8,), max_iter=3, batch_size=50, random_state=0).fit(x, names)
+    assert model.classes_.tolist() == ['cat', 'dog', 'eel'] and model.n_features_in_ == 10
+    assert set(model.predict(x)) <= set(model.classes_) and model.score(x, names) > 0.8
+    stream = LPOM((8,), random_state=0)
+    with pytest.raises(ValueError, match='classes='):
+        stream.partial_fit(x[:50], names[:50])
+    for batch in range(4):
+        stream.partial_fit(x[batch * 50:(batch + 1) * 50], names[batch * 50:(batch + 1) * 50], classes=names)
+    assert stream.score(x, names) > 0.6
+    with pytest.raises(ValueError, match='not in classes_'):
+        stream.partial_fit(x[:5], ['fox'] * 5)
+
+
+def test_not_fitted_and_numpy_out():
+    x, y = blobs(n=40)
+    with pytest.raises(NotFittedError):
+        LPOM().predict(x)
+    model = LPOM((4,)).fit(x, y)
+    for out in (model.decision_function(x), model.predict_proba(x), model.predict(x)):
+        assert isinstance(out, np.ndarray)
+    binary = LPOM((4,)).fit(x, y % 2)
+    assert binary.decision_function(x).shape == (40,)  # scikit-learn's binary convention
 
 
 def test_objective_and_losses():
     x, y = blobs(n=60)
-    model = LPOM([10, 8, 3], activation='sigmoid', loss='mse', progress=False)
+    model = LPOM((8,), activation='sigmoid', loss='mse', max_iter=0 + 1, batch_size=60, random_state=0)
+    model.set_params(max_iter=1)._initialize(10, np.unique(y))
     before = model.objective(x, y)
-    model.fit(x, y, epochs=2, batch_size=60)
+    model.set_params(max_iter=2, warm_start=True).fit(x, y)
     assert model.objective(x, y) < before
     with pytest.raises(AttributeError, match='predict_proba'):
         model.predict_proba(x)
     with pytest.raises(NotImplementedError):
-        LPOM([10, 8, 3], activation='softplus', progress=False).objective(x, y)
+        LPOM((8,), activation='softplus').fit(x, y).objective(x, y)
 
 
 def test_any_non_decreasing_callable():
     """A plain callable (ReLU6) is accepted, its Lipschitz constant estimated, and LPOM learns with it."""
-    relu6 = LPOM([10, 8, 3], activation=lambda t: torch.clamp(t, 0, 6), progress=False)
-    assert relu6.acts[0].lipschitz == pytest.approx(1.0, abs=1e-3)
+    def clamp6(t):
+        return torch.clamp(t, 0, 6)
+    assert get_activation(clamp6).lipschitz == pytest.approx(1.0, abs=1e-3)
+    relu6 = LPOM((8,), activation=clamp6, max_iter=2, batch_size=50, random_state=0)
     x, y = blobs(n=200)
+    relu6._initialize(10, np.unique(y))
     before = relu6.score(x, y)
-    relu6.fit(x, y, epochs=2, batch_size=50)
+    relu6.set_params(warm_start=True).fit(x, y)
     assert relu6.score(x, y) > max(0.8, before)
-    hidden = relu6.acts[0].phi(torch.linspace(-10, 10, 101))
+    hidden = relu6.to_torch()[1](torch.linspace(-10, 10, 101))
     assert float(hidden.min()) == 0.0 and float(hidden.max()) == 6.0  # the callable itself, not a stand-in
 
 
@@ -139,22 +179,61 @@ def test_any_non_decreasing_callable():
     (dict(mu=[1.0, -2.0]), 'mu must be positive'),
     (dict(mu=[1.0, 2.0, 3.0]), 'one value per layer'),
     (dict(loss='hinge'), 'loss must be one of'),
+    (dict(pinv_reg=0), 'pinv_reg must be positive'),
+    (dict(batch_size=0), 'batch_size must be'),
+    (dict(max_iter=-1), 'max_iter must be'),
+    (dict(activation_iters=-3), 'activation_iters must be'),
+    (dict(hidden_layer_sizes=(8, 0)), 'hidden_layer_sizes'),
+    (dict(rho_max=1.5), 'rho_max'),
 ])
-def test_bad_settings_fail_at_construction(kwargs, message):
+def test_bad_settings_fail_at_fit_before_any_work(kwargs, message):
+    x, y = blobs(n=20)
+    model = LPOM(**kwargs)
+    assert model.get_params()[next(iter(kwargs))] is next(iter(kwargs.values()))  # stored unchanged
     with pytest.raises(ValueError, match=message):
-        LPOM([10, 8, 3], progress=False, **kwargs)
+        model.fit(x, y)
+    assert not hasattr(model, 'weights_')
 
 
-def test_bad_data_fails_before_any_work():
-    data, y = blobs(n=20)
-    model = LPOM([7, 8, 3], progress=False)
-    untouched = [w.clone() for w in model.weights]
-    with pytest.raises(ValueError, match='7 features'):
-        model.fit(data, y)
-    data = data[:, :7].copy()
-    data[3, 2] = np.nan
-    with pytest.raises(ValueError, match='NaN'):
-        model.fit(data, y)
-    with pytest.raises(ValueError, match='labels must lie'):
-        model.fit(np.zeros((20, 7), np.float32), y + 5)
-    assert all(torch.equal(a, b) for a, b in zip(untouched, model.weights))
+@pytest.mark.parametrize('data, labels, message', [
+    (np.zeros((0, 10)), np.zeros(0), '0 sample'),
+    (np.full((20, 10), np.nan), None, 'NaN'),
+    (None, np.linspace(0, 1, 20), 'Unknown label type'),
+    (None, np.array([object()] * 20), 'Unknown label type'),
+    ('huge', None, 'overflow float32'),
+])
+def test_bad_data_fails_before_any_work(data, labels, message):
+    x, y = blobs(n=20)
+    x = x * 1e20 if isinstance(data, str) else x if data is None else data
+    y = y if labels is None else labels
+    model = LPOM((4,), random_state=0).fit(*blobs(n=20))
+    untouched = [w.clone() for w in model.weights_]
+    with pytest.raises(ValueError, match=message):
+        model.set_params(warm_start=True).fit(x, y)
+    assert all(torch.equal(a, b) for a, b in zip(untouched, model.weights_))
+
+
+def test_predict_checks_the_feature_count():
+    model = LPOM((4,), random_state=0).fit(*blobs(n=20))
+    with pytest.raises(ValueError, match='10 features'):
+        model.predict(np.zeros((3, 7)))
+
+
+def test_scikit_learn_estimator_contract():
+    """scikit-learn's own estimator checks, every one of them."""
+    from sklearn.utils.estimator_checks import check_estimator
+    check_estimator(LPOM(hidden_layer_sizes=(16,), max_iter=20, batch_size=50, random_state=0))
+
+
+def test_rho_is_recorded_and_rho_max_keeps_updates_contracting():
+    """history_ holds Theorem 2's rho per hidden update; with rho_max the updates are contractions, so with
+    monitoring no activation update raises the batch objective."""
+    x, y = blobs()
+    loose = LPOM((32, 16), mu=[1.0, 100.0, 100.0], max_iter=2, batch_size=100, random_state=0, monitor=True)
+    tight = clone(loose).set_params(rho_max=0.5)
+    for model in (loose.fit(x, y), tight.fit(x, y)):
+        assert len(model.history_) == 8 and all(len(h['rho']) == 2 for h in model.history_)
+    assert max(max(h['rho']) for h in loose.history_) > 1  # the settings break Theorem 2's condition
+    rises = [after > before + 1e-4 * abs(before) for h in tight.history_ for name, before, after in h['objective']
+             if name.startswith('X')]
+    assert rises and not any(rises)

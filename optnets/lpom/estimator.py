@@ -1,9 +1,13 @@
-"""``LPOM``: a scikit-learn style estimator that trains an MLP without backpropagation."""
+"""``LPOM``: a scikit-learn classifier that trains an MLP without backpropagation."""
 import math
-from typing import Sequence
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -12,138 +16,220 @@ from .activations import get_activation
 
 LOSSES = ('mse', 'cross_entropy')
 SCHEDULES = ('serial', 'parallel')
+DEFAULT_MU = 10.0
+"""The layer weight every LPOM entry point starts from (the estimator, the Lightning recipe, the benchmark)."""
 
 
-class LPOM:
-    """Lifted proximal operator machine: an MLP ``layers[0] -> ... -> layers[-1]`` trained by block coordinate
-    descent on the LPOM objective (activations by fixed-point iteration, weights by accelerated proximal gradient).
+class LPOM(ClassifierMixin, BaseEstimator):
+    """Lifted proximal operator machine: an MLP ``n_features -> hidden_layer_sizes... -> n_classes`` trained by
+    block coordinate descent on the LPOM objective (activations by fixed-point iteration, weights by accelerated
+    proximal gradient), with scikit-learn's estimator contract (``clone``, pipelines, grid search).
 
     Args:
-        layers: widths, input first, classes last (e.g. ``[784, 300, 10]``).
+        hidden_layer_sizes: the hidden widths (the input and output widths come from the data).
         activation: hidden activation: a name (relu, leaky_relu, sigmoid, tanh, elu, softplus, hardtanh), an
             ``Activation`` or any non-decreasing Lipschitz callable; ``activation_kwargs`` e.g. ``{'alpha': 0.1}``.
         out_activation: the output layer's activation (``identity`` by default: see the README's measurement).
-        mu: weight of each layer's terms, one number or one per layer (``layers[1:]``); all positive.
+        mu: weight of each layer's terms, one number or one per layer (hidden layers and output); all positive.
         loss: ``cross_entropy`` (default) or ``mse`` (the paper's).
         schedule: activation updates in layer order (``serial``) or all at once (``parallel``, Jacobi).
         parallel_weights: update the layers' weights concurrently (they are independent given the activations).
         activation_iters, weight_iters: fixed-point sweeps and APG iterations per mini-batch.
         pinv_reg: relative ridge of the regularised pseudo-inverse solve.
-        seed: makes initialisation and shuffling reproducible.
+        rho_max: when set, each hidden activation update is kept a contraction (Theorem 2's rho at most
+            ``rho_max``) by lowering that update's ``mu[i+1]/mu[i]`` ratio where rho would exceed it.
+        max_iter: epochs over the data per ``fit``; ``batch_size``: samples per block-coordinate step.
+        warm_start: ``fit`` continues from the current weights instead of starting over.
+        random_state: initialisation and shuffling (an int makes ``fit`` reproducible).
+        monitor: record the mini-batch objective after every block update in ``history_`` (costs a forward each).
+
+    Fitted attributes: ``weights_`` (one ``d_out x (d_in + 1)`` tensor per layer, bias last), ``classes_``,
+    ``n_features_in_``, ``n_iter_`` (epochs run), ``history_`` (per step: Theorem 2's rho per hidden update and,
+    with ``monitor``, the objective before and after each block update).
     """
 
-    def __init__(self, layers: Sequence[int] = (784, 300, 10), activation='relu', out_activation='identity',
-                 mu=1.0, loss: str = 'cross_entropy', schedule: str = 'serial', parallel_weights: bool = False,
-                 activation_iters: int = 5, weight_iters: int = 3, pinv_reg: float = 1e-3,
-                 activation_kwargs: dict | None = None, seed: int = 0, dtype=torch.float32, progress: bool = True):
-        self.layers = [int(w) for w in layers]
-        if len(self.layers) < 2 or min(self.layers) < 1:
-            raise ValueError(f'layers must list at least an input and an output width, all positive: {layers}')
-        mu = [float(mu)] * (len(self.layers) - 1) if np.isscalar(mu) else [float(m) for m in mu]
-        if len(mu) != len(self.layers) - 1:
-            raise ValueError(f'mu needs one value per layer after the input ({len(self.layers) - 1}), got {len(mu)}')
+    def __init__(self, hidden_layer_sizes=(300,), activation='relu', out_activation='identity', mu=DEFAULT_MU,
+                 loss='cross_entropy', schedule='serial', parallel_weights=False, activation_iters=5,
+                 weight_iters=3, pinv_reg=1e-3, activation_kwargs=None, rho_max=None, max_iter=1, batch_size=100,
+                 warm_start=False, random_state=None, monitor=False, progress=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.out_activation = out_activation
+        self.mu = mu
+        self.loss = loss
+        self.schedule = schedule
+        self.parallel_weights = parallel_weights
+        self.activation_iters = activation_iters
+        self.weight_iters = weight_iters
+        self.pinv_reg = pinv_reg
+        self.activation_kwargs = activation_kwargs
+        self.rho_max = rho_max
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.monitor = monitor
+        self.progress = progress
+
+    # -- settings ------------------------------------------------------------------------------------------------
+    def _settings(self):
+        """Check every parameter (before any work) and return the activations and the per-layer mu."""
+        hidden = list(np.atleast_1d(self.hidden_layer_sizes))
+        if not all(isinstance(w, Integral) and w >= 1 for w in hidden):
+            raise ValueError(f'hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}')
+        for name in ('activation_iters', 'weight_iters', 'max_iter', 'batch_size'):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or value < (0 if name == 'activation_iters' else 1):
+                raise ValueError(f'{name} must be an integer >= {0 if name == "activation_iters" else 1}, '
+                                 f'got {value!r}')
+        if not (isinstance(self.pinv_reg, Real) and self.pinv_reg > 0):
+            raise ValueError(f'pinv_reg must be positive (the ridge that makes the solve well posed), got '
+                             f'{self.pinv_reg!r}')
+        if self.rho_max is not None and not (isinstance(self.rho_max, Real) and 0 < self.rho_max < 1):
+            raise ValueError(f'rho_max must lie in (0, 1) (a contraction), got {self.rho_max!r}')
+        if self.loss not in LOSSES:
+            raise ValueError(f'loss must be one of {LOSSES}, got {self.loss!r}')
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f'schedule must be one of {SCHEDULES}, got {self.schedule!r}')
+        layers = len(hidden) + 1
+        mu = [float(self.mu)] * layers if np.isscalar(self.mu) else [float(m) for m in self.mu]
+        if len(mu) != layers:
+            raise ValueError(f'mu needs one value per layer after the input ({layers}), got {len(mu)}')
         if not all(m > 0 and math.isfinite(m) for m in mu):
             raise ValueError(f'mu must be positive (it weighs convex terms), got {mu}')
-        if loss not in LOSSES:
-            raise ValueError(f'loss must be one of {LOSSES}, got {loss!r}')
-        if schedule not in SCHEDULES:
-            raise ValueError(f'schedule must be one of {SCHEDULES}, got {schedule!r}')
-        hidden = get_activation(activation, **(activation_kwargs or {}))
-        self.acts = [hidden] * (len(self.layers) - 2) + [get_activation(out_activation)]
-        self.mu = [None, *mu]
-        self.loss, self.schedule, self.parallel_weights = loss, schedule, parallel_weights
-        self.activation_iters, self.weight_iters, self.pinv_reg = activation_iters, weight_iters, pinv_reg
-        self.seed, self.dtype, self.progress = seed, dtype, progress
-        self.generator = torch.Generator().manual_seed(seed)
-        self.weights = [self._init_weight(d_in, d_out) for d_in, d_out in zip(self.layers, self.layers[1:])]
+        act = get_activation(self.activation, **(self.activation_kwargs or {}))
+        return hidden, [act] * len(hidden) + [get_activation(self.out_activation)], [None, *mu]
 
-    def _init_weight(self, d_in: int, d_out: int) -> torch.Tensor:
-        bound = math.sqrt(6 / (d_in + d_out))  # Glorot uniform, zero bias
-        weight = (torch.rand(d_out, d_in, generator=self.generator, dtype=self.dtype) * 2 - 1) * bound
-        return torch.cat([weight, torch.zeros(d_out, 1, dtype=self.dtype)], 1)
+    # -- data ----------------------------------------------------------------------------------------------------
+    def _inputs(self, x, reset: bool, y=None, training: bool = False):
+        """``X`` as a float32 tensor; in training also ``y``, checked against it."""
+        if training and y is None:
+            raise ValueError(f'{type(self).__name__} requires y to be passed, but the target y is None')
+        x, y = validate_data(self, x, y, reset=reset, dtype=np.float32) if training else (
+            validate_data(self, x, reset=reset, dtype=np.float32), None)
+        limit = math.sqrt(torch.finfo(torch.float32).max / (x.shape[1] + 1) / max(self.batch_size, 1)) / 1e3
+        if x.size and np.abs(x).max() > limit:  # the weight update's Gram matrix would overflow float32
+            raise ValueError(f'X has values up to {np.abs(x).max():.3g}: the least-squares weight update squares '
+                             f'them and would overflow float32 (above {limit:.3g} here); scale the features, e.g. '
+                             'with sklearn.preprocessing.StandardScaler')
+        x = torch.from_numpy(np.ascontiguousarray(x))
+        return (x, y) if training else x
 
-    # -- data checks ---------------------------------------------------------------------------------------------
-    def _inputs(self, x) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=self.dtype)
-        x = x.reshape(x.shape[0], -1) if x.dim() > 2 else x
-        if x.dim() != 2 or x.shape[1] != self.layers[0]:
-            raise ValueError(f'X has {tuple(x.shape)}: rows are samples with {self.layers[0]} features (layers[0])')
-        if not torch.isfinite(x).all():
-            raise ValueError('X contains NaN or infinite values')
-        return x
+    def _targets(self, y) -> torch.Tensor:
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        unseen = np.setdiff1d(y, self.classes_)
+        if unseen.size:
+            raise ValueError(f'y has labels {unseen[:5].tolist()} that are not in classes_ {self.classes_.tolist()}')
+        index = torch.from_numpy(np.searchsorted(self.classes_, y))
+        return nn.functional.one_hot(index, len(self.classes_)).float()
 
-    def _targets(self, y, n: int) -> torch.Tensor:
-        y = torch.as_tensor(np.asarray(y) if not torch.is_tensor(y) else y)
-        if y.shape[0] != n:
-            raise ValueError(f'y has {y.shape[0]} rows for {n} samples')
-        classes = self.layers[-1]
-        if y.dim() == 1:
-            if y.is_floating_point() and not torch.equal(y, y.round()):
-                raise ValueError('y must hold class labels (integers) or one target row per sample')
-            if y.min() < 0 or y.max() >= classes:
-                raise ValueError(f'labels must lie in 0..{classes - 1} (layers[-1] = {classes})')
-            return torch.nn.functional.one_hot(y.long(), classes).to(self.dtype)
-        if y.shape[1] != classes or not torch.isfinite(y).all():
-            raise ValueError(f'targets must be finite rows of {classes} values (layers[-1])')
-        return y.to(self.dtype)
-
-    # -- training ------------------------------------------------------------------------------------------------
-    def partial_fit(self, x, y) -> 'LPOM':
-        """One LPOM step on one mini-batch: activation sweeps, then every layer's weights."""
-        x = self._inputs(x)
-        return self._step(x, self._targets(y, x.shape[0]))
-
-    def _step(self, x: torch.Tensor, target: torch.Tensor) -> 'LPOM':
-        xs = solver.forward(self.weights, x, self.acts)
-        for _ in range(self.activation_iters):
-            xs = solver.activation_sweep(xs, self.weights, self.acts, self.mu, self.loss, target, self.schedule)
-        updated = solver.weight_sweep(self.weights, xs, self.acts, self.weight_iters, self.pinv_reg,
-                                      self.parallel_weights)
-        for weight, new in zip(self.weights, updated):
-            weight.copy_(new)  # in place: whoever shares these tensors (a LightningModule's parameters) sees it
+    def _initialize(self, n_features: int, classes):
+        """Fresh weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias)."""
+        hidden = self._settings()[0]
+        self.classes_ = np.asarray(classes)
+        rng = check_random_state(self.random_state)
+        self.generator_ = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        widths = [n_features, *hidden, max(len(self.classes_), 2)]
+        self.weights_ = []
+        for d_in, d_out in zip(widths, widths[1:]):
+            bound = math.sqrt(6 / (d_in + d_out))
+            weight = (torch.rand(d_out, d_in, generator=self.generator_) * 2 - 1) * bound
+            self.weights_.append(torch.cat([weight, torch.zeros(d_out, 1)], 1))
+        self.n_iter_, self.history_ = 0, []
         return self
 
-    def fit(self, x, y, epochs: int = 1, batch_size: int = 100, callback=None) -> 'LPOM':
-        """Shuffled mini-batches for ``epochs`` epochs; ``callback(self, epoch)`` runs after each epoch."""
-        x = self._inputs(x)
-        target = self._targets(y, x.shape[0])
-        for epoch in range(epochs):
-            order = torch.randperm(x.shape[0], generator=self.generator)
-            batches = order.split(batch_size)
-            for batch in tqdm(batches, desc=f'LPOM epoch {epoch + 1}/{epochs}', disable=not self.progress,
+    # -- training ------------------------------------------------------------------------------------------------
+    def fit(self, X, y) -> 'LPOM':
+        """``max_iter`` epochs of shuffled mini-batches, from fresh weights unless ``warm_start``."""
+        _, acts, mu = self._settings()
+        fresh = not (self.warm_start and hasattr(self, 'weights_'))
+        x, y = self._inputs(X, fresh, y, training=True)
+        check_classification_targets(y)
+        if fresh:
+            self._initialize(x.shape[1], unique_labels(y))
+        target = self._targets(y)
+        for epoch in range(self.max_iter):
+            batches = torch.randperm(x.shape[0], generator=self.generator_).split(self.batch_size)
+            for batch in tqdm(batches, desc=f'LPOM epoch {epoch + 1}/{self.max_iter}', disable=not self.progress,
                               leave=False):
-                self._step(x[batch], target[batch])
-            if callback is not None:
-                callback(self, epoch)
+                self._step(x[batch], target[batch], acts, mu)
+            self.n_iter_ += 1
+        return self
+
+    def partial_fit(self, X, y, classes=None) -> 'LPOM':
+        """One block-coordinate step on one mini-batch; the first call needs ``classes`` (all labels)."""
+        first = not hasattr(self, 'weights_')
+        if first and classes is None:
+            raise ValueError('the first partial_fit needs classes= (every label the data can hold)')
+        _, acts, mu = self._settings()
+        x, y = self._inputs(X, first, y, training=True)
+        if first:
+            self._initialize(x.shape[1], unique_labels(classes))
+        return self._step(x, self._targets(y), acts, mu)
+
+    def _step(self, x: torch.Tensor, target: torch.Tensor, acts, mu) -> 'LPOM':
+        """Activation sweeps, then every layer's weights; records rho (and with ``monitor`` the objective)."""
+        weights = self.weights_
+        rho = solver.contraction(weights, acts, mu)
+        ratios = solver.contracting_ratios(weights, acts, mu, self.rho_max) if self.rho_max else None
+        record = dict(rho=rho, objective=[])
+        watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
+        value = (lambda xs, ws: float(solver.objective(xs, ws, acts, mu, self.loss, target))) if watch else None
+        xs = solver.forward(weights, x, acts)
+        for _ in range(self.activation_iters):
+            for i, update in solver.activation_updates(xs, weights, acts, mu, self.loss, target, self.schedule,
+                                                       ratios):
+                before = value(xs, weights) if watch else None
+                xs[i] = update()
+                if watch:
+                    record['objective'].append((f'X[{i}]', before, value(xs, weights)))
+        updated = solver.weight_sweep(weights, xs, acts, self.weight_iters, self.pinv_reg, self.parallel_weights)
+        for i, (weight, new) in enumerate(zip(weights, updated)):
+            before = value(xs, weights) if watch else None
+            weight.copy_(new)  # in place: whoever shares these tensors (a LightningModule's parameters) sees it
+            if watch:
+                record['objective'].append((f'W[{i}]', before, value(xs, weights)))
+        self.history_.append(record)
         return self
 
     # -- inference -----------------------------------------------------------------------------------------------
-    def decision_function(self, x) -> torch.Tensor:
-        return solver.forward(self.weights, self._inputs(x), self.acts)[-1]
+    def _scores(self, X) -> torch.Tensor:
+        check_is_fitted(self)
+        return self.forward(self._inputs(X, reset=False))
 
-    def predict(self, x) -> np.ndarray:
-        return self.decision_function(x).argmax(1).numpy()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The output layer's values for a float tensor of samples, as a tensor (torch's side: no data checks)."""
+        check_is_fitted(self)
+        return solver.forward(self.weights_, x, self._settings()[1])[-1]
 
-    def predict_proba(self, x) -> np.ndarray:
+    def decision_function(self, X) -> np.ndarray:
+        """The output layer's values; for two classes, one column as scikit-learn's binary convention."""
+        scores = self._scores(X).numpy()
+        return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
+
+    def predict(self, X) -> np.ndarray:
+        scores = self._scores(X)
+        return self.classes_[scores[:, :len(self.classes_)].argmax(1).numpy()]
+
+    def predict_proba(self, X) -> np.ndarray:
         if self.loss != 'cross_entropy':
             raise AttributeError('predict_proba needs loss="cross_entropy" (softmax outputs); an mse model has none')
-        return torch.softmax(self.decision_function(x), 1).numpy()
+        return torch.softmax(self._scores(X)[:, :len(self.classes_)], 1).numpy()
 
-    def score(self, x, y) -> float:
-        """Accuracy on labels ``y``."""
-        return float((self.predict(x) == np.asarray(y)).mean())
-
-    def objective(self, x, y) -> float:
-        """The LPOM objective at the consistent activations of ``x`` (needs closed-form f and g)."""
-        x = self._inputs(x)
-        xs = solver.forward(self.weights, x, self.acts)
-        return float(solver.objective(xs, self.weights, self.acts, self.mu, self.loss, self._targets(y, x.shape[0])))
+    def objective(self, X, y) -> float:
+        """The LPOM objective at the consistent activations of ``X`` (needs closed-form f and g)."""
+        check_is_fitted(self)
+        _, acts, mu = self._settings()
+        xs = solver.forward(self.weights_, self._inputs(X, reset=False), acts)
+        return float(solver.objective(xs, self.weights_, acts, mu, self.loss, self._targets(y)))
 
     def to_torch(self) -> nn.Sequential:
         """The trained network as ``nn.Sequential`` of ``Linear`` and activation modules (inference is a forward)."""
+        check_is_fitted(self)
         modules = []
-        for weight, act in zip(self.weights, self.acts):
-            linear = nn.Linear(weight.shape[1] - 1, weight.shape[0], dtype=self.dtype)
+        for weight, act in zip(self.weights_, self._settings()[1]):
+            linear = nn.Linear(weight.shape[1] - 1, weight.shape[0])
             with torch.no_grad():
                 linear.weight.copy_(weight[:, :-1])
                 linear.bias.copy_(weight[:, -1])

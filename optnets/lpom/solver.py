@@ -42,11 +42,13 @@ def loss_gradient(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.T
 
 
 # -- activation updates --------------------------------------------------------------------------------------------
-def hidden_update(i: int, xs, weights, acts, mu) -> torch.Tensor:
-    """``X[i] <- phi(W[i-1]X[i-1] - (mu[i+1]/mu[i]) W[i]^T (phi(W[i]X[i]) - X[i+1]))``."""
+def hidden_update(i: int, xs, weights, acts, mu, ratio: float | None = None) -> torch.Tensor:
+    """``X[i] <- phi(W[i-1]X[i-1] - (mu[i+1]/mu[i]) W[i]^T (phi(W[i]X[i]) - X[i+1]))``; ``ratio`` replaces
+    ``mu[i+1]/mu[i]`` when given (see :func:`contracting_ratios`)."""
     residual = acts[i].phi(preactivation(weights[i], xs[i])) - xs[i + 1]
     pushed = residual @ weights[i][:, :-1]
-    return acts[i - 1].phi(preactivation(weights[i - 1], xs[i - 1]) - (mu[i + 1] / mu[i]) * pushed)
+    ratio = mu[i + 1] / mu[i] if ratio is None else ratio
+    return acts[i - 1].phi(preactivation(weights[i - 1], xs[i - 1]) - ratio * pushed)
 
 
 def output_update(xs, weights, acts, mu, loss: str, target: torch.Tensor) -> torch.Tensor:
@@ -55,18 +57,28 @@ def output_update(xs, weights, acts, mu, loss: str, target: torch.Tensor) -> tor
     return acts[n - 1].phi(preactivation(weights[n - 1], xs[n - 1]) - loss_gradient(loss, xs[n], target) / mu[n])
 
 
-def activation_sweep(xs, weights, acts, mu, loss: str, target, schedule: str = 'serial') -> list[torch.Tensor]:
-    """One pass over the hidden and output activations: in layer order with the newest values (``serial``),
-    or all from the previous values at once (``parallel``, Jacobi)."""
-    xs = list(xs)
-    n = len(weights)
+def activation_updates(xs, weights, acts, mu, loss: str, target, schedule: str = 'serial', ratios=None):
+    """One pass over the hidden and output activations, as ``(i, update)`` pairs to apply in turn
+    (``xs[i] = update()``): in layer order with the newest values (``serial``), or all from the values before
+    the pass (``parallel``, Jacobi). ``ratios[i]`` replaces ``mu[i+1]/mu[i]`` in hidden update ``i``."""
+    n, ratios = len(weights), ratios or {}
+    hidden = lambda i: hidden_update(i, xs, weights, acts, mu, ratios.get(i))  # noqa: E731
+    output = lambda: output_update(xs, weights, acts, mu, loss, target)  # noqa: E731
     if schedule == 'serial':
-        for i in range(1, n):
-            xs[i] = hidden_update(i, xs, weights, acts, mu)
-        xs[n] = output_update(xs, weights, acts, mu, loss, target)
-        return xs
-    new = [hidden_update(i, xs, weights, acts, mu) for i in range(1, n)]
-    return [xs[0], *new, output_update(xs, weights, acts, mu, loss, target)]
+        yield from ((i, lambda i=i: hidden(i)) for i in range(1, n))
+        yield n, output
+        return
+    values = {i: hidden(i) for i in range(1, n)} | {n: output()}
+    yield from ((i, lambda i=i: values[i]) for i in values)
+
+
+def activation_sweep(xs, weights, acts, mu, loss: str, target, schedule: str = 'serial', ratios=None
+                     ) -> list[torch.Tensor]:
+    """One pass of :func:`activation_updates`; returns the new activations."""
+    xs = list(xs)
+    for i, update in activation_updates(xs, weights, acts, mu, loss, target, schedule, ratios):
+        xs[i] = update()
+    return xs
 
 
 # -- weight updates ------------------------------------------------------------------------------------------------
@@ -126,8 +138,18 @@ def objective(xs, weights, acts, mu, loss: str, target) -> torch.Tensor:
     return total
 
 
+def _rho_per_ratio(weights, acts, i: int) -> float:
+    return acts[i - 1].lipschitz * acts[i].lipschitz * torch.linalg.matrix_norm(weights[i][:, :-1], 2).item() ** 2
+
+
 def contraction(weights, acts, mu) -> list[float]:
-    """The paper's convergence factor rho of each hidden fixed-point update, a contraction when below 1:
-    (mu[i+1]/mu[i]) beta[i-1] beta[i] ||W[i]||_2^2."""
-    return [mu[i + 1] / mu[i] * acts[i - 1].lipschitz * acts[i].lipschitz
-            * torch.linalg.matrix_norm(weights[i][:, :-1], 2).item() ** 2 for i in range(1, len(weights))]
+    """The paper's convergence factor rho of each hidden fixed-point update (Theorem 2), a contraction when
+    below 1: (mu[i+1]/mu[i]) beta[i-1] beta[i] ||W[i]||_2^2."""
+    return [mu[i + 1] / mu[i] * _rho_per_ratio(weights, acts, i) for i in range(1, len(weights))]
+
+
+def contracting_ratios(weights, acts, mu, rho_max: float) -> dict[int, float]:
+    """``{i: min(mu[i+1]/mu[i], rho_max / (beta[i-1] beta[i] ||W[i]||_2^2))}``: the ratio each hidden update
+    uses to stay a contraction with factor at most ``rho_max``."""
+    return {i: min(mu[i + 1] / mu[i], rho_max / max(_rho_per_ratio(weights, acts, i), 1e-30))
+            for i in range(1, len(weights))}
