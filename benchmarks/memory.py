@@ -1,12 +1,15 @@
-"""Stored against reversible memory, side by side in one run: Momentum ResNets of growing depth (CIFAR widths).
+"""Stored, reversible and the ``momentumnet`` package's memory, side by side in one run: Momentum ResNets of
+growing depth (CIFAR widths), then 1000 steps a stage.
 
-    OMP_NUM_THREADS=1 python benchmarks/memory.py --depths 20 56 110 --batch 32 --out benchmarks/results/memory
+    OMP_NUM_THREADS=1 python benchmarks/memory.py --steps 2 8 17 --batch 32 --long-steps 1000 --long-batch 4
 
 Per depth and mode: the bytes autograd saves for backward in one training forward (exact, through
-``torch.autograd.graph.saved_tensors_hooks``; parameters excluded), the peak resident memory of a child process
-that builds the model and runs one training step (Linux's VmHWM, so the interpreter and the weights are in it
-too), and the median time of a training step (forward + backward), the modes interleaved. Writes results.json and
-memory.png.
+``torch.autograd.graph.saved_tensors_hooks``; parameters excluded; the package's saved iterates and bit stores
+counted too), the peak resident memory of a child process that builds the model and runs one training step
+(Linux's VmHWM, so the interpreter and the weights are in it too), the median time of a training step (forward +
+backward), the modes interleaved, and how far each mode's gradient is from the stored one's (relative norm).
+The ``momentumnet`` mode is the same network (the same T modules) with each stage's steps run by the package's
+``MomentumNet(use_backprop=False)``. Writes results.json and memory.png.
 """
 import argparse
 import json
@@ -20,10 +23,23 @@ import torch
 
 import optnets  # noqa: F401  (registers the models)
 
+MODES = ('stored', 'reversible', 'momentumnet')
 
-def build(depth: int, memory: str):
+
+def build(steps: int, memory: str):
+    """Momentum ResNet with ``steps`` steps after each stage's transition (depth 6 * (steps + 1) + 2)."""
     torch.manual_seed(0)
-    return timm.create_model(f'momentum_net_{depth}_cifar', memory=memory).train()
+    model = timm.create_model('momentum_net_20_cifar', steps=(steps,) * 3,
+                              memory='stored' if memory == 'momentumnet' else memory).train()
+    if memory == 'momentumnet':
+        from momentumnet import MomentumNet
+        model.stages = torch.nn.Sequential(*(torch.nn.Sequential(
+            stage.transition, MomentumNet(list(stage.T_x), gamma=0.9, use_backprop=False)) for stage in model.stages))
+    return model
+
+
+def depth(steps: int) -> int:
+    return 6 * (steps + 1) + 2
 
 
 def saved_bytes(model, x) -> int:
@@ -42,18 +58,18 @@ def saved_bytes(model, x) -> int:
     return total[0]
 
 
-def _peak_child(depth, memory, batch, queue):
+def _peak_child(steps, memory, batch, queue):
     torch.set_num_threads(1)
-    model, x = build(depth, memory), torch.randn(batch, 3, 32, 32)
+    model, x = build(steps, memory), torch.randn(batch, 3, 32, 32)
     model(x).square().mean().backward()
     # VmHWM belongs to this process's own memory map; ru_maxrss would keep the forking parent's high-water mark
     status = dict(line.split(':', 1) for line in open('/proc/self/status'))
     queue.put(int(status['VmHWM'].split()[0]) * 1024)
 
 
-def peak_rss(depth: int, memory: str, batch: int) -> int:
+def peak_rss(steps: int, memory: str, batch: int) -> int:
     queue = multiprocessing.get_context('spawn').Queue()
-    child = multiprocessing.get_context('spawn').Process(target=_peak_child, args=(depth, memory, batch, queue))
+    child = multiprocessing.get_context('spawn').Process(target=_peak_child, args=(steps, memory, batch, queue))
     child.start()
     peak = queue.get()
     child.join()
@@ -63,44 +79,92 @@ def peak_rss(depth: int, memory: str, batch: int) -> int:
 def step_times(models: dict, x, repeats: int) -> dict:
     times = {memory: [] for memory in models}
     for _ in range(repeats):
-        for memory, model in models.items():  # interleaved: the machine's drift hits both modes alike
+        for memory, model in models.items():  # interleaved: the machine's drift hits all modes alike
+            model.zero_grad(set_to_none=True)
             start = time.perf_counter()
             model(x).square().mean().backward()
             times[memory].append(time.perf_counter() - start)
     return {memory: statistics.median(t) for memory, t in times.items()}
 
 
+def gradient_errors(models: dict) -> dict:
+    """Each mode's last gradient against the stored mode's (relative norm over all parameters)."""
+    flat = {memory: torch.cat([p.grad.flatten() for p in model.parameters()]) for memory, model in models.items()}
+    return {memory: float((g - flat['stored']).norm() / flat['stored'].norm()) for memory, g in flat.items()}
+
+
+def rebuild_error(steps: int = 100, batch: int = 8, seed: int = 0) -> dict:
+    """How far iterates rebuilt backwards (float64 sums, T in float32, no anchors) drift from the forward's, against
+    the number of steps rebuilt: ``{distance: relative error}``, on the first stage of a trained-like network
+    (BN statistics randomised as in the tests)."""
+    from optnets.compiler.reversible import WIDER, _add_scaled
+    torch.manual_seed(seed)
+    stage = build(steps, 'reversible').stages[0]
+    with torch.no_grad():
+        for m in stage.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
+        x0 = torch.randn(batch, 16, 32, 32)
+        wide = WIDER[x0.dtype]
+        coefficients = [stage.invertible.coefficients(lambda name, j: stage._value(name, k, j))  # noqa: B023
+                        for k in range(steps)]
+        xs = [x0.to(wide), x0.to(wide)]  # x[-1], x[0], x[1], ...
+        for k, (alpha, beta, gamma) in enumerate(coefficients):
+            t = stage.T_x[k](xs[-1].to(x0.dtype)).to(wide)
+            xs.append(_add_scaled(_add_scaled(t.mul_(alpha), beta, xs[-1]), gamma, xs[-2]))
+        x_next, x, errors = xs[-1], xs[-2], {}
+        for k in reversed(range(1, steps)):
+            alpha, beta, gamma = coefficients[k]
+            t = stage.T_x[k](x.to(x0.dtype)).to(wide)
+            before = (x_next - alpha * t - beta * x) / gamma
+            errors[steps - k] = float((before - xs[k]).norm() / xs[k].norm())
+            x_next, x = x, before
+    return errors
+
+
+def measure(steps: int, batch: int, repeats: int) -> dict:
+    x, models = torch.randn(batch, 3, 32, 32), {memory: build(steps, memory) for memory in MODES}
+    seconds = step_times(models, x, repeats)
+    errors = gradient_errors(models)
+    row = dict(depth=depth(steps), steps_per_stage=steps, batch=batch)
+    for memory, model in models.items():
+        row[memory] = dict(saved_mb=saved_bytes(model, x) / 2**20, peak_rss_mb=peak_rss(steps, memory, batch) / 2**20,
+                           step_s=seconds[memory], grad_error=errors[memory])
+    for memory in MODES[1:]:
+        row[memory].update(saved_ratio=row[memory]['saved_mb'] / row['stored']['saved_mb'],
+                           time_ratio=row[memory]['step_s'] / row['stored']['step_s'])
+    print(f"depth {row['depth']} ({steps} steps a stage, batch {batch}): saved " + ', '.join(
+        f"{m} {row[m]['saved_mb']:.1f} MB" for m in MODES) + '; step ' + ', '.join(
+        f"{m} {row[m]['time_ratio']:.2f}x" for m in MODES[1:]) + '; gradient error ' + ', '.join(
+        f"{m} {row[m]['grad_error']:.1e}" for m in MODES[1:]), flush=True)
+    return row
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--depths', type=int, nargs='+', default=[20, 56, 110])
+    parser.add_argument('--steps', type=int, nargs='+', default=[2, 8, 17], help='steps a stage (depth 20, 56, 110)')
     parser.add_argument('--batch', type=int, default=32)
+    parser.add_argument('--long-steps', type=int, default=1000)
+    parser.add_argument('--long-batch', type=int, default=4)
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--long-repeats', type=int, default=3)
     parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results' / 'memory')
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    x, rows = torch.randn(args.batch, 3, 32, 32), []
-    for depth in args.depths:
-        models = {memory: build(depth, memory) for memory in ('stored', 'reversible')}
-        seconds = step_times(models, x, args.repeats)
-        row = dict(depth=depth, batch=args.batch)
-        for memory, model in models.items():
-            row[memory] = dict(saved_mb=saved_bytes(model, x) / 2**20, peak_rss_mb=peak_rss(depth, memory,
-                               args.batch) / 2**20, step_s=seconds[memory])
-        row['saved_ratio'] = row['reversible']['saved_mb'] / row['stored']['saved_mb']
-        row['time_ratio'] = row['reversible']['step_s'] / row['stored']['step_s']
-        rows.append(row)
-        print(f"depth {depth}: saved {row['stored']['saved_mb']:.1f} -> {row['reversible']['saved_mb']:.1f} MB "
-              f"({row['saved_ratio']:.2f}x), peak RSS {row['stored']['peak_rss_mb']:.0f} -> "
-              f"{row['reversible']['peak_rss_mb']:.0f} MB, step {row['time_ratio']:.2f}x", flush=True)
+    errors = rebuild_error()
+    print('rebuilt iterates against the forward\'s (relative), by steps rebuilt: ' + ', '.join(
+        f'{d}: {e:.0e}' for d, e in errors.items() if d in (1, 8, 16, 24, 32, 40, 48, 64, 80, 99)), flush=True)
+    rows = [measure(steps, args.batch, args.repeats) for steps in args.steps]
+    long = measure(args.long_steps, args.long_batch, args.long_repeats) if args.long_steps else None
     (args.out / 'results.json').write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()},
-                                                           rows=rows), indent=1) + '\n')
+                                                           rows=rows, long=long, rebuild_error=errors), indent=1) + '\n')
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for memory in ('stored', 'reversible'):
+    for memory in MODES:
         ax.plot([r['depth'] for r in rows], [r[memory]['saved_mb'] for r in rows], marker='o', label=memory)
-    ax.set(xlabel='depth (Momentum ResNet, CIFAR)', ylabel='activations saved for backward (MB)',
+    ax.set(xlabel='depth (Momentum ResNet, CIFAR widths)', ylabel='activations saved for backward (MB)',
            title=f'batch {args.batch}, 32x32')
     ax.legend()
     ax.grid(alpha=0.3)
