@@ -1,17 +1,26 @@
-"""LPOM against SGD with backpropagation and against a quadratic-penalty lifted baseline, on Fashion-MNIST.
+"""LPOM against backpropagation (SGD, Adam) and a quadratic-penalty lifted baseline on Fashion-MNIST, fairly.
 
-Same architectures, same epochs, batch 100. SGD's learning rate is tuned on a validation split (the last 5k
-training images, disjoint from the training subset); LPOM and the penalty baseline use fixed settings. Test
-accuracy is measured on all 10k test images after every epoch, and wall time per epoch on this machine. A second
-part times LPOM's parallel activation schedule (Jacobi) and parallel weight updates against the serial ones.
+    OMP_NUM_THREADS=1 python benchmarks/lpom_fmnist.py --out benchmarks/results/lpom_fmnist
 
-    python benchmarks/lpom_fmnist.py --train 20000 --epochs 3 --out benchmarks/results/lpom_fmnist
+Protocol: train on the first ``--train`` training images, choose every method's hyperparameters on a validation
+split (the last 5k training images, disjoint from them) with seed 0, then train 3 seeds at the chosen values and
+test on all 10k test images: equal epochs and batch size for every method, wall time per epoch beside the
+accuracy. Grids: SGD's (momentum 0.9) and Adam's learning rates over two decades and more, LPOM's ``mu``, the penalty
+baseline's ``mu`` and step; a grid whose best value sits at its edge is flagged. Every method is offered LPOM's
+initialisation (Glorot uniform, zero bias); backpropagation is also run from PyTorch's default ``Linear``
+initialisation (its own grid). Also measured: LPOM with ``rho_max=0.9`` (each activation update kept a
+contraction) at the chosen ``mu``, the spread of validation accuracy over LPOM's ``mu`` grid against that over the
+learning-rate grids (is ``mu`` easier to tune?), Theorem 2's rho in LPOM's runs, and the peak memory of one
+training epoch of LPOM and of SGD, each in a child process. Writes ``results.json``, ``table.md`` and a plot.
 """
 import argparse
 import json
+import multiprocessing
+import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,45 +30,64 @@ from optnets.lpom import LPOM, get_activation
 from optnets.lpom.solver import augment, forward, loss_value
 from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
 
-ARCHS = {'784-300-10': [784, 300, 10], '784-1000-500-250-10': [784, 1000, 500, 250, 10]}
-SGD_RATES = (0.01, 0.03, 0.1, 0.3)
+ARCHS = {'784-300-10': (300,), '784-1000-500-250-10': (1000, 500, 250)}
+GRIDS = {
+    'SGD': dict(lr=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),
+    'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+    'LPOM': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)),
+    'penalty': dict(mu=(0.1, 1.0, 10.0), lr=(0.5, 1.0)),
+}
+BATCH = 100
 
 
-def load():
+def load(train: int):
+    """(train, validation, test) as (float images in [0, 1] flattened, labels); validation = last 5k train images."""
     FashionMNISTDataModule().prepare_data()
-    train, test = (datasets.FashionMNIST(fashion_mnist_root(), train=t) for t in (True, False))
-    as_float = lambda d: (d.data.reshape(len(d.data), -1).float() / 255, d.targets)  # noqa: E731
-    return as_float(train), as_float(test)
+    full, test = (datasets.FashionMNIST(fashion_mnist_root(), train=t) for t in (True, False))
+    flat = lambda d, rows: (d.data[rows].reshape(len(d.data[rows]), -1).float() / 255, d.targets[rows])  # noqa: E731
+    return flat(full, slice(0, train)), flat(full, slice(-5000, None)), flat(test, slice(None))
 
 
-def accuracy(logits, y):
-    return (logits.argmax(1) == y).float().mean().item()
+def accuracy(logits, y) -> float:
+    return float((torch.as_tensor(logits).argmax(1) == y).float().mean())
 
 
-def mlp(layers, activation):
-    act = get_activation(activation)
-    modules = []
-    for i, (d_in, d_out) in enumerate(zip(layers, layers[1:])):
-        modules += [nn.Linear(d_in, d_out)] + ([act.module()] if i < len(layers) - 2 else [])
-    return nn.Sequential(*modules)
+# -- methods: each is make(hidden, activation, seed, **hyper) -> (train_epoch(x, y), logits(x)) ----------------------
+def backprop(optimizer: str, init: str):
+    def make(hidden, activation, seed, lr):
+        torch.manual_seed(seed)
+        widths, act = (784, *hidden, 10), get_activation(activation)
+        layers = []
+        for i, (d_in, d_out) in enumerate(zip(widths, widths[1:])):
+            linear = nn.Linear(d_in, d_out)
+            if init == 'glorot':  # LPOM's initialisation
+                nn.init.xavier_uniform_(linear.weight)
+                nn.init.zeros_(linear.bias)
+            layers += [linear] + ([act.module()] if i < len(widths) - 2 else [])
+        net = nn.Sequential(*layers)
+        opt = (torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9) if optimizer == 'SGD'
+               else torch.optim.Adam(net.parameters(), lr=lr))
+        gen = torch.Generator().manual_seed(seed)
+
+        def epoch(x, y):
+            for batch in torch.randperm(len(x), generator=gen).split(BATCH):
+                opt.zero_grad()
+                F.cross_entropy(net(x[batch]), y[batch]).backward()
+                opt.step()
+
+        def logits(x):
+            with torch.no_grad():
+                return net(x)
+        return epoch, logits
+    return make
 
 
-def run_sgd(layers, activation, data, epochs, lr, seed):
-    (x, y), (xt, yt) = data
-    torch.manual_seed(seed)
-    net = mlp(layers, activation)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
-    curve, seconds = [], []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for batch in torch.randperm(len(x)).split(100):
-            opt.zero_grad()
-            F.cross_entropy(net(x[batch]), y[batch]).backward()
-            opt.step()
-        seconds.append(time.perf_counter() - start)
-        with torch.no_grad():
-            curve.append(accuracy(net(xt), yt))
-    return curve, seconds
+def lpom(rho_max=None):
+    def make(hidden, activation, seed, mu):
+        model = LPOM(hidden, activation=activation, mu=mu, max_iter=1, batch_size=BATCH, warm_start=True,
+                     random_state=seed, rho_max=rho_max)
+        return (lambda x, y: model.fit(x.numpy(), y.numpy())), (lambda x: model.forward(x)), model
+    return make
 
 
 class PenaltyLifted:
@@ -67,12 +95,12 @@ class PenaltyLifted:
     coordinate gradient steps on each block's own terms (no chain through the network), like LPOM's blocks but
     with the penalty in place of LPOM's f and g. Step sizes are ``lr`` over each block's Lipschitz bound."""
 
-    def __init__(self, layers, activation, mu=1.0, lr_x=1.0, lr_w=1.0, iters=5, seed=0):
+    def __init__(self, widths, activation, mu=1.0, lr=1.0, iters=5, seed=0):
         gen = torch.Generator().manual_seed(seed)
-        self.acts = [get_activation(activation)] * (len(layers) - 2) + [get_activation('identity')]
+        self.acts = [get_activation(activation)] * (len(widths) - 2) + [get_activation('identity')]
         self.weights = [torch.cat([(torch.rand(o, i, generator=gen) * 2 - 1) * (6 / (i + o)) ** 0.5,
-                                   torch.zeros(o, 1)], 1) for i, o in zip(layers, layers[1:])]
-        self.mu, self.lr_x, self.lr_w, self.iters = mu, lr_x, lr_w, iters
+                                   torch.zeros(o, 1)], 1) for i, o in zip(widths, widths[1:])]
+        self.mu, self.lr, self.iters, self.gen = mu, lr, iters, gen
 
     def _local(self, xs, i, target):
         """The terms that hold X[i] (i >= 1): the penalty into it, the penalty out of it, and the loss."""
@@ -94,7 +122,7 @@ class PenaltyLifted:
                 out = self.weights[i][:, :-1] if i < len(self.weights) else torch.zeros(1, 1)
                 lipschitz = self.mu * (1 + self.acts[min(i, len(self.acts) - 1)].lipschitz ** 2
                                        * torch.linalg.matrix_norm(out, 2) ** 2) + (i == len(self.weights))
-                xs[i] = (block - self.lr_x / lipschitz * grad).detach()
+                xs[i] = (block - self.lr / lipschitz * grad).detach()
         for i, weight in enumerate(self.weights):
             w = weight.clone().requires_grad_()
             xa = augment(xs[i])
@@ -102,111 +130,150 @@ class PenaltyLifted:
             for _ in range(self.iters):
                 loss = self.mu / 2 * ((xs[i + 1] - self.acts[i].phi(xa @ w.T)) ** 2).sum()
                 grad, = torch.autograd.grad(loss, w)
-                w = (w - self.lr_w / lipschitz * grad).detach().requires_grad_()
+                w = (w - self.lr / lipschitz * grad).detach().requires_grad_()
             self.weights[i] = w.detach()
 
-    def logits(self, x):
-        return forward(self.weights, x, self.acts)[-1]
+    def epoch(self, x, y):
+        for batch in torch.randperm(len(x), generator=self.gen).split(BATCH):
+            self.step(x[batch], y[batch])
 
 
-def run_lifted(model, data, epochs, seed):
-    (x, y), (xt, yt) = data
-    gen = torch.Generator().manual_seed(seed)
+def penalty(hidden, activation, seed, mu, lr):
+    model = PenaltyLifted((784, *hidden, 10), activation, mu=mu, lr=lr, seed=seed)
+    return model.epoch, lambda x: forward(model.weights, x, model.acts)[-1]
+
+
+METHODS = {  # name -> (make, grid name)
+    'SGD (Glorot init)': (backprop('SGD', 'glorot'), 'SGD'),
+    'Adam (Glorot init)': (backprop('Adam', 'glorot'), 'Adam'),
+    'SGD (PyTorch init)': (backprop('SGD', 'torch'), 'SGD'),
+    'Adam (PyTorch init)': (backprop('Adam', 'torch'), 'Adam'),
+    'LPOM': (lpom(), 'LPOM'),
+    'quadratic penalty': (penalty, 'penalty'),
+}
+
+
+def run(make, hidden, activation, seed, hyper, train, evaluate, epochs):
+    """Train ``epochs`` epochs; returns (accuracy on ``evaluate`` after each epoch, seconds per epoch, extras)."""
+    built = make(hidden, activation, seed, **hyper)
+    epoch, logits = built[0], built[1]
     curve, seconds = [], []
     for _ in range(epochs):
         start = time.perf_counter()
-        if isinstance(model, LPOM):
-            model.fit(x, y, epochs=1, batch_size=100)
-        else:
-            for batch in torch.randperm(len(x), generator=gen).split(100):
-                model.step(x[batch], y[batch])
+        epoch(*train)
         seconds.append(time.perf_counter() - start)
-        logits = model.decision_function(xt) if isinstance(model, LPOM) else model.logits(xt)
-        curve.append(accuracy(logits, yt))
-    return curve, seconds
+        curve.append(accuracy(logits(evaluate[0]), evaluate[1]))
+    extras = {}
+    if len(built) > 2:  # LPOM: Theorem 2's rho over the run
+        rho = [r for h in built[2].history_ for r in h['rho']]
+        extras = dict(rho_max_seen=max(rho, default=0.0), rho_above_1=float(np.mean([r > 1 for r in rho])) if rho
+                      else 0.0)
+    return curve, seconds, extras
 
 
-def plot(rows, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    keys = sorted({(r['arch'], r['activation']) for r in rows})
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.4), sharey=True)
-    for ax, (arch, act) in zip(axes, keys):
-        for r in rows:
-            if (r['arch'], r['activation']) == (arch, act):
-                ax.plot(range(1, len(r['test_acc']) + 1), [100 * a for a in r['test_acc']], 'o-', label=r['method'])
-        ax.set(title=f'{arch}, {act}', xlabel='epoch')
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel('test accuracy (%)')
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def grid_points(grid: dict):
+    keys = list(grid)
+    return [dict(zip(keys, values)) for values in np.array(np.meshgrid(*grid.values()), dtype=object)
+            .reshape(len(keys), -1).T.tolist()]
+
+
+def _status(field: str) -> int:
+    return int(dict(line.split(':', 1) for line in open('/proc/self/status'))[field].split()[0]) * 1024
+
+
+def _epoch_peak(method, hidden, activation, hyper, train_size, queue):
+    """In a child: load the data and build the model, reset the high-water mark (Linux clear_refs), train one
+    epoch, and report the resident memory before and the peak during it."""
+    torch.set_num_threads(1)
+    train, _, _ = load(train_size)
+    train = tuple(t.clone() for t in train)  # the training images alone, not the whole dataset they came from
+    import gc
+    gc.collect()
+    built = METHODS[method][0](hidden, activation, 0, **hyper)
+    Path('/proc/self/clear_refs').write_text('5')
+    before = _status('VmRSS')
+    built[0](*train)
+    queue.put((before, _status('VmHWM')))
+
+
+def epoch_peak(method, hidden, activation, hyper, train_size):
+    context = multiprocessing.get_context('spawn')
+    queue = context.Queue()
+    child = context.Process(target=_epoch_peak, args=(method, hidden, activation, hyper, train_size, queue))
+    child.start()
+    before, peak = queue.get()
+    child.join()
+    return dict(before_mb=before / 2**20, peak_mb=peak / 2**20, training_mb=(peak - before) / 2**20)
+
+
+def table(results) -> str:
+    lines = ['| network | activation | ' + ' | '.join(METHODS) + ' | LPOM, rho_max=0.9 |',
+             '|---|---|' + '---|' * (len(METHODS) + 1)]
+    for row in results['configs']:
+        cells = []
+        for method in [*METHODS, 'LPOM, rho_max=0.9']:
+            r = row['methods'][method]
+            value = ', '.join(f'{k} {v:g}' for k, v in r['chosen'].items())
+            edge = ' (edge)' if r.get('at_edge') else ''
+            cells.append(f"{r['test_mean']:.2f} ± {r['test_std']:.2f} ({value}{edge}; {r['epoch_s']:.1f} s/ep)")
+        lines.append(f"| {row['arch']} | {row['activation']} | " + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--train', type=int, default=20000, help='first N training images')
+    parser.add_argument('--train', type=int, default=10000, help='first N training images')
     parser.add_argument('--epochs', type=int, default=3)
-    parser.add_argument('--mu', type=float, default=10.0)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--parts', nargs='+', choices=('accuracy', 'parallel', 'mu'), default=['accuracy', 'parallel'])
-    parser.add_argument('--out', type=Path)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--archs', nargs='+', default=list(ARCHS), choices=list(ARCHS))
+    parser.add_argument('--activations', nargs='+', default=['relu', 'sigmoid'])
+    parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
-    (x, y), test = load()
-    data = ((x[:args.train], y[:args.train]), test)
-    validation = ((x[:args.train], y[:args.train]), (x[-5000:], y[-5000:]))
-    rows, mu_rows = [], []
-
-    def record(method, arch, act, curve, seconds, into=rows, **extra):
-        into.append(dict(method=method, arch=arch, activation=act, test_acc=curve, epoch_seconds=seconds, **extra))
-        print(f'{method:28} {arch:20} {act:8} test {100 * curve[-1]:6.2f}%  {sum(seconds) / len(seconds):6.1f} s/epoch',
-              flush=True)
-
-    for arch, layers in ARCHS.items() if 'accuracy' in args.parts else ():
-        for act in ('relu', 'sigmoid'):
-            tuned = {lr: run_sgd(layers, act, validation, args.epochs, lr, args.seed)[0][-1] for lr in SGD_RATES}
-            lr = max(tuned, key=tuned.get)
-            record(f'SGD+backprop (lr {lr:g})', arch, act, *run_sgd(layers, act, data, args.epochs, lr, args.seed),
-                   validation=tuned)
-            lpom = LPOM(layers, activation=act, mu=args.mu, seed=args.seed, progress=False)
-            record('LPOM', arch, act, *run_lifted(lpom, data, args.epochs, args.seed))
-            penalty = PenaltyLifted(layers, act, seed=args.seed)
-            record('quadratic penalty (lifted)', arch, act, *run_lifted(penalty, data, args.epochs, args.seed))
-
-    if 'accuracy' in args.parts:  # the paper's output layer (phi on the output, MSE) against the default
-        paper = LPOM(ARCHS['784-300-10'], activation='relu', out_activation='relu', loss='mse', mu=args.mu,
-                     seed=args.seed, progress=False)
-        record('LPOM, relu output + MSE', '784-300-10', 'relu', *run_lifted(paper, data, args.epochs, args.seed))
-
-    for mu in (0.1, 1.0, 10.0) if 'mu' in args.parts else ():  # how the default mu was chosen
-        model = LPOM(ARCHS['784-300-10'], mu=mu, seed=args.seed, progress=False)
-        record(f'LPOM, mu={mu:g}', '784-300-10', 'relu', *run_lifted(model, data, args.epochs, args.seed),
-               into=mu_rows)
-
-    parallel = []
-    for arch, layers in ARCHS.items() if 'parallel' in args.parts else ():
-        for name, kwargs in (('serial', {}), ('parallel weights', dict(parallel_weights=True)),
-                             ('Jacobi activations', dict(schedule='parallel')),
-                             ('Jacobi + parallel weights', dict(schedule='parallel', parallel_weights=True))):
-            model = LPOM(layers, mu=args.mu, seed=args.seed, progress=False, **kwargs)
-            curve, seconds = run_lifted(model, data, 1, args.seed)
-            parallel.append(dict(arch=arch, variant=name, test_acc=curve[-1], epoch_seconds=seconds[0]))
-    for p in parallel:
-        base = next(q for q in parallel if q['arch'] == p['arch'] and q['variant'] == 'serial')
-        p['time_ratio'] = p['epoch_seconds'] / base['epoch_seconds']
-        print(f'{p["arch"]:20} {p["variant"]:26} {p["epoch_seconds"]:6.1f} s/epoch ({p["time_ratio"]:.2f}x serial)'
-              f'  test {100 * p["test_acc"]:.2f}% after 1 epoch', flush=True)
-
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for part, results in (('accuracy', rows), ('parallel', parallel), ('mu', mu_rows)):
-            if part in args.parts:
-                (args.out / f'{part}.json').write_text(json.dumps(
-                    dict(settings=vars(args) | {'out': str(args.out)}, threads=torch.get_num_threads(),
-                         results=results), indent=1))
-        if 'accuracy' in args.parts:
-            plot([r for r in rows if not r['method'].startswith('LPOM,')], args.out / 'test_accuracy.png')
+    args.out.mkdir(parents=True, exist_ok=True)
+    train, validation, test = load(args.train)
+    results = dict(settings=vars(args) | {'out': str(args.out)}, threads=torch.get_num_threads(), configs=[])
+    for arch in args.archs:
+        for activation in args.activations:
+            row = dict(arch=arch, activation=activation, methods={})
+            for method, (make, grid_name) in METHODS.items():
+                grid = GRIDS[grid_name]
+                tried = [(hyper, run(make, ARCHS[arch], activation, 0, hyper, train, validation, args.epochs)[0][-1])
+                         for hyper in grid_points(grid)]
+                chosen, _ = max(tried, key=lambda t: t[1])
+                at_edge = any(len(grid[k]) > 1 and v in (grid[k][0], grid[k][-1]) for k, v in chosen.items())
+                row['methods'][method] = dict(grid=[dict(hyper=h, val=v) for h, v in tried], chosen=chosen,
+                                              at_edge=at_edge)
+            chosen_mu = row['methods']['LPOM']['chosen']
+            row['methods']['LPOM, rho_max=0.9'] = dict(chosen=chosen_mu, at_edge=False, grid=[])
+            for method, entry in row['methods'].items():
+                make = METHODS[method][0] if method in METHODS else lpom(rho_max=0.9)
+                runs = [run(make, ARCHS[arch], activation, seed, entry['chosen'], train, test, args.epochs)
+                        for seed in args.seeds]
+                finals = [100 * curve[-1] for curve, _, _ in runs]
+                entry.update(test=finals, test_mean=statistics.mean(finals),
+                             test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                             curves=[curve for curve, _, _ in runs],
+                             epoch_s=statistics.median(s for _, seconds, _ in runs for s in seconds),
+                             extras=[extras for _, _, extras in runs])
+                print(f"{arch:20} {activation:8} {method:22} {entry['chosen']} test {entry['test_mean']:.2f} ± "
+                      f"{entry['test_std']:.2f}  {entry['epoch_s']:.2f} s/epoch", flush=True)
+            for grid_name, method in (('LPOM', 'LPOM'), ('SGD', 'SGD (Glorot init)'), ('Adam', 'Adam (Glorot init)')):
+                vals = [100 * g['val'] for g in row['methods'][method]['grid']]
+                row.setdefault('tuning_spread', {})[grid_name] = dict(
+                    best=max(vals), worst=min(vals), std=statistics.pstdev(vals),
+                    within_1_point=sum(v >= max(vals) - 1 for v in vals), points=len(vals))
+            results['configs'].append(row)
+            (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')  # a checkpoint per config
+    results['memory'] = {}  # one epoch of each network at its first activation's chosen settings
+    for row in results['configs']:
+        if row['arch'] not in results['memory']:
+            results['memory'][row['arch']] = {method: epoch_peak(method, ARCHS[row['arch']], row['activation'],
+                                                                 row['methods'][method]['chosen'], args.train)
+                                              for method in ('SGD (Glorot init)', 'LPOM')}
+    print('peak memory of one training epoch:', results['memory'], flush=True)
+    (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
+    (args.out / 'table.md').write_text(table(results))
+    print(table(results))
 
 
 if __name__ == '__main__':

@@ -18,8 +18,9 @@ class LPOMClassifier(L.LightningModule):
 
     The arguments are :class:`~optnets.lpom.LPOM`'s (``hidden`` its ``hidden_layer_sizes``, ``seed`` its
     ``random_state``); ``update_schedule`` is its ``schedule`` (serial or parallel activation updates), renamed so
-    that it never takes the learning-rate ``schedule`` of a config it replaces. Each step logs Theorem 2's rho of
-    every hidden update (``rho/<i>``) and, with ``monitor``, how many block updates raised the batch's objective.
+    that it never takes the learning-rate ``schedule`` of a config it replaces. Each epoch logs Theorem 2's rho of
+    every hidden update (``rho/<i>``); with ``monitor``, each step does, with how many block updates raised the
+    batch's objective.
     """
 
     def __init__(self, hidden: Sequence[int] = (300,), num_classes: int = 10, in_chans: int = 1,
@@ -47,11 +48,14 @@ class LPOMClassifier(L.LightningModule):
         x, y = batch
         self.lpom.partial_fit(x.flatten(1), y)
         self.optimizers().step()  # Lightning's placeholder optimizer: the step is counted (max_steps, checkpoints)
-        record = self.lpom.history_.pop()  # logged here, not kept
-        self.log_dict({f'rho/{i}': rho for i, rho in enumerate(record['rho'], 1)}, on_step=True)
-        if record['objective']:
+        if self.lpom.monitor:
+            record = self.lpom.history_.pop()  # logged here, not kept
+            self.log_dict({f'rho/{i}': rho for i, rho in enumerate(record['rho'], 1)}, on_step=True)
             self.log('lpom/objective_increases', float(sum(after > before for _, before, after in
                                                            record['objective'])), on_step=True)
+
+    def on_train_epoch_end(self):
+        self.log_dict({f'rho/{i}': rho for i, rho in enumerate(self.lpom.rho(), 1)})
         self.log('train/loss', F.cross_entropy(self(x), y), prog_bar=True, on_step=True, on_epoch=True)
 
     def validation_step(self, batch, batch_idx):

@@ -237,3 +237,10 @@ def test_rho_is_recorded_and_rho_max_keeps_updates_contracting():
     rises = [after > before + 1e-4 * abs(before) for h in tight.history_ for name, before, after in h['objective']
              if name.startswith('X')]
     assert rises and not any(rises)
+
+
+@pytest.mark.parametrize('shape', [(5, 9), (9, 5), (1, 4)])
+def test_spectral_norm_squared_is_the_largest_singular_value_squared(shape):
+    weight = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    expected = torch.linalg.matrix_norm(weight.double(), 2).item() ** 2
+    assert solver.spectral_norm_squared(weight) == pytest.approx(expected, rel=1e-6)

@@ -41,11 +41,12 @@ class LPOM(ClassifierMixin, BaseEstimator):
         max_iter: epochs over the data per ``fit``; ``batch_size``: samples per block-coordinate step.
         warm_start: ``fit`` continues from the current weights instead of starting over.
         random_state: initialisation and shuffling (an int makes ``fit`` reproducible).
-        monitor: record the mini-batch objective after every block update in ``history_`` (costs a forward each).
+        monitor: record, per step, Theorem 2's rho and the mini-batch objective before and after every block
+            update in ``history_`` (costs a forward per block update); ``rho()`` gives rho at any time.
 
     Fitted attributes: ``weights_`` (one ``d_out x (d_in + 1)`` tensor per layer, bias last), ``classes_``,
-    ``n_features_in_``, ``n_iter_`` (epochs run), ``history_`` (per step: Theorem 2's rho per hidden update and,
-    with ``monitor``, the objective before and after each block update).
+    ``n_features_in_``, ``n_iter_`` (epochs run), ``history_`` (with ``monitor``, per step: rho per hidden update
+    and the objective before and after each block update).
     """
 
     def __init__(self, hidden_layer_sizes=(300,), activation='relu', out_activation='identity', mu=DEFAULT_MU,
@@ -169,11 +170,10 @@ class LPOM(ClassifierMixin, BaseEstimator):
         return self._step(x, self._targets(y), acts, mu)
 
     def _step(self, x: torch.Tensor, target: torch.Tensor, acts, mu) -> 'LPOM':
-        """Activation sweeps, then every layer's weights; records rho (and with ``monitor`` the objective)."""
+        """Activation sweeps, then every layer's weights; with ``monitor`` records rho and the objective."""
         weights = self.weights_
-        rho = solver.contraction(weights, acts, mu)
         ratios = solver.contracting_ratios(weights, acts, mu, self.rho_max) if self.rho_max else None
-        record = dict(rho=rho, objective=[])
+        record = dict(rho=solver.contraction(weights, acts, mu) if self.monitor else None, objective=[])
         watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
         value = (lambda xs, ws: float(solver.objective(xs, ws, acts, mu, self.loss, target))) if watch else None
         xs = solver.forward(weights, x, acts)
@@ -190,8 +190,16 @@ class LPOM(ClassifierMixin, BaseEstimator):
             weight.copy_(new)  # in place: whoever shares these tensors (a LightningModule's parameters) sees it
             if watch:
                 record['objective'].append((f'W[{i}]', before, value(xs, weights)))
-        self.history_.append(record)
+        if self.monitor:
+            self.history_.append(record)
         return self
+
+    def rho(self) -> list[float]:
+        """Theorem 2's contraction factor of each hidden activation update at the current weights (below 1: the
+        fixed-point update contracts and never raises the objective)."""
+        check_is_fitted(self)
+        _, acts, mu = self._settings()
+        return solver.contraction(self.weights_, acts, mu)
 
     # -- inference -----------------------------------------------------------------------------------------------
     def _scores(self, X) -> torch.Tensor:
