@@ -15,7 +15,7 @@ from . import solver
 from .activations import get_activation
 
 LOSSES = ('mse', 'cross_entropy')
-SCHEDULES = ('serial', 'parallel')
+SCHEDULES = ('serial', 'parallel', 'odd-even')
 DEFAULT_MU = 10.0
 """The layer weight every LPOM entry point starts from (the estimator, the Lightning recipe, the benchmark)."""
 
@@ -32,7 +32,8 @@ class LPOM(ClassifierMixin, BaseEstimator):
         out_activation: the output layer's activation (``identity`` by default: see the README's measurement).
         mu: weight of each layer's terms, one number or one per layer (hidden layers and output); all positive.
         loss: ``cross_entropy`` (default) or ``mse`` (the paper's).
-        schedule: activation updates in layer order (``serial``) or all at once (``parallel``, Jacobi).
+        schedule: activation updates in layer order (``serial``), all at once (``parallel``, Jacobi), or odd layers
+            then even ones (``odd-even``: what ``optnets.lpom.distributed`` runs across processes).
         parallel_weights: update the layers' weights concurrently (they are independent given the activations).
         activation_iters, weight_iters: fixed-point sweeps and APG iterations per mini-batch.
         pinv_reg: relative ridge of the regularised pseudo-inverse solve.

@@ -57,19 +57,27 @@ def output_update(xs, weights, acts, mu, loss: str, target: torch.Tensor) -> tor
     return acts[n - 1].phi(preactivation(weights[n - 1], xs[n - 1]) - loss_gradient(loss, xs[n], target) / mu[n])
 
 
+def update(i: int, xs, weights, acts, mu, loss: str, target, ratios=None) -> torch.Tensor:
+    """The new ``X[i]``: the output update for the last layer, a hidden update otherwise."""
+    if i == len(weights):
+        return output_update(xs, weights, acts, mu, loss, target)
+    return hidden_update(i, xs, weights, acts, mu, (ratios or {}).get(i))
+
+
 def activation_updates(xs, weights, acts, mu, loss: str, target, schedule: str = 'serial', ratios=None):
     """One pass over the hidden and output activations, as ``(i, update)`` pairs to apply in turn
-    (``xs[i] = update()``): in layer order with the newest values (``serial``), or all from the values before
-    the pass (``parallel``, Jacobi). ``ratios[i]`` replaces ``mu[i+1]/mu[i]`` in hidden update ``i``."""
-    n, ratios = len(weights), ratios or {}
-    hidden = lambda i: hidden_update(i, xs, weights, acts, mu, ratios.get(i))  # noqa: E731
-    output = lambda: output_update(xs, weights, acts, mu, loss, target)  # noqa: E731
-    if schedule == 'serial':
-        yield from ((i, lambda i=i: hidden(i)) for i in range(1, n))
-        yield n, output
+    (``xs[i] = update()``): in layer order with the newest values (``serial``); all from the values before the
+    pass (``parallel``, Jacobi); or the odd ``i`` first, then the even ones (``odd-even``: an update reads only
+    its neighbours, so those of one parity are independent, whatever order or process runs them). ``ratios[i]``
+    replaces ``mu[i+1]/mu[i]`` in hidden update ``i``."""
+    n = len(weights)
+    new = lambda i: update(i, xs, weights, acts, mu, loss, target, ratios)  # noqa: E731
+    if schedule == 'parallel':
+        values = {i: new(i) for i in range(1, n + 1)}
+        yield from ((i, lambda i=i: values[i]) for i in values)
         return
-    values = {i: hidden(i) for i in range(1, n)} | {n: output()}
-    yield from ((i, lambda i=i: values[i]) for i in values)
+    order = range(1, n + 1) if schedule == 'serial' else [*range(1, n + 1, 2), *range(2, n + 1, 2)]
+    yield from ((i, lambda i=i: new(i)) for i in order)
 
 
 def activation_sweep(xs, weights, acts, mu, loss: str, target, schedule: str = 'serial', ratios=None

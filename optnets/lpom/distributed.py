@@ -1,0 +1,166 @@
+"""Layer-parallel LPOM over ``torch.distributed``: each process owns a contiguous run of layers.
+
+Process ``r`` owns the weights ``W[a..b]`` and the activations ``X[a+1..b+1]`` they produce. Per mini-batch, every
+process runs the forward pass (all weights are current everywhere), then the activation sweeps in the odd-even
+schedule, sending only its boundary activations to its neighbours after each half-sweep; then it updates its own
+weights and broadcasts them. An update reads only its neighbours, so the synchronous mode gives the weights of
+``LPOM(schedule='odd-even')`` in one process, bit for bit, for any number of processes (the TPAMI version's
+schedule). With ``staleness`` above 0 (or None) a half-sweep does not wait for its neighbours' current boundaries:
+it uses the newest that has arrived (the seed's asynchronous scheme); the processes meet at each weight broadcast.
+
+    torchrun --nproc_per_node 2 -m optnets.lpom.distributed --train 10000 --epochs 3 --hidden 300
+
+Backend: gloo (LPOM's solver runs on the CPU).
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import solver
+from .estimator import LPOM
+
+
+def owned_layers(layers: int, world: int, rank: int) -> range:
+    """The indices of the weights process ``rank`` owns: a contiguous, balanced split of ``layers``."""
+    if layers < world:
+        raise ValueError(f'{layers} layers cannot be split over {world} processes: use at most {layers}')
+    base, extra = divmod(layers, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+class _Inbox:
+    """The boundary activations one neighbour sends in a step, ``count`` of them, in order."""
+
+    def __init__(self, peer: int, like: torch.Tensor, count: int):
+        self.peer, self.like, self.remaining, self.received, self.work = peer, like, count, 0, None
+        self._post()
+
+    def _post(self):
+        self.work = None
+        if self.remaining:
+            self.buffer, self.remaining = torch.empty_like(self.like), self.remaining - 1
+            self.work = dist.irecv(self.buffer, self.peer)
+
+    def _take(self) -> torch.Tensor:
+        self.work.wait()
+        value, self.received = self.buffer, self.received + 1
+        self._post()
+        return value
+
+    def take(self, current: torch.Tensor, at_least: int, newest: bool) -> torch.Tensor:
+        """The neighbour's message number ``at_least`` (waiting for it); with ``newest``, any later one that has
+        already arrived instead."""
+        while self.work is not None and (self.received < at_least or newest and self.work.is_completed()):
+            current = self._take()
+        return current
+
+
+class LayerParallelLPOM:
+    """Fits ``estimator`` (an :class:`~optnets.lpom.LPOM`, its parameters unchanged) with its layers split over
+    the processes of the default group; every process ends with the whole fitted estimator.
+
+    ``staleness`` is how many half-sweeps old a neighbour's boundary may be: 0 waits for the current one (the
+    deterministic odd-even schedule), ``k`` waits only for the one ``k`` half-sweeps back and takes any newer one
+    that has arrived, ``None`` never waits (fully asynchronous). Every step ends with all the boundaries sent.
+    """
+
+    def __init__(self, estimator: LPOM, staleness: int | None = 0):
+        if staleness is not None and staleness < 0:
+            raise ValueError(f'staleness must be None or at least 0, got {staleness}')
+        self.estimator, self.staleness = estimator, staleness
+
+    def fit(self, X, y) -> LPOM:
+        est = self.estimator
+        _, acts, mu = est._settings()
+        fresh = not (est.warm_start and hasattr(est, 'weights_'))
+        x, labels = est._inputs(X, fresh, y, training=True)
+        if fresh:  # every process draws the same weights and order from the same random_state
+            est._initialize(x.shape[1], np.unique(labels))
+        target = est._targets(labels)
+        for _ in range(est.max_iter):
+            for batch in torch.randperm(x.shape[0], generator=est.generator_).split(est.batch_size):
+                self._step(x[batch], target[batch], acts, mu)
+            est.n_iter_ += 1
+        return est
+
+    def _step(self, x, target, acts, mu):
+        est, weights = self.estimator, self.estimator.weights_
+        rank, world = dist.get_rank(), dist.get_world_size()
+        owners = [r for r in range(world) for _ in owned_layers(len(weights), world, r)]
+        mine = owned_layers(len(weights), world, rank)
+        first, last = mine.start + 1, mine.stop  # the activations this process updates
+        xs = solver.forward(weights, x, acts)
+        ratios = solver.contracting_ratios(weights, acts, mu, est.rho_max) if est.rho_max else None
+        halves = 2 * est.activation_iters
+        # (neighbour, the activation I send it, the one it sends me)
+        sides = [(peer, ours, theirs) for peer, ours, theirs in ((rank - 1, first, first - 1),
+                                                                 (rank + 1, last, last + 1)) if 0 <= peer < world]
+        inboxes = {peer: _Inbox(peer, xs[theirs], halves) for peer, _, theirs in sides}
+        sends = []
+        for half in range(halves):
+            for i in range(first, last + 1):
+                if i % 2 == (1 if half % 2 == 0 else 0):  # odd activations, then even ones
+                    xs[i] = solver.update(i, xs, weights, acts, mu, est.loss, target, ratios)
+            outgoing = [(xs[ours].clone(), peer) for peer, ours, _ in sides]  # kept alive until sent
+            sends += [(value, dist.isend(value, peer)) for value, peer in outgoing]
+            for peer, _, theirs in sides:
+                wanted = half + 1 - (self.staleness if self.staleness is not None else halves)
+                xs[theirs] = inboxes[peer].take(xs[theirs], wanted, newest=self.staleness != 0)
+        for peer, _, theirs in sides:  # the last boundary, which the weight update reads
+            xs[theirs] = inboxes[peer].take(xs[theirs], halves, newest=True)
+        for _, work in sends:
+            work.wait()
+        for i in mine:
+            weights[i].copy_(solver.weight_update(weights[i], xs[i], xs[i + 1], acts[i], est.weight_iters,
+                                                  est.pinv_reg))
+        for i, owner in enumerate(owners):
+            dist.broadcast(weights[i], src=owner)
+
+
+def main(argv=None):
+    """Train LPOM layer-parallel on Fashion-MNIST under torchrun; rank 0 reports and saves the weights."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument('--train', type=int, default=10000, help='first N training images')
+    parser.add_argument('--epochs', type=int, default=3)
+    parser.add_argument('--hidden', type=int, nargs='+', default=[300])
+    parser.add_argument('--mu', type=float, default=None)
+    parser.add_argument('--staleness', type=int, default=0, help='half-sweeps a boundary may lag; -1: unbounded')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out', type=Path, help='a .pt file for the fitted weights, and a .json beside it')
+    args = parser.parse_args(argv)
+    dist.init_process_group('gloo')
+    torch.set_num_threads(1)
+    from torchvision import datasets
+
+    from ..recipes.data import FashionMNISTDataModule, fashion_mnist_root
+    if dist.get_rank() == 0:
+        FashionMNISTDataModule().prepare_data()
+    dist.barrier()
+    train, test = (datasets.FashionMNIST(fashion_mnist_root(), train=t) for t in (True, False))
+    flat = lambda d, n: (d.data[:n].reshape(-1, 784).float().numpy() / 255, d.targets[:n].numpy())  # noqa: E731
+    (x, y), (xt, yt) = flat(train, args.train), flat(test, None)
+    estimator = LPOM(tuple(args.hidden), random_state=args.seed, max_iter=args.epochs,
+                     **({} if args.mu is None else dict(mu=args.mu)))
+    start = time.perf_counter()
+    staleness = None if args.staleness < 0 else args.staleness
+    LayerParallelLPOM(estimator, staleness).fit(x, y)
+    seconds = time.perf_counter() - start
+    if dist.get_rank() == 0:
+        report = dict(processes=dist.get_world_size(), staleness=staleness, train=args.train,
+                      epochs=args.epochs, hidden=args.hidden, test_accuracy=estimator.score(xt, yt),
+                      seconds_per_epoch=seconds / args.epochs)
+        print(json.dumps(report), flush=True)
+        if args.out:
+            torch.save([w.clone() for w in estimator.weights_], args.out)
+            args.out.with_suffix('.json').write_text(json.dumps(report, indent=1) + '\n')
+    dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    main()
