@@ -69,6 +69,17 @@ def _restore_norms(snapshot: list):
             buffer.copy_(value)
 
 
+def _rng_state(device: torch.device) -> tuple:
+    """The random states a step draws from (the CPU's, and the GPU's when it runs there): drop-path masks."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
+
+
+def _set_rng_state(device: torch.device, state: tuple):
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 WIDER = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float64}
 
 
@@ -96,7 +107,7 @@ def run_steps(stage, x0: torch.Tensor, step_rng: list | None = None, anchors: di
     with torch.no_grad():
         for k in range(stage.steps):
             if step_rng is not None:
-                step_rng.append(torch.get_rng_state())
+                step_rng.append(_rng_state(x0.device))
             if anchors is not None and k and k % ANCHOR_EVERY == 0:
                 anchors[k] = (x, x_prev)
             alpha, beta, gamma = (_wide(c, wide) for c in stage.invertible.coefficients(
@@ -130,8 +141,9 @@ class ReversibleSteps(torch.autograd.Function):
             T = transforms[k]
             if k in anchors:
                 x = anchors[k][0]
-            with torch.enable_grad(), torch.random.fork_rng(devices=[]):
-                torch.set_rng_state(ctx.step_rng[k])
+            device = grad_out.device
+            with torch.enable_grad(), torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
+                _set_rng_state(device, ctx.step_rng[k])
                 norms = _snapshot_norms(T)
                 here = x.to(dtype).requires_grad_()
                 t = T(here)
