@@ -81,7 +81,7 @@ def stale_step(model, x, target, acts, mu, delay: int):
 def simulate(hidden, data, epochs, delay, rho_max=None):
     (x, y), (xt, yt) = data
     model = LPOM(hidden, random_state=0, rho_max=rho_max)._initialize(x.shape[1], np.unique(y))
-    _, acts, mu = model._settings()
+    acts, mu = model._settings()
     images, target = torch.from_numpy(x), model._targets(y)
     for _ in range(epochs):
         for batch in torch.randperm(len(x), generator=model.generator_).split(model.batch_size):

@@ -77,11 +77,11 @@ class LayerParallelLPOM:
 
     def fit(self, X, y) -> LPOM:
         est = self.estimator
-        _, acts, mu = est._settings()
+        acts, mu = est._settings()
         fresh = not (est.warm_start and hasattr(est, 'weights_'))
         x, labels = est._inputs(X, fresh, y, training=True)
         if fresh:  # every process draws the same weights and order from the same random_state
-            est._initialize(x.shape[1], np.unique(labels))
+            est._initialize(est.n_features_in_, np.unique(labels))
         target = est._targets(labels)
         for _ in range(est.max_iter):
             for batch in torch.randperm(x.shape[0], generator=est.generator_).split(est.batch_size):

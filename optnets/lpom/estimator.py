@@ -20,6 +20,12 @@ DEFAULT_MU = 10.0
 """The layer weight every LPOM entry point starts from (the estimator, the Lightning recipe, the benchmark)."""
 
 
+def glorot(d_in: int, d_out: int, fan_in: int, fan_out: int, generator) -> torch.Tensor:
+    """A ``d_out x (d_in + 1)`` weight: Glorot uniform over ``fan_in + fan_out``, zero bias (last column)."""
+    bound = math.sqrt(6 / (fan_in + fan_out))
+    return torch.cat([(torch.rand(d_out, d_in, generator=generator) * 2 - 1) * bound, torch.zeros(d_out, 1)], 1)
+
+
 class LPOM(ClassifierMixin, BaseEstimator):
     """Lifted proximal operator machine: an MLP ``n_features -> hidden_layer_sizes... -> n_classes`` trained by
     block coordinate descent on the LPOM objective (activations by fixed-point iteration, weights by accelerated
@@ -74,11 +80,18 @@ class LPOM(ClassifierMixin, BaseEstimator):
         self.progress = progress
 
     # -- settings ------------------------------------------------------------------------------------------------
-    def _settings(self):
-        """Check every parameter (before any work) and return the activations and the per-layer mu."""
+    def _hidden(self) -> list[int]:
         hidden = list(np.atleast_1d(self.hidden_layer_sizes))
         if not all(isinstance(w, Integral) and w >= 1 for w in hidden):
             raise ValueError(f'hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}')
+        return hidden
+
+    def _layer_count(self) -> int:
+        return len(self._hidden()) + 1
+
+    def _settings(self):
+        """Check every parameter (before any work) and return the activations and the per-layer mu."""
+        layers = self._layer_count()
         for name in ('activation_iters', 'weight_iters', 'max_iter', 'batch_size'):
             value = getattr(self, name)
             if not isinstance(value, Integral) or value < (0 if name == 'activation_iters' else 1):
@@ -93,14 +106,13 @@ class LPOM(ClassifierMixin, BaseEstimator):
             raise ValueError(f'loss must be one of {LOSSES}, got {self.loss!r}')
         if self.schedule not in SCHEDULES:
             raise ValueError(f'schedule must be one of {SCHEDULES}, got {self.schedule!r}')
-        layers = len(hidden) + 1
         mu = [float(self.mu)] * layers if np.isscalar(self.mu) else [float(m) for m in self.mu]
         if len(mu) != layers:
             raise ValueError(f'mu needs one value per layer after the input ({layers}), got {len(mu)}')
         if not all(m > 0 and math.isfinite(m) for m in mu):
             raise ValueError(f'mu must be positive (it weighs convex terms), got {mu}')
         act = get_activation(self.activation, **(self.activation_kwargs or {}))
-        return hidden, [act] * len(hidden) + [get_activation(self.out_activation)], [None, *mu]
+        return [act] * (layers - 1) + [get_activation(self.out_activation)], [None, *mu]
 
     # -- data ----------------------------------------------------------------------------------------------------
     def _inputs(self, x, reset: bool, y=None, training: bool = False):
@@ -128,28 +140,29 @@ class LPOM(ClassifierMixin, BaseEstimator):
 
     def _initialize(self, n_features: int, classes):
         """Fresh weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias)."""
-        hidden = self._settings()[0]
+        self._settings()
         self.classes_ = np.asarray(classes)
         rng = check_random_state(self.random_state)
         self.generator_ = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        widths = [n_features, *hidden, max(len(self.classes_), 2)]
-        self.weights_ = []
-        for d_in, d_out in zip(widths, widths[1:]):
-            bound = math.sqrt(6 / (d_in + d_out))
-            weight = (torch.rand(d_out, d_in, generator=self.generator_) * 2 - 1) * bound
-            self.weights_.append(torch.cat([weight, torch.zeros(d_out, 1)], 1))
+        self.weights_ = [glorot(d_in, d_out, fan_in, fan_out, self.generator_) for d_in, d_out, fan_in, fan_out in
+                         self._weight_shapes(n_features, max(len(self.classes_), 2))]
         self.n_iter_, self.history_ = 0, []
         return self
+
+    def _weight_shapes(self, n_features: int, n_outputs: int) -> list[tuple]:
+        """``(d_in, d_out, fan_in, fan_out)`` of each layer's weight (``d_out x (d_in + 1)``, bias last)."""
+        widths = [n_features, *self._hidden(), n_outputs]
+        return [(d_in, d_out, d_in, d_out) for d_in, d_out in zip(widths, widths[1:])]
 
     # -- training ------------------------------------------------------------------------------------------------
     def fit(self, X, y) -> 'LPOM':
         """``max_iter`` epochs of shuffled mini-batches, from fresh weights unless ``warm_start``."""
-        _, acts, mu = self._settings()
+        acts, mu = self._settings()
         fresh = not (self.warm_start and hasattr(self, 'weights_'))
         x, y = self._inputs(X, fresh, y, training=True)
         check_classification_targets(y)
         if fresh:
-            self._initialize(x.shape[1], unique_labels(y))
+            self._initialize(self.n_features_in_, unique_labels(y))
         target = self._targets(y)
         for epoch in range(self.max_iter):
             batches = torch.randperm(x.shape[0], generator=self.generator_).split(self.batch_size)
@@ -164,10 +177,10 @@ class LPOM(ClassifierMixin, BaseEstimator):
         first = not hasattr(self, 'weights_')
         if first and classes is None:
             raise ValueError('the first partial_fit needs classes= (every label the data can hold)')
-        _, acts, mu = self._settings()
+        acts, mu = self._settings()
         x, y = self._inputs(X, first, y, training=True)
         if first:
-            self._initialize(x.shape[1], unique_labels(classes))
+            self._initialize(self.n_features_in_, unique_labels(classes))
         return self._step(x, self._targets(y), acts, mu)
 
     def _step(self, x: torch.Tensor, target: torch.Tensor, acts, mu) -> 'LPOM':
@@ -199,7 +212,7 @@ class LPOM(ClassifierMixin, BaseEstimator):
         """Theorem 2's contraction factor of each hidden activation update at the current weights (below 1: the
         fixed-point update contracts and never raises the objective)."""
         check_is_fitted(self)
-        _, acts, mu = self._settings()
+        acts, mu = self._settings()
         return solver.contraction(self.weights_, acts, mu)
 
     # -- inference -----------------------------------------------------------------------------------------------
@@ -210,7 +223,7 @@ class LPOM(ClassifierMixin, BaseEstimator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The output layer's values for a float tensor of samples, as a tensor (torch's side: no data checks)."""
         check_is_fitted(self)
-        return solver.forward(self.weights_, x, self._settings()[1])[-1]
+        return solver.forward(self.weights_, x, self._settings()[0])[-1]
 
     def decision_function(self, X) -> np.ndarray:
         """The output layer's values; for two classes, one column as scikit-learn's binary convention."""
@@ -229,7 +242,7 @@ class LPOM(ClassifierMixin, BaseEstimator):
     def objective(self, X, y) -> float:
         """The LPOM objective at the consistent activations of ``X`` (needs closed-form f and g)."""
         check_is_fitted(self)
-        _, acts, mu = self._settings()
+        acts, mu = self._settings()
         xs = solver.forward(self.weights_, self._inputs(X, reset=False), acts)
         return float(solver.objective(xs, self.weights_, acts, mu, self.loss, self._targets(y)))
 
@@ -237,7 +250,7 @@ class LPOM(ClassifierMixin, BaseEstimator):
         """The trained network as ``nn.Sequential`` of ``Linear`` and activation modules (inference is a forward)."""
         check_is_fitted(self)
         modules = []
-        for weight, act in zip(self.weights_, self._settings()[1]):
+        for weight, act in zip(self.weights_, self._settings()[0]):
             linear = nn.Linear(weight.shape[1] - 1, weight.shape[0])
             with torch.no_grad():
                 linear.weight.copy_(weight[:, :-1])

@@ -1,0 +1,280 @@
+"""LPOM for convolutional networks: each layer is ``X[i+1] = phi(L_i(X[i]))`` with ``L_i`` any linear map whose
+weights enter linearly, so the lifted objective and its block updates are the MLP's with ``W`` replaced by ``L``:
+
+    X[i] <- phi(L[i-1](X[i-1]) - (mu[i+1]/mu[i]) L[i]^T (phi(L[i](X[i])) - X[i+1]))
+
+``L^T`` is the adjoint (for a convolution, the transposed convolution, here taken as the linear map's
+vector-Jacobian product). The weight subproblem is the MLP's least squares in row form: a convolution is a matrix
+product over the image's patches (``unfold``), so ``solver.weight_update`` solves it with the same guarantee.
+Average pooling after a convolution is linear and joins its map (the patches are pooled); max pooling is not
+linear and is refused. A layer spec is a string: ``conv32x5`` (32 channels, 5x5, 'same' padding), ``avg2`` (2x2
+average pooling, joined to the convolution before it), ``fc128`` (flatten, then 128 units); the output layer (one
+unit a class) is added by the estimator.
+"""
+import math
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from . import solver
+from .estimator import DEFAULT_MU, LPOM
+
+
+class Conv:
+    """``avg_pool(conv2d(x, W, b, padding=k // 2), pool)``; the weight is ``out x (in*k*k + 1)``, bias last."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, pool: int = 1):
+        self.channels_in, self.channels_out, self.kernel, self.pool = channels_in, channels_out, kernel, pool
+
+    def out_shape(self, shape):
+        _, height, width = shape
+        return self.channels_out, height // self.pool, width // self.pool
+
+    def fan_in(self):
+        return self.channels_in * self.kernel ** 2
+
+    def apply(self, weight, x):
+        kernel = weight[:, :-1].reshape(self.channels_out, self.channels_in, self.kernel, self.kernel)
+        y = F.conv2d(x, kernel, weight[:, -1], padding=self.kernel // 2)
+        return F.avg_pool2d(y, self.pool) if self.pool > 1 else y
+
+    def rows(self, x):
+        """The (pooled) patches, one row per output position: ``apply(W, x)`` is ``rows(x) @ W^T`` rearranged."""
+        n, _, height, width = x.shape
+        patches = F.unfold(x, self.kernel, padding=self.kernel // 2).reshape(n, -1, height, width)
+        if self.pool > 1:
+            patches = F.avg_pool2d(patches, self.pool)
+        return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
+
+    @staticmethod
+    def to_rows(y):
+        return y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
+
+    def module(self, weight) -> nn.Module:
+        conv = nn.Conv2d(self.channels_in, self.channels_out, self.kernel, padding=self.kernel // 2, dtype=weight.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(weight[:, :-1].reshape_as(conv.weight))
+            conv.bias.copy_(weight[:, -1])
+        return nn.Sequential(conv, nn.AvgPool2d(self.pool)) if self.pool > 1 else conv
+
+
+class Dense:
+    """``flatten(x) @ W^T + b``; the weight is ``out x (in + 1)``, bias last."""
+
+    def __init__(self, features_in: int, features_out: int, in_shape):
+        self.features_in, self.features_out, self.in_shape = features_in, features_out, tuple(in_shape)
+
+    def out_shape(self, shape):
+        return (self.features_out,)
+
+    def fan_in(self):
+        return self.features_in
+
+    def apply(self, weight, x):
+        return solver.preactivation(weight, x.flatten(1))
+
+    @staticmethod
+    def rows(x):
+        return x.flatten(1)
+
+    @staticmethod
+    def to_rows(y):
+        return y
+
+    def module(self, weight) -> nn.Module:
+        linear = nn.Linear(self.features_in, self.features_out, dtype=weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(weight[:, :-1])
+            linear.bias.copy_(weight[:, -1])
+        return nn.Sequential(nn.Flatten(), linear) if len(self.in_shape) > 1 else linear
+
+
+def adjoint(layer, weight, r, like):
+    """``L^T r``: the vector-Jacobian product of the linear part (bias dropped) at any point ``like``."""
+    point = like.detach().requires_grad_()
+    with torch.enable_grad():
+        out = layer.apply(torch.cat([weight[:, :-1], torch.zeros_like(weight[:, -1:])], 1), point)
+        return torch.autograd.grad(out, point, r)[0]
+
+
+def parse(architecture, input_shape, classes: int) -> list:
+    """The layers of a spec like ``('conv32x5', 'avg2', 'fc128')`` on images of ``input_shape``, then the
+    output layer; every layer's map is linear (max pooling is refused, and says why)."""
+    layers, shape = [], tuple(input_shape)
+    for item in architecture:
+        conv, pool, dense = (re.fullmatch(p, str(item)) for p in (r'conv(\d+)x(\d+)', r'avg(\d+)', r'fc(\d+)'))
+        if conv:
+            if len(shape) != 3:
+                raise ValueError(f'{item!r} after a dense layer: convolutions need images')
+            channels, kernel = int(conv[1]), int(conv[2])
+            if kernel % 2 == 0:
+                raise ValueError(f'{item!r}: the kernel must be odd (same padding)')
+            layers.append(Conv(shape[0], channels, kernel))
+        elif pool:
+            if not layers or not isinstance(layers[-1], Conv) or layers[-1].pool > 1:
+                raise ValueError(f'{item!r} must follow a convolution: average pooling joins its linear map')
+            layers[-1].pool = int(pool[1])
+            shape = layers[-1].out_shape((shape[0], *shape[1:]))
+            continue
+        elif dense:
+            layers.append(Dense(math.prod(shape), int(dense[1]), shape))
+        elif str(item).startswith('max'):
+            raise ValueError(f'{item!r}: max pooling is not linear, so it cannot be part of an LPOM layer\'s map '
+                             '(the lifted objective needs L linear in X and in W); use avgN or a strided layer')
+        else:
+            raise ValueError(f'unknown layer {item!r}: use convCxK, avgN or fcN')
+        shape = layers[-1].out_shape(shape)
+    return layers + [Dense(math.prod(shape), classes, shape)]
+
+
+# -- the solver, with linear maps in place of matrices --------------------------------------------------------------
+def forward(layers, weights, x, acts) -> list:
+    xs = [x]
+    for layer, weight, act in zip(layers, weights, acts):
+        xs.append(act.phi(layer.apply(weight, xs[-1])))
+    return xs
+
+
+def update(i, layers, xs, weights, acts, mu, loss, target, ratio=None):
+    """The new ``X[i]`` (the module docstring's formula; the output layer takes the loss's gradient)."""
+    z = layers[i - 1].apply(weights[i - 1], xs[i - 1])
+    if i == len(weights):
+        return acts[i - 1].phi(z - solver.loss_gradient(loss, xs[i], target) / mu[i])
+    residual = acts[i].phi(layers[i].apply(weights[i], xs[i])) - xs[i + 1]
+    ratio = mu[i + 1] / mu[i] if ratio is None else ratio
+    return acts[i - 1].phi(z - ratio * adjoint(layers[i], weights[i], residual, xs[i]).reshape(z.shape))
+
+
+def weight_step(i, layers, xs, weights, acts, iters, reg):
+    """``W[i]`` by the MLP's accelerated proximal gradient on the layer's patches (never raises the objective)."""
+    layer = layers[i]
+    return solver.weight_update(weights[i], layer.rows(xs[i]), layer.to_rows(xs[i + 1]), acts[i], iters, reg)
+
+
+def operator_norm_squared(layer, weight, shape, iters: int = 20, seed: int = 0) -> float:
+    """``||L||_2^2`` by power iteration on ``L^T L`` (a lower estimate that tightens with ``iters``)."""
+    x = torch.randn((1, *shape), generator=torch.Generator().manual_seed(seed), dtype=weight.dtype)
+    value = 0.0
+    for _ in range(iters):
+        x = x / x.norm()
+        bare = torch.cat([weight[:, :-1], torch.zeros_like(weight[:, -1:])], 1)
+        y = adjoint(layer, weight, layer.apply(bare, x), x)
+        value, x = float((x * y).sum()), y
+    return value
+
+
+def objective(layers, xs, weights, acts, mu, loss, target) -> torch.Tensor:
+    """The LPOM objective with the maps ``L`` (needs closed-form f and g)."""
+    total = solver.loss_value(loss, xs[-1], target)
+    for i in range(1, len(xs)):
+        act, z = acts[i - 1], layers[i - 1].apply(weights[i - 1], xs[i - 1])
+        total = total + mu[i] * (act.f(xs[i]).sum() + act.g(z).sum() + ((xs[i] - z) ** 2).sum() / 2)
+    return total
+
+
+class LPOMConv(LPOM):
+    """LPOM for a convolutional network, with :class:`~optnets.lpom.LPOM`'s scikit-learn surface. ``X`` holds
+    images ``(n, *input_shape)`` or their flattened rows; ``architecture`` is the layer spec of this module's
+    docstring, the output layer added. Activation updates run in layer order.
+
+    Fitted attributes: ``layers_`` (the linear maps) besides LPOM's.
+    """
+    hidden_layer_sizes, schedule, parallel_weights, rho_max = (), 'serial', False, None  # fixed here
+
+    def __init__(self, architecture=('conv32x5', 'avg2', 'conv64x5', 'avg2'), input_shape=(1, 28, 28),
+                 activation='relu', out_activation='identity', mu=DEFAULT_MU, loss='cross_entropy',
+                 activation_iters=5, weight_iters=3, pinv_reg=1e-3, activation_kwargs=None, max_iter=1,
+                 batch_size=100, warm_start=False, random_state=None, monitor=False, progress=False):
+        self.architecture = architecture
+        self.input_shape = input_shape
+        self.activation = activation
+        self.out_activation = out_activation
+        self.mu = mu
+        self.loss = loss
+        self.activation_iters = activation_iters
+        self.weight_iters = weight_iters
+        self.pinv_reg = pinv_reg
+        self.activation_kwargs = activation_kwargs
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.monitor = monitor
+        self.progress = progress
+
+    def _layer_count(self) -> int:
+        return len(parse(self.architecture, self.input_shape, 2))
+
+    def _weight_shapes(self, n_features: int, n_outputs: int) -> list[tuple]:
+        self.layers_ = parse(self.architecture, self.input_shape, n_outputs)
+        shapes = []
+        for layer in self.layers_:
+            d_out = layer.channels_out if isinstance(layer, Conv) else layer.features_out
+            spread = layer.kernel ** 2 if isinstance(layer, Conv) else 1
+            shapes.append((layer.fan_in(), d_out, layer.fan_in(), d_out * spread))
+        return shapes
+
+    def _inputs(self, x, reset: bool, y=None, training: bool = False):
+        x = np.asarray(x) if not torch.is_tensor(x) else x
+        flat = x.reshape(len(x), -1) if getattr(x, 'ndim', 2) > 2 else x
+        checked = super()._inputs(flat, reset, y, training)
+        rows = checked[0] if training else checked
+        if rows.shape[1] != math.prod(self.input_shape):
+            raise ValueError(f'X has {rows.shape[1]} features per sample, input_shape {tuple(self.input_shape)} '
+                             f'needs {math.prod(self.input_shape)}')
+        images = rows.reshape(-1, *self.input_shape)
+        return (images, checked[1]) if training else images
+
+    def _step(self, x, target, acts, mu):
+        layers, weights = self.layers_, self.weights_
+        watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
+        value = (lambda: float(objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
+        record = dict(rho=self.rho() if self.monitor else None, objective=[])
+        xs = forward(layers, weights, x, acts)
+        for _ in range(self.activation_iters):
+            for i in range(1, len(weights) + 1):
+                before = value() if watch else None
+                xs[i] = update(i, layers, xs, weights, acts, mu, self.loss, target)
+                if watch:
+                    record['objective'].append((f'X[{i}]', before, value()))
+        for i in range(len(weights)):
+            before = value() if watch else None
+            weights[i].copy_(weight_step(i, layers, xs, weights, acts, self.weight_iters, self.pinv_reg))
+            if watch:
+                record['objective'].append((f'W[{i}]', before, value()))
+        if self.monitor:
+            self.history_.append(record)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_is_fitted(self)
+        return forward(self.layers_, self.weights_, x.reshape(-1, *self.input_shape), self._settings()[0])[-1]
+
+    def rho(self) -> list[float]:
+        """Theorem 2's factor of each hidden update, ``(mu[i+1]/mu[i]) beta[i-1] beta[i] ||L[i]||_2^2``, the
+        operator norm by power iteration."""
+        check_is_fitted(self)
+        acts, mu = self._settings()
+        shapes = [tuple(self.input_shape)]
+        for layer in self.layers_:
+            shapes.append(layer.out_shape(shapes[-1]))
+        return [mu[i + 1] / mu[i] * acts[i - 1].lipschitz * acts[i].lipschitz
+                * operator_norm_squared(self.layers_[i], self.weights_[i], shapes[i])
+                for i in range(1, len(self.weights_))]
+
+    def objective(self, X, y) -> float:
+        check_is_fitted(self)
+        acts, mu = self._settings()
+        xs = forward(self.layers_, self.weights_, self._inputs(X, reset=False), acts)
+        return float(objective(self.layers_, xs, self.weights_, acts, mu, self.loss, self._targets(y)))
+
+    def to_torch(self) -> nn.Sequential:
+        check_is_fitted(self)
+        modules = []
+        for layer, weight, act in zip(self.layers_, self.weights_, self._settings()[0]):
+            modules += [layer.module(weight), act.module()]
+        return nn.Sequential(*modules)

@@ -1,0 +1,128 @@
+"""LPOM for convolutional networks: the linear maps and their adjoints, the block updates' guarantees for
+convolution and pooling, the reduction to the MLP, and the estimator."""
+import numpy as np
+import pytest
+import torch
+
+from optnets.lpom import LPOM, get_activation
+from optnets.lpom import conv
+from optnets.lpom.conv import LPOMConv
+
+from test_lpom import blobs
+
+GEN = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
+
+
+def network(shape=(2, 8, 8), architecture=('conv3x3', 'avg2', 'conv4x3', 'fc5'), classes=3, n=6, scale=1.0,
+            activation='relu', seed=0, dtype=torch.float64):
+    layers = conv.parse(architecture, shape, classes)
+    weights = []
+    for layer in layers:
+        d_out = layer.channels_out if isinstance(layer, conv.Conv) else layer.features_out
+        weights.append(scale * torch.randn(d_out, layer.fan_in() + 1, generator=GEN(seed), dtype=dtype)
+                       / layer.fan_in() ** 0.5)
+    acts = [get_activation(activation)] * (len(layers) - 1) + [get_activation('identity')]
+    x = torch.rand(n, *shape, generator=GEN(seed + 1), dtype=dtype)
+    target = torch.nn.functional.one_hot(torch.randint(0, classes, (n,), generator=GEN(seed + 2)), classes)
+    return layers, weights, acts, x, target.to(dtype)
+
+
+@pytest.mark.parametrize('pool', [1, 2])
+def test_conv_rows_and_adjoint_are_the_linear_map(pool):
+    layer = conv.Conv(2, 3, 3, pool)
+    weight = torch.randn(3, 2 * 9 + 1, generator=GEN(), dtype=torch.float64)
+    x = torch.randn(4, 2, 6, 6, generator=GEN(1), dtype=torch.float64)
+    y = layer.apply(weight, x)
+    assert y.shape == (4, *layer.out_shape((2, 6, 6)))
+    torch.testing.assert_close(layer.to_rows(y), torch.addmm(weight[:, -1], layer.rows(x), weight[:, :-1].T))
+    torch.testing.assert_close(layer.module(weight)(x), y)  # to_torch's module computes the same map
+    r = torch.randn_like(y)
+    bare = torch.cat([weight[:, :-1], torch.zeros(3, 1, dtype=torch.float64)], 1)
+    lhs = (layer.apply(bare, x) * r).sum()  # <L x, r> = <x, L^T r>
+    torch.testing.assert_close(lhs, (x * conv.adjoint(layer, weight, r, x)).sum())
+
+
+def test_operator_norm_is_the_largest_singular_value():
+    layer, weight = conv.Conv(1, 2, 3, 2), torch.randn(2, 10, generator=GEN(), dtype=torch.float64)
+    matrix = torch.stack([layer.apply(torch.cat([weight[:, :-1], torch.zeros(2, 1, dtype=torch.float64)], 1),
+                                      e.reshape(1, 1, 4, 4)).flatten() for e in torch.eye(16, dtype=torch.float64)], 1)
+    expected = torch.linalg.matrix_norm(matrix, 2).item() ** 2
+    assert conv.operator_norm_squared(layer, weight, (1, 4, 4), iters=200) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize('activation', ['relu', 'sigmoid', 'tanh'])
+def test_weight_updates_never_increase_the_objective(activation):
+    layers, weights, acts, x, target = network(activation=activation)
+    mu = [None, 1.0, 2.0, 1.0, 1.0]
+    xs = conv.forward(layers, weights, x, acts)
+    xs = [xs[0]] + [v + 0.1 * torch.randn(v.shape, generator=GEN(i), dtype=v.dtype) for i, v in enumerate(xs[1:])]
+    xs = [xs[0]] + [acts[i].phi(v) if activation != 'relu' else v.clamp_min(0) for i, v in enumerate(xs[1:])]
+    for i in range(len(weights)):
+        before = conv.objective(layers, xs, weights, acts, mu, 'cross_entropy', target)
+        weights[i] = conv.weight_step(i, layers, xs, weights, acts, 3, 1e-6)
+        after = conv.objective(layers, xs, weights, acts, mu, 'cross_entropy', target)
+        assert after <= before + 1e-9 * abs(before), (i, before, after)
+        assert after < before  # and it does something
+
+
+@pytest.mark.parametrize('activation', ['relu', 'sigmoid'])
+def test_activation_updates_never_increase_the_objective_when_rho_below_one(activation):
+    layers, weights, acts, x, target = network(activation=activation, scale=0.5)
+    mu = [None, 1.0, 1.0, 1.0, 1.0]
+    shapes = [tuple(x.shape[1:])]
+    for layer in layers:
+        shapes.append(layer.out_shape(shapes[-1]))
+    rho = [acts[i - 1].lipschitz * acts[i].lipschitz * conv.operator_norm_squared(layers[i], weights[i], shapes[i],
+                                                                                   iters=100)
+           for i in range(1, len(layers))]
+    assert max(rho) < 1
+    xs = conv.forward(layers, weights, x, acts)
+    weights = [w + 0.05 * torch.randn(w.shape, generator=GEN(9), dtype=w.dtype) for w in weights]
+    for _ in range(3):
+        for i in range(1, len(weights) + 1):
+            before = conv.objective(layers, xs, weights, acts, mu, 'cross_entropy', target)
+            xs[i] = conv.update(i, layers, xs, weights, acts, mu, 'cross_entropy', target)
+            after = conv.objective(layers, xs, weights, acts, mu, 'cross_entropy', target)
+            assert after <= before + 1e-9 * abs(before), (i, before, after)
+
+
+def test_dense_layers_reduce_to_the_mlp():
+    """An architecture of fully connected layers is the MLP: the same weights after fitting, from the same start."""
+    x, y = blobs(n=200)
+    mlp = LPOM((16,), random_state=0, max_iter=2, batch_size=50).fit(x, y)
+    as_conv = LPOMConv(('fc16',), input_shape=(10,), random_state=0, max_iter=2, batch_size=50).fit(x, y)
+    for a, b in zip(mlp.weights_, as_conv.weights_):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_lpom_conv_learns_and_to_torch_predicts_the_same():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    images = rng.normal(0, 0.3, (300, 1, 8, 8)).astype(np.float32)
+    for label, (row, col) in enumerate([(1, 1), (1, 5), (5, 3)]):  # a bright 2x2 square marks each class
+        images[y == label, 0, row:row + 2, col:col + 2] += 2
+    model = LPOMConv(('conv4x3', 'avg2'), input_shape=(1, 8, 8), max_iter=3, batch_size=50, random_state=0,
+                     monitor=True).fit(images[:200], y[:200])
+    assert model.score(images[200:], y[200:]) > 0.9
+    assert model.score(images[200:].reshape(100, -1), y[200:]) == model.score(images[200:], y[200:])
+    with torch.no_grad():
+        logits = model.to_torch()(torch.from_numpy(images))
+    np.testing.assert_allclose(logits.numpy(), model.decision_function(images), rtol=1e-4, atol=1e-5)
+    assert len(model.history_) == 12 and len(model.history_[0]['rho']) == 1
+
+
+@pytest.mark.parametrize('architecture, message', [
+    (('conv4x3', 'max2'), 'max pooling is not linear'),
+    (('avg2',), 'must follow a convolution'),
+    (('fc8', 'conv4x3'), 'convolutions need images'),
+    (('conv4x4',), 'kernel must be odd'),
+    (('bogus',), 'unknown layer'),
+])
+def test_bad_architectures_fail_before_any_work(architecture, message):
+    with pytest.raises(ValueError, match=message):
+        LPOMConv(architecture, input_shape=(1, 8, 8)).fit(np.zeros((4, 64), np.float32), [0, 1, 0, 1])
+
+
+def test_input_shape_must_match_the_data():
+    with pytest.raises(ValueError, match='input_shape'):
+        LPOMConv(('conv4x3',), input_shape=(1, 8, 8)).fit(np.zeros((4, 49), np.float32), [0, 1, 0, 1])
