@@ -9,12 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from optnets.lpom import LPOM
+from optnets.lpom import LPOM, LPOMConv
 from optnets.lpom.estimator import DEFAULT_MU
 
 
 class LPOMClassifier(L.LightningModule):
-    """An MLP ``in_chans * image_size**2 -> hidden... -> num_classes`` trained by LPOM (no backpropagation).
+    """An MLP ``in_chans * image_size**2 -> hidden... -> num_classes`` trained by LPOM (no backpropagation), or
+    with ``architecture`` (e.g. ``[conv16x5, avg2, conv32x5, avg2]``) a convolutional network
+    (:class:`~optnets.lpom.LPOMConv`, which ignores ``hidden``, ``update_schedule``, ``parallel_weights`` and
+    ``rho_max``).
 
     The arguments are :class:`~optnets.lpom.LPOM`'s (``hidden`` its ``hidden_layer_sizes``, ``seed`` its
     ``random_state``); ``update_schedule`` is its ``schedule`` (serial or parallel activation updates), renamed so
@@ -23,7 +26,8 @@ class LPOMClassifier(L.LightningModule):
     batch's objective.
     """
 
-    def __init__(self, hidden: Sequence[int] = (300,), num_classes: int = 10, in_chans: int = 1,
+    def __init__(self, hidden: Sequence[int] = (300,), architecture: Optional[Sequence[str]] = None,
+                 num_classes: int = 10, in_chans: int = 1,
                  image_size: int = 28, activation: str = 'relu', out_activation: str = 'identity',
                  mu: float = DEFAULT_MU, loss: str = 'cross_entropy', update_schedule: str = 'serial',
                  parallel_weights: bool = False, activation_iters: int = 5, weight_iters: int = 3,
@@ -32,9 +36,12 @@ class LPOMClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.lpom = LPOM(hidden, activation, out_activation, mu, loss, update_schedule, parallel_weights,
-                         activation_iters, weight_iters, pinv_reg, activation_kwargs, rho_max, monitor=monitor,
-                         random_state=seed)._initialize(in_chans * image_size ** 2, range(num_classes))
+        shared = dict(activation=activation, out_activation=out_activation, mu=mu, loss=loss,
+                      activation_iters=activation_iters, weight_iters=weight_iters, pinv_reg=pinv_reg,
+                      activation_kwargs=activation_kwargs, monitor=monitor, random_state=seed)
+        self.lpom = (LPOMConv(tuple(architecture), (in_chans, image_size, image_size), **shared) if architecture
+                     else LPOM(hidden, schedule=update_schedule, parallel_weights=parallel_weights, rho_max=rho_max,
+                               **shared))._initialize(in_chans * image_size ** 2, range(num_classes))
         # one copy of the weights: the module's parameters (checkpoints hold them, resuming restores them in place),
         # which LPOM updates in place
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights_)
@@ -48,6 +55,7 @@ class LPOMClassifier(L.LightningModule):
         x, y = batch
         self.lpom.partial_fit(x.flatten(1), y)
         self.optimizers().step()  # Lightning's placeholder optimizer: the step is counted (max_steps, checkpoints)
+        self.log('train/loss', F.cross_entropy(self(x), y), prog_bar=True, on_step=True, on_epoch=True)
         if self.lpom.monitor:
             record = self.lpom.history_.pop()  # logged here, not kept
             self.log_dict({f'rho/{i}': rho for i, rho in enumerate(record['rho'], 1)}, on_step=True)
@@ -56,7 +64,6 @@ class LPOMClassifier(L.LightningModule):
 
     def on_train_epoch_end(self):
         self.log_dict({f'rho/{i}': rho for i, rho in enumerate(self.lpom.rho(), 1)})
-        self.log('train/loss', F.cross_entropy(self(x), y), prog_bar=True, on_step=True, on_epoch=True)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch

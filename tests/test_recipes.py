@@ -215,6 +215,15 @@ def test_lpom_through_the_recipe_cli(tmp_path):
     assert all(not w.requires_grad for w in cli.model.weights)  # and never needed a gradient
 
 
+def test_lpom_cnn_config_trains_through_the_recipe_cli(tmp_path):
+    cli = cli_main(['fit', '--config', 'lpom_cnn_fashion_mnist', '--data', 'optnets.recipes.data.SyntheticDataModule',
+                    '--data.in_chans', '1', '--data.image_size', '28', '--data.length', '16', '--data.batch_size',
+                    '8', '--trainer.max_steps', '2', '--trainer.enable_progress_bar', 'false',
+                    '--trainer.default_root_dir', str(tmp_path)])
+    assert type(cli.model.lpom).__name__ == 'LPOMConv' and cli.trainer.global_step == 2
+    assert [tuple(w.shape) for w in cli.model.weights] == [(16, 26), (32, 401), (10, 32 * 7 * 7 + 1)]
+
+
 def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path, capsys):
     """optnets.recipes.compare, the README's first command, on 64 real Fashion-MNIST images: both variants, one
     initialisation."""
