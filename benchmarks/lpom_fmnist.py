@@ -157,18 +157,15 @@ def run(make, hidden, activation, seed, hyper, train, evaluate, epochs):
     """Train ``epochs`` epochs; returns (accuracy on ``evaluate`` after each epoch, seconds per epoch, extras)."""
     built = make(hidden, activation, seed, **hyper)
     epoch, logits = built[0], built[1]
-    curve, seconds = [], []
+    curve, seconds, rho = [], [], []
     for _ in range(epochs):
         start = time.perf_counter()
         epoch(*train)
         seconds.append(time.perf_counter() - start)
         curve.append(accuracy(logits(evaluate[0]), evaluate[1]))
-    extras = {}
-    if len(built) > 2:  # LPOM: Theorem 2's rho over the run
-        rho = [r for h in built[2].history_ for r in h['rho']]
-        extras = dict(rho_max_seen=max(rho, default=0.0), rho_above_1=float(np.mean([r > 1 for r in rho])) if rho
-                      else 0.0)
-    return curve, seconds, extras
+        if len(built) > 2:  # LPOM: Theorem 2's rho of each hidden update at the epoch's end
+            rho.append(built[2].rho())
+    return curve, seconds, dict(rho=rho) if rho else {}
 
 
 def grid_points(grid: dict):
