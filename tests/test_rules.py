@@ -126,12 +126,13 @@ def test_rule_error_for_non_text():
 
 
 def test_the_rule_layer_stands_alone_and_ir_is_its_leaf():
-    """rules/ imports only the standard library and itself; ir imports nothing of optnets (no cycle through it)."""
+    """rules/ and the plan analysis import only the standard library and the rule layer; ir imports nothing of
+    optnets (no cycle through it)."""
     import ast
     import sys
     from pathlib import Path
     folder = Path(rules.__file__).parent
-    for path in folder.glob('*.py'):
+    for path in [*folder.glob('*.py'), folder.parent / 'compiler' / 'plan.py']:  # the plan analysis too
         tree = ast.parse(path.read_text())
         imported = [(n.level, n.module or '') for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         imported += [(0, a.name) for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
@@ -140,3 +141,6 @@ def test_the_rule_layer_stands_alone_and_ir_is_its_leaf():
         assert not outside, f'{path.name} imports {outside}'
         if path.name == 'ir.py':
             assert all(level == 0 for level, _ in imported), 'ir.py imports a sibling module'
+        if path.name == 'plan.py':  # from the compiler, only the rule layer
+            assert all(m.startswith('rules') for level, m in imported if level == 2) and all(
+                level in (0, 2) for level, _ in imported), f'plan.py imports {imported}'
