@@ -26,7 +26,7 @@ from optnets.lpom import LPOM, LPOMConv  # noqa: E402
 ARCHITECTURE = ('conv16x5', 'avg2', 'conv32x5', 'avg2')
 GRIDS = {
     'SGD': dict(lr=(0.003, 0.01, 0.03, 0.1, 0.3)),
-    'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+    'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
     'LPOM CNN': dict(mu=(0.3, 1.0, 3.0, 10.0, 30.0)),
     'LPOM MLP 784-300-10': dict(mu=(1.0, 3.0, 10.0, 30.0)),
 }
@@ -82,12 +82,17 @@ def main(argv=None):
     parser.add_argument('--train', type=int, default=10000)
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS),
+                        help='run these (their entries in an existing results.json are replaced)')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     train, validation, test = load(args.train)
-    results = dict(settings=vars(args) | {'out': str(args.out)}, architecture=ARCHITECTURE, methods={})
-    for name, make in METHODS.items():
+    saved = args.out / 'results.json'
+    results = json.loads(saved.read_text()) if saved.exists() else dict(architecture=ARCHITECTURE, methods={})
+    results['settings'] = {k: str(v) for k, v in vars(args).items()}
+    for name in args.methods:
+        make = METHODS[name]
         grid = GRIDS[name]
         tried = [(hyper, run(make, None, 'relu', 0, hyper, train, validation, args.epochs)[0][-1])
                  for hyper in grid_points(grid)]
@@ -103,7 +108,7 @@ def main(argv=None):
         entry = results['methods'][name]
         print(f"{name:22} {chosen} test {entry['test_mean']:.2f} ± {entry['test_std']:.2f}  "
               f"{entry['epoch_s']:.1f} s/epoch{'  (grid edge)' if entry['at_edge'] else ''}", flush=True)
-        (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
+        saved.write_text(json.dumps(results, indent=1) + '\n')
 
 
 if __name__ == '__main__':
