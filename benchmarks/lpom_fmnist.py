@@ -17,6 +17,7 @@ import argparse
 import json
 import multiprocessing
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ ARCHS = {'784-300-10': (300,), '784-1000-500-250-10': (1000, 500, 250)}
 GRIDS = {
     'SGD': dict(lr=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),
     'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
-    'LPOM': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)),
+    'LPOM': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)),
     'penalty': dict(mu=(0.1, 1.0, 10.0), lr=(0.5, 1.0)),
 }
 BATCH = 100
@@ -217,6 +218,30 @@ def table(results) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def tune(method, arch, activation, train, validation, epochs) -> dict:
+    """Seed 0 over the method's grid, scored on the validation split; the best point, flagged if on an edge."""
+    make, grid = METHODS[method][0], GRIDS[METHODS[method][1]]
+    tried = [(hyper, run(make, ARCHS[arch], activation, 0, hyper, train, validation, epochs)[0][-1])
+             for hyper in grid_points(grid)]
+    chosen, _ = max(tried, key=lambda t: t[1])
+    at_edge = any(len(grid[k]) > 1 and v in (grid[k][0], grid[k][-1]) for k, v in chosen.items())
+    return dict(grid=[dict(hyper=h, val=v) for h, v in tried], chosen=chosen, at_edge=at_edge)
+
+
+def test(method, entry, arch, activation, train, test_set, epochs, seeds):
+    """The chosen settings, one run per seed, scored on the test images."""
+    make = METHODS[method][0] if method in METHODS else lpom(rho_max=0.9)
+    runs = [run(make, ARCHS[arch], activation, seed, entry['chosen'], train, test_set, epochs) for seed in seeds]
+    finals = [100 * curve[-1] for curve, _, _ in runs]
+    entry.update(test=finals, test_mean=statistics.mean(finals),
+                 test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                 curves=[curve for curve, _, _ in runs],
+                 epoch_s=statistics.median(s for _, seconds, _ in runs for s in seconds),
+                 extras=[extras for _, _, extras in runs])
+    print(f"{arch:20} {activation:8} {method:22} {entry['chosen']} test {entry['test_mean']:.2f} ± "
+          f"{entry['test_std']:.2f}  {entry['epoch_s']:.2f} s/epoch", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--train', type=int, default=10000, help='first N training images')
@@ -224,43 +249,39 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS), choices=list(ARCHS))
     parser.add_argument('--activations', nargs='+', default=['relu', 'sigmoid'])
+    parser.add_argument('--redo', nargs='+', default=[], choices=list(METHODS),
+                        help='re-tune and re-test these methods in an existing results.json (e.g. after widening '
+                             'a grid whose edge was chosen); LPOM brings its rho_max variant')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    train, validation, test = load(args.train)
-    results = dict(settings=vars(args) | {'out': str(args.out)}, threads=torch.get_num_threads(), configs=[])
+    train, validation, test_set = load(args.train)
+    saved = args.out / 'results.json'
+    results = json.loads(saved.read_text()) if args.redo else dict(
+        settings=vars(args) | {'out': str(args.out)}, threads=torch.get_num_threads(), configs=[])
+    if args.redo:
+        results.setdefault('redone', []).append(' '.join(argv if argv is not None else sys.argv[1:]))
+    rows = {(row['arch'], row['activation']): row for row in results['configs']}
     for arch in args.archs:
         for activation in args.activations:
-            row = dict(arch=arch, activation=activation, methods={})
-            for method, (make, grid_name) in METHODS.items():
-                grid = GRIDS[grid_name]
-                tried = [(hyper, run(make, ARCHS[arch], activation, 0, hyper, train, validation, args.epochs)[0][-1])
-                         for hyper in grid_points(grid)]
-                chosen, _ = max(tried, key=lambda t: t[1])
-                at_edge = any(len(grid[k]) > 1 and v in (grid[k][0], grid[k][-1]) for k, v in chosen.items())
-                row['methods'][method] = dict(grid=[dict(hyper=h, val=v) for h, v in tried], chosen=chosen,
-                                              at_edge=at_edge)
-            chosen_mu = row['methods']['LPOM']['chosen']
-            row['methods']['LPOM, rho_max=0.9'] = dict(chosen=chosen_mu, at_edge=False, grid=[])
+            row = rows.get((arch, activation)) or dict(arch=arch, activation=activation, methods={})
+            for method in args.redo or METHODS:
+                row['methods'][method] = tune(method, arch, activation, train, validation, args.epochs)
+            if 'LPOM' in (args.redo or METHODS):
+                row['methods']['LPOM, rho_max=0.9'] = dict(chosen=row['methods']['LPOM']['chosen'], at_edge=False,
+                                                            grid=[])
             for method, entry in row['methods'].items():
-                make = METHODS[method][0] if method in METHODS else lpom(rho_max=0.9)
-                runs = [run(make, ARCHS[arch], activation, seed, entry['chosen'], train, test, args.epochs)
-                        for seed in args.seeds]
-                finals = [100 * curve[-1] for curve, _, _ in runs]
-                entry.update(test=finals, test_mean=statistics.mean(finals),
-                             test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
-                             curves=[curve for curve, _, _ in runs],
-                             epoch_s=statistics.median(s for _, seconds, _ in runs for s in seconds),
-                             extras=[extras for _, _, extras in runs])
-                print(f"{arch:20} {activation:8} {method:22} {entry['chosen']} test {entry['test_mean']:.2f} ± "
-                      f"{entry['test_std']:.2f}  {entry['epoch_s']:.2f} s/epoch", flush=True)
+                if not args.redo or method in args.redo or (method == 'LPOM, rho_max=0.9' and 'LPOM' in args.redo):
+                    test(method, entry, arch, activation, train, test_set, args.epochs, args.seeds)
             for grid_name, method in (('LPOM', 'LPOM'), ('SGD', 'SGD (Glorot init)'), ('Adam', 'Adam (Glorot init)')):
                 vals = [100 * g['val'] for g in row['methods'][method]['grid']]
                 row.setdefault('tuning_spread', {})[grid_name] = dict(
                     best=max(vals), worst=min(vals), std=statistics.pstdev(vals),
                     within_1_point=sum(v >= max(vals) - 1 for v in vals), points=len(vals))
-            results['configs'].append(row)
-            (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')  # a checkpoint per config
+            if (arch, activation) not in rows:
+                results['configs'].append(row)
+                rows[arch, activation] = row
+            saved.write_text(json.dumps(results, indent=1) + '\n')  # a checkpoint per config
     results['memory'] = {}  # one epoch of each network at its first activation's chosen settings
     for row in results['configs']:
         if row['arch'] not in results['memory']:
@@ -268,7 +289,7 @@ def main(argv=None):
                                                                  row['methods'][method]['chosen'], args.train)
                                               for method in ('SGD (Glorot init)', 'LPOM')}
     print('peak memory of one training epoch:', results['memory'], flush=True)
-    (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
+    saved.write_text(json.dumps(results, indent=1) + '\n')
     (args.out / 'table.md').write_text(table(results))
     print(table(results))
 
