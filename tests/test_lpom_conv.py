@@ -95,13 +95,14 @@ def test_dense_layers_reduce_to_the_mlp():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_lpom_conv_learns_and_to_torch_predicts_the_same():
+@pytest.mark.parametrize('first', ['conv4x3', 'conv4x3bn'])
+def test_lpom_conv_learns_and_to_torch_predicts_the_same(first):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
     images = rng.normal(0, 0.3, (300, 1, 8, 8)).astype(np.float32)
     for label, (row, col) in enumerate([(1, 1), (1, 5), (5, 3)]):  # a bright 2x2 square marks each class
         images[y == label, 0, row:row + 2, col:col + 2] += 2
-    model = LPOMConv(('conv4x3', 'avg2'), input_shape=(1, 8, 8), max_iter=3, batch_size=50, random_state=0,
+    model = LPOMConv((first, 'avg2'), input_shape=(1, 8, 8), max_iter=3, batch_size=50, random_state=0,
                      monitor=True).fit(images[:200], y[:200])
     assert model.score(images[200:], y[200:]) > 0.9
     assert model.score(images[200:].reshape(100, -1), y[200:]) == model.score(images[200:], y[200:])
@@ -126,3 +127,31 @@ def test_bad_architectures_fail_before_any_work(architecture, message):
 def test_input_shape_must_match_the_data():
     with pytest.raises(ValueError, match='input_shape'):
         LPOMConv(('conv4x3',), input_shape=(1, 8, 8)).fit(np.zeros((4, 49), np.float32), [0, 1, 0, 1])
+
+
+def test_batch_norm_is_a_per_step_affine_map_folded_into_the_weights():
+    layer = conv.Conv(2, 3, 3, 2, norm=True)
+    weight = torch.randn(3, 19, generator=GEN(), dtype=torch.float64)
+    x = torch.randn(8, 2, 6, 6, generator=GEN(1), dtype=torch.float64)
+    layer.refresh(weight, x)
+    y = layer.apply(weight, x)  # normalized over the batch it was refreshed from
+    torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-9, rtol=0)
+    torch.testing.assert_close(y.var((0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(layer.unfold_weight(layer.folded(weight)), weight)
+    torch.testing.assert_close(layer.to_rows(y), torch.addmm(layer.folded(weight)[:, -1], layer.rows(x),
+                                                             layer.folded(weight)[:, :-1].T))
+
+
+@pytest.mark.parametrize('activation', ['relu', 'sigmoid'])
+def test_weight_updates_with_batch_norm_never_increase_the_objective(activation):
+    layers, weights, acts, x, target = network(architecture=('conv3x3bn', 'avg2', 'conv4x3bn', 'fc5'),
+                                               activation=activation)
+    mu = [None, 1.0, 2.0, 1.0, 1.0]
+    xs = conv.forward(layers, weights, x, acts, refresh=True)  # the step's statistics, then held fixed
+    xs = [xs[0]] + [acts[i].phi(v + 0.3 * torch.randn(v.shape, generator=GEN(i), dtype=v.dtype))
+                    for i, v in enumerate(xs[1:])]
+    for i in range(len(weights)):
+        before = conv.objective(layers, xs, weights, acts, mu, 'cross_entropy', target)
+        weights[i] = conv.weight_step(i, layers, xs, weights, acts, 3, 1e-6)
+        after = conv.objective(layers, xs, weights, acts, mu, 'cross_entropy', target)
+        assert after <= before + 1e-9 * abs(before), (i, before, after)

@@ -25,10 +25,46 @@ from .estimator import DEFAULT_MU, LPOM
 
 
 class Conv:
-    """``avg_pool(conv2d(x, W, b, padding=k // 2), pool)``; the weight is ``out x (in*k*k + 1)``, bias last."""
+    """``avg_pool(conv2d(x, W, b, padding=k // 2), pool)``; the weight is ``out x (in*k*k + 1)``, bias last.
 
-    def __init__(self, channels_in: int, channels_out: int, kernel: int, pool: int = 1):
+    With ``norm``, batch normalization as LPOM can have it: the output is then ``y * scale + shift`` per channel,
+    a fixed affine map during each step's block updates, with ``scale, shift`` set from the step's current
+    activations (``refresh``: ``1/sqrt(var + eps)`` and ``-mean * scale``) and, for inference, from running
+    averages (``use_running``). The map stays linear in the weights: the weight update solves for the scaled
+    weights and maps back."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, pool: int = 1, norm: bool = False):
         self.channels_in, self.channels_out, self.kernel, self.pool = channels_in, channels_out, kernel, pool
+        self.norm, self.scale, self.shift, self.running = norm, None, None, None
+
+    def refresh(self, weight, x, momentum: float = 0.1, eps: float = 1e-5):
+        """Normalization from ``x``'s batch (and the running averages updated with it)."""
+        self.scale = self.shift = None
+        y = self.apply(weight, x)
+        mean, var = y.mean((0, 2, 3)), y.var((0, 2, 3), unbiased=False)
+        self.running = (mean, var) if self.running is None else tuple(
+            (1 - momentum) * old + momentum * new for old, new in zip(self.running, (mean, var)))
+        self._set(mean, var, eps)
+
+    def use_running(self, eps: float = 1e-5):
+        self._set(*self.running, eps)
+
+    def _set(self, mean, var, eps):
+        self.scale = torch.rsqrt(var + eps)
+        self.shift = -mean * self.scale
+
+    def folded(self, weight):
+        """The weight of the plain convolution this layer computes now (its normalization folded in)."""
+        if self.scale is None:
+            return weight
+        return torch.cat([weight[:, :-1] * self.scale[:, None], (weight[:, -1] * self.scale + self.shift)[:, None]], 1)
+
+    def unfold_weight(self, folded):
+        """The inverse of :meth:`folded`."""
+        if self.scale is None:
+            return folded
+        return torch.cat([folded[:, :-1] / self.scale[:, None], ((folded[:, -1] - self.shift) / self.scale)[:, None]],
+                         1)
 
     def out_shape(self, shape):
         _, height, width = shape
@@ -38,6 +74,7 @@ class Conv:
         return self.channels_in * self.kernel ** 2
 
     def apply(self, weight, x):
+        weight = self.folded(weight)
         kernel = weight[:, :-1].reshape(self.channels_out, self.channels_in, self.kernel, self.kernel)
         y = F.conv2d(x, kernel, weight[:, -1], padding=self.kernel // 2)
         return F.avg_pool2d(y, self.pool) if self.pool > 1 else y
@@ -55,6 +92,7 @@ class Conv:
         return y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
 
     def module(self, weight) -> nn.Module:
+        weight = self.folded(weight)
         conv = nn.Conv2d(self.channels_in, self.channels_out, self.kernel, padding=self.kernel // 2, dtype=weight.dtype)
         with torch.no_grad():
             conv.weight.copy_(weight[:, :-1].reshape_as(conv.weight))
@@ -73,6 +111,12 @@ class Dense:
 
     def fan_in(self):
         return self.features_in
+
+    @staticmethod
+    def folded(weight):
+        return weight
+
+    unfold_weight = folded
 
     def apply(self, weight, x):
         return solver.preactivation(weight, x.flatten(1))
@@ -106,14 +150,14 @@ def parse(architecture, input_shape, classes: int) -> list:
     output layer; every layer's map is linear (max pooling is refused, and says why)."""
     layers, shape = [], tuple(input_shape)
     for item in architecture:
-        conv, pool, dense = (re.fullmatch(p, str(item)) for p in (r'conv(\d+)x(\d+)', r'avg(\d+)', r'fc(\d+)'))
+        conv, pool, dense = (re.fullmatch(p, str(item)) for p in (r'conv(\d+)x(\d+)(bn)?', r'avg(\d+)', r'fc(\d+)'))
         if conv:
             if len(shape) != 3:
                 raise ValueError(f'{item!r} after a dense layer: convolutions need images')
             channels, kernel = int(conv[1]), int(conv[2])
             if kernel % 2 == 0:
                 raise ValueError(f'{item!r}: the kernel must be odd (same padding)')
-            layers.append(Conv(shape[0], channels, kernel))
+            layers.append(Conv(shape[0], channels, kernel, norm=bool(conv[3])))
         elif pool:
             if not layers or not isinstance(layers[-1], Conv) or layers[-1].pool > 1:
                 raise ValueError(f'{item!r} must follow a convolution: average pooling joins its linear map')
@@ -132,9 +176,12 @@ def parse(architecture, input_shape, classes: int) -> list:
 
 
 # -- the solver, with linear maps in place of matrices --------------------------------------------------------------
-def forward(layers, weights, x, acts) -> list:
+def forward(layers, weights, x, acts, refresh: bool = False) -> list:
+    """Consistent activations; ``refresh`` first sets each normalization from the batch it sees."""
     xs = [x]
     for layer, weight, act in zip(layers, weights, acts):
+        if refresh and getattr(layer, 'norm', False):
+            layer.refresh(weight, xs[-1])
         xs.append(act.phi(layer.apply(weight, xs[-1])))
     return xs
 
@@ -152,7 +199,9 @@ def update(i, layers, xs, weights, acts, mu, loss, target, ratio=None):
 def weight_step(i, layers, xs, weights, acts, iters, reg):
     """``W[i]`` by the MLP's accelerated proximal gradient on the layer's patches (never raises the objective)."""
     layer = layers[i]
-    return solver.weight_update(weights[i], layer.rows(xs[i]), layer.to_rows(xs[i + 1]), acts[i], iters, reg)
+    folded = solver.weight_update(layer.folded(weights[i]), layer.rows(xs[i]), layer.to_rows(xs[i + 1]), acts[i],
+                                  iters, reg)  # a normalized layer: solved for its folded weights, mapped back
+    return layer.unfold_weight(folded)
 
 
 def operator_norm_squared(layer, weight, shape, iters: int = 20, seed: int = 0) -> float:
@@ -234,7 +283,7 @@ class LPOMConv(LPOM):
         watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
         value = (lambda: float(objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
         record = dict(rho=self.rho() if self.monitor else None, objective=[])
-        xs = forward(layers, weights, x, acts)
+        xs = forward(layers, weights, x, acts, refresh=True)
         for _ in range(self.activation_iters):
             for i in range(1, len(weights) + 1):
                 before = value() if watch else None
@@ -250,8 +299,14 @@ class LPOMConv(LPOM):
             self.history_.append(record)
         return self
 
+    def _inference(self):
+        for layer in self.layers_:
+            if getattr(layer, 'norm', False):
+                layer.use_running()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_is_fitted(self)
+        self._inference()
         return forward(self.layers_, self.weights_, x.reshape(-1, *self.input_shape), self._settings()[0])[-1]
 
     def rho(self) -> list[float]:
@@ -274,6 +329,7 @@ class LPOMConv(LPOM):
 
     def to_torch(self) -> nn.Sequential:
         check_is_fitted(self)
+        self._inference()  # normalization from the running averages, folded into the convolutions
         modules = []
         for layer, weight, act in zip(self.layers_, self.weights_, self._settings()[0]):
             modules += [layer.module(weight), act.module()]
