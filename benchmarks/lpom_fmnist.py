@@ -33,8 +33,8 @@ from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
 
 ARCHS = {'784-300-10': (300,), '784-1000-500-250-10': (1000, 500, 250)}
 GRIDS = {
-    'SGD': dict(lr=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),
-    'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+    'SGD': dict(lr=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),
+    'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
     'LPOM': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)),
     'penalty': dict(mu=(0.01, 0.03, 0.1, 1.0, 10.0), lr=(0.5, 1.0, 1.5)),
 }

@@ -50,3 +50,10 @@ def test_the_layout_section_names_every_module_and_only_existing_ones():
         assert re.search(rf'\b{re.escape(path.stem)}\b', block), f'{path.relative_to(ROOT)} is not in the layout'
     for name in re.findall(r'\b(\w+)\.py\b', block):
         assert any(p.stem == name for p in modules), f'the layout names {name}.py, which does not exist'
+
+
+def test_the_lpom_table_is_the_benchmarks_own():
+    """The README's LPOM table is benchmarks/lpom_fmnist.py's table.md, row for row (no number typed by hand)."""
+    table = (ROOT / 'benchmarks' / 'results' / 'lpom_fmnist' / 'table.md').read_text().strip().splitlines()
+    readme = (ROOT / 'README.md').read_text()
+    assert all(row in readme.splitlines() for row in table)
