@@ -137,8 +137,9 @@ def fashion_mnist_root() -> Path:
 
 
 def decompress_verified(packed: Path, target: Path, md5: str):
-    """Decompress ``packed`` to ``target`` if its content has checksum ``md5``; else raise, writing nothing."""
-    partial, digest = target.with_name(target.name + '.partial'), hashlib.md5()
+    """Decompress ``packed`` to ``target`` if its content has checksum ``md5``; else raise, writing nothing.
+    Each process writes its own partial file, so that runs preparing the same cache at once do not collide."""
+    partial, digest = target.with_name(f'{target.name}.{os.getpid()}.partial'), hashlib.md5()
     try:
         with gzip.open(packed) as data, open(partial, 'wb') as out:
             while chunk := data.read(1 << 20):

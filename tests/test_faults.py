@@ -171,6 +171,27 @@ def test_a_corrupt_or_changed_fashion_mnist_file_is_refused_in_one_line(tmp_path
     assert not list(fashion_mnist_root().rglob('*.partial'))
 
 
+def _prepare(barrier):
+    barrier.wait()  # both processes decompress at the same moment
+    FashionMNISTDataModule().prepare_data()
+
+
+@needs_fmnist
+def test_two_runs_preparing_the_cache_at_once_both_succeed(tmp_path, monkeypatch):
+    """Two benchmarks started together once collided on one partial file and called the data corrupt."""
+    import multiprocessing
+    monkeypatch.setenv('OPTNETS_DATA', str(tmp_path))  # a fresh, empty cache (inherited by the processes)
+    context = multiprocessing.get_context('fork')
+    barrier = context.Barrier(2)
+    runs = [context.Process(target=_prepare, args=(barrier,)) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(120)
+    assert [run.exitcode for run in runs] == [0, 0]
+    assert not list(tmp_path.rglob('*.partial'))
+
+
 @needs_fmnist
 def test_the_cache_is_named_by_content_and_serves_what_the_source_holds():
     FashionMNISTDataModule().prepare_data()
