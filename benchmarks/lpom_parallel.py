@@ -1,7 +1,10 @@
 """Layer-parallel LPOM on Fashion-MNIST: serial against the odd-even schedule and 2 processes, and a simulation of
 staleness for more workers.
 
-    OMP_NUM_THREADS=1 python benchmarks/lpom_parallel.py --out benchmarks/results/lpom_parallel
+    OMP_NUM_THREADS=1 python benchmarks/lpom_parallel.py --mu 784-300-10=10 784-1000-500-250-10=100 \
+        --out benchmarks/results/lpom_parallel
+
+``--mu`` gives each network the value benchmarks/lpom_fmnist.py chose on its validation split (relu).
 
 Part 1, equal epochs (first ``--train`` training images, all 10k test images, seed 0): LPOM serially in this
 process (1 and 2 threads), the odd-even schedule in this process, and ``optnets.lpom.distributed`` on 2 gloo
@@ -26,6 +29,7 @@ import torch
 from torchvision import datasets
 
 from optnets.lpom import LPOM, solver
+from optnets.lpom.estimator import DEFAULT_MU
 from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
 
 ARCHS = {'784-300-10': (300,), '784-1000-500-250-10': (1000, 500, 250)}
@@ -46,13 +50,13 @@ def in_process(hidden, data, epochs, threads, **kwargs):
     return dict(test_accuracy=model.score(xt, yt), seconds_per_epoch=(time.perf_counter() - start) / epochs)
 
 
-def two_processes(hidden, train, epochs, staleness):
+def two_processes(hidden, train, epochs, staleness, mu):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / 'weights.pt'
         subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                         '-m', 'optnets.lpom.distributed', '--train', str(train), '--epochs', str(epochs),
-                        '--hidden', *map(str, hidden), '--staleness', str(staleness), '--out', str(out)],
-                       check=True, capture_output=True)
+                        '--hidden', *map(str, hidden), '--staleness', str(staleness), '--mu', str(mu),
+                        '--out', str(out)], check=True, capture_output=True)
         report = json.loads(out.with_suffix('.json').read_text())
     return dict(test_accuracy=report['test_accuracy'], seconds_per_epoch=report['seconds_per_epoch'])
 
@@ -78,9 +82,9 @@ def stale_step(model, x, target, acts, mu, delay: int):
                                               model.pinv_reg))
 
 
-def simulate(hidden, data, epochs, delay, rho_max=None):
+def simulate(hidden, data, epochs, delay, mu, rho_max=None):
     (x, y), (xt, yt) = data
-    model = LPOM(hidden, random_state=0, rho_max=rho_max)._initialize(x.shape[1], np.unique(y))
+    model = LPOM(hidden, mu=mu, random_state=0, rho_max=rho_max)._initialize(x.shape[1], np.unique(y))
     acts, mu = model._settings()
     images, target = torch.from_numpy(x), model._targets(y)
     for _ in range(epochs):
@@ -93,29 +97,32 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--train', type=int, default=10000)
     parser.add_argument('--epochs', type=int, default=3)
+    parser.add_argument('--mu', nargs='*', default=[], help='ARCH=MU for each network (default: LPOM\'s)')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
+    mus = {arch: DEFAULT_MU for arch in ARCHS} | {k: float(v) for k, v in (item.split('=') for item in args.mu)}
     args.out.mkdir(parents=True, exist_ok=True)
     data = load(args.train)
-    results = dict(settings=vars(args) | {'out': str(args.out)}, equal_epochs={}, staleness={})
+    results = dict(settings=vars(args) | {'out': str(args.out)}, mu=mus, equal_epochs={}, staleness={})
     for arch, hidden in ARCHS.items():
+        mu = mus[arch]
         runs = {
-            'serial, 1 thread': in_process(hidden, data, args.epochs, 1),
-            'serial, 2 threads': in_process(hidden, data, args.epochs, 2),
-            'odd-even, 1 thread': in_process(hidden, data, args.epochs, 1, schedule='odd-even'),
-            '2 processes, synchronous': two_processes(hidden, args.train, args.epochs, 0),
-            '2 processes, staleness 1': two_processes(hidden, args.train, args.epochs, 1),
-            '2 processes, unbounded': two_processes(hidden, args.train, args.epochs, -1),
+            'serial, 1 thread': in_process(hidden, data, args.epochs, 1, mu=mu),
+            'serial, 2 threads': in_process(hidden, data, args.epochs, 2, mu=mu),
+            'odd-even, 1 thread': in_process(hidden, data, args.epochs, 1, mu=mu, schedule='odd-even'),
+            '2 processes, synchronous': two_processes(hidden, args.train, args.epochs, 0, mu),
+            '2 processes, staleness 1': two_processes(hidden, args.train, args.epochs, 1, mu),
+            '2 processes, unbounded': two_processes(hidden, args.train, args.epochs, -1, mu),
         }
         results['equal_epochs'][arch] = runs
         for name, run in runs.items():
             print(f"{arch:20} {name:26} {100 * run['test_accuracy']:6.2f}%  {run['seconds_per_epoch']:6.2f} s/epoch",
                   flush=True)
     torch.set_num_threads(1)
-    hidden = ARCHS['784-1000-500-250-10']
+    arch = '784-1000-500-250-10'
     for rho_max in (None, 0.9):
-        for delay in range(len(hidden) + 2):  # 0 to 4 sweeps: up to one per worker
-            accuracy = simulate(hidden, data, 1, delay, rho_max)
+        for delay in range(len(ARCHS[arch]) + 2):  # 0 to 4 sweeps: up to one per worker
+            accuracy = simulate(ARCHS[arch], data, 1, delay, mus[arch], rho_max)
             results['staleness'].setdefault(str(rho_max), {})[delay] = accuracy
             print(f'simulated, 4 workers, delay {delay} sweeps, rho_max {rho_max}: {100 * accuracy:.2f}% '
                   'after 1 epoch', flush=True)
