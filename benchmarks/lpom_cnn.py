@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lpom_fmnist import BATCH, grid_points, load, run  # noqa: E402  (the same protocol)
+from lpom_fmnist import BATCH, grid_points, load, run, trained_by  # noqa: E402  (the same protocol)
 
 from optnets.lpom import LPOM, LPOMConv  # noqa: E402
 
@@ -48,21 +47,7 @@ def cnn() -> nn.Module:
 def backprop(optimizer):
     def make(_hidden, _activation, seed, lr):
         torch.manual_seed(seed)
-        net = cnn()
-        opt = (torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9) if optimizer == 'SGD'
-               else torch.optim.Adam(net.parameters(), lr=lr))
-        gen = torch.Generator().manual_seed(seed)
-
-        def epoch(x, y):
-            for batch in torch.randperm(len(x), generator=gen).split(BATCH):
-                opt.zero_grad()
-                F.cross_entropy(net(x[batch]), y[batch]).backward()
-                opt.step()
-
-        def logits(x):
-            with torch.no_grad():
-                return net(x)
-        return epoch, logits
+        return trained_by(cnn(), optimizer, lr, seed)
     return make
 
 

@@ -65,22 +65,26 @@ def backprop(optimizer: str, init: str):
                 nn.init.xavier_uniform_(linear.weight)
                 nn.init.zeros_(linear.bias)
             layers += [linear] + ([act.module()] if i < len(widths) - 2 else [])
-        net = nn.Sequential(*layers)
-        opt = (torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9) if optimizer == 'SGD'
-               else torch.optim.Adam(net.parameters(), lr=lr))
-        gen = torch.Generator().manual_seed(seed)
-
-        def epoch(x, y):
-            for batch in torch.randperm(len(x), generator=gen).split(BATCH):
-                opt.zero_grad()
-                F.cross_entropy(net(x[batch]), y[batch]).backward()
-                opt.step()
-
-        def logits(x):
-            with torch.no_grad():
-                return net(x)
-        return epoch, logits
+        return trained_by(nn.Sequential(*layers), optimizer, lr, seed)
     return make
+
+
+def trained_by(net: nn.Module, optimizer: str, lr: float, seed: int):
+    """``(train_epoch(x, y), logits(x))`` for ``net`` trained by backpropagation with SGD (momentum 0.9) or Adam."""
+    opt = (torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9) if optimizer == 'SGD'
+           else torch.optim.Adam(net.parameters(), lr=lr))
+    gen = torch.Generator().manual_seed(seed)
+
+    def epoch(x, y):
+        for batch in torch.randperm(len(x), generator=gen).split(BATCH):
+            opt.zero_grad()
+            F.cross_entropy(net(x[batch]), y[batch]).backward()
+            opt.step()
+
+    def logits(x):
+        with torch.no_grad():
+            return net(x)
+    return epoch, logits
 
 
 def lpom(rho_max=None):
