@@ -7,9 +7,9 @@ weights enter linearly, so the lifted objective and its block updates are the ML
 vector-Jacobian product). The weight subproblem is the MLP's least squares in row form: a convolution is a matrix
 product over the image's patches (``unfold``), so ``solver.weight_update`` solves it with the same guarantee.
 Average pooling after a convolution is linear and joins its map (the patches are pooled); max pooling is not
-linear and is refused. A layer spec is a string: ``conv32x5`` (32 channels, 5x5, 'same' padding), ``avg2`` (2x2
-average pooling, joined to the convolution before it), ``fc128`` (flatten, then 128 units); the output layer (one
-unit a class) is added by the estimator.
+linear and is refused. A layer spec is a string: ``conv32x5`` (32 channels, 5x5, 'same' padding; ``conv32x5bn``
+adds batch normalization, see :class:`Conv`), ``avg2`` (2x2 average pooling, joined to the convolution before
+it), ``fc128`` (flatten, then 128 units); the output layer (one unit a class) is added by the estimator.
 """
 import math
 import re
