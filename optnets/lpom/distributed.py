@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from . import solver
-from .estimator import LPOM
+from .estimator import DEFAULT_MU, LPOM
 
 
 def owned_layers(layers: int, world: int, rank: int) -> range:
@@ -129,7 +129,7 @@ def main(argv=None):
     parser.add_argument('--train', type=int, default=10000, help='first N training images')
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--hidden', type=int, nargs='+', default=[300])
-    parser.add_argument('--mu', type=float, default=None)
+    parser.add_argument('--mu', type=float, default=DEFAULT_MU)
     parser.add_argument('--staleness', type=int, default=0, help='half-sweeps a boundary may lag; -1: unbounded')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', type=Path, help='a .pt file for the fitted weights, and a .json beside it')
@@ -145,8 +145,7 @@ def main(argv=None):
     train, test = (datasets.FashionMNIST(fashion_mnist_root(), train=t) for t in (True, False))
     flat = lambda d, n: (d.data[:n].reshape(-1, 784).float().numpy() / 255, d.targets[:n].numpy())  # noqa: E731
     (x, y), (xt, yt) = flat(train, args.train), flat(test, None)
-    estimator = LPOM(tuple(args.hidden), random_state=args.seed, max_iter=args.epochs,
-                     **({} if args.mu is None else dict(mu=args.mu)))
+    estimator = LPOM(tuple(args.hidden), mu=args.mu, random_state=args.seed, max_iter=args.epochs)
     start = time.perf_counter()
     staleness = None if args.staleness < 0 else args.staleness
     LayerParallelLPOM(estimator, staleness).fit(x, y)
