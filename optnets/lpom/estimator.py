@@ -136,7 +136,7 @@ class LPOM(ClassifierMixin, BaseEstimator):
         if unseen.size:
             raise ValueError(f'y has labels {unseen[:5].tolist()} that are not in classes_ {self.classes_.tolist()}')
         index = torch.from_numpy(np.searchsorted(self.classes_, y))
-        return nn.functional.one_hot(index, len(self.classes_)).float()
+        return nn.functional.one_hot(index, max(len(self.classes_), 2)).float()  # as wide as the output layer
 
     def _initialize(self, n_features: int, classes):
         """Fresh weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias)."""
