@@ -97,7 +97,7 @@ def rebuild_error(steps: int = 100, batch: int = 8, seed: int = 0) -> dict:
     """How far iterates rebuilt backwards (float64 sums, T in float32, no anchors) drift from the forward's, against
     the number of steps rebuilt: ``{distance: relative error}``, on the first stage of a trained-like network
     (BN statistics randomised as in the tests)."""
-    from optnets.compiler.reversible import WIDER, _add_scaled
+    from optnets.compiler.reversible import WIDER, combine, rebuild
     torch.manual_seed(seed)
     stage = build(steps, 'reversible').stages[0]
     with torch.no_grad():
@@ -110,13 +110,10 @@ def rebuild_error(steps: int = 100, batch: int = 8, seed: int = 0) -> dict:
                         for k in range(steps)]
         xs = [x0.to(wide), x0.to(wide)]  # x[-1], x[0], x[1], ...
         for k, (alpha, beta, gamma) in enumerate(coefficients):
-            t = stage.T_x[k](xs[-1].to(x0.dtype)).to(wide)
-            xs.append(_add_scaled(_add_scaled(t.mul_(alpha), beta, xs[-1]), gamma, xs[-2]))
+            xs.append(combine(stage.T_x[k](xs[-1].to(x0.dtype)).to(wide), xs[-1], xs[-2], alpha, beta, gamma))
         x_next, x, errors = xs[-1], xs[-2], {}
         for k in reversed(range(1, steps)):
-            alpha, beta, gamma = coefficients[k]
-            t = stage.T_x[k](x.to(x0.dtype)).to(wide)
-            before = (x_next - alpha * t - beta * x) / gamma
+            before = rebuild(x_next, x, stage.T_x[k](x.to(x0.dtype)).to(wide), *coefficients[k])
             errors[steps - k] = float((before - xs[k]).norm() / xs[k].norm())
             x_next, x = x, before
     return errors

@@ -112,8 +112,7 @@ def run_steps(stage, x0: torch.Tensor, step_rng: list | None = None, anchors: di
                 anchors[k] = (x, x_prev)
             alpha, beta, gamma = (_wide(c, wide) for c in stage.invertible.coefficients(
                 lambda name, j: stage._value(name, k, j)))  # noqa: B023
-            t = transforms[k](x.to(x0.dtype)).to(wide)
-            x_prev, x = x, _add_scaled(_add_scaled(t.mul_(alpha), beta, x), gamma, x_prev)
+            x_prev, x = x, combine(transforms[k](x.to(x0.dtype)).to(wide), x, x_prev, alpha, beta, gamma)
     return x, x_prev
 
 
@@ -137,11 +136,11 @@ class ReversibleSteps(torch.autograd.Function):
         grad_next, grad = grad_out, torch.zeros_like(grad_out)  # d/dx[k+1] (complete), d/dx[k] (partial)
         totals = {p: torch.zeros_like(p) for p in ctx.params if p.requires_grad}
         transforms = getattr(stage, f'T_{stage.invertible.stream}')
+        device = grad_out.device
         for k in reversed(range(stage.steps)):
             T = transforms[k]
             if k in anchors:
                 x = anchors[k][0]
-            device = grad_out.device
             with torch.enable_grad(), torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []):
                 _set_rng_state(device, ctx.step_rng[k])
                 norms = _snapshot_norms(T)
@@ -156,8 +155,7 @@ class ReversibleSteps(torch.autograd.Function):
                 if vanishes(wide_gamma):
                     raise FloatingPointError(f'step {k}: the x[k-1] coefficient is 0, so x[k-1] cannot be rebuilt '
                                              '(reversible memory needs it away from 0)')
-                before = _add_scaled(_add_scaled(x_next.clone(), -_wide(alpha, x.dtype), t.detach().to(x.dtype)),
-                                     -_wide(beta, x.dtype), x).div_(wide_gamma)
+                before = rebuild(x_next, x, t.detach().to(x.dtype), *(_wide(c, x.dtype) for c in coeffs))
             else:
                 before = x
             # out = alpha*T(x[k]) + beta*x[k] + gamma*x[k-1]: T's vector-Jacobian product, the rest by hand
@@ -175,6 +173,16 @@ class ReversibleSteps(torch.autograd.Function):
             x_next, x = x, before
         grad_in = grad_next + grad  # at k = 0, x[-1] is x[0]
         return (grad_in, None, *(totals.get(p) for p in ctx.params))
+
+
+def combine(t, x, x_prev, alpha, beta, gamma) -> torch.Tensor:
+    """``alpha*t + beta*x + gamma*x_prev`` (a step, ``t = T(x)``), in fused operations in ``t``'s storage."""
+    return _add_scaled(_add_scaled(t.mul_(alpha), beta, x), gamma, x_prev)
+
+
+def rebuild(x_next, x, t, alpha, beta, gamma) -> torch.Tensor:
+    """``x_prev = (x_next - alpha*t - beta*x) / gamma``: the step run backwards."""
+    return _add_scaled(_add_scaled(x_next.clone(), -alpha, t), -beta, x).div_(gamma)
 
 
 def _add_scaled(total: torch.Tensor, coeff, tensor: torch.Tensor) -> torch.Tensor:
