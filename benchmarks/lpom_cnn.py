@@ -7,6 +7,12 @@ The CNN: conv 16 5x5 + 2x2 average pooling, conv 32 5x5 + 2x2 average pooling, a
 initialisation for every method; LPOM also with its batch normalization after each convolution. Hyperparameters are chosen on the validation split (the last 5k training
 images) with seed 0, then 3 seeds are trained and tested on all 10k test images; equal epochs, batch 100, wall
 time per epoch beside the accuracy. Writes results.json.
+
+The long run trains every method on 55k images (all but the validation split) with the settings the tuned run
+chose on validation, one checkpoint per finished seed (a rerun of the same command resumes there):
+
+    OMP_NUM_THREADS=1 python benchmarks/lpom_cnn.py --train 55000 --epochs 10 \
+        --chosen-from benchmarks/results/lpom_cnn/results.json --out benchmarks/results/lpom_cnn_full
 """
 import argparse
 import json
@@ -71,6 +77,8 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS),
                         help='run these (their entries in an existing results.json are replaced)')
+    parser.add_argument('--chosen-from', type=Path,
+                        help="no tuning: each method's settings as chosen on validation in this results.json")
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -78,22 +86,36 @@ def main(argv=None):
     saved = args.out / 'results.json'
     results = json.loads(saved.read_text()) if saved.exists() else dict(architecture=ARCHITECTURE, methods={})
     results['settings'] = {k: str(v) for k, v in vars(args).items()}
+    tuned = json.loads(args.chosen_from.read_text())['methods'] if args.chosen_from else {}
+    budget = dict(train=args.train, epochs=args.epochs)
     for name in args.methods:
         make = METHODS[name]
-        grid = GRIDS[name]
-        tried = [(hyper, run(make, None, 'relu', 0, hyper, train, validation, args.epochs)[0][-1])
-                 for hyper in grid_points(grid)]
-        chosen = max(tried, key=lambda t: t[1])[0]
-        runs = [run(make, None, 'relu', seed, chosen, train, test, args.epochs) for seed in args.seeds]
-        finals = [100 * curve[-1] for curve, _, _ in runs]
-        results['methods'][name] = dict(
-            grid=[dict(hyper=h, val=v) for h, v in tried], chosen=chosen,
-            at_edge=any(v in (grid[k][0], grid[k][-1]) for k, v in chosen.items()), test=finals,
-            test_mean=statistics.mean(finals), test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
-            epoch_s=statistics.median(s for _, seconds, _ in runs for s in seconds),
-            extras=[extras for _, _, extras in runs])
-        entry = results['methods'][name]
-        print(f"{name:22} {chosen} test {entry['test_mean']:.2f} ± {entry['test_std']:.2f}  "
+        if name in tuned:
+            entry = {k: tuned[name][k] for k in ('grid', 'chosen', 'at_edge')} | dict(tuned_in=str(args.chosen_from))
+            previous = results['methods'].get(name, {})
+            same = (previous.get('chosen'), previous.get('budget')) == (entry['chosen'], budget)
+            done = previous.get('runs', {}) if same else {}  # the seeds an interrupted run finished
+        else:
+            grid = GRIDS[name]
+            tried = [(hyper, run(make, None, 'relu', 0, hyper, train, validation, args.epochs)[0][-1])
+                     for hyper in grid_points(grid)]
+            chosen = max(tried, key=lambda t: t[1])[0]
+            entry = dict(grid=[dict(hyper=h, val=v) for h, v in tried], chosen=chosen,
+                         at_edge=any(v in (grid[k][0], grid[k][-1]) for k, v in chosen.items()))
+            done = {}
+        entry.update(budget=budget, runs=done)
+        results['methods'][name] = entry
+        for seed in args.seeds:
+            if str(seed) not in done:
+                curve, seconds, extras = run(make, None, 'relu', seed, entry['chosen'], train, test, args.epochs)
+                done[str(seed)] = dict(curve=curve, seconds=seconds, extras=extras)
+                saved.write_text(json.dumps(results, indent=1) + '\n')  # a checkpoint per seed
+        runs = [done[str(seed)] for seed in args.seeds]
+        finals = [100 * r['curve'][-1] for r in runs]
+        entry.update(test=finals, test_mean=statistics.mean(finals),
+                     test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                     epoch_s=statistics.median(s for r in runs for s in r['seconds']))
+        print(f"{name:22} {entry['chosen']} test {entry['test_mean']:.2f} ± {entry['test_std']:.2f}  "
               f"{entry['epoch_s']:.1f} s/epoch{'  (grid edge)' if entry['at_edge'] else ''}", flush=True)
         saved.write_text(json.dumps(results, indent=1) + '\n')
 
