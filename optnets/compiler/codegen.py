@@ -71,19 +71,33 @@ def _literal(code: Code) -> str:
 
 def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
     """Source of ``sum coeff * value`` as fused multiply-adds: ``torch.addcmul`` for tensor coefficients,
-    ``torch.add(alpha=)`` for numbers, a plain ``+`` for ones; zero terms vanish (None when all do)."""
-    pairs = sorted([p for p in pairs if p[0] != 0.0], key=lambda p: p[0] != 1.0)  # stable: unit terms first
+    ``torch.add(alpha=)`` for numbers, a plain ``+`` for ones; zero terms vanish (None when all do).
+
+    Terms reading the same tensor (``x[k]`` and ``x[k-1]`` at a stage's first step) merge into one coefficient.
+    The first operation makes a new tensor and the later ones accumulate into it in place (``add_``, ``addcmul_``):
+    none of them saves its output for backward, and no input is overwritten."""
+    merged: dict[str, Code] = {}
+    for coeff, value in pairs:
+        merged[value] = fold('+', merged[value], coeff) if value in merged else coeff
+    pairs = sorted([(c, v) for v, c in merged.items() if not is_number(c, 0.0)],
+                   key=lambda p: not is_number(p[0], 1.0))  # stable: unit terms first
     if not pairs:
         return None
     coeff, value = pairs[0]
-    total = value if coeff == 1.0 else f'{_literal(coeff)} * {value}'
+    fresh = not is_number(coeff, 1.0)  # total is a tensor made here, safe to accumulate into
+    total = f'{_literal(coeff)} * {value}' if fresh else value
+    infix = fresh  # total ends in an operator expression: parenthesise before a method call
     for coeff, value in pairs[1:]:
-        if coeff == 1.0:
-            total = f'{total} + {value}'
+        head = f'({total})' if infix else total
+        if is_number(coeff, 1.0):
+            total, infix = (f'{head}.add_({value})', False) if fresh else (f'{total} + {value}', True)
         elif isinstance(coeff, float):
-            total = f'torch.add({total}, {value}, alpha={coeff!r})'
+            total, infix = (f'{head}.add_({value}, alpha={coeff!r})' if fresh else
+                            f'torch.add({total}, {value}, alpha={coeff!r})'), False
         else:
-            total = f'torch.addcmul({total}, {coeff}, {value})'
+            total, infix = (f'{head}.addcmul_({coeff}, {value})' if fresh else
+                            f'torch.addcmul({total}, {coeff}, {value})'), False
+        fresh = True
     return total
 
 
@@ -165,11 +179,12 @@ class _Generator:
             return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
         row = self.spec.row(term.coeff.name, step, first) if _indexed_symbol(term.coeff) and owner.fused else None
         if not value.transformed and row and step >= first:
-            # sum_j b[j]*x[j] over the concatenation the fused T reads anyway: two ops, no extra saved tensor
+            # sum_j b[j]*x[j] over the concatenation the fused T reads anyway, as one batched product of the row
+            # with each sample's k iterates: one read of the history, no k-times-wide temporary, no extra saved tensor
             self.concatenated.add(stream.stream)
-            history = f'c_{stream.stream}[:, {self.spec.widths[0] if first else 0}:]'
-            return [(1.0, f'({history}.unflatten(1, ({step + 1 - first}, {self.spec.widths[1]}))'
-                          f' * {row}.view(-1, 1, 1, 1)).sum(1)')]
+            cat, k, n = f'c_{stream.stream}', step + 1 - first, f'c_{stream.stream}.shape[0]'
+            history = f'{cat}[:, {self.spec.widths[0] if first else 0}:].reshape({n}, {k}, -1)'
+            return [(1.0, f'torch.bmm({row}.expand({n}, 1, {k}), {history}).view_as(h_{stream.stream}[-1])')]
         parts = []
         for j, c in enumerate(coeffs):
             if c == 0.0 or (j < first and not value.transformed):
