@@ -27,13 +27,13 @@ def network(shape=(2, 8, 8), architecture=('conv3x3', 'avg2', 'conv4x3', 'fc5'),
     return layers, weights, acts, x, target.to(dtype)
 
 
-@pytest.mark.parametrize('pool', [1, 2])
-def test_conv_rows_and_adjoint_are_the_linear_map(pool):
-    layer = conv.Conv(2, 3, 3, pool)
+@pytest.mark.parametrize('pool, stride, size', [(1, 1, 6), (2, 1, 6), (1, 2, 7), (2, 2, 8), (1, 3, 8)])
+def test_conv_rows_and_adjoint_are_the_linear_map(pool, stride, size):
+    layer = conv.Conv(2, 3, 3, pool, stride=stride)
     weight = torch.randn(3, 2 * 9 + 1, generator=GEN(), dtype=torch.float64)
-    x = torch.randn(4, 2, 6, 6, generator=GEN(1), dtype=torch.float64)
+    x = torch.randn(4, 2, size, size, generator=GEN(1), dtype=torch.float64)
     y = layer.apply(weight, x)
-    assert y.shape == (4, *layer.out_shape((2, 6, 6)))
+    assert y.shape == (4, *layer.out_shape((2, size, size)))
     torch.testing.assert_close(layer.to_rows(y), torch.addmm(weight[:, -1], layer.rows(x), weight[:, :-1].T))
     torch.testing.assert_close(layer.module(weight)(x), y)  # to_torch's module computes the same map
     r = torch.randn_like(y)
@@ -50,9 +50,13 @@ def test_operator_norm_is_the_largest_singular_value():
     assert conv.operator_norm_squared(layer, weight, (1, 4, 4), iters=200) == pytest.approx(expected, rel=1e-6)
 
 
+STRIDED = ('conv3x3s2', 'conv4x3', 'fc5')  # the stride joins the first map, as pooling does
+
+
 @pytest.mark.parametrize('activation', ['relu', 'sigmoid', 'tanh'])
-def test_weight_updates_never_increase_the_objective(activation):
-    layers, weights, acts, x, target = network(activation=activation)
+@pytest.mark.parametrize('architecture', [('conv3x3', 'avg2', 'conv4x3', 'fc5'), STRIDED])
+def test_weight_updates_never_increase_the_objective(activation, architecture):
+    layers, weights, acts, x, target = network(architecture=architecture, activation=activation)
     mu = [None, 1.0, 2.0, 1.0, 1.0]
     xs = conv.forward(layers, weights, x, acts)
     xs = [xs[0]] + [v + 0.1 * torch.randn(v.shape, generator=GEN(i), dtype=v.dtype) for i, v in enumerate(xs[1:])]
@@ -66,8 +70,9 @@ def test_weight_updates_never_increase_the_objective(activation):
 
 
 @pytest.mark.parametrize('activation', ['relu', 'sigmoid'])
-def test_activation_updates_never_increase_the_objective_when_rho_below_one(activation):
-    layers, weights, acts, x, target = network(activation=activation, scale=0.5)
+@pytest.mark.parametrize('architecture', [('conv3x3', 'avg2', 'conv4x3', 'fc5'), STRIDED])
+def test_activation_updates_never_increase_the_objective_when_rho_below_one(activation, architecture):
+    layers, weights, acts, x, target = network(architecture=architecture, activation=activation, scale=0.5)
     mu = [None, 1.0, 1.0, 1.0, 1.0]
     shapes = [tuple(x.shape[1:])]
     for layer in layers:
@@ -95,7 +100,7 @@ def test_dense_layers_reduce_to_the_mlp():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('first', ['conv4x3', 'conv4x3bn'])
+@pytest.mark.parametrize('first', ['conv4x3', 'conv4x3bn', 'conv4x3s2'])
 def test_lpom_conv_learns_and_to_torch_predicts_the_same(first):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
@@ -117,6 +122,7 @@ def test_lpom_conv_learns_and_to_torch_predicts_the_same(first):
     (('avg2',), 'must follow a convolution'),
     (('fc8', 'conv4x3'), 'convolutions need images'),
     (('conv4x4',), 'kernel must be odd'),
+    (('conv4x3s0',), 'stride must be at least 1'),
     (('bogus',), 'unknown layer'),
 ])
 def test_bad_architectures_fail_before_any_work(architecture, message):

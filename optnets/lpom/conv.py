@@ -6,9 +6,10 @@ weights enter linearly, so the lifted objective and its block updates are the ML
 ``L^T`` is the adjoint (for a convolution, the transposed convolution, here taken as the linear map's
 vector-Jacobian product). The weight subproblem is the MLP's least squares in row form: a convolution is a matrix
 product over the image's patches (``unfold``), so ``solver.weight_update`` solves it with the same guarantee.
-Average pooling after a convolution is linear and joins its map (the patches are pooled); max pooling is not
-linear and is refused. A layer spec is a string: ``conv32x5`` (32 channels, 5x5, 'same' padding; ``conv32x5bn``
-adds batch normalization, see :class:`Conv`), ``avg2`` (2x2 average pooling, joined to the convolution before
+Strides and average pooling after a convolution are linear and join its map (the patches are taken at the
+stride and pooled); max pooling is not linear and is refused. A layer spec is a string: ``conv32x5`` (32
+channels, 5x5, padding ``k // 2``; ``conv32x3s2`` with stride 2; ``conv32x5bn`` adds batch normalization, see
+:class:`Conv`), ``avg2`` (2x2 average pooling, joined to the convolution before
 it), ``fc128`` (flatten, then 128 units); the output layer (one unit a class) is added by the estimator.
 """
 import math
@@ -25,7 +26,7 @@ from .estimator import DEFAULT_MU, LPOM
 
 
 class Conv:
-    """``avg_pool(conv2d(x, W, b, padding=k // 2), pool)``; the weight is ``out x (in*k*k + 1)``, bias last.
+    """``avg_pool(conv2d(x, W, b, stride, padding=k // 2), pool)``; the weight is ``out x (in*k*k + 1)``, bias last.
 
     With ``norm``, batch normalization as LPOM can have it: the output is then ``y * scale + shift`` per channel,
     a fixed affine map during each step's block updates, with ``scale, shift`` set from the step's current
@@ -33,8 +34,10 @@ class Conv:
     averages (``use_running``). The map stays linear in the weights: the weight update solves for the scaled
     weights and maps back."""
 
-    def __init__(self, channels_in: int, channels_out: int, kernel: int, pool: int = 1, norm: bool = False):
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, pool: int = 1, norm: bool = False,
+                 stride: int = 1):
         self.channels_in, self.channels_out, self.kernel, self.pool = channels_in, channels_out, kernel, pool
+        self.stride = stride
         self.norm, self.scale, self.shift, self.running = norm, None, None, None
 
     def refresh(self, weight, x, momentum: float = 0.1, eps: float = 1e-5):
@@ -66,9 +69,13 @@ class Conv:
         return torch.cat([folded[:, :-1] / self.scale[:, None], ((folded[:, -1] - self.shift) / self.scale)[:, None]],
                          1)
 
+    def conv_size(self, size: int) -> int:
+        """The convolution's output size along one side (before pooling)."""
+        return (size - 1) // self.stride + 1  # padding k // 2 with an odd k
+
     def out_shape(self, shape):
         _, height, width = shape
-        return self.channels_out, height // self.pool, width // self.pool
+        return self.channels_out, self.conv_size(height) // self.pool, self.conv_size(width) // self.pool
 
     def fan_in(self):
         return self.channels_in * self.kernel ** 2
@@ -76,13 +83,14 @@ class Conv:
     def apply(self, weight, x):
         weight = self.folded(weight)
         kernel = weight[:, :-1].reshape(self.channels_out, self.channels_in, self.kernel, self.kernel)
-        y = F.conv2d(x, kernel, weight[:, -1], padding=self.kernel // 2)
+        y = F.conv2d(x, kernel, weight[:, -1], self.stride, padding=self.kernel // 2)
         return F.avg_pool2d(y, self.pool) if self.pool > 1 else y
 
     def rows(self, x):
         """The (pooled) patches, one row per output position: ``apply(W, x)`` is ``rows(x) @ W^T`` rearranged."""
         n, _, height, width = x.shape
-        patches = F.unfold(x, self.kernel, padding=self.kernel // 2).reshape(n, -1, height, width)
+        patches = F.unfold(x, self.kernel, padding=self.kernel // 2, stride=self.stride).reshape(
+            n, -1, self.conv_size(height), self.conv_size(width))
         if self.pool > 1:
             patches = F.avg_pool2d(patches, self.pool)
         return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
@@ -93,7 +101,8 @@ class Conv:
 
     def module(self, weight) -> nn.Module:
         weight = self.folded(weight)
-        conv = nn.Conv2d(self.channels_in, self.channels_out, self.kernel, padding=self.kernel // 2, dtype=weight.dtype)
+        conv = nn.Conv2d(self.channels_in, self.channels_out, self.kernel, self.stride, padding=self.kernel // 2,
+                         dtype=weight.dtype)
         with torch.no_grad():
             conv.weight.copy_(weight[:, :-1].reshape_as(conv.weight))
             conv.bias.copy_(weight[:, -1])
@@ -146,23 +155,25 @@ def adjoint(layer, weight, r, like):
 
 
 def parse(architecture, input_shape, classes: int) -> list:
-    """The layers of a spec like ``('conv32x5', 'avg2', 'fc128')`` on images of ``input_shape``, then the
+    """The layers of a spec like ``('conv32x5', 'avg2', 'conv64x3s2', 'fc128')`` on images of ``input_shape``, then the
     output layer; every layer's map is linear (max pooling is refused, and says why)."""
     layers, shape = [], tuple(input_shape)
     for item in architecture:
-        conv, pool, dense = (re.fullmatch(p, str(item)) for p in (r'conv(\d+)x(\d+)(bn)?', r'avg(\d+)', r'fc(\d+)'))
+        conv, pool, dense = (re.fullmatch(p, str(item)) for p in (r'conv(\d+)x(\d+)(?:s(\d+))?(bn)?', r'avg(\d+)', r'fc(\d+)'))
         if conv:
             if len(shape) != 3:
                 raise ValueError(f'{item!r} after a dense layer: convolutions need images')
-            channels, kernel = int(conv[1]), int(conv[2])
+            channels, kernel, stride = int(conv[1]), int(conv[2]), int(conv[3] or 1)
             if kernel % 2 == 0:
-                raise ValueError(f'{item!r}: the kernel must be odd (same padding)')
-            layers.append(Conv(shape[0], channels, kernel, norm=bool(conv[3])))
+                raise ValueError(f'{item!r}: the kernel must be odd (padding k // 2 on each side)')
+            if stride < 1:
+                raise ValueError(f'{item!r}: the stride must be at least 1')
+            layers.append(Conv(shape[0], channels, kernel, norm=bool(conv[4]), stride=stride))
         elif pool:
             if not layers or not isinstance(layers[-1], Conv) or layers[-1].pool > 1:
                 raise ValueError(f'{item!r} must follow a convolution: average pooling joins its linear map')
             layers[-1].pool = int(pool[1])
-            shape = layers[-1].out_shape((shape[0], *shape[1:]))
+            shape = (shape[0], *(size // layers[-1].pool for size in shape[1:]))
             continue
         elif dense:
             layers.append(Dense(math.prod(shape), int(dense[1]), shape))
@@ -170,7 +181,7 @@ def parse(architecture, input_shape, classes: int) -> list:
             raise ValueError(f'{item!r}: max pooling is not linear, so it cannot be part of an LPOM layer\'s map '
                              '(the lifted objective needs L linear in X and in W); use avgN or a strided layer')
         else:
-            raise ValueError(f'unknown layer {item!r}: use convCxK, avgN or fcN')
+            raise ValueError(f'unknown layer {item!r}: use convCxK (convCxKsS strided, bn normalized), avgN or fcN')
         shape = layers[-1].out_shape(shape)
     return layers + [Dense(math.prod(shape), classes, shape)]
 
