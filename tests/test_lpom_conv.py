@@ -27,17 +27,20 @@ def network(shape=(2, 8, 8), architecture=('conv3x3', 'avg2', 'conv4x3', 'fc5'),
     return layers, weights, acts, x, target.to(dtype)
 
 
-@pytest.mark.parametrize('pool, stride, size', [(1, 1, 6), (2, 1, 6), (1, 2, 7), (2, 2, 8), (1, 3, 8)])
-def test_conv_rows_and_adjoint_are_the_linear_map(pool, stride, size):
-    layer = conv.Conv(2, 3, 3, pool, stride=stride)
-    weight = torch.randn(3, 2 * 9 + 1, generator=GEN(), dtype=torch.float64)
+@pytest.mark.parametrize('pool, stride, size, skip', [(1, 1, 6, 0), (2, 1, 6, 0), (1, 2, 7, 0), (2, 2, 8, 0),
+                                                      (1, 3, 8, 0), (1, 1, 6, 1.0), (2, 1, 6, -0.5)])
+def test_conv_rows_and_adjoint_are_the_linear_map(pool, stride, size, skip):
+    out = 2 if skip else 3  # a skip keeps the width
+    layer = conv.Conv(2, out, 3, pool, stride=stride, skip=skip)
+    weight = torch.randn(out, 2 * 9 + 1, generator=GEN(), dtype=torch.float64)
     x = torch.randn(4, 2, size, size, generator=GEN(1), dtype=torch.float64)
     y = layer.apply(weight, x)
     assert y.shape == (4, *layer.out_shape((2, size, size)))
-    torch.testing.assert_close(layer.to_rows(y), torch.addmm(weight[:, -1], layer.rows(x), weight[:, :-1].T))
+    offset = layer.offset(x) if skip else 0  # the skip's part, fixed in the weight update
+    torch.testing.assert_close(layer.to_rows(y), torch.addmm(weight[:, -1], layer.rows(x), weight[:, :-1].T) + offset)
     torch.testing.assert_close(layer.module(weight)(x), y)  # to_torch's module computes the same map
     r = torch.randn_like(y)
-    bare = torch.cat([weight[:, :-1], torch.zeros(3, 1, dtype=torch.float64)], 1)
+    bare = torch.cat([weight[:, :-1], torch.zeros(out, 1, dtype=torch.float64)], 1)
     lhs = (layer.apply(bare, x) * r).sum()  # <L x, r> = <x, L^T r>
     torch.testing.assert_close(lhs, (x * conv.adjoint(layer, weight, r, x)).sum())
 
@@ -51,10 +54,11 @@ def test_operator_norm_is_the_largest_singular_value():
 
 
 STRIDED = ('conv3x3s2', 'conv4x3', 'fc5')  # the stride joins the first map, as pooling does
+RESIDUAL = ('conv3x3', 'conv3x3-0.5x', 'avg2', 'fc5')  # a skip: a fixed offset in the weight update
 
 
 @pytest.mark.parametrize('activation', ['relu', 'sigmoid', 'tanh'])
-@pytest.mark.parametrize('architecture', [('conv3x3', 'avg2', 'conv4x3', 'fc5'), STRIDED])
+@pytest.mark.parametrize('architecture', [('conv3x3', 'avg2', 'conv4x3', 'fc5'), STRIDED, RESIDUAL])
 def test_weight_updates_never_increase_the_objective(activation, architecture):
     layers, weights, acts, x, target = network(architecture=architecture, activation=activation)
     mu = [None, 1.0, 2.0, 1.0, 1.0]
@@ -70,7 +74,7 @@ def test_weight_updates_never_increase_the_objective(activation, architecture):
 
 
 @pytest.mark.parametrize('activation', ['relu', 'sigmoid'])
-@pytest.mark.parametrize('architecture', [('conv3x3', 'avg2', 'conv4x3', 'fc5'), STRIDED])
+@pytest.mark.parametrize('architecture', [('conv3x3', 'avg2', 'conv4x3', 'fc5'), STRIDED, RESIDUAL])
 def test_activation_updates_never_increase_the_objective_when_rho_below_one(activation, architecture):
     layers, weights, acts, x, target = network(architecture=architecture, activation=activation, scale=0.5)
     mu = [None, 1.0, 1.0, 1.0, 1.0]
@@ -100,13 +104,19 @@ def test_dense_layers_reduce_to_the_mlp():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def squares(n=300, seed=0):
+    """Images of 1x8x8 noise where a bright 2x2 square marks each of 3 classes."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    images = rng.normal(0, 0.3, (n, 1, 8, 8)).astype(np.float32)
+    for label, (row, col) in enumerate([(1, 1), (1, 5), (5, 3)]):
+        images[y == label, 0, row:row + 2, col:col + 2] += 2
+    return images, y
+
+
 @pytest.mark.parametrize('first', ['conv4x3', 'conv4x3bn', 'conv4x3s2'])
 def test_lpom_conv_learns_and_to_torch_predicts_the_same(first):
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 300)
-    images = rng.normal(0, 0.3, (300, 1, 8, 8)).astype(np.float32)
-    for label, (row, col) in enumerate([(1, 1), (1, 5), (5, 3)]):  # a bright 2x2 square marks each class
-        images[y == label, 0, row:row + 2, col:col + 2] += 2
+    images, y = squares()
     model = LPOMConv((first, 'avg2'), input_shape=(1, 8, 8), max_iter=3, batch_size=50, random_state=0,
                      monitor=True).fit(images[:200], y[:200])
     assert model.score(images[200:], y[200:]) > 0.9
@@ -123,6 +133,8 @@ def test_lpom_conv_learns_and_to_torch_predicts_the_same(first):
     (('fc8', 'conv4x3'), 'convolutions need images'),
     (('conv4x4',), 'kernel must be odd'),
     (('conv4x3s0',), 'stride must be at least 1'),
+    (('conv4x3+x',), "a skip needs the input's shape"),
+    (('conv1x3s2+x',), "a skip needs the input's shape"),
     (('bogus',), 'unknown layer'),
 ])
 def test_bad_architectures_fail_before_any_work(architecture, message):

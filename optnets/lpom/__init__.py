@@ -3,5 +3,6 @@ from . import solver
 from .activations import ACTIVATIONS, Activation, get_activation
 from .conv import LPOMConv
 from .estimator import LPOM
+from .topology import stage_specs
 
-__all__ = ['LPOM', 'LPOMConv', 'Activation', 'ACTIVATIONS', 'get_activation', 'solver']
+__all__ = ['LPOM', 'LPOMConv', 'stage_specs', 'Activation', 'ACTIVATIONS', 'get_activation', 'solver']

@@ -9,7 +9,7 @@ product over the image's patches (``unfold``), so ``solver.weight_update`` solve
 Strides and average pooling after a convolution are linear and join its map (the patches are taken at the
 stride and pooled); max pooling is not linear and is refused. A layer spec is a string: ``conv32x5`` (32
 channels, 5x5, padding ``k // 2``; ``conv32x3s2`` with stride 2; ``conv32x5bn`` adds batch normalization, see
-:class:`Conv`), ``avg2`` (2x2 average pooling, joined to the convolution before
+:class:`Conv`; ``conv32x3+x`` or ``conv32x3-0.5x`` adds a skip, the identity path of a residual step), ``avg2`` (2x2 average pooling, joined to the convolution before
 it), ``fc128`` (flatten, then 128 units); the output layer (one unit a class) is added by the estimator.
 """
 import math
@@ -26,7 +26,9 @@ from .estimator import DEFAULT_MU, LPOM
 
 
 class Conv:
-    """``avg_pool(conv2d(x, W, b, stride, padding=k // 2), pool)``; the weight is ``out x (in*k*k + 1)``, bias last.
+    """``avg_pool(conv2d(x, W, b, stride, padding=k // 2) + skip * x, pool)``; the weight is ``out x (in*k*k + 1)``,
+    bias last. The skip (a residual step's identity path, fixed) is linear in ``x`` and leaves the map linear in
+    ``W``: the weight update solves for ``W`` with the skip's part as a fixed offset (:meth:`offset`).
 
     With ``norm``, batch normalization as LPOM can have it: the output is then ``y * scale + shift`` per channel,
     a fixed affine map during each step's block updates, with ``scale, shift`` set from the step's current
@@ -35,15 +37,18 @@ class Conv:
     weights and maps back."""
 
     def __init__(self, channels_in: int, channels_out: int, kernel: int, pool: int = 1, norm: bool = False,
-                 stride: int = 1):
+                 stride: int = 1, skip: float = 0.0):
+        if skip and (channels_in != channels_out or stride != 1):
+            raise ValueError(f'a skip needs the input\'s shape at the output: {channels_in} -> {channels_out} '
+                             f'channels, stride {stride}')
         self.channels_in, self.channels_out, self.kernel, self.pool = channels_in, channels_out, kernel, pool
-        self.stride = stride
+        self.stride, self.skip = stride, skip
         self.norm, self.scale, self.shift, self.running = norm, None, None, None
 
     def refresh(self, weight, x, momentum: float = 0.1, eps: float = 1e-5):
         """Normalization from ``x``'s batch (and the running averages updated with it)."""
         self.scale = self.shift = None
-        y = self.apply(weight, x)
+        y = self._pool(self.convolve(weight, x))
         mean, var = y.mean((0, 2, 3)), y.var((0, 2, 3), unbiased=False)
         self.running = (mean, var) if self.running is None else tuple(
             (1 - momentum) * old + momentum * new for old, new in zip(self.running, (mean, var)))
@@ -80,11 +85,23 @@ class Conv:
     def fan_in(self):
         return self.channels_in * self.kernel ** 2
 
-    def apply(self, weight, x):
+    def convolve(self, weight, x):
+        """The convolution alone, its normalization folded in."""
         weight = self.folded(weight)
         kernel = weight[:, :-1].reshape(self.channels_out, self.channels_in, self.kernel, self.kernel)
-        y = F.conv2d(x, kernel, weight[:, -1], self.stride, padding=self.kernel // 2)
+        return F.conv2d(x, kernel, weight[:, -1], self.stride, padding=self.kernel // 2)
+
+    def _pool(self, y):
         return F.avg_pool2d(y, self.pool) if self.pool > 1 else y
+
+    def apply(self, weight, x):
+        y = self.convolve(weight, x)
+        return self._pool(y + self.skip * x if self.skip else y)
+
+    def offset(self, x):
+        """The skip's part of the output as rows (None without a skip): ``to_rows(apply(W, x)) = rows(x) W^T +
+        offset(x)``."""
+        return self.to_rows(self._pool(self.skip * x)) if self.skip else None
 
     def rows(self, x):
         """The (pooled) patches, one row per output position: ``apply(W, x)`` is ``rows(x) @ W^T`` rearranged."""
@@ -106,7 +123,19 @@ class Conv:
         with torch.no_grad():
             conv.weight.copy_(weight[:, :-1].reshape_as(conv.weight))
             conv.bias.copy_(weight[:, -1])
-        return nn.Sequential(conv, nn.AvgPool2d(self.pool)) if self.pool > 1 else conv
+        step = Skip(conv, self.skip) if self.skip else conv
+        return nn.Sequential(step, nn.AvgPool2d(self.pool)) if self.pool > 1 else step
+
+
+class Skip(nn.Module):
+    """``map(x) + skip * x``: a residual step's linear part in PyTorch."""
+
+    def __init__(self, map: nn.Module, skip: float):
+        super().__init__()
+        self.map, self.skip = map, skip
+
+    def forward(self, x):
+        return self.map(x) + self.skip * x
 
 
 class Dense:
@@ -135,6 +164,10 @@ class Dense:
         return x.flatten(1)
 
     @staticmethod
+    def offset(x):
+        return None
+
+    @staticmethod
     def to_rows(y):
         return y
 
@@ -154,12 +187,15 @@ def adjoint(layer, weight, r, like):
         return torch.autograd.grad(out, point, r)[0]
 
 
+CONV = r'conv(\d+)x(\d+)(?:s(\d+))?(bn)?(([+-])(\d+(?:\.\d+)?(?:e[+-]?\d+)?)?x)?'  # channels, kernel, stride, bn, skip
+
+
 def parse(architecture, input_shape, classes: int) -> list:
     """The layers of a spec like ``('conv32x5', 'avg2', 'conv64x3s2', 'fc128')`` on images of ``input_shape``, then the
     output layer; every layer's map is linear (max pooling is refused, and says why)."""
     layers, shape = [], tuple(input_shape)
     for item in architecture:
-        conv, pool, dense = (re.fullmatch(p, str(item)) for p in (r'conv(\d+)x(\d+)(?:s(\d+))?(bn)?', r'avg(\d+)', r'fc(\d+)'))
+        conv, pool, dense = (re.fullmatch(p, str(item)) for p in (CONV, r'avg(\d+)', r'fc(\d+)'))
         if conv:
             if len(shape) != 3:
                 raise ValueError(f'{item!r} after a dense layer: convolutions need images')
@@ -168,7 +204,11 @@ def parse(architecture, input_shape, classes: int) -> list:
                 raise ValueError(f'{item!r}: the kernel must be odd (padding k // 2 on each side)')
             if stride < 1:
                 raise ValueError(f'{item!r}: the stride must be at least 1')
-            layers.append(Conv(shape[0], channels, kernel, norm=bool(conv[4]), stride=stride))
+            skip = float(f'{conv[6]}{conv[7] or 1}') if conv[5] else 0.0  # '+x': 1, '-0.5x': -0.5
+            try:
+                layers.append(Conv(shape[0], channels, kernel, norm=bool(conv[4]), stride=stride, skip=skip))
+            except ValueError as error:
+                raise ValueError(f'{item!r}: {error}') from None
         elif pool:
             if not layers or not isinstance(layers[-1], Conv) or layers[-1].pool > 1:
                 raise ValueError(f'{item!r} must follow a convolution: average pooling joins its linear map')
@@ -181,7 +221,8 @@ def parse(architecture, input_shape, classes: int) -> list:
             raise ValueError(f'{item!r}: max pooling is not linear, so it cannot be part of an LPOM layer\'s map '
                              '(the lifted objective needs L linear in X and in W); use avgN or a strided layer')
         else:
-            raise ValueError(f'unknown layer {item!r}: use convCxK (convCxKsS strided, bn normalized), avgN or fcN')
+            raise ValueError(f'unknown layer {item!r}: use convCxK (convCxKsS strided, convCxKbn normalized, '
+                             'convCxK+x residual), avgN or fcN')
         shape = layers[-1].out_shape(shape)
     return layers + [Dense(math.prod(shape), classes, shape)]
 
@@ -211,7 +252,7 @@ def weight_step(i, layers, xs, weights, acts, iters, reg):
     """``W[i]`` by the MLP's accelerated proximal gradient on the layer's patches (never raises the objective)."""
     layer = layers[i]
     folded = solver.weight_update(layer.folded(weights[i]), layer.rows(xs[i]), layer.to_rows(xs[i + 1]), acts[i],
-                                  iters, reg)  # a normalized layer: solved for its folded weights, mapped back
+                                  iters, reg, layer.offset(xs[i]))  # normalized: solved for the folded weights
     return layer.unfold_weight(folded)
 
 

@@ -102,15 +102,17 @@ def pinv_solver(x: torch.Tensor, reg: float) -> Callable[[torch.Tensor], torch.T
     return lambda r: torch.cholesky_solve(xa.T @ r, factor)
 
 
-def weight_update(weight, x, target, act: Activation, iters: int = 1, reg: float = 1e-3) -> torch.Tensor:
-    """Accelerated proximal gradient on ``1'g(W X)1 + 1/2 ||X' - W X||^2``:
-    ``W <- Y - (1/beta)(phi(Y X) - X') pinv(X)`` with ``Y`` the Nesterov extrapolation, restarted whenever the
-    step points uphill (O'Donoghue and Candes), so that the objective of the block never increases."""
+def weight_update(weight, x, target, act: Activation, iters: int = 1, reg: float = 1e-3,
+                  offset: torch.Tensor | None = None) -> torch.Tensor:
+    """Accelerated proximal gradient on ``1'g(W X + O)1 + 1/2 ||X' - W X - O||^2`` (``O`` a fixed offset, 0 when
+    None): ``W <- Y - (1/beta)(phi(Y X + O) - X') pinv(X)`` with ``Y`` the Nesterov extrapolation, restarted
+    whenever the step points uphill (O'Donoghue and Candes), so that the objective of the block never increases."""
     solve = pinv_solver(x, reg)
     xa = augment(x)
 
     def step(point):
-        return solve(act.phi(xa @ point.T) - target).T / act.lipschitz
+        z = xa @ point.T
+        return solve(act.phi(z if offset is None else z + offset) - target).T / act.lipschitz
 
     previous, t = weight, 1.0
     for _ in range(iters):

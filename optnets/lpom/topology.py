@@ -1,0 +1,56 @@
+"""LPOM architectures from optnets rules: the zoo's ``Rule -> Plan``, read as layer specs for
+:class:`~optnets.lpom.conv.LPOMConv`.
+
+A step ``x[k+1] = phi(a*T(x[k]) + c*x[k])`` with ``T`` a convolution is one LPOM layer ``phi(L(x[k]))`` with
+``L = a*conv + c*I``: linear in ``x`` and in the weights, so the lifted objective holds (``a`` folds into the
+convolution's weights; ``c*x[k]`` is the skip of ``convCxK+cx``). Plain gradient-descent stages give plain
+convolutions, ResNet's rule skips of one. A step that reads ``x[k-1]`` or a history couples more than two
+layers, which LPOM's objective (a sum of terms over consecutive layers) does not have, and is refused; LPOM learns
+weights, not coefficients, so these are fixed at one of the rule's initialisations (heavy ball at ``special``,
+``b2 = 0``, is ResNet and trains; at ``theory`` it reads ``x[k-1]`` and is refused).
+"""
+from __future__ import annotations
+
+from ..compiler.codegen import emit_coeff
+from ..compiler.plan import compile_rule
+from ..rules.ir import Iterate, Transform
+from ..rules.rule import Rule
+
+
+def stage_specs(rule: Rule | str, steps: int, channels: int, kernel: int = 3, init: str = 'special',
+                norm: bool = False) -> tuple[str, ...]:
+    """The specs of one stage: a transition convolution to ``channels`` (as the zoo's stages start), then
+    ``steps`` steps of ``rule`` with its coefficients at ``init``."""
+    plan = compile_rule(rule)
+    if len(plan.streams) != 1:
+        raise ValueError(f'{plan.rule}: LPOM layers form one chain; a rule with streams {plan.stream_names} does not')
+    (stream,) = plan.streams
+    coefficients = {c.name: c for c in plan.coefficients}
+    bn = 'bn' if norm else ''
+    specs = [f'conv{channels}x{kernel}{bn}']
+    for step in range(steps):
+        def value(expr, step=step):
+            return emit_coeff(expr, lambda name, j: coefficients[name].value(init, step, j), None)
+        transform, skip = 0.0, 0.0
+        for term in stream.terms:
+            coeff = value(term.coeff)
+            if coeff == 0.0:
+                continue
+            if isinstance(term.value, Transform) and _reads_only_the_last(term.value, value):
+                transform += coeff
+            elif isinstance(term.value, Iterate) and term.value.lag == 0 and term.value.stream == stream.stream:
+                skip += coeff
+            else:
+                raise ValueError(f'{term} (at {init!r}, step {step}): an LPOM layer reads only the layer before it, '
+                                 'x[k] through T or a skip; this term couples more layers than the lifted objective '
+                                 'has')
+        if transform == 0.0:
+            raise ValueError(f'{plan.rule} at {init!r}, step {step}: no T(x[k]) term, so no weights to learn')
+        specs.append(f'conv{channels}x{kernel}{bn}' + (f'{"+" if skip > 0 else "-"}{abs(skip)!r}x' if skip else ''))
+    return tuple(specs)
+
+
+def _reads_only_the_last(transform: Transform, value) -> bool:
+    """Whether ``T(...)`` is ``T(c*x[k])`` (``c`` folds into the convolution's weights)."""
+    terms = [t for t in transform.terms if value(t.coeff) != 0.0]
+    return len(terms) == 1 and isinstance(terms[0].value, Iterate) and terms[0].value.lag == 0
