@@ -168,6 +168,7 @@ def test_any_non_decreasing_callable():
     assert relu6.score(x, y) > max(0.8, before)
     hidden = relu6.to_torch()[1](torch.linspace(-10, 10, 101))
     assert float(hidden.min()) == 0.0 and float(hidden.max()) == 6.0  # the callable itself, not a stand-in
+    assert get_activation(clamp6) is get_activation(clamp6)  # estimated once, not at every forward
 
 
 @pytest.mark.parametrize('kwargs, message', [

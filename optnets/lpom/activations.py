@@ -4,6 +4,7 @@
 
 The solver only ever evaluates phi; f and g serve ``LPOM.objective`` and the tests.
 """
+import functools
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -112,12 +113,22 @@ def from_callable(fn: Fn, name: str = 'custom') -> Activation:
     return Activation(name, fn, float(slopes.max()), lambda: _Callable(fn))
 
 
+@functools.lru_cache(maxsize=64)
+def _from_callable_once(fn: Fn) -> Activation:
+    """:func:`from_callable` once per callable: its Lipschitz estimate is a grid search, and estimators ask for
+    their activations at every forward."""
+    return from_callable(fn, getattr(fn, '__name__', 'custom'))
+
+
 def get_activation(spec, **kwargs) -> Activation:
     """``'relu'``, ``'leaky_relu'`` (with ``alpha``), ..., an :class:`Activation`, or a callable."""
     if isinstance(spec, Activation):
         return spec
     if callable(spec):
-        return from_callable(spec, getattr(spec, '__name__', 'custom'))
+        try:
+            return _from_callable_once(spec)
+        except TypeError:  # unhashable: estimated each time
+            return from_callable(spec, getattr(spec, '__name__', 'custom'))
     if spec in NOT_MONOTONE:
         raise ValueError(f'activation {spec!r} is not non-decreasing, so the LPOM objective is not convex in each '
                          f'block: use one of {", ".join(ACTIVATIONS)}')
