@@ -4,9 +4,9 @@ Fashion-MNIST, with the protocol of lpom_fmnist.py.
     OMP_NUM_THREADS=1 python benchmarks/lpom_cnn.py --train 10000 --epochs 3 --out benchmarks/results/lpom_cnn
 
 The CNN: conv 16 5x5 + 2x2 average pooling, conv 32 5x5 + 2x2 average pooling, a linear output, relu, Glorot
-initialisation for every method; LPOM also with its batch normalization after each convolution. Hyperparameters are chosen on the validation split (the last 5k training
-images) with seed 0, then 3 seeds are trained and tested on all 10k test images; equal epochs, batch 100, wall
-time per epoch beside the accuracy. Writes results.json.
+initialisation for every method; LPOM also with its batch normalization after each convolution. Hyperparameters
+are chosen on the validation split (the last 5k training images) with seed 0, then 3 seeds are trained and tested
+on all 10k test images; equal epochs, batch 100, wall time per epoch beside the accuracy. Writes results.json.
 
 The long run trains every method on 55k images (all but the validation split) with the settings the tuned run
 chose on validation, one checkpoint per finished seed (a rerun of the same command resumes there):

@@ -127,8 +127,8 @@ def main(argv=None):
           f'{args.image_size}px, median of {args.rounds} interleaved rounds')
     print(f'{"model":13} {"baseline":12} {"train step":>11} {"act. memory":>11} {"fused inference":>16}')
     for r in rows:
-        print(f'{r["model"]:13} {r["baseline"]:12} {r["train_step_ratio"]:10.3f}x {r["activation_memory_ratio"]:10.3f}x '
-              f'{r["fused_inference_ratio"]:15.3f}x')
+        print(f'{r["model"]:13} {r["baseline"]:12} {r["train_step_ratio"]:10.3f}x '
+              f'{r["activation_memory_ratio"]:10.3f}x {r["fused_inference_ratio"]:15.3f}x')
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(dict(settings=vars(args) | {'out': str(args.out), 'device': str(device)},

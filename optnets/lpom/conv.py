@@ -9,8 +9,9 @@ product over the image's patches (``unfold``), so ``solver.weight_update`` solve
 Strides and average pooling after a convolution are linear and join its map (the patches are taken at the
 stride and pooled); max pooling is not linear and is refused. A layer spec is a string: ``conv32x5`` (32
 channels, 5x5, padding ``k // 2``; ``conv32x3s2`` with stride 2; ``conv32x5bn`` adds batch normalization, see
-:class:`Conv`; ``conv32x3+x`` or ``conv32x3-0.5x`` adds a skip, the identity path of a residual step), ``avg2`` (2x2 average pooling, joined to the convolution before
-it), ``fc128`` (flatten, then 128 units); the output layer (one unit a class) is added by the estimator.
+:class:`Conv`; ``conv32x3+x`` or ``conv32x3-0.5x`` adds a skip, the identity path of a residual step), ``avg2``
+(2x2 average pooling, joined to the convolution before it), ``fc128`` (flatten, then 128 units); the output layer
+(one unit a class) is added by the estimator.
 """
 import math
 import re
@@ -191,8 +192,8 @@ CONV = r'conv(\d+)x(\d+)(?:s(\d+))?(bn)?(([+-])(\d+(?:\.\d+)?(?:e[+-]?\d+)?)?x)?
 
 
 def parse(architecture, input_shape, classes: int) -> list:
-    """The layers of a spec like ``('conv32x5', 'avg2', 'conv64x3s2', 'fc128')`` on images of ``input_shape``, then the
-    output layer; every layer's map is linear (max pooling is refused, and says why)."""
+    """The layers of a spec like ``('conv32x5', 'avg2', 'conv64x3s2', 'fc128')`` on images of ``input_shape``,
+    then the output layer; every layer's map is linear (max pooling is refused, and says why)."""
     layers, shape = [], tuple(input_shape)
     for item in architecture:
         conv, pool, dense = (re.fullmatch(p, str(item)) for p in (CONV, r'avg(\d+)', r'fc(\d+)'))
