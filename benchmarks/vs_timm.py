@@ -5,7 +5,9 @@ noisy), and every figure is reported as a ratio to its baseline measured in the 
 activation memory of a train step, parameters left out: CUDA's peak above the model on a GPU; on a CPU, where
 torch keeps no allocation peak, the bytes of the tensors autograd saves for backward.
 
-    python benchmarks/vs_timm.py --out benchmarks/results/vs_timm.json
+    python benchmarks/vs_timm.py --out benchmarks/results/vs_timm/run1.json
+
+Runs of it are summarised by benchmarks/vs_timm_table.py.
 """
 import argparse
 import json

@@ -52,8 +52,10 @@ def test_the_layout_section_names_every_module_and_only_existing_ones():
         assert any(p.stem == name for p in modules), f'the layout names {name}.py, which does not exist'
 
 
-def test_the_lpom_table_is_the_benchmarks_own():
-    """The README's LPOM table is benchmarks/lpom_fmnist.py's table.md, row for row (no number typed by hand)."""
-    table = (ROOT / 'benchmarks' / 'results' / 'lpom_fmnist' / 'table.md').read_text().strip().splitlines()
-    readme = (ROOT / 'README.md').read_text()
-    assert all(row in readme.splitlines() for row in table)
+@pytest.mark.parametrize('results', ['lpom_fmnist', 'lpom_cnn_full', 'vs_timm'])
+def test_the_benchmark_tables_are_the_benchmarks_own(results):
+    """Each README table of benchmark results is the table.md its benchmark wrote, row for row (no number typed
+    by hand)."""
+    table = (ROOT / 'benchmarks' / 'results' / results / 'table.md').read_text().strip().splitlines()
+    readme = (ROOT / 'README.md').read_text().splitlines()
+    assert all(row in readme for row in table)
