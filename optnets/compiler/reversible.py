@@ -155,7 +155,7 @@ class ReversibleSteps(torch.autograd.Function):
                 if vanishes(wide_gamma):
                     raise FloatingPointError(f'step {k}: the x[k-1] coefficient is 0, so x[k-1] cannot be rebuilt '
                                              '(reversible memory needs it away from 0)')
-                before = rebuild(x_next, x, t.detach().to(x.dtype), *(_wide(c, x.dtype) for c in coeffs))
+                before = rebuild(x_next, x, t.detach(), *(_wide(c, x.dtype) for c in coeffs))
             else:
                 before = x
             # out = alpha*T(x[k]) + beta*x[k] + gamma*x[k-1]: T's vector-Jacobian product, the rest by hand
@@ -181,8 +181,11 @@ def combine(t, x, x_prev, alpha, beta, gamma) -> torch.Tensor:
 
 
 def rebuild(x_next, x, t, alpha, beta, gamma) -> torch.Tensor:
-    """``x_prev = (x_next - alpha*t - beta*x) / gamma``: the step run backwards."""
-    return _add_scaled(_add_scaled(x_next.clone(), -alpha, t), -beta, x).div_(gamma)
+    """``x_prev = (x_next - alpha*t - beta*x) / gamma``: the step run backwards, in ``x_next``'s precision (``t``
+    is read in its own dtype, with no converted copy and no copy of ``x_next``)."""
+    difference = (torch.add(x_next, t, alpha=-alpha) if not torch.is_tensor(alpha) else
+                  torch.addcmul(x_next, t, alpha, value=-1))
+    return _add_scaled(difference, -beta, x).div_(gamma)
 
 
 def _add_scaled(total: torch.Tensor, coeff, tensor: torch.Tensor) -> torch.Tensor:
