@@ -7,11 +7,13 @@ Per depth and mode: the bytes autograd saves for backward in one training forwar
 ``torch.autograd.graph.saved_tensors_hooks``; parameters excluded; the package's saved iterates and bit stores
 counted too), the peak resident memory of a child process that builds the model and runs one training step
 (Linux's VmHWM, so the interpreter and the weights are in it too), the median time of a training step (forward +
-backward), the modes interleaved, and how far each mode's gradient is from the stored one's (relative norm).
+backward), the modes interleaved, and how far each mode's gradient is from the stored one's and from the stored
+network's in float64 (relative norms). BN scales and shifts are random, so that every T does something.
 The ``momentumnet`` mode is the same network (the same T modules) with each stage's steps run by the package's
-``MomentumNet(use_backprop=False)``. Writes results.json and memory.png.
+``MomentumNet(use_backprop=False)``. Writes results.json, table.md (the README's table) and memory.png.
 """
 import argparse
+import copy
 import json
 import multiprocessing
 import statistics
@@ -27,14 +29,24 @@ MODES = ('stored', 'reversible', 'momentumnet')
 
 
 def build(steps: int, memory: str):
-    """Momentum ResNet with ``steps`` steps after each stage's transition (depth 6 * (steps + 1) + 2)."""
+    """Momentum ResNet with ``steps`` steps after each stage's transition (depth 6 * (steps + 1) + 2), its BN
+    scales and shifts drawn at random (the same in every mode): at timm's initialisation the last BN of each T is
+    zero, T is a constant, and every mode would rebuild its iterates trivially."""
     torch.manual_seed(0)
-    model = timm.create_model('momentum_net_20_cifar', steps=(steps,) * 3,
-                              memory='stored' if memory == 'momentumnet' else memory).train()
+    model = randomise_norms(timm.create_model('momentum_net_20_cifar', steps=(steps,) * 3,
+                                              memory='stored' if memory == 'momentumnet' else memory).train())
     if memory == 'momentumnet':
         from momentumnet import MomentumNet
         model.stages = torch.nn.Sequential(*(torch.nn.Sequential(
             stage.transition, MomentumNet(list(stage.T_x), gamma=0.9, use_backprop=False)) for stage in model.stages))
+    return model
+
+
+def randomise_norms(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
     return model
 
 
@@ -87,23 +99,28 @@ def step_times(models: dict, x, repeats: int) -> dict:
     return {memory: statistics.median(t) for memory, t in times.items()}
 
 
-def gradient_errors(models: dict) -> dict:
-    """Each mode's last gradient against the stored mode's (relative norm over all parameters)."""
-    flat = {memory: torch.cat([p.grad.flatten() for p in model.parameters()]) for memory, model in models.items()}
-    return {memory: float((g - flat['stored']).norm() / flat['stored'].norm()) for memory, g in flat.items()}
+def gradient_errors(models: dict, x) -> dict:
+    """Each mode's last gradient (relative norm over all parameters) against the stored mode's, and against the
+    stored network's gradient in float64 on the same batch (float32 rounding alone separates the stored mode from
+    that one: the first figure is bounded below by nothing, the second tells which mode is closer to exact)."""
+    exact = copy.deepcopy(models['stored']).double()
+    exact.zero_grad(set_to_none=True)
+    exact(x.double()).square().mean().backward()
+    flat = {memory: torch.cat([p.grad.double().flatten() for p in model.parameters()])
+            for memory, model in {**models, 'float64': exact}.items()}
+    distance = lambda g, to: float((g - flat[to]).norm() / flat[to].norm())  # noqa: E731
+    return {memory: dict(grad_error=distance(flat[memory], 'stored'), grad_error_float64=distance(flat[memory],
+                                                                                                    'float64'))
+            for memory in models}
 
 
 def rebuild_error(steps: int = 100, batch: int = 8, seed: int = 0) -> dict:
     """How far iterates rebuilt backwards (float64 sums, T in float32, no anchors) drift from the forward's, against
-    the number of steps rebuilt: ``{distance: relative error}``, on the first stage of a trained-like network
-    (BN statistics randomised as in the tests)."""
+    the number of steps rebuilt: ``{distance: relative error}``, on the first stage."""
     from optnets.compiler.reversible import WIDER, combine, rebuild
     torch.manual_seed(seed)
     stage = build(steps, 'reversible').stages[0]
     with torch.no_grad():
-        for m in stage.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
         x0 = torch.randn(batch, 16, 32, 32)
         wide = WIDER[x0.dtype]
         coefficients = [stage.invertible.coefficients(lambda name, j: stage._value(name, k, j))  # noqa: B023
@@ -122,19 +139,35 @@ def rebuild_error(steps: int = 100, batch: int = 8, seed: int = 0) -> dict:
 def measure(steps: int, batch: int, repeats: int) -> dict:
     x, models = torch.randn(batch, 3, 32, 32), {memory: build(steps, memory) for memory in MODES}
     seconds = step_times(models, x, repeats)
-    errors = gradient_errors(models)
+    errors = gradient_errors(models, x)
     row = dict(depth=depth(steps), steps_per_stage=steps, batch=batch)
     for memory, model in models.items():
         row[memory] = dict(saved_mb=saved_bytes(model, x) / 2**20, peak_rss_mb=peak_rss(steps, memory, batch) / 2**20,
-                           step_s=seconds[memory], grad_error=errors[memory])
+                           step_s=seconds[memory], **errors[memory])
     for memory in MODES[1:]:
         row[memory].update(saved_ratio=row[memory]['saved_mb'] / row['stored']['saved_mb'],
                            time_ratio=row[memory]['step_s'] / row['stored']['step_s'])
     print(f"depth {row['depth']} ({steps} steps a stage, batch {batch}): saved " + ', '.join(
         f"{m} {row[m]['saved_mb']:.1f} MB" for m in MODES) + '; step ' + ', '.join(
-        f"{m} {row[m]['time_ratio']:.2f}x" for m in MODES[1:]) + '; gradient error ' + ', '.join(
-        f"{m} {row[m]['grad_error']:.1e}" for m in MODES[1:]), flush=True)
+        f"{m} {row[m]['time_ratio']:.2f}x" for m in MODES[1:]) + '; gradient error against stored, float64: '
+        + ', '.join(f"{m} {row[m]['grad_error']:.1e} {row[m]['grad_error_float64']:.1e}" for m in MODES), flush=True)
     return row
+
+
+def table(results: dict) -> str:
+    """The README's table: one row a depth, from results.json."""
+    lines = ['| depth (steps a stage), batch | saved: stored / reversible / momentumnet | peak RSS | step time: '
+             'reversible / momentumnet | gradient error against stored: reversible / momentumnet | against float64: '
+             'stored / reversible / momentumnet |', '|---|---|---|---|---|---|']
+    for row in results['rows'] + ([results['long']] if results['long'] else []):
+        saved = ' / '.join(f"{row[m]['saved_mb']:.1f}" for m in MODES)
+        lines.append(f"| {row['depth']} ({row['steps_per_stage']}), {row['batch']} | {saved} MB "
+                     f"({row['reversible']['saved_ratio']:.3f}x) | "
+                     + ' / '.join(f"{row[m]['peak_rss_mb']:.0f}" for m in MODES) + ' MB | '
+                     + ' / '.join(f"{row[m]['time_ratio']:.2f}x" for m in MODES[1:]) + ' | '
+                     + ' / '.join(f"{row[m]['grad_error']:.1e}" for m in MODES[1:]) + ' | '
+                     + ' / '.join(f"{row[m]['grad_error_float64']:.1e}" for m in MODES) + ' |')
+    return '\n'.join(lines) + '\n'
 
 
 def main(argv=None):
@@ -153,8 +186,9 @@ def main(argv=None):
         f'{d}: {e:.0e}' for d, e in errors.items() if d in (1, 8, 16, 24, 32, 40, 48, 64, 80, 99)), flush=True)
     rows = [measure(steps, args.batch, args.repeats) for steps in args.steps]
     long = measure(args.long_steps, args.long_batch, args.long_repeats) if args.long_steps else None
-    (args.out / 'results.json').write_text(json.dumps(dict(args={k: str(v) for k, v in vars(args).items()},
-                                                           rows=rows, long=long, rebuild_error=errors), indent=1) + '\n')
+    results = dict(args={k: str(v) for k, v in vars(args).items()}, rows=rows, long=long, rebuild_error=errors)
+    (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
+    (args.out / 'table.md').write_text(table(results))
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
