@@ -102,16 +102,20 @@ def step_times(models: dict, x, repeats: int) -> dict:
 def gradient_errors(models: dict, x) -> dict:
     """Each mode's last gradient (relative norm over all parameters) against the stored mode's, and against the
     stored network's gradient in float64 on the same batch (float32 rounding alone separates the stored mode from
-    that one: the first figure is bounded below by nothing, the second tells which mode is closer to exact)."""
+    that one: the first figure is bounded below by nothing, the second tells which mode is closer to exact).
+    Summed parameter by parameter: at 1000 steps a stage a flat copy of every gradient would not fit."""
     exact = copy.deepcopy(models['stored']).double()
     exact.zero_grad(set_to_none=True)
     exact(x.double()).square().mean().backward()
-    flat = {memory: torch.cat([p.grad.double().flatten() for p in model.parameters()])
-            for memory, model in {**models, 'float64': exact}.items()}
-    distance = lambda g, to: float((g - flat[to]).norm() / flat[to].norm())  # noqa: E731
-    return {memory: dict(grad_error=distance(flat[memory], 'stored'), grad_error_float64=distance(flat[memory],
-                                                                                                    'float64'))
-            for memory in models}
+    references = {'stored': [p.grad.double() for p in models['stored'].parameters()],
+                  'float64': [p.grad for p in exact.parameters()]}
+    errors = {memory: {} for memory in models}
+    for to, key in (('stored', 'grad_error'), ('float64', 'grad_error_float64')):
+        norm = sum(float(r.square().sum()) for r in references[to]) ** 0.5
+        for memory, model in models.items():
+            errors[memory][key] = sum(float((p.grad - r).square().sum()) for p, r in zip(model.parameters(),
+                                                                                        references[to])) ** 0.5 / norm
+    return errors
 
 
 def rebuild_error(steps: int = 100, batch: int = 8, seed: int = 0) -> dict:
