@@ -43,6 +43,7 @@ def build(steps: int, memory: str):
 
 
 def randomise_norms(model):
+    """BN scales in [0.5, 1.5] and shifts in [-0.2, 0.2] (those of each T's last BN are 0 and 0 at timm's init)."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -101,8 +102,8 @@ def step_times(models: dict, x, repeats: int) -> dict:
 
 def gradient_errors(models: dict, x) -> dict:
     """Each mode's last gradient (relative norm over all parameters) against the stored mode's, and against the
-    stored network's gradient in float64 on the same batch (float32 rounding alone separates the stored mode from
-    that one: the first figure is bounded below by nothing, the second tells which mode is closer to exact).
+    stored network's gradient in float64 on the same batch: float32 rounding alone puts the stored mode at some
+    distance from that one, so the second figure tells which mode is closer to exact.
     Summed parameter by parameter: at 1000 steps a stage a flat copy of every gradient would not fit."""
     exact = copy.deepcopy(models['stored']).double()
     exact.zero_grad(set_to_none=True)
