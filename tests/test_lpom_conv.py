@@ -3,9 +3,10 @@ convolution and pooling, the reduction to the MLP, and the estimator."""
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from optnets.lpom import LPOM, get_activation
-from optnets.lpom import conv
+from optnets.lpom import conv, solver
 from optnets.lpom.conv import LPOMConv
 
 from test_lpom import blobs
@@ -125,6 +126,42 @@ def test_lpom_conv_learns_and_to_torch_predicts_the_same(first):
         logits = model.to_torch()(torch.from_numpy(images))
     np.testing.assert_allclose(logits.numpy(), model.decision_function(images), rtol=1e-4, atol=1e-5)
     assert len(model.history_) == 12 and len(model.history_[0]['rho']) == 1
+
+
+@pytest.mark.parametrize('architecture', [('conv3x3', 'avg2', 'conv4x3', 'fc5'), ('conv3x3', 'conv4x3bn', 'fc5')])
+def test_capped_ratio_makes_each_hidden_update_a_contraction(architecture):
+    """Theorem 2 with the ratio ``rho_max / (beta beta ||L||^2)`` in place of mu's: repeating one hidden update with
+    its neighbours fixed shrinks the change by at least ``rho_max`` each time, where mu's own ratio does not."""
+    layers, weights, acts, x, target = network(architecture=architecture, scale=3.0)
+    mu, rho_max = [None, 1.0, 30.0, 30.0, 30.0], 0.5
+    xs = conv.forward(layers, weights, x, acts, refresh=True)  # a BN layer's scale set from this batch
+    shapes = [tuple(x.shape[1:])]
+    for layer in layers:
+        shapes.append(layer.out_shape(shapes[-1]))
+    factor = acts[0].lipschitz * acts[1].lipschitz * conv.operator_norm_squared(layers[1], weights[1], shapes[1],
+                                                                                 iters=200)
+    assert mu[2] / mu[1] * factor > 1  # mu's ratio breaks the condition here
+    ratio = solver.capped_ratios([factor], mu, rho_max)[1]
+    assert ratio * factor == pytest.approx(rho_max)
+    xs[1] = xs[1] + torch.rand(xs[1].shape, generator=GEN(5), dtype=xs[1].dtype)
+    changes = []
+    for _ in range(6):
+        new = conv.update(1, layers, xs, weights, acts, mu, 'cross_entropy', target, ratio)
+        changes.append(float((new - xs[1]).norm()))
+        xs[1] = new
+    assert all(later <= rho_max * earlier * (1 + 1e-6) for earlier, later in zip(changes, changes[1:])), changes
+
+
+def test_rho_max_caps_the_estimators_hidden_updates():
+    """``rho_max`` reaches LPOMConv's updates (the weights change), and a value outside (0, 1) fails first."""
+    images, y = squares()
+    loose = LPOMConv(('conv4x3', 'avg2', 'conv4x3bn'), input_shape=(1, 8, 8), mu=[1.0, 100.0, 100.0],
+                     max_iter=1, batch_size=50, random_state=0)
+    tight = clone(loose).set_params(rho_max=0.5).fit(images[:100], y[:100])
+    assert max(loose.fit(images[:100], y[:100]).rho()) > 1
+    assert not all(torch.equal(a, b) for a, b in zip(loose.weights_, tight.weights_))
+    with pytest.raises(ValueError, match='rho_max'):
+        clone(loose).set_params(rho_max=1.5).fit(images[:100], y[:100])
 
 
 @pytest.mark.parametrize('architecture, message', [

@@ -285,11 +285,11 @@ class LPOMConv(LPOM):
 
     Fitted attributes: ``layers_`` (the linear maps) besides LPOM's.
     """
-    hidden_layer_sizes, schedule, parallel_weights, rho_max = (), 'serial', False, None  # fixed here
+    hidden_layer_sizes, schedule, parallel_weights = (), 'serial', False  # fixed here
 
     def __init__(self, architecture=('conv32x5', 'avg2', 'conv64x5', 'avg2'), input_shape=(1, 28, 28),
                  activation='relu', out_activation='identity', mu=DEFAULT_MU, loss='cross_entropy',
-                 activation_iters=5, weight_iters=3, pinv_reg=1e-3, activation_kwargs=None, max_iter=1,
+                 activation_iters=5, weight_iters=3, pinv_reg=1e-3, activation_kwargs=None, rho_max=None, max_iter=1,
                  batch_size=100, warm_start=False, random_state=None, monitor=False, progress=False):
         self.architecture = architecture
         self.input_shape = input_shape
@@ -301,6 +301,7 @@ class LPOMConv(LPOM):
         self.weight_iters = weight_iters
         self.pinv_reg = pinv_reg
         self.activation_kwargs = activation_kwargs
+        self.rho_max = rho_max
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.warm_start = warm_start
@@ -337,10 +338,11 @@ class LPOMConv(LPOM):
         value = (lambda: float(objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
         record = dict(rho=self.rho() if self.monitor else None, objective=[])
         xs = forward(layers, weights, x, acts, refresh=True)
+        ratios = solver.capped_ratios(self._rho_per_ratio(acts), mu, self.rho_max) if self.rho_max else {}
         for _ in range(self.activation_iters):
             for i in range(1, len(weights) + 1):
                 before = value() if watch else None
-                xs[i] = update(i, layers, xs, weights, acts, mu, self.loss, target)
+                xs[i] = update(i, layers, xs, weights, acts, mu, self.loss, target, ratios.get(i))
                 if watch:
                     record['objective'].append((f'X[{i}]', before, value()))
         for i in range(len(weights)):
@@ -367,10 +369,14 @@ class LPOMConv(LPOM):
         operator norm by power iteration."""
         check_is_fitted(self)
         acts, mu = self._settings()
+        return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(self._rho_per_ratio(acts), start=1)]
+
+    def _rho_per_ratio(self, acts) -> list[float]:
+        """``beta[i-1] beta[i] ||L[i]||_2^2`` of each hidden update: rho without its ``mu`` ratio."""
         shapes = [tuple(self.input_shape)]
         for layer in self.layers_:
             shapes.append(layer.out_shape(shapes[-1]))
-        return [mu[i + 1] / mu[i] * acts[i - 1].lipschitz * acts[i].lipschitz
+        return [acts[i - 1].lipschitz * acts[i].lipschitz
                 * operator_norm_squared(self.layers_[i], self.weights_[i], shapes[i])
                 for i in range(1, len(self.weights_))]
 

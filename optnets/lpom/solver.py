@@ -167,5 +167,10 @@ def contraction(weights, acts, mu) -> list[float]:
 def contracting_ratios(weights, acts, mu, rho_max: float) -> dict[int, float]:
     """``{i: min(mu[i+1]/mu[i], rho_max / (beta[i-1] beta[i] ||W[i]||_2^2))}``: the ratio each hidden update
     uses to stay a contraction with factor at most ``rho_max``."""
-    return {i: min(mu[i + 1] / mu[i], rho_max / max(_rho_per_ratio(weights, acts, i), 1e-30))
-            for i in range(1, len(weights))}
+    return capped_ratios([_rho_per_ratio(weights, acts, i) for i in range(1, len(weights))], mu, rho_max)
+
+
+def capped_ratios(factors: Sequence[float], mu, rho_max: float) -> dict[int, float]:
+    """``{i: min(mu[i+1]/mu[i], rho_max / factors[i-1])}`` for hidden updates ``i = 1, 2, ...``, where
+    ``factors[i-1]`` is Theorem 2's rho of update ``i`` without its ratio (``beta[i-1] beta[i] ||L[i]||_2^2``)."""
+    return {i: min(mu[i + 1] / mu[i], rho_max / max(factor, 1e-30)) for i, factor in enumerate(factors, start=1)}
