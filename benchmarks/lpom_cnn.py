@@ -35,6 +35,7 @@ GRIDS = {
     'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
     'LPOM CNN': dict(mu=(0.3, 1.0, 3.0, 10.0, 30.0)),
     'LPOM CNN + BN': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)),
+    'LPOM CNN + BN, rho_max': dict(mu=(10.0,), rho_max=(None, 0.9)),  # mu as chosen without; tune at full size
     'LPOM MLP 784-300-10': dict(mu=(1.0, 3.0, 10.0, 30.0)),
 }
 
@@ -58,16 +59,15 @@ def backprop(optimizer):
 
 
 def lpom(architecture=None):
-    def make(_hidden, _activation, seed, mu):
-        model = (LPOMConv(architecture, (1, 28, 28), mu=mu, max_iter=1, batch_size=BATCH, warm_start=True,
-                          random_state=seed) if architecture else
-                 LPOM((300,), mu=mu, max_iter=1, batch_size=BATCH, warm_start=True, random_state=seed))
+    def make(_hidden, _activation, seed, mu, rho_max=None):
+        settings = dict(mu=mu, rho_max=rho_max, max_iter=1, batch_size=BATCH, warm_start=True, random_state=seed)
+        model = LPOMConv(architecture, (1, 28, 28), **settings) if architecture else LPOM((300,), **settings)
         return (lambda x, y: model.fit(x.numpy(), y.numpy())), model.forward, model
     return make
 
 
 METHODS = {'SGD': backprop('SGD'), 'Adam': backprop('Adam'), 'LPOM CNN': lpom(ARCHITECTURE),
-           'LPOM CNN + BN': lpom(WITH_NORM), 'LPOM MLP 784-300-10': lpom()}
+           'LPOM CNN + BN': lpom(WITH_NORM), 'LPOM CNN + BN, rho_max': lpom(WITH_NORM), 'LPOM MLP 784-300-10': lpom()}
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """The table of one or more lpom_cnn.py long runs (results.json files): per method, the settings validation chose,
-test top-1 after the first and after the last epoch (mean ± std over the seeds run) and seconds per epoch.
+test top-1 after the first and after the last epoch, or after ``--at-epoch N`` (mean ± std over the seeds run),
+and seconds per epoch.
 
     python benchmarks/lpom_cnn_table.py benchmarks/results/lpom_cnn_full/results.json \
         benchmarks/results/lpom_cnn_full_others/results.json --out benchmarks/results/lpom_cnn_full/table.md
@@ -15,8 +16,10 @@ def spread(values) -> str:
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}'
 
 
-def table(paths) -> str:
-    rows = ['| method | chosen (validation) | seeds | test top-1, epoch 1 | test top-1, last epoch | s/epoch |',
+def table(paths, at_epoch: int | None = None) -> str:
+    """One row a method; the last column after ``at_epoch`` epochs (every run's curve has them), else the last."""
+    last = f'epoch {at_epoch}' if at_epoch else 'last epoch'
+    rows = [f'| method | chosen (validation) | seeds | test top-1, epoch 1 | test top-1, {last} | s/epoch |',
             '|---|---|---|---|---|---|']
     for path in paths:
         for name, entry in json.loads(Path(path).read_text())['methods'].items():
@@ -24,16 +27,17 @@ def table(paths) -> str:
             chosen = ', '.join(f'{k} {v:g}' for k, v in entry['chosen'].items())
             seconds = statistics.median(s for r in runs for s in r['seconds'])
             rows.append(f"| {name} | {chosen} | {len(runs)} | {spread([r['curve'][0] for r in runs])} | "
-                        f"{spread([r['curve'][-1] for r in runs])} | {seconds:.0f} |")
+                        f"{spread([r['curve'][at_epoch - 1 if at_epoch else -1] for r in runs])} | {seconds:.0f} |")
     return '\n'.join(rows) + '\n'
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('results', nargs='+', type=Path)
+    parser.add_argument('--at-epoch', type=int, help='the accuracy after this epoch instead of the last one')
     parser.add_argument('--out', type=Path)
     args = parser.parse_args(argv)
-    text = table(args.results)
+    text = table(args.results, args.at_epoch)
     print(text, end='')
     if args.out:
         args.out.write_text(text)
