@@ -16,8 +16,7 @@ from optnets.lpom.estimator import DEFAULT_MU
 class LPOMClassifier(L.LightningModule):
     """An MLP ``in_chans * image_size**2 -> hidden... -> num_classes`` trained by LPOM (no backpropagation), or
     with ``architecture`` (e.g. ``[conv16x5, avg2, conv32x5, avg2]``) a convolutional network
-    (:class:`~optnets.lpom.LPOMConv`, which ignores ``hidden``, ``update_schedule``, ``parallel_weights`` and
-    ``rho_max``).
+    (:class:`~optnets.lpom.LPOMConv`, which ignores ``hidden``, ``update_schedule`` and ``parallel_weights``).
 
     The arguments are :class:`~optnets.lpom.LPOM`'s (``hidden`` its ``hidden_layer_sizes``, ``seed`` its
     ``random_state``); ``update_schedule`` is its ``schedule`` (serial or parallel activation updates), renamed so
@@ -38,10 +37,10 @@ class LPOMClassifier(L.LightningModule):
         self.automatic_optimization = False
         shared = dict(activation=activation, out_activation=out_activation, mu=mu, loss=loss,
                       activation_iters=activation_iters, weight_iters=weight_iters, pinv_reg=pinv_reg,
-                      activation_kwargs=activation_kwargs, monitor=monitor, random_state=seed)
+                      activation_kwargs=activation_kwargs, rho_max=rho_max, monitor=monitor, random_state=seed)
         self.lpom = (LPOMConv(tuple(architecture), (in_chans, image_size, image_size), **shared) if architecture
-                     else LPOM(hidden, schedule=update_schedule, parallel_weights=parallel_weights, rho_max=rho_max,
-                               **shared))._initialize(in_chans * image_size ** 2, range(num_classes))
+                     else LPOM(hidden, schedule=update_schedule, parallel_weights=parallel_weights, **shared)
+                     )._initialize(in_chans * image_size ** 2, range(num_classes))
         # one copy of the weights: the module's parameters (checkpoints hold them, resuming restores them in place),
         # which LPOM updates in place
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights_)

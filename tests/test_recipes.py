@@ -221,6 +221,7 @@ def test_lpom_cnn_config_trains_through_the_recipe_cli(tmp_path):
                     '8', '--trainer.max_steps', '2', '--trainer.enable_progress_bar', 'false',
                     '--trainer.default_root_dir', str(tmp_path)])
     assert type(cli.model.lpom).__name__ == 'LPOMConv' and cli.trainer.global_step == 2
+    assert cli.model.lpom.rho_max == 0.9  # the config's cap reaches the estimator
     assert [tuple(w.shape) for w in cli.model.weights] == [(16, 26), (32, 401), (10, 32 * 7 * 7 + 1)]
 
 

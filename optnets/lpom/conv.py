@@ -56,7 +56,9 @@ class Conv:
         self._set(mean, var, eps)
 
     def use_running(self, eps: float = 1e-5):
-        self._set(*self.running, eps)
+        """Normalization from the running averages; before any batch, PyTorch's start (mean 0, variance 1)."""
+        start = (torch.zeros(self.channels_out), torch.ones(self.channels_out))
+        self._set(*(self.running if self.running is not None else start), eps)
 
     def _set(self, mean, var, eps):
         self.scale = torch.rsqrt(var + eps)
