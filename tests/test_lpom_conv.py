@@ -130,8 +130,8 @@ def test_lpom_conv_learns_and_to_torch_predicts_the_same(first):
 
 @pytest.mark.parametrize('architecture', [('conv3x3', 'avg2', 'conv4x3', 'fc5'), ('conv3x3', 'conv4x3bn', 'fc5')])
 def test_capped_ratio_makes_each_hidden_update_a_contraction(architecture):
-    """Theorem 2 with the ratio ``rho_max / (beta beta ||L||^2)`` in place of mu's: repeating one hidden update with
-    its neighbours fixed shrinks the change by at least ``rho_max`` each time, where mu's own ratio does not."""
+    """Theorem 2 with the ratio ``rho_max / (beta beta ||L||^2)`` in place of mu's (which breaks its condition
+    here): repeating one hidden update with its neighbours fixed shrinks the change by ``rho_max`` each time."""
     layers, weights, acts, x, target = network(architecture=architecture, scale=3.0)
     mu, rho_max = [None, 1.0, 30.0, 30.0, 30.0], 0.5
     xs = conv.forward(layers, weights, x, acts, refresh=True)  # a BN layer's scale set from this batch
