@@ -271,6 +271,15 @@ def operator_norm_squared(layer, weight, shape, iters: int = 20, seed: int = 0) 
     return value
 
 
+def contraction_factors(layers, weights, acts, input_shape, iters: int = 20) -> list[float]:
+    """``beta[i-1] beta[i] ||L[i]||_2^2`` of each hidden update: Theorem 2's rho without its ``mu`` ratio."""
+    shapes = [tuple(input_shape)]
+    for layer in layers:
+        shapes.append(layer.out_shape(shapes[-1]))
+    return [acts[i - 1].lipschitz * acts[i].lipschitz * operator_norm_squared(layers[i], weights[i], shapes[i], iters)
+            for i in range(1, len(weights))]
+
+
 def objective(layers, xs, weights, acts, mu, loss, target) -> torch.Tensor:
     """The LPOM objective with the maps ``L`` (needs closed-form f and g)."""
     total = solver.loss_value(loss, xs[-1], target)
@@ -340,7 +349,7 @@ class LPOMConv(LPOM):
         value = (lambda: float(objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
         record = dict(rho=self.rho() if self.monitor else None, objective=[])
         xs = forward(layers, weights, x, acts, refresh=True)
-        ratios = solver.capped_ratios(self._rho_per_ratio(acts), mu, self.rho_max) if self.rho_max else {}
+        ratios = solver.capped_ratios(self._contraction_factors(acts), mu, self.rho_max) if self.rho_max else {}
         for _ in range(self.activation_iters):
             for i in range(1, len(weights) + 1):
                 before = value() if watch else None
@@ -371,16 +380,10 @@ class LPOMConv(LPOM):
         operator norm by power iteration."""
         check_is_fitted(self)
         acts, mu = self._settings()
-        return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(self._rho_per_ratio(acts), start=1)]
+        return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(self._contraction_factors(acts), start=1)]
 
-    def _rho_per_ratio(self, acts) -> list[float]:
-        """``beta[i-1] beta[i] ||L[i]||_2^2`` of each hidden update: rho without its ``mu`` ratio."""
-        shapes = [tuple(self.input_shape)]
-        for layer in self.layers_:
-            shapes.append(layer.out_shape(shapes[-1]))
-        return [acts[i - 1].lipschitz * acts[i].lipschitz
-                * operator_norm_squared(self.layers_[i], self.weights_[i], shapes[i])
-                for i in range(1, len(self.weights_))]
+    def _contraction_factors(self, acts) -> list[float]:
+        return contraction_factors(self.layers_, self.weights_, acts, self.input_shape)
 
     def objective(self, X, y) -> float:
         check_is_fitted(self)
