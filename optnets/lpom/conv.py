@@ -280,6 +280,11 @@ def contraction_factors(layers, weights, acts, input_shape, iters: int = 20) -> 
             for i in range(1, len(weights))]
 
 
+def rhos(factors, mu) -> list[float]:
+    """Theorem 2's rho of each hidden update, ``(mu[i+1]/mu[i]) * factors[i-1]``."""
+    return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(factors, start=1)]
+
+
 def objective(layers, xs, weights, acts, mu, loss, target) -> torch.Tensor:
     """The LPOM objective with the maps ``L`` (needs closed-form f and g)."""
     total = solver.loss_value(loss, xs[-1], target)
@@ -347,9 +352,10 @@ class LPOMConv(LPOM):
         layers, weights = self.layers_, self.weights_
         watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
         value = (lambda: float(objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
-        record = dict(rho=self.rho() if self.monitor else None, objective=[])
-        xs = forward(layers, weights, x, acts, refresh=True)
-        ratios = solver.capped_ratios(self._contraction_factors(acts), mu, self.rho_max) if self.rho_max else {}
+        xs = forward(layers, weights, x, acts, refresh=True)  # the maps this step's updates use, BN's from x
+        factors = self._contraction_factors(acts) if self.monitor or self.rho_max else None
+        record = dict(rho=rhos(factors, mu) if self.monitor else None, objective=[])
+        ratios = solver.capped_ratios(factors, mu, self.rho_max) if self.rho_max else {}
         for _ in range(self.activation_iters):
             for i in range(1, len(weights) + 1):
                 before = value() if watch else None
@@ -380,7 +386,7 @@ class LPOMConv(LPOM):
         operator norm by power iteration."""
         check_is_fitted(self)
         acts, mu = self._settings()
-        return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(self._contraction_factors(acts), start=1)]
+        return rhos(self._contraction_factors(acts), mu)
 
     def _contraction_factors(self, acts) -> list[float]:
         return contraction_factors(self.layers_, self.weights_, acts, self.input_shape)
