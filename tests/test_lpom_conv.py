@@ -29,7 +29,8 @@ def network(shape=(2, 8, 8), architecture=('conv3x3', 'avg2', 'conv4x3', 'fc5'),
 
 
 @pytest.mark.parametrize('pool, stride, size, skip', [(1, 1, 6, 0), (2, 1, 6, 0), (1, 2, 7, 0), (2, 2, 8, 0),
-                                                      (1, 3, 8, 0), (1, 1, 6, 1.0), (2, 1, 6, -0.5)])
+                                                      (2, 1, 7, 0), (3, 1, 8, 0), (3, 2, 11, 0), (2, 3, 9, 0),
+                                                      (1, 3, 8, 0), (1, 1, 6, 1.0), (2, 1, 6, -0.5), (3, 1, 7, 0.5)])
 def test_conv_rows_and_adjoint_are_the_linear_map(pool, stride, size, skip):
     out = 2 if skip else 3  # a skip keeps the width
     layer = conv.Conv(2, out, 3, pool, stride=stride, skip=skip)

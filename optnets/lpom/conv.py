@@ -6,13 +6,14 @@ weights enter linearly, so the lifted objective and its block updates are the ML
 ``L^T`` is the adjoint (for a convolution, the transposed convolution, here taken as the linear map's
 vector-Jacobian product). The weight subproblem is the MLP's least squares in row form: a convolution is a matrix
 product over the image's patches (``unfold``), so ``solver.weight_update`` solves it with the same guarantee.
-Strides and average pooling after a convolution are linear and join its map (the patches are taken at the
-stride and pooled); max pooling is not linear and is refused. A layer spec is a string: ``conv32x5`` (32
-channels, 5x5, padding ``k // 2``; ``conv32x3s2`` with stride 2; ``conv32x5bn`` adds batch normalization, see
-:class:`Conv`; ``conv32x3+x`` or ``conv32x3-0.5x`` adds a skip, the identity path of a residual step), ``avg2``
-(2x2 average pooling, joined to the convolution before it), ``fc128`` (flatten, then 128 units); the output layer
-(one unit a class) is added by the estimator.
+Strides and average pooling after a convolution are linear and join its map (convolution then average
+pooling is one convolution, with a wider kernel at a larger stride: :func:`spread`); max pooling is not linear
+and is refused. A layer spec is a string: ``conv32x5`` (32 channels, 5x5, padding ``k // 2``; ``conv32x3s2``
+with stride 2; ``conv32x5bn`` adds batch normalization, see :class:`Conv`; ``conv32x3+x`` or ``conv32x3-0.5x``
+adds a skip, the identity path of a residual step), ``avg2`` (2x2 average pooling, joined to the convolution
+before it), ``fc128`` (flatten, then 128 units); the output layer (one unit a class) is added by the estimator.
 """
+import functools
 import math
 import re
 
@@ -24,6 +25,16 @@ from torch import nn
 
 from . import solver
 from .estimator import DEFAULT_MU, LPOM
+
+
+@functools.lru_cache(maxsize=None)
+def spread(kernel: int, stride: int, pool: int) -> torch.Tensor:
+    """``A``, ``k' x k`` with ``k' = k + s (P - 1)``: a convolution (kernel ``w``, stride ``s``, padding ``k // 2``)
+    then ``P x P`` average pooling is the convolution with kernel ``A w A^T``, stride ``s P`` and the same padding,
+    whose output has the pooled size. ``A[u, t] = 1/P`` where ``u - t`` is one of ``0, s, ..., s (P - 1)``: output
+    ``q`` averages the convolution at ``P q + r``, which reads ``x`` at ``s P q + s r + t``."""
+    lag = torch.arange(kernel + stride * (pool - 1))[:, None] - torch.arange(kernel)
+    return ((lag >= 0) & (lag % stride == 0) & (lag < stride * pool)).double() / pool
 
 
 class Conv:
@@ -49,7 +60,7 @@ class Conv:
     def refresh(self, weight, x, momentum: float = 0.1, eps: float = 1e-5):
         """Normalization from ``x``'s batch (and the running averages updated with it)."""
         self.scale = self.shift = None
-        y = self._pool(self.convolve(weight, x))
+        y = self.convolve(weight, x)
         mean, var = y.mean((0, 2, 3)), y.var((0, 2, 3), unbiased=False)
         self.running = (mean, var) if self.running is None else tuple(
             (1 - momentum) * old + momentum * new for old, new in zip(self.running, (mean, var)))
@@ -88,18 +99,25 @@ class Conv:
     def fan_in(self):
         return self.channels_in * self.kernel ** 2
 
+    def spread(self, dtype) -> torch.Tensor:
+        """:func:`spread` of this layer's kernel size, stride and pooling."""
+        return spread(self.kernel, self.stride, self.pool).to(dtype)
+
     def convolve(self, weight, x):
-        """The convolution alone, its normalization folded in."""
+        """The convolution and its pooling, as one convolution (:func:`spread`), its normalization folded in."""
         weight = self.folded(weight)
         kernel = weight[:, :-1].reshape(self.channels_out, self.channels_in, self.kernel, self.kernel)
-        return F.conv2d(x, kernel, weight[:, -1], self.stride, padding=self.kernel // 2)
+        if self.pool > 1:
+            a = self.spread(kernel.dtype)
+            kernel = a @ kernel @ a.T
+        return F.conv2d(x, kernel, weight[:, -1], self.stride * self.pool, padding=self.kernel // 2)
 
     def _pool(self, y):
         return F.avg_pool2d(y, self.pool) if self.pool > 1 else y
 
     def apply(self, weight, x):
         y = self.convolve(weight, x)
-        return self._pool(y + self.skip * x if self.skip else y)
+        return y + self._pool(self.skip * x) if self.skip else y
 
     def offset(self, x):
         """The skip's part of the output as rows (None without a skip): ``to_rows(apply(W, x)) = rows(x) W^T +
@@ -107,13 +125,16 @@ class Conv:
         return self.to_rows(self._pool(self.skip * x)) if self.skip else None
 
     def rows(self, x):
-        """The (pooled) patches, one row per output position: ``apply(W, x)`` is ``rows(x) @ W^T`` rearranged."""
-        n, _, height, width = x.shape
-        patches = F.unfold(x, self.kernel, padding=self.kernel // 2, stride=self.stride).reshape(
-            n, -1, self.conv_size(height), self.conv_size(width))
+        """The (pooled) patches, one row per output position: ``apply(W, x)`` is ``rows(x) @ W^T`` rearranged.
+        With pooling, the wider patches of :func:`spread`'s convolution, mapped back by ``A`` on each side."""
+        n = x.shape[0]
+        a = self.spread(x.dtype)
+        wide = a.shape[0]
+        patches = F.unfold(x, wide, padding=self.kernel // 2, stride=self.stride * self.pool)
+        patches = patches.reshape(n, self.channels_in, wide, wide, -1)
         if self.pool > 1:
-            patches = F.avg_pool2d(patches, self.pool)
-        return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
+            return torch.einsum('niuvl,uk,vm->nlikm', patches, a, a).reshape(-1, self.fan_in())
+        return patches.permute(0, 4, 1, 2, 3).reshape(-1, self.fan_in())
 
     @staticmethod
     def to_rows(y):
