@@ -1,6 +1,6 @@
 """The table of one or more lpom_cnn.py long runs (results.json files): per method, the settings validation chose,
 test top-1 after the first and after the last epoch, or after ``--at-epoch N`` (mean ± std over the seeds run),
-and seconds per epoch.
+and seconds per epoch. ``PATH#METHOD`` takes that one method's row from a file.
 
     python benchmarks/lpom_cnn_table.py benchmarks/results/lpom_cnn_full/results.json \
         benchmarks/results/lpom_cnn_full_others/results.json --out benchmarks/results/lpom_cnn_full/table.md
@@ -21,8 +21,11 @@ def table(paths, at_epoch: int | None = None) -> str:
     last = f'epoch {at_epoch}' if at_epoch else 'last epoch'
     rows = [f'| method | chosen (validation) | seeds | test top-1, epoch 1 | test top-1, {last} | s/epoch |',
             '|---|---|---|---|---|---|']
-    for path in paths:
+    for item in paths:
+        path, _, only = str(item).partition('#')
         for name, entry in json.loads(Path(path).read_text())['methods'].items():
+            if only and name != only:
+                continue
             runs = list(entry['runs'].values())
             chosen = ', '.join(f'{k} {v:g}' for k, v in entry['chosen'].items())
             seconds = statistics.median(s for r in runs for s in r['seconds'])
@@ -33,7 +36,7 @@ def table(paths, at_epoch: int | None = None) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('results', nargs='+', type=Path)
+    parser.add_argument('results', nargs='+', help='results.json files, or PATH#METHOD for one row')
     parser.add_argument('--at-epoch', type=int, help='the accuracy after this epoch instead of the last one')
     parser.add_argument('--out', type=Path)
     args = parser.parse_args(argv)
