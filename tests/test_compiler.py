@@ -7,7 +7,6 @@ from torch import nn
 import optnets
 from optnets import compile_rule, compile_stage, rules
 from optnets.blocks import BasicTransform, DenseLayer
-from optnets.compiler.history import weighted_history
 
 from helpers import randomise_norms
 
@@ -151,31 +150,6 @@ def test_fuse_keeps_outputs(name, rule, transform, width, act, shape):
         assert not list(stage.coeff.parameters())
         if name != 'agd':  # a dense stage keeps b[j] as one buffer row a step
             assert 'self.coeff' not in stage.code
-
-
-@pytest.mark.parametrize('start', [0, 5])
-def test_weighted_history_and_its_gradients_are_the_sum_they_stand_for(start):
-    """``weighted_history`` (AGD-Net's ``sum_j b[j]*x[j]`` on the concatenation, with its own backward) against the
-    sum written out slice by slice, differentiated by autograd; also under TorchScript and FX."""
-    gen = torch.Generator().manual_seed(start)
-    cat = torch.randn(3, start + 4 * 2, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    row = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
-    expected = sum(row[j] * cat[:, start + 2 * j:start + 2 * j + 2] for j in range(4))
-    actual = weighted_history(cat, row, start)
-    torch.testing.assert_close(actual, expected)
-    grad = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
-    for got, want in zip(torch.autograd.grad(actual, (cat, row), grad), torch.autograd.grad(expected, (cat, row), grad)):
-        torch.testing.assert_close(got, want)
-
-    class Sum(nn.Module):
-        def __init__(self, start: int):
-            super().__init__()
-            self.start = start
-
-        def forward(self, cat, row):
-            return weighted_history(cat, row, self.start)
-    for compiled in (torch.jit.script(Sum(start)), torch.fx.symbolic_trace(Sum(start))):
-        torch.testing.assert_close(compiled(cat, row), expected)
 
 
 def test_torchscript_runs_the_generated_code():

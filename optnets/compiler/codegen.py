@@ -180,9 +180,11 @@ class _Generator:
         row = self.spec.row(term.coeff.name, step, first) if _indexed_symbol(term.coeff) and owner.fused else None
         if not value.transformed and row and step >= first:
             # sum_j b[j]*x[j] over the concatenation the fused T reads anyway, as one batched product of the row
-            # with each sample's iterates: one read of the history, no k-times-wide temporary, no extra saved tensor
+            # with each sample's k iterates: one read of the history, no k-times-wide temporary, no extra saved tensor
             self.concatenated.add(stream.stream)
-            return [(1.0, f'weighted_history(c_{stream.stream}, {row}, {self.spec.widths[0] if first else 0})')]
+            cat, k, n = f'c_{stream.stream}', step + 1 - first, f'c_{stream.stream}.shape[0]'
+            history = f'{cat}[:, {self.spec.widths[0] if first else 0}:].reshape({n}, {k}, -1)'
+            return [(1.0, f'torch.bmm({row}.expand({n}, 1, {k}), {history}).view_as(h_{stream.stream}[-1])')]
         parts = []
         for j, c in enumerate(coeffs):
             if c == 0.0 or (j < first and not value.transformed):
@@ -278,9 +280,8 @@ def compile_forward(source: str):
     ``dont_inherit``: the ``from __future__`` flags of this module do not leak into the generated code."""
     import torch
     from typing import List, Optional
-    from .history import weighted_history
     filename = f'<optnets-stage-{next(_counter)}>'
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    scope = {'torch': torch, 'List': List, 'Optional': Optional, 'weighted_history': weighted_history}
+    scope = {'torch': torch, 'List': List, 'Optional': Optional}
     exec(compile(source, filename, 'exec', dont_inherit=True), scope)
     return scope['forward']
