@@ -36,7 +36,7 @@ GRIDS = {
     'LPOM CNN': dict(mu=(0.3, 1.0, 3.0, 10.0, 30.0)),
     'LPOM CNN + BN': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)),
     'LPOM CNN + BN, rho_max': dict(mu=(3.0, 10.0, 30.0), rho_max=(None, 0.9)),  # tuned at full size, 3 epochs
-    'LPOM MLP 784-300-10': dict(mu=(1.0, 3.0, 10.0, 30.0)),
+    'LPOM MLP 784-300-10': dict(mu=(1.0, 3.0, 10.0, 30.0, 100.0, 300.0)),  # widened: full size chose 30
 }
 
 

@@ -1,6 +1,7 @@
 """The table of one or more lpom_cnn.py long runs (results.json files): per method, the settings validation chose,
 test top-1 after the first and after the last epoch, or after ``--at-epoch N`` (mean ± std over the seeds run),
-and seconds per epoch. ``PATH#METHOD`` takes that one method's row from a file.
+and seconds per epoch. Runs of one method with the same settings and budget in several files (seeds run in
+separate processes) make one row.
 
     python benchmarks/lpom_cnn_table.py benchmarks/results/lpom_cnn_full/results.json \
         benchmarks/results/lpom_cnn_full_others/results.json --out benchmarks/results/lpom_cnn_full/table.md
@@ -17,26 +18,30 @@ def spread(values) -> str:
 
 
 def table(paths, at_epoch: int | None = None) -> str:
-    """One row a method; the last column after ``at_epoch`` epochs (every run's curve has them), else the last."""
+    """One row a method and setting; the last column after ``at_epoch`` epochs (every run has them), else the last."""
     last = f'epoch {at_epoch}' if at_epoch else 'last epoch'
     rows = [f'| method | chosen (validation) | seeds | test top-1, epoch 1 | test top-1, {last} | s/epoch |',
             '|---|---|---|---|---|---|']
-    for item in paths:
-        path, _, only = str(item).partition('#')
+    pooled = {}  # (method, settings, budget) -> {seed: run}
+    for path in paths:
         for name, entry in json.loads(Path(path).read_text())['methods'].items():
-            if only and name != only:
-                continue
-            runs = list(entry['runs'].values())
-            chosen = ', '.join(f'{k} {v:g}' for k, v in entry['chosen'].items())
-            seconds = statistics.median(s for r in runs for s in r['seconds'])
-            rows.append(f"| {name} | {chosen} | {len(runs)} | {spread([r['curve'][0] for r in runs])} | "
-                        f"{spread([r['curve'][at_epoch - 1 if at_epoch else -1] for r in runs])} | {seconds:.0f} |")
+            key = (name, json.dumps(entry['chosen']), json.dumps(entry['budget']))
+            runs = pooled.setdefault(key, {})
+            if runs.keys() & entry['runs'].keys():
+                raise ValueError(f'{path}: {name} has a seed another file already gave')
+            runs.update(entry['runs'])
+    for (name, chosen, _), runs in pooled.items():
+        runs = list(runs.values())
+        chosen = ', '.join(f'{k} {v:g}' for k, v in json.loads(chosen).items())
+        seconds = statistics.median(s for r in runs for s in r['seconds'])
+        rows.append(f"| {name} | {chosen} | {len(runs)} | {spread([r['curve'][0] for r in runs])} | "
+                    f"{spread([r['curve'][at_epoch - 1 if at_epoch else -1] for r in runs])} | {seconds:.0f} |")
     return '\n'.join(rows) + '\n'
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('results', nargs='+', help='results.json files, or PATH#METHOD for one row')
+    parser.add_argument('results', nargs='+', type=Path)
     parser.add_argument('--at-epoch', type=int, help='the accuracy after this epoch instead of the last one')
     parser.add_argument('--out', type=Path)
     args = parser.parse_args(argv)
