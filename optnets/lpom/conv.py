@@ -301,11 +301,6 @@ def contraction_factors(layers, weights, acts, input_shape, iters: int = 20) -> 
             for i in range(1, len(weights))]
 
 
-def rhos(factors, mu) -> list[float]:
-    """Theorem 2's rho of each hidden update, ``(mu[i+1]/mu[i]) * factors[i-1]``."""
-    return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(factors, start=1)]
-
-
 def objective(layers, xs, weights, acts, mu, loss, target) -> torch.Tensor:
     """The LPOM objective with the maps ``L`` (needs closed-form f and g)."""
     total = solver.loss_value(loss, xs[-1], target)
@@ -375,7 +370,7 @@ class LPOMConv(LPOM):
         value = (lambda: float(objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
         xs = forward(layers, weights, x, acts, refresh=True)  # the maps this step's updates use, BN's from x
         factors = self._contraction_factors(acts) if self.monitor or self.rho_max else None
-        record = dict(rho=rhos(factors, mu) if self.monitor else None, objective=[])
+        record = dict(rho=solver.rhos(factors, mu) if self.monitor else None, objective=[])
         ratios = solver.capped_ratios(factors, mu, self.rho_max) if self.rho_max else {}
         for _ in range(self.activation_iters):
             for i in range(1, len(weights) + 1):
@@ -407,7 +402,7 @@ class LPOMConv(LPOM):
         operator norm by power iteration."""
         check_is_fitted(self)
         acts, mu = self._settings()
-        return rhos(self._contraction_factors(acts), mu)
+        return solver.rhos(self._contraction_factors(acts), mu)
 
     def _contraction_factors(self, acts) -> list[float]:
         return contraction_factors(self.layers_, self.weights_, acts, self.input_shape)

@@ -154,20 +154,28 @@ def spectral_norm_squared(weight: torch.Tensor) -> float:
     return torch.linalg.eigvalsh(gram.double())[-1].item()
 
 
-def _rho_per_ratio(weights, acts, i: int) -> float:
-    return acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared(weights[i][:, :-1])
+def _factors(weights, acts) -> list[float]:
+    """``beta[i-1] beta[i] ||W[i]||_2^2`` of each hidden update: Theorem 2's rho without its ``mu`` ratio."""
+    return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared(weights[i][:, :-1])
+            for i in range(1, len(weights))]
 
 
 def contraction(weights, acts, mu) -> list[float]:
     """The paper's convergence factor rho of each hidden fixed-point update (Theorem 2), a contraction when
     below 1: (mu[i+1]/mu[i]) beta[i-1] beta[i] ||W[i]||_2^2."""
-    return [mu[i + 1] / mu[i] * _rho_per_ratio(weights, acts, i) for i in range(1, len(weights))]
+    return rhos(_factors(weights, acts), mu)
+
+
+def rhos(factors: Sequence[float], mu) -> list[float]:
+    """Theorem 2's rho of each hidden update, ``(mu[i+1]/mu[i]) * factors[i-1]``, from its factor without the
+    ratio (as :func:`capped_ratios` takes it)."""
+    return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(factors, start=1)]
 
 
 def contracting_ratios(weights, acts, mu, rho_max: float) -> dict[int, float]:
     """``{i: min(mu[i+1]/mu[i], rho_max / (beta[i-1] beta[i] ||W[i]||_2^2))}``: the ratio each hidden update
     uses to stay a contraction with factor at most ``rho_max``."""
-    return capped_ratios([_rho_per_ratio(weights, acts, i) for i in range(1, len(weights))], mu, rho_max)
+    return capped_ratios(_factors(weights, acts), mu, rho_max)
 
 
 def capped_ratios(factors: Sequence[float], mu, rho_max: float) -> dict[int, float]:
