@@ -16,6 +16,7 @@ chose on validation, one checkpoint per finished seed (a rerun of the same comma
 """
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
 from pathlib import Path
@@ -35,7 +36,8 @@ GRIDS = {
     'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
     'LPOM CNN': dict(mu=(0.3, 1.0, 3.0, 10.0, 30.0)),
     'LPOM CNN + BN': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)),
-    'LPOM CNN + BN, rho_max': dict(mu=(3.0, 10.0, 30.0), rho_max=(None, 0.9)),  # tuned at full size, 3 epochs
+    'LPOM CNN + BN, rho_max': dict(mu=(1.0, 3.0, 10.0, 30.0), rho_max=(None, 0.9)),  # full size, 3 epochs; 1 added:
+    # 3 was chosen at the grid's edge
     'LPOM MLP 784-300-10': dict(mu=(1.0, 3.0, 10.0, 30.0, 100.0, 300.0)),  # widened: full size chose 30
 }
 
@@ -70,6 +72,31 @@ METHODS = {'SGD': backprop('SGD'), 'Adam': backprop('Adam'), 'LPOM CNN': lpom(AR
            'LPOM CNN + BN': lpom(WITH_NORM), 'LPOM CNN + BN, rho_max': lpom(WITH_NORM), 'LPOM MLP 784-300-10': lpom()}
 
 
+def _key(hyper: dict) -> str:
+    return json.dumps(hyper, sort_keys=True)
+
+
+def validate(name: str, grid: dict, known: list, args, checkpoint) -> list:
+    """``[(hyper, validation accuracy)]`` over ``grid`` (seed 0). Points in ``known`` (a results.json's ``grid`` of
+    the same budget) are reused, so a widened or interrupted grid runs only the rest, ``args.jobs`` at a time;
+    ``checkpoint(grid so far)`` is called as each finishes."""
+    tried = {_key(t['hyper']): t['val'] for t in known}
+    missing = [h for h in grid_points(grid) if _key(h) not in tried]
+    if missing:
+        with multiprocessing.get_context('spawn').Pool(min(args.jobs, len(missing))) as pool:
+            for hyper, val in zip(missing, pool.imap(_validate, [(name, h, args.train, args.epochs) for h in missing])):
+                tried[_key(hyper)] = val
+                checkpoint([dict(hyper=json.loads(k), val=v) for k, v in tried.items()])
+    return [(hyper, tried[_key(hyper)]) for hyper in grid_points(grid)]
+
+
+def _validate(work) -> float:
+    """Validation accuracy of one grid point after its epochs (seed 0), in a process of its own."""
+    name, hyper, n_train, epochs = work
+    train, validation, _ = load(n_train)
+    return run(METHODS[name], None, 'relu', 0, hyper, train, validation, epochs)[0][-1]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--train', type=int, default=10000)
@@ -79,6 +106,7 @@ def main(argv=None):
                         help='run these (their entries in an existing results.json are replaced)')
     parser.add_argument('--chosen-from', type=Path,
                         help="no tuning: each method's settings as chosen on validation in this results.json")
+    parser.add_argument('--jobs', type=int, default=1, help='grid points validated in parallel, one process each')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -90,19 +118,24 @@ def main(argv=None):
     budget = dict(train=args.train, epochs=args.epochs)
     for name in args.methods:
         make = METHODS[name]
+        previous = results['methods'].get(name, {})
+        if previous.get('budget') != budget:
+            previous = {}  # a run of another size: nothing of it is reused
         if name in tuned:
             entry = {k: tuned[name][k] for k in ('grid', 'chosen', 'at_edge')} | dict(tuned_in=str(args.chosen_from))
-            previous = results['methods'].get(name, {})
-            same = (previous.get('chosen'), previous.get('budget')) == (entry['chosen'], budget)
-            done = previous.get('runs', {}) if same else {}  # the seeds an interrupted run finished
         else:
             grid = GRIDS[name]
-            tried = [(hyper, run(make, None, 'relu', 0, hyper, train, validation, args.epochs)[0][-1])
-                     for hyper in grid_points(grid)]
-            chosen = max(tried, key=lambda t: t[1])[0]
-            entry = dict(grid=[dict(hyper=h, val=v) for h, v in tried], chosen=chosen,
-                         at_edge=any(v in (grid[k][0], grid[k][-1]) for k, v in chosen.items()))
-            done = {}
+
+            def checkpoint(grid_so_far):  # noqa: B023  (called before the loop moves on)
+                results['methods'][name] = dict(budget=budget, grid=grid_so_far)
+                saved.write_text(json.dumps(results, indent=1) + '\n')
+            points = validate(name, grid, previous.get('grid', []), args, checkpoint)
+            chosen = max(points, key=lambda t: t[1])[0]
+            entry = dict(grid=[dict(hyper=h, val=v) for h, v in points], chosen=chosen,
+                         at_edge=any(v in (grid[k][0], grid[k][-1]) for k, v in chosen.items()
+                                     if len(grid[k]) > 2))  # a choice of two (a cap or none) has no edge
+        # the seeds an interrupted run (or a run that chose the same setting) finished
+        done = previous.get('runs', {}) if previous.get('chosen') == entry['chosen'] else {}
         entry.update(budget=budget, runs=done)
         results['methods'][name] = entry
         for seed in args.seeds:
