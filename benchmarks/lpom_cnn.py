@@ -114,6 +114,7 @@ def main(argv=None):
     saved = args.out / 'results.json'
     results = json.loads(saved.read_text()) if saved.exists() else dict(architecture=ARCHITECTURE, methods={})
     results['settings'] = {k: str(v) for k, v in vars(args).items()}
+    save = lambda: saved.write_text(json.dumps(results, indent=1) + '\n')  # noqa: E731
     tuned = json.loads(args.chosen_from.read_text())['methods'] if args.chosen_from else {}
     budget = dict(train=args.train, epochs=args.epochs)
     for name in args.methods:
@@ -128,7 +129,7 @@ def main(argv=None):
 
             def checkpoint(grid_so_far):  # noqa: B023  (called before the loop moves on)
                 results['methods'][name] = dict(budget=budget, grid=grid_so_far)
-                saved.write_text(json.dumps(results, indent=1) + '\n')
+                save()
             points = validate(name, grid, previous.get('grid', []), args, checkpoint)
             chosen = max(points, key=lambda t: t[1])[0]
             entry = dict(grid=[dict(hyper=h, val=v) for h, v in points], chosen=chosen,
@@ -138,11 +139,12 @@ def main(argv=None):
         done = previous.get('runs', {}) if previous.get('chosen') == entry['chosen'] else {}
         entry.update(budget=budget, runs=done)
         results['methods'][name] = entry
+        save()  # the choice, before any test seed: other processes can run seeds of it (--chosen-from)
         for seed in args.seeds:
             if str(seed) not in done:
                 curve, seconds, extras = run(make, None, 'relu', seed, entry['chosen'], train, test, args.epochs)
                 done[str(seed)] = dict(curve=curve, seconds=seconds, extras=extras)
-                saved.write_text(json.dumps(results, indent=1) + '\n')  # a checkpoint per seed
+                save()  # a checkpoint per seed
         runs = [done[str(seed)] for seed in args.seeds]
         finals = [100 * r['curve'][-1] for r in runs]
         entry.update(test=finals, test_mean=statistics.mean(finals),
@@ -150,7 +152,7 @@ def main(argv=None):
                      epoch_s=statistics.median(s for r in runs for s in r['seconds']))
         print(f"{name:22} {entry['chosen']} test {entry['test_mean']:.2f} ± {entry['test_std']:.2f}  "
               f"{entry['epoch_s']:.1f} s/epoch{'  (grid edge)' if entry['at_edge'] else ''}", flush=True)
-        saved.write_text(json.dumps(results, indent=1) + '\n')
+        save()
 
 
 if __name__ == '__main__':
