@@ -53,7 +53,7 @@ def test_the_layout_section_names_every_module_and_only_existing_ones():
 
 
 @pytest.mark.parametrize('results', ['lpom_fmnist', 'lpom_cnn_full', 'lpom_cnn_capped', 'lpom_cnn_capped_full',
-                                     'lpom_cnn_capped_mu3', 'lpom_cnn_20_epochs', 'vs_timm',
+                                     'lpom_cnn_capped_mu3', 'lpom_cnn_capped_tuned_10', 'lpom_cnn_20_epochs', 'vs_timm',
                                      'vs_timm/rerun_2026-12-01', 'memory'])
 def test_the_benchmark_tables_are_the_benchmarks_own(results):
     """Each README table of benchmark results is the table.md its benchmark wrote, row for row (no number typed
