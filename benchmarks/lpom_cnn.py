@@ -8,8 +8,10 @@ initialisation for every method; LPOM also with its batch normalization after ea
 are chosen on the validation split (the last 5k training images) with seed 0, then 3 seeds are trained and tested
 on all 10k test images; equal epochs, batch 100, wall time per epoch beside the accuracy. Writes results.json.
 
-The long run trains every method on 55k images (all but the validation split) with the settings the tuned run
-chose on validation, one checkpoint per finished seed (a rerun of the same command resumes there):
+Grid points already validated at the same budget are reused, so an interrupted or widened grid runs only the
+rest; ``--jobs`` validates points in parallel processes. The long run trains every method on 55k images
+(all but the validation split) with the settings the tuned run chose on validation, one checkpoint per finished
+seed (a rerun of the same command resumes there):
 
     OMP_NUM_THREADS=1 python benchmarks/lpom_cnn.py --train 55000 --epochs 10 \
         --chosen-from benchmarks/results/lpom_cnn/results.json --out benchmarks/results/lpom_cnn_full
@@ -36,8 +38,7 @@ GRIDS = {
     'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
     'LPOM CNN': dict(mu=(0.3, 1.0, 3.0, 10.0, 30.0)),
     'LPOM CNN + BN': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)),
-    'LPOM CNN + BN, rho_max': dict(mu=(1.0, 3.0, 10.0, 30.0), rho_max=(None, 0.9)),  # full size, 3 epochs; 1 added:
-    # 3 was chosen at the grid's edge
+    'LPOM CNN + BN, rho_max': dict(mu=(1.0, 3.0, 10.0, 30.0), rho_max=(None, 0.9)),  # widened to 1: 3 was the edge
     'LPOM MLP 784-300-10': dict(mu=(1.0, 3.0, 10.0, 30.0, 100.0, 300.0)),  # widened: full size chose 30
 }
 
