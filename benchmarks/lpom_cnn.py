@@ -88,6 +88,8 @@ def validate(name: str, grid: dict, known: list, args, checkpoint) -> list:
             for hyper, val in zip(missing, pool.imap(_validate, [(name, h, args.train, args.epochs) for h in missing])):
                 tried[_key(hyper)] = val
                 checkpoint([dict(hyper=json.loads(k), val=v) for k, v in tried.items()])
+            pool.close()  # let the workers end (the with's exit terminates them: shutdown warns of leaked semaphores)
+            pool.join()
     return [(hyper, tried[_key(hyper)]) for hyper in grid_points(grid)]
 
 
@@ -111,7 +113,7 @@ def main(argv=None):
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    train, validation, test = load(args.train)
+    train, _, test = load(args.train)  # validation runs in the grid's own processes
     saved = args.out / 'results.json'
     results = json.loads(saved.read_text()) if saved.exists() else dict(architecture=ARCHITECTURE, methods={})
     results['settings'] = {k: str(v) for k, v in vars(args).items()}
