@@ -15,8 +15,10 @@ import torch
 from hypothesis import strategies as st
 from torch import nn
 
-from optnets import Rule, compile_stage
+from optnets import Rule, RuleError, compile_stage
 from optnets.blocks import BasicTransform, DenseLayer
+from optnets.rules.ir import numbers
+from optnets.rules.rule import walk_terms
 from optnets.rules.semantics import evaluate, output
 
 from helpers import randomise_norms
@@ -25,17 +27,25 @@ NUMBERS = ['0', '1', '2', '0.5', '1.5', '3', '0.25']
 SCALARS = ['c', 'd']  # any value, 0 and 1 included when fixed
 DIVISORS = ['g', '2', '0.5', '(1 + g)']  # never zero
 INDEXED = ['a[j]', 'b[j]']
+STREAMS = ['x', 'y', 'z', 'S', 'new', 'S_', '_0', 'h_x', 'x_0', 'x_new', 'c_x', 'self', 'torch']
+"""Stream names, among them ones whose generated variables would collide without a namespace (``S`` and ``new``
+both want ``S_new``, ``x``'s history is ``h_x``, ...)."""
 
 
-def coefficient_text(indexed: bool):
+EXTREME = ['1e300', '1e308', '1e-300', '5e-324']
+"""Numbers whose products and quotients leave the finite range: the parser refuses those, with the position."""
+
+
+def coefficient_text(indexed: bool, extreme: bool = False):
     """A coefficient expression: numbers, names, + - * /, unary minus; indexed names inside sums only."""
-    leaves = st.sampled_from(NUMBERS + SCALARS + (INDEXED if indexed else []))
+    leaves = st.sampled_from(NUMBERS + SCALARS + (INDEXED if indexed else []) + (EXTREME if extreme else []))
     return st.recursive(leaves, lambda inner: st.one_of(
         st.builds(lambda a, b: f'({a} + {b})', inner, inner),
         st.builds(lambda a, b: f'({a} - {b})', inner, inner),
         st.builds(lambda a, b: f'{a}*{b}', inner, inner),
         st.builds(lambda a, d: f'{a}/{d}', inner, st.sampled_from(DIVISORS)),
         st.builds(lambda a: f'-{a}', inner),
+        st.builds(lambda a: f'-({a})', inner),  # a product or quotient under unary minus
     ), max_leaves=4)
 
 
@@ -46,15 +56,15 @@ def iterate_text(streams, updated=()):
     return st.one_of(window, st.builds(lambda s: f'{s}[k+1]', st.sampled_from(updated))) if updated else window
 
 
-def term_text(streams, owner: str, kind: str):
+def term_text(streams, owner: str, kind: str, extreme: bool = False):
     """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums), 'dense' (one stream, fused
     transform sum and plain sums), 'dense_unfused' (the same with T applied to each entry, plus T(...))."""
-    coeff = coefficient_text(False)
+    coeff = coefficient_text(False, extreme)
     updated = streams[:streams.index(owner)]
     iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
     transform = st.builds(lambda c, parts: f'{c}*T({" + ".join(parts)})', coeff, st.lists(
         st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated)), min_size=1, max_size=3))
-    plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True), st.sampled_from(streams))
+    plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True, extreme), st.sampled_from(streams))
     if kind == 'residual':
         return st.one_of(iterate, transform, plain_sum)
     if kind == 'dense':
@@ -76,12 +86,15 @@ class Case:
 
 
 @st.composite
-def cases(draw) -> Case:
+def cases(draw, extreme: bool = False) -> Case:
+    """Cases over the whole grammar; with ``extreme``, half of them draw ``EXTREME`` numbers too (the fuzz run)."""
+    extreme = extreme and draw(st.booleans())
     kind = draw(st.sampled_from(['residual', 'residual', 'dense', 'dense_unfused']))
-    streams = ['x'] if kind != 'residual' else ['x', 'y', 'z'][:draw(st.integers(1, 3))]
+    streams = draw(st.lists(st.sampled_from(STREAMS), min_size=1, max_size=1 if kind != 'residual' else 3,
+                            unique=True))
     updates = []
     for owner in streams:
-        terms = draw(st.lists(term_text(streams, owner, kind), min_size=1, max_size=3))
+        terms = draw(st.lists(term_text(streams, owner, kind, extreme), min_size=1, max_size=3))
         if kind != 'residual':  # the sum of transforms that makes a stage dense
             terms.insert(draw(st.integers(0, len(terms))), draw(st.builds(
                 lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))))
@@ -189,21 +202,45 @@ def gradients(out: torch.Tensor, weights: torch.Tensor, inputs: list) -> list:
     return list(torch.autograd.grad((out * weights).sum(), inputs, allow_unused=True))
 
 
+UNCOMPARED = 'not compared: numbers beyond 1e30 (or a run that overflows float64) make the values ill-conditioned'
+"""What :func:`check` returns for a case with extreme numbers: it compiled and ran (before and after ``fuse()``),
+but ``c*(a + b)`` and ``c*a + c*b`` with ``c = 1e308`` may differ by more than the values themselves."""
+
+
+def extreme(rule: Rule) -> bool:
+    """Whether a rule holds a number of magnitude beyond 1e30 or below 1e-30 (zero aside)."""
+    found = [n for term in walk_terms(rule) for n in numbers(term.coeff)]
+    return any(n != 0 and not 1e-30 < abs(n) < 1e30 for n in found)
+
+
 def check(case: Case) -> list[str]:
     """Every way the compiled stage of ``case`` differs from the reference semantics (empty: none)."""
     problems = []
+    try:
+        Rule.parse(case.text)
+    except RuleError as error:  # extreme numbers: refused where they fold out of range, never elsewhere
+        return [] if error.pos is not None and 'out of range' in error.message else [f'RuleError: {error}']
     rule, stage, x, values = build(case)
     if Rule.parse(str(rule)) != rule:
         problems.append(f'round trip: {str(rule)!r} re-parses differently')
+    if extreme(rule):
+        stage(x)
+        with torch.no_grad():
+            copy.deepcopy(stage).eval().fuse()(x)
+        return problems or [UNCOMPARED]
     inputs = [x, *stage.coeff.parameters()]
     compiled = stage(x)
     weights = torch.randn_like(compiled)
     compiled_grads = gradients(compiled, weights, inputs)
     expected = reference(rule, stage, case, x, values)
+    if not torch.isfinite(expected).all():  # finite numbers whose products overflow float64 at run time
+        return [UNCOMPARED]
     if not close(compiled, expected):
         problems.append(f'output differs by {float((compiled - expected).abs().max()):.3g}\n{stage.code}')
         return problems
     expected_grads = gradients(expected, weights, inputs)
+    if not all(g is None or torch.isfinite(g).all() for g in expected_grads):
+        return [UNCOMPARED]
     names = ['input', *(name for name, _ in stage.coeff.named_parameters())]
     for name, got, want in zip(names, compiled_grads, expected_grads):
         got = torch.zeros_like(x if name == 'input' else getattr(stage.coeff, name)) if got is None else got

@@ -1,11 +1,12 @@
 """The compiler: plans, special-case equivalences, accumulators, fuse() and training of any rule."""
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import optnets
-from optnets import compile_rule, compile_stage, rules
+from optnets import Rule, compile_rule, compile_stage, rules
 from optnets.blocks import BasicTransform, DenseLayer
 
 from helpers import randomise_norms
@@ -299,3 +300,34 @@ def test_folding_refuses_a_fixed_zero_divisor():
     for left in ('c', 1.0):
         with pytest.raises(ZeroDivisionError):
             fold('/', left, 0.0)
+
+
+@pytest.mark.parametrize('text', [
+    'S[k+1] = 0.5*S[k] + 0.25*sum_j new[j]\nnew[k+1] = 0.5*new[k]',  # both want S_new
+    'S_[k+1] = 0.5*S_[k] + 0.25*sum_j _0[j]\n_0[k+1] = 0.5*_0[k-1]',  # S__0, and _0's window _0_0
+    'x[k+1] = 0.5*x[k] + sum_j h_x[j]*0.25\nh_x[k+1] = x[k+1] - 0.5*sum_j a[j]*x[j]',  # h_x and h_h_x
+    'torch[k+1] = 0.5*torch[k] + 0.25*self[k-1]\nself[k+1] = 0.5*self[k] + torch[k+1]',
+])
+def test_generated_names_never_collide_whatever_the_stream_names(text):
+    from optnets.rules.semantics import evaluate, output
+    rule = Rule.parse(text, special={'a': lambda step, j: 0.5 + j})
+    stage = compile_stage(rule, 3, lambda k, s, w: nn.Identity(), 1, learn_coeffs=False)
+    x = torch.full((1, 1, 1, 1), 1.0, dtype=torch.float64)
+    history = evaluate(rule, 1.0, 3, None, lambda name, k, j: 0.5 + j)  # only a[j] is a symbol
+    assert stage(x).item() == pytest.approx(output(rule, history))
+
+
+def test_a_fused_state_restores_the_learned_coefficients_in_a_new_model():
+    """Train, fuse, save; a new model, fused, loads it and computes the same (no coefficient kept outside state)."""
+    for name in ('hb_net_20_cifar', 'admm_net_56_cifar', 'agd_net_40_cifar'):
+        model = randomise_norms(timm.create_model(name, coeff_init='theory'))
+        with torch.no_grad():
+            for _, p in model.named_coefficients():
+                p.add_(torch.rand_like(p) * 0.5)  # as training leaves them
+        model.eval().fuse()
+        state = model.state_dict()
+        twin = timm.create_model(name, coeff_init='theory').eval().fuse()
+        twin.load_state_dict(state)
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(twin(x), model(x), rtol=0, atol=0)

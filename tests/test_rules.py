@@ -144,3 +144,49 @@ def test_the_rule_layer_stands_alone_and_ir_is_its_leaf():
         if path.name == 'plan.py':  # from the compiler, only the rule layer
             assert all(m.startswith('rules') for level, m in imported if level == 2) and all(
                 level in (0, 2) for level, _ in imported), f'plan.py imports {imported}'
+
+
+@pytest.mark.parametrize('text, at', [
+    ('x[k+1] = T(x[k]) + 1e300*a*1e300*x[k]', '*1e300'),
+    ('x[k+1] = T(x[k]) + a/5e-324*x[k]', '/5e-324'),
+    ('x[k+1] = T(x[k]) + (1e300*a*1e300)*0*x[k]', '*1e300)'),
+])
+def test_folding_out_of_the_finite_range_is_refused_where_it_happens(text, at):
+    with pytest.raises(RuleError, match='out of range') as error:
+        Rule.parse(text)
+    assert error.value.pos == text.index(at)
+
+
+def test_a_huge_lag_is_refused_with_its_position_not_pythons_int_limit():
+    for sign, message in (('-', 'window limit'), ('+', 'reads the future')):
+        text = f'x[k+1] = x[k{sign}' + '9' * 5000 + ']'
+        with pytest.raises(RuleError, match=message) as error:
+            Rule.parse(text)
+        assert error.value.pos is not None and len(str(error.value)) < 400
+
+
+def test_the_number_of_streams_is_limited():
+    from optnets.rules.parser import MAX_STREAMS
+    Rule.parse('; '.join(f's{i}[k+1] = s{i}[k]' for i in range(MAX_STREAMS)))
+    with pytest.raises(RuleError, match='streams'):
+        Rule.parse('; '.join(f's{i}[k+1] = s{i}[k]' for i in range(MAX_STREAMS + 1)))
+
+
+@pytest.mark.parametrize('text', ['x[k+1] = T(x[k]) - (a*b)*x[k]', 'x[k+1] = -(a*b*c)*x[k] + 2*(a*-b)*x[k-1]',
+                                  'x[k+1] = 0.25/(1 + g)*-d*T(x[k])', 'x[k+1] = -(2*a/b)*x[k]'])
+def test_a_product_under_unary_minus_prints_as_the_same_tree(text):
+    rule = Rule.parse(text)
+    assert Rule.parse(str(rule)) == rule
+
+
+def test_a_divisor_that_starts_at_zero_is_a_positioned_error_not_a_crash():
+    import timm
+    import optnets
+    text = 'x[k+1] = T(x[k]) + a/b*x[k]'
+    assert 'undefined: a/b divides by zero' in str(optnets.compile_rule(Rule.parse(text)))
+    optnets.register('divides_at_init_net', text, depth=8)
+    with pytest.raises(RuleError, match='a/b divides by zero') as error:
+        timm.create_model('divides_at_init_net')
+    assert error.value.pos == str(Rule.parse(text)).index('a/b')
+    optnets.register('divides_later_net', text, depth=8, special={'b': 1.0})
+    timm.create_model('divides_later_net')

@@ -6,8 +6,11 @@ become number literals, so fixed special values fold away: ``1*T(x) + 1*x + 0*x_
 """
 from __future__ import annotations
 
+import builtins
 import itertools
+import keyword
 import linecache
+import math
 from dataclasses import dataclass, replace
 from typing import Callable, Union
 
@@ -66,7 +69,11 @@ def _indexed_symbol(expr: Coeff) -> bool:
 
 
 def _literal(code: Code) -> str:
-    return repr(code) if isinstance(code, float) else code
+    """Source of a folded constant or tensor expression; a constant folded out of range (two terms of -1e308
+    that read the same iterate) is ``float('-inf')``, as the sum it stands for overflows too."""
+    if not isinstance(code, float):
+        return code
+    return repr(code) if math.isfinite(code) else f"float('{code}')"
 
 
 def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
@@ -92,8 +99,8 @@ def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
         if is_number(coeff, 1.0):
             total, infix = (f'{head}.add_({value})', False) if fresh else (f'{total} + {value}', True)
         elif isinstance(coeff, float):
-            total, infix = (f'{head}.add_({value}, alpha={coeff!r})' if fresh else
-                            f'torch.add({total}, {value}, alpha={coeff!r})'), False
+            total, infix = (f'{head}.add_({value}, alpha={_literal(coeff)})' if fresh else
+                            f'torch.add({total}, {value}, alpha={_literal(coeff)})'), False
         else:
             total, infix = (f'{head}.addcmul_({coeff}, {value})' if fresh else
                             f'torch.addcmul({total}, {coeff}, {value})'), False
@@ -115,9 +122,39 @@ class StageSpec:
     transition: bool = False  # call self.transition on the input first
 
 
+KINDS = {'window': '{stream}_{index}', 'new': '{stream}_new', 'history': 'h_{stream}', 'sum': 'S_{stream}',
+         'concat': 'c_{stream}'}
+"""The variables of a generated forward, by kind: ``x_k-i`` (window), ``x[k+1]`` (new), the kept history, the
+running sum and the concatenated history of a stream; each kind's readable name for a stream ``x``."""
+
+
+class Namespace:
+    """Collision-free variable names by construction, as torch.fx's ``_Namespace``: each ``(kind, stream, index)``
+    gets its readable name, or that name suffixed ``_1``, ``_2``, ... when another variable (or a name the forward
+    needs: ``self``, ``torch``, ``x_in``, builtins and keywords) holds it. Streams ``S`` and ``new`` both want
+    ``S_new``; the second one gets ``S_new_1``."""
+    RESERVED = frozenset({'self', 'torch', 'x_in', 'List', 'Optional', *keyword.kwlist, *dir(builtins)})
+
+    def __init__(self):
+        self.names: dict[tuple, str] = {}
+        self.kinds: dict[str, str] = {}  # name -> kind, for the tensors a forward holds
+
+    def __call__(self, kind: str, stream: str, index: int = 0) -> str:
+        key = (kind, stream, index)
+        if key not in self.names:
+            wanted = name = KINDS[kind].format(stream=stream, index=index)
+            suffix = 0
+            while name in self.kinds or name in self.RESERVED:
+                suffix += 1
+                name = f'{wanted}_{suffix}'
+            self.names[key], self.kinds[name] = name, kind
+        return self.names[key]
+
+
 class _Generator:
     def __init__(self, plan: Plan, spec: StageSpec):
         self.plan, self.spec = plan, spec
+        self.name = Namespace()
         self.lines = ['def forward(self, x_in: torch.Tensor) -> torch.Tensor:']
         self.history_lags: dict[str, int] = {}  # stream -> oldest lag read from its kept history
         self.sums_read: set[str] = set()  # streams whose running sum some term reads with a nonzero coefficient
@@ -130,22 +167,25 @@ class _Generator:
         """Source that reads ``stream[k-lag]`` at ``step``; reads before the stage start give its input, and
         ``stream[k+1]`` (lag -1) is the new iterate an earlier update of this step assigned."""
         if lag < 0:
-            return f'{stream.stream}_new'
+            return self.name('new', stream.stream)
         index = max(step - lag, 0)
         if self.spec.skip_first and index == 0:
             return None
         if stream.whole_history:
             self.history_lags[stream.stream] = max(self.history_lags.get(stream.stream, 0), step - index)
-            return f'h_{stream.stream}[{index}]'
-        return f'{stream.stream}_{min(lag, step)}'
+            return f"{self.name('history', stream.stream)}[{index}]"
+        return self.name('window', stream.stream, min(lag, step))
 
     def combination(self, terms, step: int, stream: StreamPlan) -> str:
         pairs = [pair for t in terms for pair in self.term(t, step, stream)]
         return linear_combination(pairs) or f'torch.zeros_like({self.any_iterate()})'
 
     def any_iterate(self) -> str:
-        first = self.plan.streams[0]
-        return f'h_{first.stream}[-1]' if first.whole_history else f'{first.stream}_0'
+        return self.last(self.plan.streams[0])
+
+    def last(self, s: StreamPlan) -> str:
+        """The stream's latest iterate."""
+        return f"{self.name('history', s.stream)}[-1]" if s.whole_history else self.name('window', s.stream)
 
     def term(self, term: Term, step: int, owner: StreamPlan) -> list[tuple[Code, str]]:
         """The ``(coefficient, tensor source)`` pairs that a term contributes at ``step``."""
@@ -174,7 +214,7 @@ class _Generator:
             if coeffs[0] == 0.0 or step < first:  # folded away, or the running sum from x[first] is still empty
                 return []
             self.sums_read.add(stream.stream)
-            return [(coeffs[0], f'S_{stream.stream}')]
+            return [(coeffs[0], self.name('sum', stream.stream))]
         if value.transformed and owner.fused:
             return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
         row = self.spec.row(term.coeff.name, step, first) if _indexed_symbol(term.coeff) and owner.fused else None
@@ -182,9 +222,10 @@ class _Generator:
             # sum_j b[j]*x[j] over the concatenation the fused T reads anyway, as one batched product of the row
             # with each sample's k iterates: one read of the history, no k-times-wide temporary, no extra saved tensor
             self.concatenated.add(stream.stream)
-            cat, k, n = f'c_{stream.stream}', step + 1 - first, f'c_{stream.stream}.shape[0]'
+            cat, k = self.name('concat', stream.stream), step + 1 - first
+            n = f'{cat}.shape[0]'
             history = f'{cat}[:, {self.spec.widths[0] if first else 0}:].reshape({n}, {k}, -1)'
-            return [(1.0, f'torch.bmm({row}.expand({n}, 1, {k}), {history}).view_as(h_{stream.stream}[-1])')]
+            return [(1.0, f'torch.bmm({row}.expand({n}, 1, {k}), {history}).view_as({self.last(stream)})')]
         parts = []
         for j, c in enumerate(coeffs):
             if c == 0.0 or (j < first and not value.transformed):
@@ -196,7 +237,7 @@ class _Generator:
         return parts
 
     def fused_sum(self, term: Term, coeffs: list, step: int, owner: StreamPlan, stream: StreamPlan) -> str:
-        history = f'h_{stream.stream}'
+        history = self.name('history', stream.stream)
         if (step, owner.stream) in self.spec.folded or all(c == 1.0 for c in coeffs):
             scales = 'None'
         elif _indexed_symbol(term.coeff) and self.spec.row(term.coeff.name, step, 0):
@@ -204,57 +245,66 @@ class _Generator:
         else:
             like = f'{history}[0]'
             scales = 'torch.stack([' + ', '.join(
-                f'{like}.new_full((), {c!r})' if isinstance(c, float) else c for c in coeffs) + '])'
+                f'{like}.new_full((), {_literal(c)})' if isinstance(c, float) else c for c in coeffs) + '])'
         self.concatenated.add(stream.stream)
-        return f'self.T_{owner.stream}[{step}](c_{stream.stream}, {scales})'
+        return f"self.T_{owner.stream}[{step}]({self.name('concat', stream.stream)}, {scales})"
 
     def generate(self) -> str:
-        streams = self.plan.streams
+        streams, name = self.plan.streams, self.name
         if self.spec.transition:
             self.emit('x_in = self.transition(x_in)')
         for s in streams:
             if s.whole_history:
-                self.emit(f'h_{s.stream} = [x_in]')
+                self.emit(f"{name('history', s.stream)} = [x_in]")
             else:
                 for i in range(s.window):
-                    self.emit(f'{s.stream}_{i} = x_in')
+                    self.emit(f"{name('window', s.stream, i)} = x_in")
             if s.accumulator and not self.spec.skip_first:
-                self.emit(f'S_{s.stream} = x_in')
+                self.emit(f"{name('sum', s.stream)} = x_in")
         for step in range(self.spec.steps):
             self.emit(f'# step {step}')
             self.concatenated = set()
             updates = [(s, self.combination(s.terms, step, s)) for s in streams]
-            for name in sorted(self.concatenated):
-                self.emit(f'c_{name} = torch.cat(h_{name}, 1)')
+            for stream in sorted(self.concatenated):
+                self.emit(f"{name('concat', stream)} = torch.cat({name('history', stream)}, 1)")
             for s, update in updates:
                 if self.spec.activation:
                     update = f'self.act({update})'
-                self.emit(f'{s.stream}_new = {update}')
+                self.emit(f"{name('new', s.stream)} = {update}")
             for s in streams:
                 self.advance(s, step)
         self.emit(f'return {self.output()}')
         return '\n'.join(self.lines) + '\n'
 
     def advance(self, s: StreamPlan, step: int):
+        name, new = self.name, self.name('new', s.stream)
         if s.whole_history:
-            self.emit(f'h_{s.stream}.append({s.stream}_new)')
+            self.emit(f"{name('history', s.stream)}.append({new})")
         else:
             for i in range(s.window - 1, 0, -1):
-                self.emit(f'{s.stream}_{i} = {s.stream}_{i - 1}')
-            self.emit(f'{s.stream}_0 = {s.stream}_new')
+                self.emit(f"{name('window', s.stream, i)} = {name('window', s.stream, i - 1)}")
+            self.emit(f"{name('window', s.stream)} = {new}")
         if s.accumulator:  # a dense stage's sum leaves out x[0], whose width differs
             start = self.spec.skip_first and step == 0
-            self.emit(f'S_{s.stream} = {"" if start else f"S_{s.stream} + "}{s.stream}_new')
+            total = name('sum', s.stream)
+            self.emit(f'{total} = {"" if start else f"{total} + "}{new}')
 
     def output(self) -> str:
         if self.spec.output == 'concat':
             (stream,) = self.plan.streams
-            return f'torch.cat(h_{stream.stream}, 1)'
-        last = [f'h_{s.stream}[-1]' if s.whole_history else f'{s.stream}_0' for s in self.plan.streams]
+            return f"torch.cat({self.name('history', stream.stream)}, 1)"
+        last = [self.last(s) for s in self.plan.streams]
         return last[0] if len(last) == 1 else f'({" + ".join(last)}) * {1 / len(last)!r}'
 
 
-def generate_forward(plan: Plan, spec: StageSpec) -> str:
+@dataclass(frozen=True)
+class Forward:
+    """A generated forward: its source and the kind (``KINDS``) of each variable it assigns."""
+    code: str
+    variables: dict
+
+
+def generate_forward(plan: Plan, spec: StageSpec) -> Forward:
     """Source of the stage's forward. History analysis runs again after constant folding: a stream kept in full
     whose folded coefficients leave only its latest iterates read keeps just a window, and a running sum that no
     term reads any more (fixed merge-and-run's dual) is not kept."""
@@ -264,11 +314,12 @@ def generate_forward(plan: Plan, spec: StageSpec) -> str:
               if s.whole_history and not s.fused and spec.output == 'last'}
     unread = {s.stream for s in plan.streams if s.accumulator and s.stream not in generator.sums_read}
     if not shrink and not unread:
-        return source
+        return Forward(source, generator.name.kinds)
     streams = tuple(replace(s, whole_history=s.whole_history and s.stream not in shrink,
                             window=max(s.window, shrink.get(s.stream, 0)),
                             accumulator=s.accumulator and s.stream not in unread) for s in plan.streams)
-    return _Generator(replace(plan, streams=streams), spec).generate()
+    generator = _Generator(replace(plan, streams=streams), spec)
+    return Forward(generator.generate(), generator.name.kinds)
 
 
 _counter = itertools.count()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from ..rules.errors import RuleError
 from ..rules.ir import HistorySum, Iterate, Term, Transform, symbols
 from ..rules.rule import READINGS, Rule, walk_terms
-from ..rules.semantics import evaluate, output
+from ..rules.semantics import coefficient_value, evaluate, output
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,26 @@ class Plan:
         if self.dense:
             return IdentityPath(init, steps, 1.0, dense=True)
         values = {c.name: c for c in self.coefficients}
-        history = evaluate(self.rule, 1.0, steps, lambda k, s, j: lambda v: 0.0,
-                           lambda name, k, j: values[name].value(init, k, j), (lambda v: max(v, 0.0)) if relu else None)
+        value = lambda name, k, j: values[name].value(init, k, j)  # noqa: E731
+        try:
+            history = evaluate(self.rule, 1.0, steps, lambda k, s, j: lambda v: 0.0, value,
+                               (lambda v: max(v, 0.0)) if relu else None)
+        except ZeroDivisionError:
+            raise self._division_by_zero(init, steps, value) from None
         return IdentityPath(init, steps, abs(output(self.rule, history)))
+
+    def _division_by_zero(self, init: str, steps: int, value) -> RuleError:
+        """The positioned error for a coefficient that divides by zero at ``init``'s values."""
+        for term in walk_terms(self.rule):
+            for k, j in ((k, j) for k in range(steps) for j in range(k + 1)):
+                try:
+                    coefficient_value(term.coeff, lambda name, j: value(name, k, j), j)  # noqa: B023
+                except ZeroDivisionError:
+                    return RuleError.in_rule(
+                        self.rule, f'{term.coeff} divides by zero at step {k} with coeff_init={init!r} (a coefficient '
+                        'without an initial value starts at 0): give its divisor a nonzero initial value',
+                        str(term.coeff))
+        raise AssertionError('a division by zero that no coefficient makes')
 
     def kept_tensors(self) -> int:
         """Tensors held between steps (windows plus accumulators): the same at any depth.
@@ -115,7 +132,11 @@ class Plan:
             lines.append(f'  reading: {READINGS[self.rule.reading]}')
         lines.append('  identity path (every T = 0):')
         for init in self.rule.inits or ('zero',):
-            linear, relu = self.identity_path(init), self.identity_path(init, relu=True)
+            try:
+                linear, relu = self.identity_path(init), self.identity_path(init, relu=True)
+            except RuleError as error:
+                lines.append(f'    {init}: undefined: {error.message}')
+                continue
             verdict = str(relu).split(': ', 1)[1]
             after = '' if str(linear) == str(relu) else f'; with a ReLU after each step: {verdict}'
             lines.append(f'    {linear}{after}')

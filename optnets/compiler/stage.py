@@ -93,6 +93,7 @@ class CompiledStage(nn.Module):
             else:
                 self._constants[c.name] = values
         self._folded = frozenset()  # (step, stream) whose T-term coefficient was folded into T by fuse()
+        self._inlined = set()  # coefficient buffers (after fuse()) that the generated code reads as literals
         self.memory, self.invertible = memory, None
         if memory == 'reversible':
             self.invertible = InvertibleStep(plan, activation is not None)
@@ -155,7 +156,8 @@ class CompiledStage(nn.Module):
             folded=self._folded,
             transition=self.transition is not None,
             output='concat' if self.plan.dense else 'last')
-        self.code = generate_forward(self.plan, spec)
+        forward = generate_forward(self.plan, spec)
+        self.code, self._variables = forward.code, forward.variables
         self.__class__ = stage_class(self.code)
 
     def __reduce__(self):
@@ -175,6 +177,12 @@ class CompiledStage(nn.Module):
         if saved is not None and saved.tolist() != mine.tolist():
             raise RuntimeError(f'{where}: this state folds its coefficients into other steps than this model')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        loaded = {name: state_dict[f'{prefix}coeff.{name}'] for name in sorted(self._inlined)
+                  if f'{prefix}coeff.{name}' in state_dict}
+        mismatched = [name for name, value in loaded.items() if value.shape != getattr(self.coeff, name).shape]
+        if loaded and not mismatched:  # the literals of the generated code follow the loaded buffers
+            self._constants.update({name: value.double().tolist() for name, value in loaded.items()})
+            self._build()
 
     def transforms(self):
         """Every step's T, stream by stream."""
@@ -182,12 +190,9 @@ class CompiledStage(nn.Module):
             yield from getattr(self, f'T_{stream}')
 
     def kept_tensors(self) -> int:
-        """How many tensors the generated code holds between steps (parsed from the code itself)."""
-        import ast
-        tree = ast.parse(self.code)
-        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-        held = [n for n in names if n != 'x_in' and not n.endswith('_new')]
-        return sum(self.steps + 1 if n.startswith('h_') else 1 for n in held)  # h_x lists the whole history
+        """How many tensors the generated code holds between steps (its variables other than new iterates)."""
+        kinds = [kind for kind in self._variables.values() if kind != 'new']
+        return sum(self.steps + 1 if kind == 'history' else 1 for kind in kinds)  # a history lists every step
 
     # -- inference fusion ---------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -216,13 +221,13 @@ class CompiledStage(nn.Module):
         if folded:  # saved with the state, so that it never loads into an unfused model
             streams = self.plan.stream_names
             self.register_buffer('folded', torch.tensor(sorted((step, streams.index(s)) for step, s in folded)))
-        if self.coeff_shape == 'scalar':
+        if self.coeff_shape == 'scalar':  # buffers now, in the state; the code inlines those it can as literals
             indexed = {c.name for c in self.plan.coefficients if c.indexed}
             for name, param in list(self.coeff.named_parameters(recurse=False)):
                 delattr(self.coeff, name)
-                if name in indexed and self.plan.dense:  # a row of a[j] stays one tensor slice
-                    self.coeff.register_buffer(name, param.detach())
-                else:
+                self.coeff.register_buffer(name, param.detach())
+                if not (name in indexed and self.plan.dense):  # a row of a[j] stays one tensor slice
+                    self._inlined.add(name)
                     self._constants[name] = param.double().tolist()
         self._build()
         return self

@@ -68,7 +68,8 @@ ONE = Num(1.0)
 
 
 def mul(left: Coeff, right: Coeff) -> Coeff:
-    """Product in canonical form: numbers fold and stand first, a factor of one disappears."""
+    """Product in canonical form: numbers fold into the leftmost factor (where a unary minus binds when the text
+    is read back), a factor of one disappears."""
     if isinstance(right, Num) and not isinstance(left, Num):
         left, right = right, left
     if isinstance(left, Num):
@@ -76,8 +77,8 @@ def mul(left: Coeff, right: Coeff) -> Coeff:
             return Num(left.value * right.value)
         if left.value == 1:
             return right
-        if isinstance(right, BinOp) and right.op == '*' and isinstance(right.left, Num):
-            return mul(Num(left.value * right.left.value), right.right)
+        if isinstance(right, BinOp) and right.op == '*':  # c*(a*b) is (c*a)*b, as -a*b parses
+            return mul(mul(left, right.left), right.right)
         if isinstance(right, BinOp) and right.op == '/':  # c*(a/b) is (c*a)/b, as -a/b parses
             return BinOp('/', mul(left, right.left), right.right)
     return BinOp('*', left, right)
@@ -105,6 +106,13 @@ def sub(left: Coeff, right: Coeff) -> Coeff:
     return BinOp('-', left, right)
 
 
+def numbers(expr: Coeff) -> list[float]:
+    """The number literals of a coefficient expression."""
+    if isinstance(expr, Num):
+        return [expr.value]
+    return numbers(expr.left) + numbers(expr.right) if isinstance(expr, BinOp) else []
+
+
 def size(expr: Coeff) -> int:
     """Operators in a coefficient expression."""
     return size(expr.left) + size(expr.right) + 1 if isinstance(expr, BinOp) else 0
@@ -122,9 +130,7 @@ def is_negative(expr: Coeff) -> bool:
     """Whether the canonical text of ``expr`` starts with a minus (so a sum prints it as ``- ...``)."""
     if isinstance(expr, Num):
         return expr.value < 0
-    if isinstance(expr, BinOp) and expr.op == '/':
-        return is_negative(expr.left)
-    return isinstance(expr, BinOp) and expr.op == '*' and isinstance(expr.left, Num) and expr.left.value < 0
+    return isinstance(expr, BinOp) and expr.op in '*/' and is_negative(expr.left)  # a number leads a product
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Every sub-expression is either a coefficient (no iterate in it) or a linear form
 two linear forms, constants added to them and the like are rejected with the position of the offending term.
 Numbers fold as they are read (``1 - 1`` is ``0``), so a division by zero or a number out of range is refused
 where it is written. Limits, each refused with its position: nesting depth ``MAX_NESTING``, window ``MAX_LAG``,
-terms per update ``MAX_TERMS``, operators per coefficient ``MAX_COEFF_OPS``. Coefficient names may not be
+terms per update ``MAX_TERMS``, operators per coefficient ``MAX_COEFF_OPS``, streams ``MAX_STREAMS``. Coefficient names may not be
 Python keywords or start with ``_``; ``T`` and ``k`` are reserved.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import RuleError
-from .ir import Coeff, HistorySum, Iterate, Num, ONE, Sym, Term, Transform, Update, add, div, mul, size, sub
+from .ir import Coeff, HistorySum, Iterate, Num, ONE, Sym, Term, Transform, Update, add, div, mul, numbers, size, sub
 
 MAX_NESTING = 32
 """Brackets, ``T(...)``, ``sum_j`` and unary signs nested deeper than this are refused."""
@@ -34,6 +34,8 @@ MAX_TERMS = 64
 """Terms of one update (or of one ``T(...)``) after the rule is multiplied out."""
 MAX_COEFF_OPS = 32
 """Operators in one coefficient expression."""
+MAX_STREAMS = 32
+"""Streams of one rule."""
 
 
 _TOKEN = re.compile(r'(?P<space>[ \t\r]+|#[^\n]*)|(?P<number>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)'
@@ -109,6 +111,9 @@ class _Parser:
             if start and tok.kind == 'name':
                 if tok.text in names:
                     raise RuleError(f'stream {tok.text!r} is assigned twice', self.text, tok.pos)
+                if len(names) == MAX_STREAMS:
+                    raise RuleError(f'more than {MAX_STREAMS} streams: a rule has at most {MAX_STREAMS}',
+                                    self.text, tok.pos)
                 names[tok.text] = tok.pos
             start = tok.kind == 'sep'
         return names
@@ -170,8 +175,8 @@ class _Parser:
 
     def coefficient(self, expr: Coeff, pos: int, op_pos: int) -> _Coeff:
         """A folded coefficient, checked against the limits where its operator stands."""
-        if isinstance(expr, Num) and not math.isfinite(expr.value):
-            self.error('a number out of range (its magnitude exceeds what a float holds)', op_pos)
+        if not all(math.isfinite(value) for value in numbers(expr)):
+            self.error('a number out of range: folding the numbers here leaves what a float holds', op_pos)
         if size(expr) > MAX_COEFF_OPS:
             self.error(f'a coefficient with more than {MAX_COEFF_OPS} operators: simplify it', op_pos)
         return _Coeff(expr, pos)
@@ -303,9 +308,12 @@ class _Parser:
                 self.i += 1
                 if self.tok.kind != 'number' or not self.tok.text.isdigit():
                     self.error('expected a whole number of steps, as in x[k-1]')
-                lag = int(self.tok.text) * (1 if sign.text == '-' else -1)
+                digits = self.tok.text.lstrip('0') or '0'
+                steps = MAX_LAG + 2 if len(digits) > 6 else int(digits)  # int() refuses 4300 digits
+                lag = steps if sign.text == '-' else -steps
+                read = f'{name.text}[k{sign.text}{digits if len(digits) <= 6 else digits[:6] + "..."}]'
                 if lag > MAX_LAG:
-                    self.error(f'{name.text}[k-{lag}] reads further back than the window limit, '
+                    self.error(f'{read} reads further back than the window limit, '
                                f'{name.text}[k-{MAX_LAG}]: use a history sum for long memories')
                 self.i += 1
             self.expect(']')
@@ -317,7 +325,7 @@ class _Parser:
                 self.error(f'{name.text}[k+1] is read in {this}: an update may read the new iterate only of a '
                            'stream assigned before it (Gauss-Seidel)', name.pos)
             if lag < -1:
-                self.error(f'{name.text}[k+{-lag}] reads the future: the right side may read only '
+                self.error(f'{read} reads the future: the right side may read only '
                            f'{name.text}[k+1] of earlier streams, {name.text}[k], {name.text}[k-1], ...', name.pos)
             return _Linear([Term(ONE, Iterate(name.text, lag))], name.pos)
         if index.kind != 'name' or index.text == 'T':
