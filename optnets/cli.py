@@ -92,7 +92,7 @@ def main(argv=None):
         try:
             export_main(argv[1:])
         except (ValueError, OSError, RuntimeError, KeyError) as error:
-            sys.exit(f'optnets export: {error}')
+            _fail('optnets export', error)
         return 0
     parser = argparse.ArgumentParser(prog='optnets', description=__doc__)
     parser.add_argument('--version', action='version', version=f'optnets {__version__}')
@@ -121,8 +121,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (RuleError, WeightsError, LookupError, OSError) as error:
-        parser.exit(2, f'optnets: {error}\n')
+    except (RuleError, WeightsError, LookupError, OSError, ValueError) as error:
+        _fail('optnets', error)
+
+
+def _fail(prog: str, error: Exception):
+    """One line on stderr (a RuleError keeps its caret lines), exit 2."""
+    message = str(error) if isinstance(error, RuleError) else (str(error).strip().splitlines() or [''])[0]
+    print(f'{prog}: {message or type(error).__name__}', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':

@@ -290,6 +290,8 @@ class FashionMNISTDataModule(ImageDataModule):
                  num_workers: int = 2, train_subset: Optional[int] = None, val_subset: Optional[int] = None,
                  image_size: int = 32, augment: bool = True):
         super().__init__(root, download, batch_size, num_workers, train_subset, val_subset)
+        if image_size < 28 or (image_size - 28) % 2:
+            raise ValueError(f'image_size pads the 28x28 images on both sides: 28, 30, 32, ..., got {image_size}')
         self.image_size, self.augment = image_size, augment
 
     def prepare_data(self):
@@ -318,6 +320,9 @@ class SyntheticDataModule(ImageDataModule):
     def __init__(self, num_classes: int = 10, in_chans: int = 3, image_size: int = 32, length: int = 64,
                  batch_size: int = 16, num_workers: int = 0):
         super().__init__(None, False, batch_size, num_workers)
+        if min(num_classes, in_chans, image_size, length) < 1:
+            raise ValueError(f'num_classes, in_chans, image_size and length must be at least 1, got {num_classes}, '
+                             f'{in_chans}, {image_size} and {length}')
         self.num_classes, self.in_chans, self.image_size, self.length = num_classes, in_chans, image_size, length
 
     def datasets(self):

@@ -1,4 +1,5 @@
 """The LightningModule: trains any timm model by name (every optnets model and every timm baseline)."""
+import math
 from typing import Optional
 
 import lightning as L
@@ -36,9 +37,9 @@ class ImageClassifier(L.LightningModule):
             close = timm.list_models(f'*{model.split("_")[0]}*')[:8]
             raise ValueError(f'unknown model {model!r}: `optnets models` lists the optnets ones, '
                              f'timm.list_models() all of them{f" (close: {close})" if close else ""}')
-        if lr < 0 or weight_decay < 0 or not 0 <= momentum < 1:
-            raise ValueError(f'lr and weight_decay must be non-negative and momentum in [0, 1), got lr={lr}, '
-                             f'weight_decay={weight_decay}, momentum={momentum}')
+        if not (0 <= lr < math.inf and 0 <= weight_decay < math.inf and 0 <= momentum < 1):
+            raise ValueError(f'lr and weight_decay must be finite and non-negative and momentum in [0, 1), got '
+                             f'lr={lr}, weight_decay={weight_decay}, momentum={momentum}')
         if schedule not in ('step', 'cosine'):
             raise ValueError(f"schedule must be 'step' or 'cosine', got {schedule!r}")
         self.model = timm.create_model(model, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))

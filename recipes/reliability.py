@@ -7,11 +7,12 @@
   checkpoint is applied, which Lightning skips when ``configure_optimizers`` read ``estimated_stepping_batches``.
 - ``CheckpointOnSIGTERM``: SIGTERM (a scheduler's preemption) ends the run at the next batch boundary with
   ``last.ckpt`` holding that state; the CLI then exits 143, so the scheduler requeues instead of counting a success.
-- ``StopOnNonFinite``: a non-finite loss or weight ends the run (``NonFiniteError``) before a checkpoint of that
+- ``StopOnNonFinite``: a non-finite loss, weight or buffer ends the run (``NonFiniteError``) before a checkpoint of that
   state is written; the checkpoints already on disk stay as they were.
 """
 import os
 import random
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -25,18 +26,37 @@ class NonFiniteError(RuntimeError):
     """Training produced a non-finite loss or weight."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a read-only folder); the previous one is intact."""
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, with the file written to ``NAME.partial`` and renamed over ``NAME``: a kill
-    mid-write leaves the previous checkpoint intact and no half-written one under the final name."""
+    mid-write leaves the previous checkpoint intact and no half-written one under the final name; a failed write
+    (a full disk) is one ``CheckpointWriteError`` that names the file and the free space. ``remove_partial``
+    clears what a killed save left behind."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
-        partial = path.with_name(path.name + '.partial')
+        partial = path.with_name(path.name + PARTIAL)
         try:
             super().save_checkpoint(checkpoint, partial, storage_options)
             os.replace(partial, path)
+        except OSError as error:
+            free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+            raise CheckpointWriteError(f'could not write {path} ({error.strerror or error}; {free / 2**20:.0f} MiB '
+                                       f'free there): the previous checkpoint is intact') from error
         finally:
             partial.unlink(missing_ok=True)
+
+    @staticmethod
+    def remove_partial(folder: str | os.PathLike):
+        """Remove the ``*.ckpt.partial`` files of saves killed mid-write (this writer's own, by their name)."""
+        for partial in Path(folder).glob(f'*.ckpt{PARTIAL}'):
+            partial.unlink(missing_ok=True)
+
+
+PARTIAL = '.partial'
 
 
 class ExactResume(L.Callback):
@@ -82,15 +102,17 @@ class CheckpointOnSIGTERM(L.Callback):
 
 
 class StopOnNonFinite(L.Callback):
-    """After every training step, check the loss and every parameter; raise ``NonFiniteError`` on NaN or inf.
-    Lightning runs checkpoint callbacks after all others, so the failing state is never saved."""
+    """After every training step, check the loss, every parameter and every buffer (BatchNorm's running
+    statistics) in one fused check, one host sync a step; raise ``NonFiniteError`` on NaN or inf. Lightning runs
+    checkpoint callbacks after all others, so the failing state is never saved."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs.get('loss') if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss).all():
-            raise NonFiniteError(f'the training loss became {loss.item()} at step {trainer.global_step}: '
-                                 'lower --model.lr (the checkpoints on disk hold the last finite state)')
-        bad = next((name for name, p in pl_module.named_parameters() if not torch.isfinite(p).all()), None)
-        if bad is not None:
-            raise NonFiniteError(f'parameter {bad} became non-finite at step {trainer.global_step}: lower '
-                                 '--model.lr (the checkpoints on disk hold the last finite state)')
+        named = [('the training loss', loss)] if isinstance(loss, torch.Tensor) else []
+        named += [(f'parameter {n}', t) for n, t in pl_module.named_parameters()]
+        named += [(f'buffer {n}', t) for n, t in pl_module.named_buffers() if t.is_floating_point()]
+        if not named or bool(torch.stack([t.detach().isfinite().all() for _, t in named]).all()):
+            return
+        bad = next(name for name, t in named if not t.detach().isfinite().all())
+        raise NonFiniteError(f'{bad} became non-finite at step {trainer.global_step}: lower --model.lr (the '
+                             'checkpoints on disk hold the last finite state)')

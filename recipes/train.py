@@ -25,9 +25,12 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from optnets.weights.export import is_checkpoint_file
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from optnets.weights.export import read_checkpoint
 from .data import ImageDataModule
-from .reliability import AtomicCheckpointIO, CheckpointOnSIGTERM, ExactResume, NonFiniteError, StopOnNonFinite
+from .reliability import (AtomicCheckpointIO, CheckpointOnSIGTERM, CheckpointWriteError, ExactResume, NonFiniteError,
+                          StopOnNonFinite)
 from . import lpom_module, module  # noqa: F401  (the LightningModules a config may name)
 
 TRAINER_DEFAULTS = {
@@ -64,15 +67,19 @@ class OptnetsCLI(LightningCLI):
         for callback in trainer.checkpoint_callbacks:
             # one fixed folder per run, so that --ckpt_path last finds the last.ckpt of a previous launch
             callback.dirpath = callback.dirpath or os.path.join(root, 'checkpoints')
+            AtomicCheckpointIO.remove_partial(callback.dirpath)
         return trainer
 
     def parse_arguments(self, parser, args):
         super().parse_arguments(parser, args)  # a bad --ckpt_path is refused before LightningCLI reads it
         subcommand = self.config.get('subcommand')
         ckpt = self.config.get(subcommand).get('ckpt_path') if subcommand else None
-        if ckpt and ckpt not in ('last', 'best', 'hpc') and not is_checkpoint_file(ckpt):
-            raise ValueError(f'--ckpt_path {ckpt}: not a checkpoint (missing, empty, truncated or not written by '
-                             'torch.save); `--ckpt_path last` resumes from the run folder\'s last.ckpt')
+        if ckpt and ckpt not in ('last', 'best', 'hpc'):
+            try:
+                read_checkpoint(ckpt)  # tensors and plain data only, as Lightning will load it
+            except ValueError as error:
+                raise ValueError(f'--ckpt_path {error}; `--ckpt_path last` resumes from the run folder\'s '
+                                 'last.ckpt') from None
 
 
 CONFIGS = Path(__file__).with_name('configs')
@@ -107,10 +114,10 @@ def cli_main(args=None):
     except SIGTERMException:
         print('optnets train: stopped by SIGTERM; resume with --ckpt_path last', file=sys.stderr)
         sys.exit(SIGTERM_EXIT)
-    except NonFiniteError as error:
+    except (NonFiniteError, CheckpointWriteError) as error:
         print(f'optnets train: error: {error}', file=sys.stderr)
         sys.exit(1)
-    except (ArgumentError, ValueError, FileNotFoundError) as error:
+    except (ArgumentError, ValueError, FileNotFoundError, MisconfigurationException) as error:
         chain = [error]
         while chain[-1].__cause__ is not None:  # jsonargparse wraps the model's or data module's own error
             chain.append(chain[-1].__cause__)

@@ -135,9 +135,10 @@ def test_sigterm_saves_last_ckpt_exits_143_and_resumes_bit_identical(uninterrupt
 
 @needs_fmnist
 @pytest.mark.timeout(300)
-def test_divergence_stops_with_one_line_and_no_saved_nan(tmp_path):
+@pytest.mark.parametrize('lr', ['1e4', '1e8'])  # 1e4: the loss stays finite while BatchNorm's running_var overflows
+def test_divergence_stops_with_one_line_and_no_saved_nan(lr, tmp_path):
     root = tmp_path / 'run'
-    code, err = finish(optnets_train(root, '--model.lr', '1e8'))
+    code, err = finish(optnets_train(root, '--model.lr', lr))
     assert code == 1
     last = err.strip().splitlines()[-1]
     assert last.startswith('optnets train: error: ') and 'lower --model.lr' in last
@@ -235,34 +236,146 @@ def test_export_refuses_what_is_not_a_checkpoint_in_one_line(bad, a_checkpoint, 
     out = tmp_path / 'out.safetensors'
     with pytest.raises(SystemExit) as info:
         optnets_command(['export', str(source), str(out)])
-    assert info.value.code not in (0, None)
-    assert str(info.value.code).startswith('optnets export: ') and '\n' not in str(info.value.code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('optnets export: ')
     assert sorted(p.name for p in tmp_path.iterdir() if 'out' in p.name) == []
 
 
-def test_export_to_a_folder_is_refused_and_leaves_nothing(a_checkpoint, tmp_path):
+def test_export_to_a_folder_is_refused_and_leaves_nothing(a_checkpoint, tmp_path, capsys):
     folder = tmp_path / 'folder'
     folder.mkdir()
-    with pytest.raises(SystemExit, match='is a folder'):
+    with pytest.raises(SystemExit):
         optnets_command(['export', str(a_checkpoint), str(folder)])
+    assert 'is a folder' in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ['folder'] and not list(folder.iterdir())
 
 
 @pytest.mark.parametrize('args, message', [
     (['--ckpt_path', 'EMPTY'], 'not a checkpoint'),
+    (['--ckpt_path', 'PICKLE'], 'not a readable checkpoint'),
+    (['--ckpt_path', 'LIST'], 'not a training checkpoint'),
     (['--data.batch_size', '0'], 'batch_size must be at least 1'),
-    (['--model.lr', '-0.1'], 'lr and weight_decay must be non-negative'),
+    (['--data.image_size', '0'], 'image_size and length must be at least 1'),
+    (['--model.lr', '-0.1'], 'lr and weight_decay must be finite and non-negative'),
+    (['--model.lr', '1e999'], 'lr and weight_decay must be finite and non-negative'),
+    (['--latest.every_n_train_steps', '1', '--latest.every_n_epochs', '1'], 'mutually exclusive'),
 ])
 def test_bad_settings_are_one_line_and_leave_no_run_folder(args, message, tmp_path, capsys):
+    import argparse
     from optnets.recipes.train import cli_main
-    args = [str(write(tmp_path / 'empty.ckpt', b'')) if a == 'EMPTY' else a for a in args]
+    files = {'EMPTY': lambda path: write(path, b''), 'LIST': lambda path: torch.save([1, 2, 3], path),
+             'PICKLE': lambda path: torch.save({'state_dict': {}, 'args': argparse.Namespace(a=1)}, path)}
+    for key, make in files.items():
+        if key in args:
+            make(tmp_path / f'{key}.ckpt')
+    args = [str(tmp_path / f'{a}.ckpt') if a in files else a for a in args]
     root = tmp_path / 'run'
     with pytest.raises(SystemExit) as info:
         cli_main(['fit', '--data', 'optnets.recipes.data.SyntheticDataModule', '--trainer.accelerator', 'cpu',
                   '--trainer.default_root_dir', str(root), *args])
     assert info.value.code == 2
-    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
     assert not root.exists()
+
+
+def a_variant(checkpoint: Path, path: Path, change) -> Path:
+    """A copy of ``checkpoint`` changed by ``change(ckpt)``."""
+    ckpt = torch.load(checkpoint, weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, path)
+    return path
+
+
+BAD_COMMANDS = {  # name -> (arguments, with CKPT, VARIANT and TMP filled in; what the one line says)
+    'plan: ANSI escapes': (['plan', 'x[k+1] = T(x[k]) + \x1b[31mred'], 'unexpected character'),
+    'plan: bad rule': (['plan', 'x[k+1] = y[k]'], "undefined stream 'y'"),
+    'models: no match': (['models', 'resnet*'], 'no optnets model matches'),
+    'info: not ours': (['info', 'resnet18'], 'is not an optnets model'),
+    'weights: no match': (['weights', 'verify', 'nope*'], 'no published weights match'),
+    'export: missing folder': (['export', 'CKPT', 'TMP/missing/out.safetensors'], 'missing is not a folder'),
+    'export: state_dict a list': (['export', 'VARIANT', 'TMP/out.safetensors'], 'not a mapping of names to tensors'),
+    'export: state_dict of non-tensors': (['export', 'VARIANT', 'TMP/out.safetensors'],
+                                          'not a mapping of names to tensors'),
+    'export: non-finite weights': (['export', 'VARIANT', 'TMP/out.safetensors'], 'non-finite values'),
+    'export: bad model_kwargs': (['export', 'VARIANT', '--hub-dir', 'TMP/hub'], 'does not take'),
+    'export: hub-dir holding files': (['export', 'CKPT', '--hub-dir', 'TMP'], 'is not an empty folder'),
+    'publish: bad repo id': (['publish', 'TMP', '--repo', 'bad id!!'], 'Repo id must'),
+    'publish: not a hub folder': (['publish', 'TMP', '--repo', 'user/name'], 'is not a hub folder'),
+}
+VARIANTS = {
+    'export: state_dict a list': lambda ckpt: ckpt.update(state_dict=[1, 2]),
+    'export: state_dict of non-tensors': lambda ckpt: ckpt['state_dict'].update({'model.extra': 3}),
+    'export: non-finite weights': lambda ckpt: next(v for k, v in ckpt['state_dict'].items()
+                                                    if k.endswith('running_var')).fill_(float('inf')),
+    'export: bad model_kwargs': lambda ckpt: ckpt['hyper_parameters'].update(model_kwargs={'nope': 1}),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_COMMANDS))
+def test_every_subcommand_answers_bad_input_in_one_line_with_exit_2_and_loses_nothing(case, a_checkpoint, tmp_path,
+                                                                                      capsys):
+    args, message = BAD_COMMANDS[case]
+    mine = write(tmp_path / 'mine.txt', b'the user\'s own file')
+    variant = a_variant(a_checkpoint, tmp_path / 'variant.ckpt', VARIANTS[case]) if case in VARIANTS else None
+    fill = {'CKPT': str(a_checkpoint), 'VARIANT': str(variant)}
+    args = [fill.get(a, a.replace('TMP', str(tmp_path))) for a in args]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(SystemExit) as info:
+        optnets_command(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    first, *rest = err.strip().splitlines()
+    assert message in first and '\x1b' not in err
+    assert not rest or case.startswith('plan'), err  # a rule error adds its line and caret
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and mine.read_bytes() == b'the user\'s own file'
+
+
+def test_a_hub_folder_is_written_into_a_new_or_empty_folder_never_over_the_users(a_checkpoint, tmp_path):
+    import stat
+    run = a_checkpoint.parent
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(SystemExit):
+        optnets_command(['export', str(a_checkpoint), '--hub-dir', str(run)])  # the run folder: refused
+    assert sorted(p.name for p in run.iterdir()) == before
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    for folder in (empty, tmp_path / 'new'):
+        optnets_command(['export', str(a_checkpoint), '--hub-dir', str(folder)])
+        assert {'config.json', 'model.safetensors'} <= {p.name for p in folder.iterdir()}
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~current_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['empty', 'new']
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_partial(tmp_path, monkeypatch):
+    import errno
+    from optnets.recipes.reliability import AtomicCheckpointIO, CheckpointWriteError
+    io = AtomicCheckpointIO()
+    last = tmp_path / 'last.ckpt'
+    io.save_checkpoint({'step': 1}, last)
+
+    def full(checkpoint, path, *args):
+        Path(path).write_bytes(b'half')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr('lightning.fabric.plugins.io.torch_io.TorchCheckpointIO.save_checkpoint',
+                        lambda self, checkpoint, path, storage_options=None: full(checkpoint, path))
+    with pytest.raises(CheckpointWriteError) as info:
+        io.save_checkpoint({'step': 2}, last)
+    assert str(last) in str(info.value) and 'MiB free' in str(info.value) and '\n' not in str(info.value)
+    assert torch.load(last, weights_only=True) == {'step': 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['last.ckpt']
+    write(tmp_path / 'last.ckpt.partial', b'left by a killed save')
+    write(tmp_path / 'notes.partial', b'not ours')
+    AtomicCheckpointIO.remove_partial(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['last.ckpt', 'notes.partial']
 
 
 @pytest.mark.timeout(300)

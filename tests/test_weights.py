@@ -18,7 +18,7 @@ from helpers import randomise_norms
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """A stand-in hub: ``hub.serve(repo, file)`` makes ``hf_hub_download(repo, ...)`` return a cached copy."""
+    """A stand-in hub: ``hub.serve(repo, file)`` makes the download of ``repo``'s file return a cached copy."""
     served, cache = {}, tmp_path / 'hub-cache'
     cache.mkdir()
     monkeypatch.setenv('OPTNETS_CACHE', str(tmp_path / 'optnets-cache'))
@@ -32,7 +32,7 @@ def hub(tmp_path, monkeypatch):
             served[repo] = file
 
         @staticmethod
-        def download(repo_id, filename, revision=None):
+        def download(repo_id, filename, revision):
             Hub.calls += 1
             target = cache / repo_id.replace('/', '--') / filename
             if not target.is_file():
@@ -40,7 +40,8 @@ def hub(tmp_path, monkeypatch):
                 shutil.copy(served[repo_id], target)
             return str(target)
 
-    monkeypatch.setattr(registry, 'hf_hub_download', Hub.download)
+    monkeypatch.setattr(registry, '_download', Hub.download)
+    monkeypatch.setattr(registry, 'try_to_load_from_cache', lambda *args, **kwargs: None)
     return Hub
 
 
@@ -82,8 +83,9 @@ def test_a_file_that_does_not_match_is_refused_and_removed(hub, tmp_path, damage
     else:
         data = data[:len(data) // 2]
     cached.write_bytes(bytes(data))
-    with pytest.raises(registry.WeightsError, match=r'hb_net_18\.tv_in1k: .* has sha256 [0-9a-f]{64}, the manifest '
-                                                    r'expects [0-9a-f]{64} \(removed from the cache\)'):
+    found = r'sha256 [0-9a-f]{64}' if damage == 'corrupt' else f'{len(data)} bytes'  # the size is checked first
+    with pytest.raises(registry.WeightsError, match=rf'hb_net_18\.tv_in1k: .* has {found}, the manifest expects '
+                                                    r'[0-9a-f0-9]+ \(removed from the cache\)'):
         timm.create_model('hb_net_18.tv_in1k', pretrained=True)
     assert not cached.exists()
     timm.create_model('hb_net_18.tv_in1k', pretrained=True)  # the next load downloads a good copy again
@@ -139,3 +141,52 @@ def test_an_architecture_keeps_its_own_default_beside_other_datasets_tags():
     model = timm.create_model('hb_net_20_cifar')
     assert model.in_chans == 3 and model.pretrained_cfg['input_size'] == (3, 32, 32)
     assert timm.create_model('hb_net_20_cifar.fmnist').in_chans == 1
+
+
+def test_a_file_that_does_not_load_is_never_pinned_so_the_right_file_still_loads(hub, tmp_path, monkeypatch):
+    garbage = tmp_path / 'folder' / 'hb_net_18.tv_in1k.safetensors'
+    garbage.parent.mkdir()
+    garbage.write_bytes(b'not safetensors at all')
+    monkeypatch.setenv(registry.WEIGHTS_DIR, str(garbage.parent))
+    with pytest.raises(registry.WeightsError, match='does not load as safetensors'):
+        timm.create_model('hb_net_18.tv_in1k', pretrained=True)
+    assert 'hb_net_18.tv_in1k' not in registry._pins()
+    source_file('resnet18', garbage)  # the right file, at the same place
+    timm.create_model('hb_net_18.tv_in1k', pretrained=True)
+    assert registry._pins()['hb_net_18.tv_in1k']['sha256'] == registry.sha256(garbage)
+
+
+@pytest.mark.parametrize('content', ['{not json', '[1, 2]', '{"hb_net_18.tv_in1k": 3}'])
+def test_a_malformed_pins_file_is_one_error_that_names_it(hub, tmp_path, content):
+    source_file('resnet18', tmp_path / 'resnet18.safetensors')
+    hub.serve('timm/resnet18.tv_in1k', tmp_path / 'resnet18.safetensors')
+    registry.pins_file().parent.mkdir(parents=True, exist_ok=True)
+    registry.pins_file().write_text(content)
+    with pytest.raises(registry.WeightsError, match=str(registry.pins_file()).replace('.', r'\.')):
+        registry.verified_file('hb_net_18.tv_in1k')
+
+
+def test_verify_checks_the_file_a_load_would_use(hub, tmp_path, monkeypatch, capsys):
+    from optnets.cli import main
+    tag = 'hb_net_20_cifar.fmnist'  # shipped, with its hash in the manifest
+    override = tmp_path / f'{tag}.safetensors'
+    data = bytearray(registry.package_file(registry.MANIFEST[tag]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    override.write_bytes(bytes(data))
+    monkeypatch.setenv(registry.WEIGHTS_DIR, str(tmp_path))
+    main(['weights', 'verify', tag])
+    assert 'MISMATCH' in capsys.readouterr().out
+    with pytest.raises(registry.WeightsError, match='sha256'):
+        timm.create_model(tag, pretrained=True)
+
+
+def test_an_unreachable_hub_is_one_error_at_once(tmp_path, monkeypatch):
+    import time
+    monkeypatch.setenv('OPTNETS_CACHE', str(tmp_path))
+    monkeypatch.setattr(registry, 'try_to_load_from_cache', lambda *args, **kwargs: None)
+    monkeypatch.setattr(registry.constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setattr(registry, 'hf_hub_url', lambda repo, name, revision=None: 'http://127.0.0.1:9/nothing')
+    start = time.monotonic()
+    with pytest.raises(registry.WeightsError, match='cannot fetch it from the Hugging Face hub'):
+        registry.verified_file('hb_net_18.tv_in1k')
+    assert time.monotonic() - start < 5

@@ -5,7 +5,8 @@ import re
 
 
 class RuleError(ValueError):
-    """A rule that cannot be parsed or makes no sense; the message shows where, with a caret."""
+    """A rule that cannot be parsed or makes no sense; the message shows where, with a caret (the line echoed with
+    each unprintable character, an ANSI escape say, as ``?``)."""
     WIDTH = 100  # characters of the offending line shown around the caret
 
     def __init__(self, message: str, text: str = '', pos: int | None = None):
@@ -18,7 +19,7 @@ class RuleError(ValueError):
         line_no = self.text.count('\n', 0, self.pos) + 1
         start = self.text.rfind('\n', 0, self.pos) + 1
         end = self.text.find('\n', self.pos)
-        line = self.text[start:end if end >= 0 else len(self.text)]
+        line = ''.join(c if c.isprintable() else '?' for c in self.text[start:end if end >= 0 else len(self.text)])
         column = self.pos - start + 1
         shown, caret = line, column - 1
         if len(line) > self.WIDTH:  # a long line is shown around the caret

@@ -30,6 +30,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise ValueError(f'{path}: not a readable checkpoint ({str(error).strip().splitlines()[0]})') from None
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
         raise ValueError(f'{path}: a torch file but not a training checkpoint (no state_dict)')
+    state = ckpt['state_dict']
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f'{path}: its state_dict is not a mapping of names to tensors')
     return ckpt
 
 
@@ -40,6 +44,10 @@ def model_weights(ckpt: dict) -> dict:
     weights = {k.replace('_orig_mod.', ''): v for k, v in weights.items()}  # torch.compile'd modules
     if not weights:
         raise ValueError(f'the checkpoint holds no "{PREFIX}*" weights: is it an optnets recipe checkpoint?')
+    floats = [(k, v) for k, v in weights.items() if v.is_floating_point()]
+    if floats and not bool(torch.stack([v.isfinite().all() for _, v in floats]).all()):
+        bad = next(k for k, v in floats if not v.isfinite().all())
+        raise ValueError(f'the checkpoint holds non-finite values ({bad}): it is not a state to publish')
     return weights
 
 
@@ -48,6 +56,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     out = Path(out)
     if out.is_dir():
         raise ValueError(f'{out} is a folder: give the .safetensors file to write, or --hub-dir {out}')
+    if not out.parent.is_dir():
+        raise ValueError(f'{out.parent} is not a folder: create it first (nothing was written)')
     ckpt = read_checkpoint(checkpoint)
     weights = model_weights(ckpt)
     hparams = ckpt.get('hyper_parameters', {})

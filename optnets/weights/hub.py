@@ -13,22 +13,33 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi
+from huggingface_hub.utils import validate_repo_id
 
 from .export import model_weights, read_checkpoint
 
 
 def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card: str | os.PathLike | None = None):
-    """Write the hub folder of a recipe checkpoint; returns the model arguments stored in its config.json."""
+    """Write the hub folder of a recipe checkpoint into ``directory`` (new, or an empty folder); returns the model
+    arguments stored in its config.json. A folder that holds anything is refused: nothing of the user's is ever
+    replaced."""
     import timm
     from timm.models import save_for_hf
     checkpoint, directory = Path(checkpoint), Path(directory)
+    if directory.exists() and not (directory.is_dir() and not any(directory.iterdir())):
+        raise ValueError(f'{directory} exists and is not an empty folder: give a new or empty one (nothing was '
+                         'written)')
+    if not directory.parent.is_dir():
+        raise ValueError(f'{directory.parent} is not a folder: create it first (nothing was written)')
     ckpt = read_checkpoint(checkpoint)
     hparams = ckpt.get('hyper_parameters', {})
-    if 'model' not in hparams or 'state_dict' not in ckpt:
-        raise ValueError(f'{checkpoint} is not a checkpoint of `optnets train` (no model name or state_dict)')
+    if 'model' not in hparams:
+        raise ValueError(f'{checkpoint} is not a checkpoint of `optnets train` (no model name)')
     model_args = dict(num_classes=hparams.get('num_classes', 1000), in_chans=hparams.get('in_chans', 3),
                       **(hparams.get('model_kwargs') or {}))
-    model = timm.create_model(hparams['model'], **model_args)
+    try:
+        model = timm.create_model(hparams['model'], **model_args)
+    except TypeError as error:
+        raise ValueError(f'{checkpoint}: its model {hparams["model"]} does not take {model_args} ({error})') from None
     model.load_state_dict(model_weights(ckpt))
     staging = Path(tempfile.mkdtemp(prefix=directory.name + '.', dir=directory.parent))
     try:  # written whole, then moved: an error leaves nothing half-written under the final name
@@ -40,20 +51,30 @@ def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card
                 shutil.copy(found[-1], staging / name)
         if card is not None:
             shutil.copy(card, staging / 'README.md')
-        if directory.exists():
-            shutil.rmtree(directory)
-        staging.rename(directory)
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # as any folder the user makes (mkdtemp's is private)
+        if directory.exists():  # empty: fill it
+            for item in staging.iterdir():
+                item.rename(directory / item.name)
+        else:
+            staging.rename(directory)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # the staging folder this call made, if still there
     return model_args
 
 
 def publish(directory: str | os.PathLike, repo_id: str, private: bool = False) -> str:
     """Upload a hub folder to ``repo_id`` (created if missing); returns the commit's URL."""
+    validate_repo_id(repo_id)  # a ValueError that says what a repo id is
     directory = Path(directory)
     if not (directory / 'config.json').is_file():
         raise FileNotFoundError(f'{directory} is not a hub folder (no config.json): make one with '
                                 '`optnets export CKPT --hub-dir DIR`')
     api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    return str(api.upload_folder(folder_path=str(directory), repo_id=repo_id, commit_message='optnets publish'))
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        return str(api.upload_folder(folder_path=str(directory), repo_id=repo_id, commit_message='optnets publish'))
+    except Exception as error:  # noqa: BLE001 - the HTTP client and the hub raise many kinds: one line for each
+        raise ConnectionError(f'could not publish to {repo_id} ({type(error).__name__}: '
+                              f'{str(error).strip().splitlines()[0] if str(error).strip() else "no detail"})') from None

@@ -16,7 +16,8 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from huggingface_hub import hf_hub_download
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
+from safetensors.torch import load_file
 
 MANIFEST: dict = json.loads(resources.files(__package__).joinpath('manifest.json').read_text())
 WEIGHTS_DIR = 'OPTNETS_WEIGHTS_DIR'
@@ -70,29 +71,66 @@ def package_file(entry: dict) -> Path:
 
 
 def verified_file(tag: str) -> Path:
-    """The local file of ``tag``, downloaded if need be and checked against its sha256 and size."""
+    """The local file of ``tag``, downloaded if need be and checked against its size and sha256; a file whose hash is
+    not known yet is pinned only once it loads as safetensors."""
     if tag not in MANIFEST:
         raise WeightsError(f'no published weights named {tag!r}: `optnets weights list` shows them')
+    path, cached = _local_file(tag, download=True)
+    problem = _mismatch(tag, path)
+    if problem is None and expected_sha256(tag) is None:
+        try:
+            load_file(path)
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad file
+            problem = f'the file {path} does not load as safetensors ({str(error).splitlines()[0]})'
+        else:
+            _pin(tag, sha256(path), path.stat().st_size)
+    if problem is not None:
+        if cached:  # never leave a corrupt file where the next load would find it
+            _remove_cached(path)
+        raise WeightsError(f'{tag}: {problem}{" (removed from the cache)" if cached else ""}')
+    return path
+
+
+def _local_file(tag: str, download: bool) -> tuple[Path | None, bool]:
+    """The file a load of ``tag`` uses (an ``OPTNETS_WEIGHTS_DIR`` override, the packaged file, or the hub's, which
+    is downloaded if ``download``, else looked up in the cache; None if not there), and whether it is the cache's."""
     entry = MANIFEST[tag]
     local = Path(os.environ[WEIGHTS_DIR]) / f'{tag}.safetensors' if os.environ.get(WEIGHTS_DIR) else None
     if local is not None and local.is_file():
-        path, cached = local, False
-    elif 'package' in entry['source']:
-        path, cached = package_file(entry), False
-    else:
-        source = entry['source']
-        path = Path(hf_hub_download(source['hub'], source['filename'], revision=source.get('revision')))
-        cached = True
+        return local, False
+    if 'package' in entry['source']:
+        return package_file(entry), False
+    source = entry['source']
+    found = try_to_load_from_cache(source['hub'], source['filename'], revision=source.get('revision'))
+    if isinstance(found, str) or not download:
+        return (Path(found) if isinstance(found, str) else None), True
+    try:
+        return Path(_download(source['hub'], source['filename'], source.get('revision'))), True
+    except Exception as error:  # noqa: BLE001 - httpx and huggingface_hub raise many kinds for one cause
+        raise WeightsError(f'{tag}: cannot fetch it from the Hugging Face hub ({str(error).splitlines()[0][:200]}); '
+                           f'offline, put the file at ${WEIGHTS_DIR}/{tag}.safetensors') from None
+
+
+def _download(repo: str, filename: str, revision: str | None) -> str:
+    """``hf_hub_download``, after one request without retries, so that an unreachable hub fails at once instead of
+    after huggingface_hub's retries (minutes, a warning line each)."""
+    if not constants.HF_HUB_OFFLINE:
+        get_hf_file_metadata(hf_hub_url(repo, filename, revision=revision))
+    return hf_hub_download(repo, filename, revision=revision)
+
+
+def _mismatch(tag: str, path: Path) -> str | None:
+    """What is wrong with ``path`` as the file of ``tag``: its size (checked first, without reading it), then its
+    sha256, against the manifest's or the pinned ones; None when it matches or nothing is known yet."""
+    expected_size = MANIFEST[tag].get('size') or _pins().get(tag, {}).get('size')
+    size = path.stat().st_size
+    if expected_size is not None and size != expected_size:
+        return f'the file {path} has {size} bytes, the manifest expects {expected_size}'
     expected = expected_sha256(tag)
-    actual = sha256(path)
+    actual = sha256(path) if expected is not None else None
     if expected is not None and actual != expected:
-        if cached:  # never leave a corrupt file where the next load would find it
-            _remove_cached(path)
-        raise WeightsError(f'{tag}: the file {path} has sha256 {actual}, the manifest expects {expected}'
-                           f'{" (removed from the cache)" if cached else ""}')
-    if expected is None:
-        _pin(tag, actual, path.stat().st_size)
-    return path
+        return f'the file {path} has sha256 {actual}, the manifest expects {expected}'
+    return None
 
 
 def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> dict | None:
@@ -108,21 +146,14 @@ def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> dict
 
 
 def status(tag: str) -> str:
-    """Whether the file of ``tag`` is here and matches (without downloading)."""
-    entry = MANIFEST[tag]
-    expected = expected_sha256(tag)
-    if 'package' in entry['source']:
-        path = package_file(entry)
-    else:
-        from huggingface_hub import try_to_load_from_cache
-        found = try_to_load_from_cache(entry['source']['hub'], entry['source']['filename'],
-                                       revision=entry['source'].get('revision'))
-        path = Path(found) if isinstance(found, str) else None
+    """Whether the file a load of ``tag`` would use is here and matches (without downloading)."""
+    path, _ = _local_file(tag, download=False)
     if path is None or not path.is_file():
-        return 'not downloaded' + ('' if expected else ' (no hash yet: pinned on first download)')
-    if expected is None:
-        return 'present, no hash to check against'
-    return 'ok' if sha256(path) == expected else 'MISMATCH'
+        return 'not downloaded' + ('' if expected_sha256(tag) else ' (no hash yet: pinned on first download)')
+    if expected_sha256(tag) is None:
+        return f'present at {path}, no hash to check against'
+    problem = _mismatch(tag, path)
+    return 'ok' if problem is None else f'MISMATCH: {problem}'
 
 
 def expected_sha256(tag: str) -> str | None:
@@ -132,7 +163,16 @@ def expected_sha256(tag: str) -> str | None:
 
 def _pins() -> dict:
     file = pins_file()
-    return json.loads(file.read_text()) if file.is_file() else {}
+    if not file.is_file():
+        return {}
+    try:
+        pins = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise WeightsError(f'{file} is not valid JSON ({error}): remove it, and hashes are pinned again') from None
+    if not isinstance(pins, dict) or not all(isinstance(v, dict) for v in pins.values()):
+        raise WeightsError(f'{file} is not a pins file ({{tag: {{"sha256": ..., "size": ...}}}}): remove it, and '
+                           'hashes are pinned again')
+    return pins
 
 
 def _pin(tag: str, digest: str, size: int):
