@@ -45,7 +45,22 @@ class LPOMClassifier(L.LightningModule):
         # which LPOM updates in place
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights_)
         self.lpom.weights_ = list(self.weights)
+        # the batch normalizations' running statistics too, as buffers (LPOM updates them in place)
+        for name, (layer, key) in self._statistics().items():
+            self.register_buffer(name, layer.running[key])
         self.top1 = MulticlassAccuracy(num_classes)
+
+    def _statistics(self) -> dict:
+        """``{buffer name: (layer, key)}`` of every running statistic of the LPOM layers."""
+        return {f'running_{key}_{i}': (layer, key) for i, layer in enumerate(getattr(self.lpom, 'layers_', ()))
+                for key in getattr(layer, 'running', {})}
+
+    def _apply(self, fn, *args, **kwargs):
+        """After ``.to()`` and the like replaced the buffers, the layers read the new ones."""
+        super()._apply(fn, *args, **kwargs)
+        for name, (layer, key) in self._statistics().items():
+            layer.running[key] = getattr(self, name)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lpom.forward(x.flatten(1))

@@ -25,9 +25,16 @@ RUN = ['fit', '--data', 'optnets.recipes.data.FashionMNISTDataModule', '--data.t
 needs_fmnist = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason='apt-get install dataset-fashion-mnist')
 
 
-def optnets_train(root: Path, *args: str) -> subprocess.Popen:
+LPOM_RUN = ['fit', '--config', 'lpom_cnn_fashion_mnist', '--data.train_subset', '96', '--data.val_subset', '32',
+            '--data.batch_size', '16', '--data.num_workers', '0', '--trainer.max_epochs', '2',
+            '--trainer.enable_progress_bar', 'false', '--trainer.enable_model_summary', 'false',
+            '--trainer.log_every_n_steps', '1', '--latest.every_n_train_steps', '3', '--seed_everything', '7']
+"""The shipped LPOM CNN config (batch normalization in both convolutions) on the same 96 images."""
+
+
+def optnets_train(root: Path, *args: str, run: list[str] = RUN) -> subprocess.Popen:
     """A real `optnets train` process (python -m optnets, as DDP's launcher would start it again)."""
-    return subprocess.Popen([sys.executable, '-m', 'optnets', 'train', *RUN, '--trainer.default_root_dir',
+    return subprocess.Popen([sys.executable, '-m', 'optnets', 'train', *run, '--trainer.default_root_dir',
                              str(root), *args], cwd=root.parent, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
@@ -37,11 +44,12 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
     return process.returncode, err
 
 
-def interrupt_at(root: Path, step: int, sig: signal.Signals, *args: str) -> tuple[int, str, list[int]]:
+def interrupt_at(root: Path, step: int, sig: signal.Signals, *args: str,
+                 run: list[str] = RUN) -> tuple[int, str, list[int]]:
     """Run until ``step``, send ``sig``; returns the exit code, stderr, and the loader workers alive before."""
     ready = root.parent / f'{root.name}.ready'
     process = optnets_train(root, '--trainer.callbacks+=helpers.WaitAt', '--trainer.callbacks.step', str(step),
-                            '--trainer.callbacks.ready', str(ready), *args)
+                            '--trainer.callbacks.ready', str(ready), *args, run=run)
     deadline = time.monotonic() + 200
     while not ready.exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
@@ -131,6 +139,25 @@ def test_sigterm_saves_last_ckpt_exits_143_and_resumes_bit_identical(uninterrupt
     assert code == 0, err[-3000:]
     assert_same_run(final_state(root), final_state(uninterrupted))
     assert step_losses(root) == step_losses(uninterrupted)
+
+
+@needs_fmnist
+@pytest.mark.timeout(600)
+def test_the_lpom_cnn_config_resumes_bit_identical_batch_norm_statistics_included(tmp_path):
+    """LPOM's batch normalization keeps running statistics; they travel in last.ckpt, so a run stopped by SIGTERM
+    and resumed ends where an uninterrupted one does."""
+    whole, stopped = tmp_path / 'whole', tmp_path / 'stopped'
+    code, err = finish(optnets_train(whole, run=LPOM_RUN))
+    assert code == 0, err[-3000:]
+    code, err, _ = interrupt_at(stopped, 8, signal.SIGTERM, run=LPOM_RUN)
+    assert code == 143, err[-3000:]
+    code, err = finish(optnets_train(stopped, '--ckpt_path', 'last', run=LPOM_RUN))
+    assert code == 0, err[-3000:]
+    a, b = final_state(stopped), final_state(whole)
+    assert a['global_step'] == b['global_step'] == 12 and 'running_var_0' in a['state_dict']
+    for key in b['state_dict']:
+        assert torch.equal(a['state_dict'][key], b['state_dict'][key]), key
+    assert step_losses(stopped) == step_losses(whole)
 
 
 @needs_fmnist

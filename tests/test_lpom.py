@@ -186,6 +186,13 @@ def test_any_non_decreasing_callable():
     (dict(activation_iters=-3), 'activation_iters must be'),
     (dict(hidden_layer_sizes=(8, 0)), 'hidden_layer_sizes'),
     (dict(rho_max=1.5), 'rho_max'),
+    (dict(mu=None), 'mu must be a positive number'),
+    (dict(mu=np.array(3.0)), 'mu must be a positive number'),
+    (dict(activation=lambda x: 3.0), 'must map a tensor to a tensor'),
+    (dict(activation=lambda x: [0.0]), 'must map a tensor to a tensor'),
+    (dict(activation='leaky_relu', activation_kwargs={'slope': 0.1}), "takes \\['alpha'\\], not \\['slope'\\]"),
+    (dict(activation='relu', activation_kwargs={'alpha': 0.1}), 'takes no arguments'),
+    (dict(hidden_layer_sizes=(10 ** 13,)), 'cannot be allocated'),
 ])
 def test_bad_settings_fail_at_fit_before_any_work(kwargs, message):
     x, y = blobs(n=20)
@@ -264,3 +271,21 @@ def test_spectral_norm_squared_is_the_largest_singular_value_squared(shape):
     weight = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     expected = torch.linalg.matrix_norm(weight.double(), 2).item() ** 2
     assert solver.spectral_norm_squared(weight) == pytest.approx(expected, rel=1e-6)
+
+
+def test_one_class_is_refused_before_any_state_as_scikit_learns_classifiers_do():
+    x, _ = blobs(n=20)
+    model = LPOM((4,))
+    with pytest.raises(ValueError, match='at least 2 classes'):
+        model.fit(x, np.zeros(20))
+    with pytest.raises(ValueError, match='at least 2 classes'):
+        model.partial_fit(x, np.zeros(20), classes=[0])
+    assert not any(key.endswith('_') for key in vars(model))
+
+
+def test_partial_fit_refuses_labels_outside_classes_before_any_state():
+    x, y = blobs(n=20)
+    model = LPOM((4,))
+    with pytest.raises(ValueError, match=r'labels \[7\] that are not in classes'):
+        model.partial_fit(x, np.where(y == y[0], 7, y), classes=np.unique(y))
+    assert not any(key.endswith('_') for key in vars(model))

@@ -165,10 +165,40 @@ def test_rho_max_caps_the_estimators_hidden_updates():
     (('conv4x3+x',), "a skip needs the input's shape"),
     (('conv1x3s2+x',), "a skip needs the input's shape"),
     (('bogus',), 'unknown layer'),
+    (('conv4x3', 'avg0'), 'pooling window must be between 1'),
+    (('conv4x3', 'avg8', 'avg2'), 'must follow a convolution'),
+    (('conv4x3s2', 'avg8'), 'pooling window must be between 1 and the map\'s size 4x4'),
+    (('conv0x3',), 'at least 1 output channel'),
+    (('fc0',), 'at least 1 unit'),
+    ('conv4x3', 'a sequence of layer specs'),
 ])
 def test_bad_architectures_fail_before_any_work(architecture, message):
     with pytest.raises(ValueError, match=message):
         LPOMConv(architecture, input_shape=(1, 8, 8)).fit(np.zeros((4, 64), np.float32), [0, 1, 0, 1])
+
+
+def test_a_negative_input_shape_is_refused_before_any_work():
+    model = LPOMConv(('conv4x3',), input_shape=(1, -8, 8))
+    with pytest.raises(ValueError, match='input_shape is'):
+        model.fit(np.zeros((4, 64), np.float32), [0, 1, 0, 1])
+    assert not any(key.endswith('_') for key in vars(model))
+
+
+def test_batch_norm_statistics_are_in_the_estimators_and_the_lightning_modules_state():
+    """A reload predicts what the trained model predicts: the running statistics travel with the weights."""
+    import pickle
+    from optnets.recipes.lpom_module import LPOMClassifier
+    settings = dict(architecture=['conv4x3bn', 'avg2', 'conv8x3bn', 'avg2'], image_size=12, mu=3.0, rho_max=0.9)
+    trained = LPOMClassifier(**settings)
+    x, y = torch.rand(20, 1, 12, 12, generator=GEN(1)), torch.randint(0, 10, (20,), generator=GEN(2))
+    for _ in range(3):
+        trained.lpom.partial_fit(x.flatten(1), y)
+    expected = trained.eval()(x)
+    reloaded = LPOMClassifier(**settings).eval()
+    reloaded.load_state_dict(trained.state_dict())
+    assert torch.equal(reloaded(x), expected)
+    assert torch.equal(pickle.loads(pickle.dumps(trained.lpom)).forward(x.flatten(1)), expected)
+    assert int(trained.state_dict()['running_batches_0']) == 3
 
 
 def test_input_shape_must_match_the_data():

@@ -5,6 +5,7 @@
 The solver only ever evaluates phi; f and g serve ``LPOM.objective`` and the tests.
 """
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -105,6 +106,9 @@ def from_callable(fn: Fn, name: str = 'custom') -> Activation:
     """Any non-decreasing Lipschitz function; both properties are checked on a grid and the constant estimated."""
     grid = torch.linspace(-20, 20, 40001, dtype=torch.float64)
     values = fn(grid)
+    if not isinstance(values, torch.Tensor) or values.shape != grid.shape:
+        raise ValueError(f'activation {name!r} must map a tensor to a tensor of its shape, elementwise; it returned '
+                         f'{type(values).__name__}{"" if not isinstance(values, torch.Tensor) else tuple(values.shape)}')
     slopes = torch.diff(values) / torch.diff(grid)
     if not torch.isfinite(values).all() or slopes.min() < -1e-9:
         worst = grid[int(slopes.argmin())].item()
@@ -134,4 +138,8 @@ def get_activation(spec, **kwargs) -> Activation:
                          f'block: use one of {", ".join(ACTIVATIONS)}')
     if spec not in ACTIVATIONS:
         raise ValueError(f'unknown activation {spec!r}: use one of {", ".join(ACTIVATIONS)} or a callable')
+    parameters = inspect.signature(ACTIVATIONS[spec]).parameters
+    unknown = sorted(set(kwargs) - set(parameters))
+    if unknown:
+        raise ValueError(f'activation {spec!r} takes {sorted(parameters) or "no arguments"}, not {unknown}')
     return ACTIVATIONS[spec](**kwargs)

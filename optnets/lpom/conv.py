@@ -55,21 +55,28 @@ class Conv:
                              f'channels, stride {stride}')
         self.channels_in, self.channels_out, self.kernel, self.pool = channels_in, channels_out, kernel, pool
         self.stride, self.skip = stride, skip
-        self.norm, self.scale, self.shift, self.running = norm, None, None, None
+        self.norm, self.scale, self.shift = norm, None, None
+        # the running averages, as PyTorch's BatchNorm starts them; updated in place, so that whoever holds these
+        # tensors (the estimator's state, a LightningModule's buffers) holds the statistics
+        self.running = dict(mean=torch.zeros(channels_out), var=torch.ones(channels_out),
+                            batches=torch.zeros((), dtype=torch.long)) if norm else {}
 
     def refresh(self, weight, x, momentum: float = 0.1, eps: float = 1e-5):
-        """Normalization from ``x``'s batch (and the running averages updated with it)."""
+        """Normalization from ``x``'s batch (and the running averages updated with it: the first batch's
+        statistics, then an exponential average with ``momentum``)."""
         self.scale = self.shift = None
         y = self.convolve(weight, x)
-        mean, var = y.mean((0, 2, 3)), y.var((0, 2, 3), unbiased=False)
-        self.running = (mean, var) if self.running is None else tuple(
-            (1 - momentum) * old + momentum * new for old, new in zip(self.running, (mean, var)))
-        self._set(mean, var, eps)
+        batch = dict(mean=y.mean((0, 2, 3)), var=y.var((0, 2, 3), unbiased=False))
+        first = int(self.running['batches']) == 0
+        for key, new in batch.items():
+            old = self.running[key]
+            old.copy_(new if first else (1 - momentum) * old + momentum * new)
+        self.running['batches'] += 1
+        self._set(batch['mean'], batch['var'], eps)
 
     def use_running(self, eps: float = 1e-5):
-        """Normalization from the running averages; before any batch, PyTorch's start (mean 0, variance 1)."""
-        start = (torch.zeros(self.channels_out), torch.ones(self.channels_out))
-        self._set(*(self.running if self.running is not None else start), eps)
+        """Normalization from the running averages (before any batch, mean 0 and variance 1)."""
+        self._set(self.running['mean'], self.running['var'], eps)
 
     def _set(self, mean, var, eps):
         self.scale = torch.rsqrt(var + eps)
@@ -217,13 +224,21 @@ CONV = r'conv(\d+)x(\d+)(?:s(\d+))?(bn)?(([+-])(\d+(?:\.\d+)?(?:e[+-]?\d+)?)?x)?
 def parse(architecture, input_shape, classes: int) -> list:
     """The layers of a spec like ``('conv32x5', 'avg2', 'conv64x3s2', 'fc128')`` on images of ``input_shape``,
     then the output layer; every layer's map is linear (max pooling is refused, and says why)."""
+    if isinstance(architecture, str):
+        raise ValueError(f'architecture is a sequence of layer specs such as ("conv32x5", "avg2"), got the string '
+                         f'{architecture!r}')
     layers, shape = [], tuple(input_shape)
+    if len(shape) not in (1, 3) or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
+        raise ValueError(f'input_shape is (channels, height, width) or (features,), each at least 1, got '
+                         f'{input_shape!r}')
     for item in architecture:
         conv, pool, dense = (re.fullmatch(p, str(item)) for p in (CONV, r'avg(\d+)', r'fc(\d+)'))
         if conv:
             if len(shape) != 3:
                 raise ValueError(f'{item!r} after a dense layer: convolutions need images')
             channels, kernel, stride = int(conv[1]), int(conv[2]), int(conv[3] or 1)
+            if channels < 1:
+                raise ValueError(f'{item!r}: a convolution needs at least 1 output channel')
             if kernel % 2 == 0:
                 raise ValueError(f'{item!r}: the kernel must be odd (padding k // 2 on each side)')
             if stride < 1:
@@ -236,10 +251,16 @@ def parse(architecture, input_shape, classes: int) -> list:
         elif pool:
             if not layers or not isinstance(layers[-1], Conv) or layers[-1].pool > 1:
                 raise ValueError(f'{item!r} must follow a convolution: average pooling joins its linear map')
-            layers[-1].pool = int(pool[1])
-            shape = (shape[0], *(size // layers[-1].pool for size in shape[1:]))
+            size = int(pool[1])
+            if not 1 <= size <= min(shape[1:]):
+                raise ValueError(f'{item!r}: the pooling window must be between 1 and the map\'s size '
+                                 f'{shape[1]}x{shape[2]}')
+            layers[-1].pool = size
+            shape = (shape[0], *(side // size for side in shape[1:]))
             continue
         elif dense:
+            if int(dense[1]) < 1:
+                raise ValueError(f'{item!r}: a dense layer needs at least 1 unit')
             layers.append(Dense(math.prod(shape), int(dense[1]), shape))
         elif str(item).startswith('max'):
             raise ValueError(f'{item!r}: max pooling is not linear, so it cannot be part of an LPOM layer\'s map '
@@ -344,10 +365,14 @@ class LPOMConv(LPOM):
     def _layer_count(self) -> int:
         return len(parse(self.architecture, self.input_shape, 2))
 
+    def _initialize(self, n_features: int, classes):
+        super()._initialize(n_features, classes)
+        self.layers_ = parse(self.architecture, self.input_shape, len(self.classes_))
+        return self
+
     def _weight_shapes(self, n_features: int, n_outputs: int) -> list[tuple]:
-        self.layers_ = parse(self.architecture, self.input_shape, n_outputs)
         shapes = []
-        for layer in self.layers_:
+        for layer in parse(self.architecture, self.input_shape, n_outputs):
             d_out = layer.channels_out if isinstance(layer, Conv) else layer.features_out
             spread = layer.kernel ** 2 if isinstance(layer, Conv) else 1
             shapes.append((layer.fan_in(), d_out, layer.fan_in(), d_out * spread))

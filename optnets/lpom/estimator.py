@@ -106,7 +106,15 @@ class LPOM(ClassifierMixin, BaseEstimator):
             raise ValueError(f'loss must be one of {LOSSES}, got {self.loss!r}')
         if self.schedule not in SCHEDULES:
             raise ValueError(f'schedule must be one of {SCHEDULES}, got {self.schedule!r}')
-        mu = [float(self.mu)] * layers if np.isscalar(self.mu) else [float(m) for m in self.mu]
+        number = isinstance(self.mu, Real)  # as scikit-learn's checks, a 0-d array is not a number
+        try:
+            mu = np.asarray(self.mu, dtype=np.float64) if number or isinstance(self.mu, (list, tuple)) else None
+        except (TypeError, ValueError):
+            mu = None
+        if mu is None or mu.ndim != (0 if number else 1):
+            raise ValueError(f'mu must be a positive number or a list of one per layer after the input ({layers}), '
+                             f'got {self.mu!r}')
+        mu = [float(mu)] * layers if number else mu.tolist()
         if len(mu) != layers:
             raise ValueError(f'mu needs one value per layer after the input ({layers}), got {len(mu)}')
         if not all(m > 0 and math.isfinite(m) for m in mu):
@@ -139,13 +147,19 @@ class LPOM(ClassifierMixin, BaseEstimator):
         return nn.functional.one_hot(index, max(len(self.classes_), 2)).float()  # as wide as the output layer
 
     def _initialize(self, n_features: int, classes):
-        """Fresh weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias)."""
+        """Fresh weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias); nothing is set
+        when they cannot be made."""
         self._settings()
-        self.classes_ = np.asarray(classes)
+        classes = self._classes(classes)
         rng = check_random_state(self.random_state)
-        self.generator_ = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        self.weights_ = [glorot(d_in, d_out, fan_in, fan_out, self.generator_) for d_in, d_out, fan_in, fan_out in
-                         self._weight_shapes(n_features, max(len(self.classes_), 2))]
+        generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        shapes = self._weight_shapes(n_features, len(classes))
+        try:
+            weights = [glorot(d_in, d_out, fan_in, fan_out, generator) for d_in, d_out, fan_in, fan_out in shapes]
+        except (RuntimeError, MemoryError) as error:  # torch reports a failed allocation as a RuntimeError
+            sizes = [(d_out, d_in + 1) for d_in, d_out, *_ in shapes]
+            raise ValueError(f'weights of shapes {sizes} cannot be allocated ({str(error).splitlines()[0]})') from None
+        self.classes_, self.generator_, self.weights_ = classes, generator, weights
         self.n_iter_, self.history_ = 0, []
         return self
 
@@ -159,6 +173,8 @@ class LPOM(ClassifierMixin, BaseEstimator):
         """``max_iter`` epochs of shuffled mini-batches, from fresh weights unless ``warm_start``."""
         acts, mu = self._settings()
         fresh = not (self.warm_start and hasattr(self, 'weights_'))
+        if fresh and y is not None:  # refused before any state changes
+            self._classes(y)
         x, y = self._inputs(X, fresh, y, training=True)
         check_classification_targets(y)
         if fresh:
@@ -178,10 +194,25 @@ class LPOM(ClassifierMixin, BaseEstimator):
         if first and classes is None:
             raise ValueError('the first partial_fit needs classes= (every label the data can hold)')
         acts, mu = self._settings()
+        known = self._classes(classes) if first else self.classes_
+        unseen = np.setdiff1d(column_or_1d(y), known) if y is not None else []
+        if len(unseen):  # refused before any state changes
+            raise ValueError(f'y has labels {unseen[:5].tolist()} that are not in classes{"" if first else "_"} '
+                             f'{known.tolist()}')
         x, y = self._inputs(X, first, y, training=True)
         if first:
-            self._initialize(self.n_features_in_, unique_labels(classes))
+            self._initialize(self.n_features_in_, known)
         return self._step(x, self._targets(y), acts, mu)
+
+    def _classes(self, labels) -> np.ndarray:
+        """The sorted classes of ``labels``, checked as scikit-learn's classifiers check them (2 at least)."""
+        labels = column_or_1d(labels, warn=True)
+        check_classification_targets(labels)
+        classes = unique_labels(labels)
+        if len(classes) < 2:
+            raise ValueError(f'{type(self).__name__} needs samples of at least 2 classes; got {len(classes)} class: '
+                             f'{classes.tolist()}')
+        return classes
 
     def _step(self, x: torch.Tensor, target: torch.Tensor, acts, mu) -> 'LPOM':
         """Activation sweeps, then every layer's weights; with ``monitor`` records rho and the objective."""
