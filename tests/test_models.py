@@ -1,5 +1,6 @@
 """The timm zoo: every name builds and trains, ResNet/DenseNet load exactly, presets have the paper's sizes."""
 import math
+from pathlib import Path
 
 import pytest
 import timm
@@ -299,3 +300,20 @@ def test_builds_on_the_meta_device_context(name):
     with torch.device('meta'):
         model = timm.create_model(name, learn_coeffs=False)
     assert all(p.is_meta for p in model.parameters())
+
+
+def test_torch_hub_loads_every_model_from_the_repository(tmp_path):
+    import importlib.util
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location('hubconf', repo / 'hubconf.py')
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    entries = [name for name in dir(hubconf) if callable(getattr(hubconf, name)) and not name.startswith('_')]
+    assert sorted(entries) == sorted(NAMES)  # what torch.hub.list shows for a GitHub repository
+    repo = str(repo)
+    tag = dict(pretrained=True, pretrained_cfg='fmnist')  # a shipped tag: no download
+    model = torch.hub.load(repo, 'hb_net_20_cifar', source='local', **tag).eval()
+    reference = timm.create_model('hb_net_20_cifar.fmnist', pretrained=True).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))

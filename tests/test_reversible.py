@@ -120,3 +120,22 @@ def test_anchored_long_stages_equal_stored(monkeypatch):
 def test_what_cannot_run_backwards_says_why(make, message):
     with pytest.raises(NotInvertible, match=message.replace('[', r'\[').replace(']', r'\]')):
         make()
+
+
+@pytest.mark.parametrize('tool', ['torchscript', 'fx'])
+def test_tools_that_cannot_capture_reversible_steps_refuse_in_one_line(tool):
+    model = timm.create_model('momentum_net_20_cifar', memory='reversible').eval()
+    run = {'torchscript': lambda: torch.jit.script(model), 'fx': lambda: torch.fx.symbolic_trace(model)}[tool]
+    with pytest.raises(Exception, match="memory='reversible' runs a custom autograd Function") as info:
+        run()
+    assert "memory='stored'" in str(info.value).splitlines()[0]
+
+
+def test_torch_compile_runs_reversible_steps_eagerly_and_gives_the_same_gradients():
+    stored, model = pair('momentum_net_20_cifar', {}, dtype=torch.float32)
+    compiled = torch.compile(copy.deepcopy(model), backend='aot_eager')
+    x = torch.randn(2, 3, 32, 32)
+    expected, got = step(model, x), step(compiled, x)
+    torch.testing.assert_close(got, expected)
+    for (name, a), b in zip(model.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, msg=name)

@@ -190,3 +190,28 @@ def test_an_unreachable_hub_is_one_error_at_once(tmp_path, monkeypatch):
     with pytest.raises(registry.WeightsError, match='cannot fetch it from the Hugging Face hub'):
         registry.verified_file('hb_net_18.tv_in1k')
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize('tag', SHIPPED)
+def test_timms_own_data_pipeline_reproduces_the_published_accuracy_on_the_full_test_set(tag):
+    """resolve_data_config + create_transform, as timm's validate.py uses them: the cfg's crop_pct pads 28 to 32
+    exactly as the recipe does, so the published test accuracy comes out."""
+    from timm.data import create_transform, resolve_data_config
+    from torchvision import datasets
+    from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
+    FashionMNISTDataModule().prepare_data()
+    model = timm.create_model(tag, pretrained=True).eval()
+    transform = create_transform(**resolve_data_config(model=model))
+    test = datasets.FashionMNIST(fashion_mnist_root(), train=False, transform=transform)
+    loader = torch.utils.data.DataLoader(test, batch_size=1000)
+    with torch.no_grad():
+        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in loader)
+    assert correct / len(test) == pytest.approx(json.loads(RUNS.read_text())[tag]['test_top1'], abs=1e-4)
+
+
+def test_drop_block_rate_is_timms_dropblock_in_the_last_two_stages():
+    model = timm.create_model('hb_net_20_cifar', drop_block_rate=0.1)
+    blocks = [type(t.drop_block).__name__ for stage in model.stages for t in stage.transforms()]
+    assert blocks == ['Identity'] * 2 + ['DropBlock2d'] * 4  # 2 steps per stage after each transition
+    assert model.state_dict().keys() == timm.create_model('hb_net_20_cifar').state_dict().keys()
+    model(torch.randn(2, 3, 32, 32)).sum().backward()

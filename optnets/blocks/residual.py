@@ -33,35 +33,41 @@ class _ScaledOutput(nn.Module):
 
 
 class BasicTransform(_ScaledOutput):
-    """conv3x3-BN-ReLU-conv3x3-BN: the branch of ResNet's BasicBlock (timm's parameter names)."""
+    """conv3x3-BN-ReLU-conv3x3-BN: the branch of ResNet's BasicBlock (timm's parameter names); ``drop_block`` (a
+    DropBlock factory, as timm's ``drop_blocks`` gives) after the first BN, where timm's block has it."""
     last_norm = 'bn2'
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path: float = 0., device=None, dtype=None):
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path: float = 0., drop_block=None,
+                 device=None, dtype=None):
         super().__init__(drop_path)
         dd = dict(device=device, dtype=dtype)
         self.conv1, self.bn1 = conv_bn(in_chs, out_chs, 3, stride, dd)
+        self.drop_block = drop_block() if drop_block is not None else nn.Identity()
         self.act1 = nn.ReLU(inplace=True)
         self.conv2, self.bn2 = conv_bn(out_chs, out_chs, 3, 1, dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop_path(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))))
+        return self.drop_path(self.bn2(self.conv2(self.act1(self.drop_block(self.bn1(self.conv1(x)))))))
 
 
 class BottleneckTransform(_ScaledOutput):
-    """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN: the branch of ResNet's Bottleneck (timm's names)."""
+    """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN: the branch of ResNet's Bottleneck (timm's names); ``drop_block``
+    after the second BN, where timm's block has it."""
     last_norm = 'bn3'
     expansion = 4
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path: float = 0., device=None, dtype=None):
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path: float = 0., drop_block=None,
+                 device=None, dtype=None):
         super().__init__(drop_path)
         dd = dict(device=device, dtype=dtype)
         width = out_chs // self.expansion
         self.conv1, self.bn1 = conv_bn(in_chs, width, 1, 1, dd)
         self.act1 = nn.ReLU(inplace=True)
         self.conv2, self.bn2 = conv_bn(width, width, 3, stride, dd)
+        self.drop_block = drop_block() if drop_block is not None else nn.Identity()
         self.act2 = nn.ReLU(inplace=True)
         self.conv3, self.bn3 = conv_bn(width, out_chs, 1, 1, dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv1(x)))
-        return self.drop_path(self.bn3(self.conv3(self.act2(self.bn2(self.conv2(x))))))
+        return self.drop_path(self.bn3(self.conv3(self.act2(self.drop_block(self.bn2(self.conv2(x)))))))

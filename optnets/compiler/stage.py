@@ -135,8 +135,12 @@ class CompiledStage(nn.Module):
             return self._resolve(name, step, j)
         return getattr(self.coeff, name)[self._position(step, j)]
 
+    @torch.compiler.disable  # torch.compile runs the steps eagerly and compiles the rest of the model around them
     def reversible_steps(self, x: torch.Tensor) -> torch.Tensor:
-        """The steps with reversible memory (``optnets.compiler.reversible``); plain steps without a graph."""
+        """The steps with reversible memory (``optnets.compiler.reversible``); plain steps without a graph.
+        FX tracing is refused in one line: the steps choose what to save from values."""
+        if isinstance(x, torch.fx.Proxy):
+            raise RuntimeError(f"memory='reversible' {UNTRACEABLE.format(tool='FX tracing')}")
         if not self.steps:
             return x
         params = [p for name, p in self.named_parameters() if not name.startswith('transition.')]
@@ -159,6 +163,12 @@ class CompiledStage(nn.Module):
         forward = generate_forward(self.plan, spec)
         self.code, self._variables = forward.code, forward.variables
         self.__class__ = stage_class(self.code)
+
+    def __prepare_scriptable__(self):
+        """TorchScript asks before it compiles: a reversible stage cannot be scripted, and says so in one line."""
+        if self.memory == 'reversible':
+            raise RuntimeError(f"memory='reversible' {UNTRACEABLE.format(tool='TorchScript')}")
+        return self
 
     def __reduce__(self):
         """Pickle (``torch.save``, ``copy.deepcopy``, multiprocessing) as the state plus the generated code, which
@@ -237,6 +247,8 @@ class CompiledStage(nn.Module):
         return f'{rule!r}, steps={self.steps}, width={self.width}, in_width={self.in_width}'
 
 
+UNTRACEABLE = ('runs a custom autograd Function whose forward depends on values, which {tool} cannot capture: '
+               "build the model with memory='stored' for it (the same state_dict loads into it)")
 REVERSIBLE_FORWARD = '''def forward(self, x_in: torch.Tensor) -> torch.Tensor:
 {transition}    return self.reversible_steps(x_in)
 '''

@@ -12,6 +12,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import BatchNormAct2d, create_classifier, get_device_dtype
 from timm.models import build_model_with_cfg, checkpoint, checkpoint_seq
+from timm.models.resnet import drop_blocks
 from timm.models._features import feature_take_indices  # the helper timm's own families use; not re-exported
 from torch import nn
 
@@ -214,6 +215,7 @@ class ResidualOptNet(OptNet):
         step_act: a ReLU after each step (ResNet's post-activation); Momentum ResNets have none.
         drop_rate, drop_path_rate: dropout before the classifier; stochastic depth of the transforms (timm's
             schedule, rising linearly with the block's depth to ``drop_path_rate``).
+        drop_block_rate: DropBlock in the transforms of the last two stages, as timm's ResNet places it.
         memory: ``'stored'`` (autograd keeps every step's activations) or ``'reversible'``: each stage keeps two
             iterates and rebuilds the rest in backward (``optnets.compiler.reversible``; invertible rules only).
         zero_init_last: zero the last BN of each T, as timm's ResNet does, where an identity path carries the
@@ -226,7 +228,7 @@ class ResidualOptNet(OptNet):
                  learn_coeffs: bool = True, coeff_init: str = 'special', coeff_shape: str = 'scalar',
                  step_act: bool = True, zero_init_last: bool = True, num_classes: int = 1000, in_chans: int = 3,
                  global_pool: str = 'avg', drop_rate: float = 0., drop_path_rate: float = 0.,
-                 memory: str = 'stored', device=None, dtype=None):
+                 drop_block_rate: float = 0., memory: str = 'stored', device=None, dtype=None):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
         plan = self._plan(rule, dense=False)
@@ -240,16 +242,18 @@ class ResidualOptNet(OptNet):
         blocks = sum(1 + n for n in steps)  # timm's stochastic-depth schedule: linear in the block's depth
         drop_path = lambda block: drop_path_rate * block / max(blocks - 1, 1)  # noqa: E731
         stages = []
-        for i, (num_steps, out) in enumerate(zip(steps, widths)):
+        drop_block = ([None] * len(steps) + drop_blocks(drop_block_rate))[-len(steps):]  # timm's: the last 2 stages
+        for i, (num_steps, out, db) in enumerate(zip(steps, widths, drop_block)):
             stride = 1 if i == 0 else 2
             reduction *= 2 if (i == 0 and stem == 'imagenet') else stride  # the stem's max pool
             first = sum(1 + n for n in steps[:i])
-            transition = ResidualTransition(T(width, out, stride, drop_path(first), **dd), width, out, stride,
+            transition = ResidualTransition(T(width, out, stride, drop_path(first), db, **dd), width, out, stride,
                                             shortcut, **dd)
             stages.append(CompiledStage(
                 plan, num_steps, width=out, transition=transition, activation=nn.ReLU(inplace=True) if step_act
                 else None, learn_coeffs=learn_coeffs, coeff_init=coeff_init, coeff_shape=coeff_shape, memory=memory,
-                transform=lambda k, s, w, out=out, first=first: T(out, out, 1, drop_path(first + 1 + k), **dd), **dd))
+                transform=lambda k, s, w, out=out, first=first, db=db: T(out, out, 1, drop_path(first + 1 + k), db, **dd),
+                **dd))
             width = out
             self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
         self.stages = nn.Sequential(*stages)
