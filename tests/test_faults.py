@@ -330,6 +330,7 @@ BAD_COMMANDS = {  # name -> (arguments, with CKPT, VARIANT and TMP filled in; wh
     'export: hub-dir holding files': (['export', 'CKPT', '--hub-dir', 'TMP'], 'is not an empty folder'),
     'publish: bad repo id': (['publish', 'TMP', '--repo', 'bad id!!'], 'Repo id must'),
     'publish: not a hub folder': (['publish', 'TMP', '--repo', 'user/name'], 'is not a hub folder'),
+    'publish: no network': (['publish', 'HUB', '--repo', 'user/name'], 'could not publish to user/name'),
 }
 VARIANTS = {
     'export: state_dict a list': lambda ckpt: ckpt.update(state_dict=[1, 2]),
@@ -342,11 +343,18 @@ VARIANTS = {
 
 @pytest.mark.parametrize('case', list(BAD_COMMANDS))
 def test_every_subcommand_answers_bad_input_in_one_line_with_exit_2_and_loses_nothing(case, a_checkpoint, tmp_path,
-                                                                                      capsys):
+                                                                                      capsys, monkeypatch):
     args, message = BAD_COMMANDS[case]
     mine = write(tmp_path / 'mine.txt', b'the user\'s own file')
     variant = a_variant(a_checkpoint, tmp_path / 'variant.ckpt', VARIANTS[case]) if case in VARIANTS else None
-    fill = {'CKPT': str(a_checkpoint), 'VARIANT': str(variant)}
+    if case == 'publish: no network':  # a hub that refuses connections, on this machine
+        import huggingface_hub
+        import optnets.weights.hub
+        monkeypatch.setattr(optnets.weights.hub, 'HfApi',
+                            lambda: huggingface_hub.HfApi(endpoint='http://127.0.0.1:9', token='unused'))
+        (tmp_path / 'hub').mkdir()
+        write(tmp_path / 'hub' / 'config.json', b'{}')
+    fill = {'CKPT': str(a_checkpoint), 'VARIANT': str(variant), 'HUB': str(tmp_path / 'hub')}
     args = [fill.get(a, a.replace('TMP', str(tmp_path))) for a in args]
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(SystemExit) as info:
