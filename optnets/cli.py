@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import __version__, rules
 from .compiler import CompiledStage, compile_rule
 from .models import FAMILIES
+from .extras import MissingExtra
 from .rules import Rule, RuleError
 from .weights.registry import WeightsError
 
@@ -81,22 +82,37 @@ def _publish(args):
     print(f'published {args.directory} to {args.repo}: {publish(args.directory, args.repo, args.private)}')
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ['train']:  # sys.argv is left as it is: DDP's launcher starts each process with it again
+def _export(args):
+    if args.hub_dir:
+        from .weights.hub import hub_folder
+        model_args = hub_folder(args.checkpoint, args.hub_dir, args.card)
+        print(f'wrote {args.hub_dir} (model args {model_args})\n'
+              f'load it: timm.create_model("local-dir:{args.hub_dir}", pretrained=True); '
+              f'upload it: optnets publish {args.hub_dir} --repo USER/NAME')
+        return
+    if not args.out:
+        raise ValueError('give OUT (a .safetensors file) or --hub-dir DIR')
+    from .weights.export import export_checkpoint
+    metadata = export_checkpoint(args.checkpoint, args.out)
+    model = metadata.get('model', 'MODEL')
+    print(f'wrote {args.out} ({", ".join(f"{k}={v}" for k, v in metadata.items())})\n'
+          f'load it: timm.create_model("{model}", pretrained=True, num_classes={metadata.get("num_classes", "N")}, '
+          f'in_chans={metadata.get("in_chans", 3)}, pretrained_cfg_overlay=dict(file="{args.out}"))')
+
+
+def _train(args, rest):
+    try:
         from optnets.recipes.train import cli_main
-        cli_main(argv[1:])
-        return 0
-    if argv[:1] == ['export']:
-        from .weights.export import main as export_main
-        try:
-            export_main(argv[1:])
-        except (ValueError, OSError, RuntimeError, KeyError) as error:
-            _fail('optnets export', error)
-        return 0
-    parser = argparse.ArgumentParser(prog='optnets', description=__doc__)
-    parser.add_argument('--version', action='version', version=f'optnets {__version__}')
-    sub = parser.add_subparsers(dest='command', required=True)
+    except MissingExtra as error:
+        _fail('optnets train', error)
+    cli_main(rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    """Every subcommand and its arguments; ``train`` hands the rest of the line to LightningCLI."""
+    root = argparse.ArgumentParser(prog='optnets', description=__doc__)
+    root.add_argument('--version', action='version', version=f'optnets {__version__}')
+    sub = root.add_subparsers(dest='command', required=True)
     plan = sub.add_parser('plan', help='print the compiled plan of a built-in rule or of rule text')
     plan.add_argument('rule', help=f'one of {", ".join(rules.BUILTIN)} or rule text')
     plan.set_defaults(run=_plan)
@@ -110,19 +126,38 @@ def main(argv=None):
     weights.add_argument('action', choices=['list', 'download', 'verify'])
     weights.add_argument('tag', nargs='?', help='a tag such as hb_net_20_cifar.fmnist, or a pattern (default: all)')
     weights.set_defaults(run=_weights)
-    sub.add_parser('train', help='train with a Lightning recipe: optnets train fit --config CONFIG.yaml')
-    sub.add_parser('export', help='write a training checkpoint as timm-loadable safetensors: optnets export CKPT OUT, '
-                                  'or a hub folder: optnets export CKPT --hub-dir DIR')
+    train = sub.add_parser('train', add_help=False, help='train with a Lightning recipe: optnets train fit --config '
+                                                         'CONFIG (optnets train --help: LightningCLI\'s help)')
+    train.set_defaults(run=_train)
+    export = sub.add_parser('export', help='write a training checkpoint as timm-loadable safetensors, or a Hugging '
+                                           'Face hub folder')
+    export.add_argument('checkpoint', help='a .ckpt written by `optnets train`')
+    export.add_argument('out', nargs='?', help='the .safetensors file to write')
+    export.add_argument('--hub-dir', help='instead, write a Hugging Face hub folder (timm config, card, run config) '
+                                          'into this new or empty folder')
+    export.add_argument('--card', help='with --hub-dir: the model card to include as README.md')
+    export.set_defaults(run=_export)
     publish = sub.add_parser('publish', help='upload a hub folder made by optnets export --hub-dir')
     publish.add_argument('directory')
     publish.add_argument('--repo', required=True, help='the hub repository, USER/NAME')
     publish.add_argument('--private', action='store_true')
     publish.set_defaults(run=_publish)
-    args = parser.parse_args(argv)
+    return root
+
+
+def main(argv=None):
+    """``optnets``: one dispatcher. ``sys.argv`` is left as it is: DDP's launcher starts each process with it."""
+    args, rest = parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == 'train':
+        _train(args, rest)
+        return 0
+    if rest:
+        parser().error(f'unrecognized arguments: {" ".join(rest)}')
     try:
         args.run(args)
-    except (RuleError, WeightsError, LookupError, OSError, ValueError) as error:
-        _fail('optnets', error)
+    except (RuleError, WeightsError, LookupError, OSError, ValueError, RuntimeError, KeyError) as error:
+        _fail(f'optnets {args.command}' if args.command == 'export' else 'optnets', error)
+    return 0
 
 
 def _fail(prog: str, error: Exception):

@@ -61,3 +61,35 @@ def test_a_wheel_install_trains_with_a_shipped_config_by_name(wheel, tmp_path):
         timeout=500)
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.load(tmp_path / 'run' / 'checkpoints' / 'last.ckpt', weights_only=True)['global_step'] == 2
+
+
+EXTRA_MODULES = ['lightning', 'sklearn', 'matplotlib', 'pandas', 'tensorboard', 'torchdata', 'torchmetrics',
+                 'jsonargparse']
+WITHOUT_EXTRAS = f'import sys\nfor name in {EXTRA_MODULES!r}:\n    sys.modules[name] = None  # not installed\n'
+
+
+def test_the_core_builds_models_and_loads_weights_without_any_extra():
+    code = WITHOUT_EXTRAS + '''
+import timm, optnets
+model = timm.create_model('hb_net_20_cifar.fmnist', pretrained=True)
+print(optnets.compile_rule(optnets.rules.heavy_ball).streams[0].stream)
+'''
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == 'x'
+
+
+@pytest.mark.parametrize('statement, extra', [('import optnets.lpom', 'lpom'),
+                                              ('import optnets.recipes', 'recipes')])
+def test_a_part_whose_extra_is_missing_says_which_extra_to_install(statement, extra):
+    code = WITHOUT_EXTRAS + statement
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
+    assert f'pip install "optnets[{extra}]"' in result.stderr.strip().splitlines()[-1]
+
+
+def test_optnets_train_without_the_recipes_extra_is_one_line():
+    code = WITHOUT_EXTRAS + 'from optnets.cli import main\nmain(["train", "fit"])'
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        'optnets train: this needs the optnets[recipes] extra (missing lightning, torchmetrics, torchdata, '
+        'jsonargparse, tensorboard, sklearn): pip install "optnets[recipes]"']

@@ -1,4 +1,8 @@
 """LPOM: backprop-free training of feed-forward networks by lifted proximal operator machines."""
+from ..extras import require
+
+require('lpom')
+
 from . import solver
 from .activations import ACTIVATIONS, Activation, get_activation
 from .conv import LPOMConv

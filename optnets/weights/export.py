@@ -2,7 +2,6 @@
 pretrained_cfg_overlay=dict(file=OUT))``: the LightningModule's ``model.`` prefix is stripped, and the EMA
 weights are taken when the run averaged them (Lightning's EMA callback stores the average as the checkpoint's
 ``state_dict``, the raw weights under ``current_model_state``)."""
-import argparse
 import os
 import pickle
 import zipfile
@@ -71,26 +70,3 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     finally:
         partial.unlink(missing_ok=True)
     return metadata
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog='optnets export', description=__doc__)
-    parser.add_argument('checkpoint', help='a .ckpt written by `optnets train`')
-    parser.add_argument('out', nargs='?', help='the .safetensors file to write')
-    parser.add_argument('--hub-dir', help='instead, write a Hugging Face hub folder (timm config, card, run config)')
-    parser.add_argument('--card', help='with --hub-dir: the model card to include as README.md')
-    args = parser.parse_args(argv)
-    if args.hub_dir:
-        from .hub import hub_folder
-        model_args = hub_folder(args.checkpoint, args.hub_dir, args.card)
-        print(f'wrote {args.hub_dir} (model args {model_args})\n'
-              f'load it: timm.create_model("local-dir:{args.hub_dir}", pretrained=True); '
-              f'upload it: optnets publish {args.hub_dir} --repo USER/NAME')
-        return
-    if not args.out:
-        parser.exit(2, 'optnets export: give OUT (a .safetensors file) or --hub-dir DIR\n')
-    metadata = export_checkpoint(args.checkpoint, args.out)
-    model = metadata.get('model', 'MODEL')
-    print(f'wrote {args.out} ({", ".join(f"{k}={v}" for k, v in metadata.items())})\n'
-          f'load it: timm.create_model("{model}", pretrained=True, num_classes={metadata.get("num_classes", "N")}, '
-          f'in_chans={metadata.get("in_chans", 3)}, pretrained_cfg_overlay=dict(file="{args.out}"))')
