@@ -131,7 +131,7 @@ def main(argv=None):
             grid = GRIDS[name]
 
             def checkpoint(grid_so_far):  # noqa: B023  (called before the loop moves on)
-                results['methods'][name] = dict(budget=budget, grid=grid_so_far)
+                results['methods'][name] = dict(budget=budget, grid=grid_so_far)  # noqa: B023
                 save()
             points = validate(name, grid, previous.get('grid', []), args, checkpoint)
             chosen = max(points, key=lambda t: t[1])[0]

@@ -112,7 +112,8 @@ class PenaltyLifted:
         act = self.acts[i - 1]
         total = self.mu / 2 * ((xs[i] - act.phi(augment(xs[i - 1]) @ self.weights[i - 1].T)) ** 2).sum()
         if i < len(self.weights):
-            total = total + self.mu / 2 * ((xs[i + 1] - self.acts[i].phi(augment(xs[i]) @ self.weights[i].T)) ** 2).sum()
+            residual = xs[i + 1] - self.acts[i].phi(augment(xs[i]) @ self.weights[i].T)
+            total = total + self.mu / 2 * (residual ** 2).sum()
         else:
             total = total + loss_value('cross_entropy', xs[i], target)
         return total

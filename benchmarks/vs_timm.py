@@ -98,9 +98,9 @@ def main(argv=None):
         train_step(m, x, y, optimizers[n])
     for _ in range(args.rounds):
         for n, m in models.items():
-            train_times[n].append(timed(lambda: train_step(m, x, y, optimizers[n]), device))
+            train_times[n].append(timed(lambda: train_step(m, x, y, optimizers[n]), device))  # noqa: B023
 
-    for n, m in models.items():
+    for n, m in models.items():  # noqa: B007
         m.eval()
         if hasattr(m, 'fuse'):
             perturb_coefficients(m)
@@ -111,7 +111,7 @@ def main(argv=None):
             m(x)
         for _ in range(args.rounds):
             for n, m in models.items():
-                infer_times[n].append(timed(lambda: m(x), device))
+                infer_times[n].append(timed(lambda: m(x), device))  # noqa: B023
 
     median = {k: {n: statistics.median(v) for n, v in times.items()}
               for k, times in (('train', train_times), ('infer', infer_times))}

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import __version__, rules
 from .compiler import CompiledStage, compile_rule
-from .models import FAMILIES
+from .models import FAMILIES, family_of
 from .extras import MissingExtra
 from .rules import Rule, RuleError
 from .weights.registry import WeightsError
@@ -40,11 +40,29 @@ def _models(args):
     names = timm.list_models(args.pattern or '*', module=list(FAMILIES))
     if not names:
         raise LookupError(f'no optnets model matches {args.pattern!r}: `optnets models` lists them all')
-    print(f'{"model":22} {"params (M)":>10} {"GMACs":>7} {"input":>11} {"coefficients":>12}  pretrained tags')
+    print(models_table(names) if args.format == 'markdown' else models_text(names))
+
+
+def models_text(names: list[str]) -> str:
+    lines = [f'{"model":22} {"params (M)":>10} {"GMACs":>7} {"input":>11} {"coefficients":>12}  pretrained tags']
     for name in names:
         f = facts(name)
-        print(f'{name:22} {f["params"] / 1e6:10.3f} {f["gmacs"]:7.3f} {"x".join(map(str, f["input_size"])):>11} '
-              f'{f["coefficients"]:12d}  {", ".join(f["tags"]) or "-"}')
+        size, tags = 'x'.join(map(str, f['input_size'])), ', '.join(f['tags']) or '-'
+        lines.append(f'{name:22} {f["params"] / 1e6:10.3f} {f["gmacs"]:7.3f} {size:>11} '
+                     f'{f["coefficients"]:12d}  {tags}')
+    return '\n'.join(lines)
+
+
+def models_table(names: list[str]) -> str:
+    """The zoo as a Markdown table: the README's and the docs' (a test keeps them equal to this)."""
+    lines = ['| model | family | params (M) | GMACs | input | coefficients | pretrained tags |',
+             '|---|---|---|---|---|---|---|']
+    for name in names:
+        f = facts(name)
+        tags = ', '.join(f'`{t}`' for t in f['tags']) or '-'
+        lines.append(f'| `{name}` | {family_of(name)} | {f["params"] / 1e6:.3f} | {f["gmacs"]:.3f} | '
+                     f'{"x".join(map(str, f["input_size"]))} | {f["coefficients"]} | {tags} |')
+    return '\n'.join(lines)
 
 
 def _info(args):
@@ -118,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     plan.set_defaults(run=_plan)
     models = sub.add_parser('models', help='a table of the optnets models: parameters, GMACs, coefficients, tags')
     models.add_argument('pattern', nargs='?', default='', help="a name pattern such as 'hb_net*'")
+    models.add_argument('--format', choices=['text', 'markdown'], default='text', help='markdown: the docs\' table')
     models.set_defaults(run=_models)
     info = sub.add_parser('info', help="one model: its rule and reading, plan, stages, parameters, GMACs and tags")
     info.add_argument('name')

@@ -16,6 +16,7 @@ import torch
 
 from optnets.models import family_of
 
+from .console import quiet
 from .data import FashionMNISTDataModule
 from .module import ImageClassifier
 
@@ -48,9 +49,9 @@ def train_once(model: str, model_kwargs: dict, seed: int, args) -> dict:
     module = ImageClassifier(model, model_kwargs, num_classes=10, in_chans=1, lr=args.lr,
                              weight_decay=5e-4, schedule='cosine')
     history = History()
-    trainer = L.Trainer(max_epochs=args.epochs, accelerator='cpu', logger=False, enable_checkpointing=False,
-                        callbacks=[history], enable_model_summary=False, num_sanity_val_steps=0,
-                        enable_progress_bar=args.progress)
+    trainer = L.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, logger=False,
+                        enable_checkpointing=False, callbacks=[history], enable_model_summary=False,
+                        num_sanity_val_steps=0, enable_progress_bar=args.progress)
     trainer.fit(module, datamodule=data)
     return dict(model=model, model_kwargs=model_kwargs, seed=seed, top1=history.top1, epoch_seconds=history.seconds)
 
@@ -93,10 +94,12 @@ def main(argv=None):
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--lr', type=float, default=0.1)
     parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--accelerator', default='auto', help="Lightning's: auto, cpu, gpu, ...")
     parser.add_argument('--out', type=Path, help='write runs.json and curves.png here')
     parser.add_argument('--progress', action=argparse.BooleanOptionalAction, default=sys.stdout.isatty(),
                         help='progress bars (default: when the output is a terminal)')
     args = parser.parse_args(argv)
+    quiet(lightning_info=False)
     started = time.perf_counter()
     args.train_subset, args.test_subset = args.train_subset or None, args.test_subset or None
     runs = []

@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from optnets.weights.export import read_checkpoint
+from .console import quiet
 from .data import ImageDataModule
 from .reliability import (AtomicCheckpointIO, CheckpointOnSIGTERM, CheckpointWriteError, ExactResume, NonFiniteError,
                           StopOnNonFinite)
@@ -104,6 +105,7 @@ def shipped_configs(args: list[str]) -> list[str]:
 def cli_main(args=None):
     """Run the CLI; a bad model name, a missing data folder or a bad value ends in one line, before training."""
     args = shipped_configs(sys.argv[1:] if args is None else args)
+    quiet()
     # `optnets train` passes its arguments and leaves sys.argv alone, on purpose: DDP's launcher re-runs sys.argv
     warnings.filterwarnings('ignore', message="LightningCLI's args parameter is intended")
     try:

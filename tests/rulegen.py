@@ -97,7 +97,7 @@ def cases(draw, extreme: bool = False) -> Case:
         terms = draw(st.lists(term_text(streams, owner, kind, extreme), min_size=1, max_size=3))
         if kind != 'residual':  # the sum of transforms that makes a stage dense
             terms.insert(draw(st.integers(0, len(terms))), draw(st.builds(
-                lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))))
+                lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))))  # noqa: B023
         updates.append(f'{owner}[k+1] = ' + ' + '.join(terms))
     separator = draw(st.sampled_from(['\n', '; ']))
     return Case(

@@ -237,7 +237,7 @@ def test_a_fixed_zero_divisor_is_a_clear_error():
 
 def test_channel_coefficients_own_their_memory_in_every_dtype():
     for dtype in (torch.float32, torch.float64):
-        stage = compile_stage(rules.heavy_ball, STEPS, lambda k, s, w: BasicTransform(WIDTH, WIDTH, dtype=dtype),
+        stage = compile_stage(rules.heavy_ball, STEPS, lambda k, s, w: BasicTransform(WIDTH, WIDTH, dtype=dtype),  # noqa: B023
                               WIDTH, coeff_shape='channel', dtype=dtype)
         assert stage.coeff.b1.dtype == dtype and 0 not in stage.coeff.b1.stride()
         opt = torch.optim.SGD(stage.parameters(), lr=0.1)

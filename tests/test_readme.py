@@ -1,4 +1,4 @@
-"""The README opens with the two commands that work on a fresh machine; CI runs the second one verbatim."""
+"""The README opens with the two commands that work on a fresh machine; CI runs them verbatim."""
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,9 @@ def test_readme_opens_with_the_two_commands():
     assert 'pytest' in tests
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_readme_commands():
     ci = (ROOT / '.ci' / 'run').read_text().splitlines()
-    assert readme_commands()[1] in ci
+    assert all(command in ci for command in readme_commands())
 
 
 def test_cli_plan_prints_the_plan(capsys):
@@ -38,26 +38,3 @@ def test_cli_plan_prints_the_plan(capsys):
     with pytest.raises(SystemExit) as info:
         main(['plan', 'x[k+1] = T(x[k]) +'])
     assert info.value.code == 2 and 'column' in capsys.readouterr().err
-
-
-def test_the_layout_section_names_every_module_and_only_existing_ones():
-    import re
-    text = (ROOT / 'README.md').read_text()
-    block = text.split('## Layout\n', 1)[1].split('```text\n', 1)[1].split('```', 1)[0]
-    modules = [p for folder in ('optnets', 'recipes') for p in (ROOT / folder).rglob('*.py')
-               if p.name not in ('__init__.py', '__main__.py')]
-    for path in modules:
-        assert re.search(rf'\b{re.escape(path.stem)}\b', block), f'{path.relative_to(ROOT)} is not in the layout'
-    for name in re.findall(r'\b(\w+)\.py\b', block):
-        assert any(p.stem == name for p in modules), f'the layout names {name}.py, which does not exist'
-
-
-@pytest.mark.parametrize('results', ['lpom_fmnist', 'lpom_cnn_full', 'lpom_cnn_capped', 'lpom_cnn_capped_full',
-                                     'lpom_cnn_capped_mu3', 'lpom_cnn_capped_tuned_10', 'lpom_cnn_20_epochs', 'vs_timm',
-                                     'vs_timm/rerun_2026-12-01', 'memory'])
-def test_the_benchmark_tables_are_the_benchmarks_own(results):
-    """Each README table of benchmark results is the table.md its benchmark wrote, row for row (no number typed
-    by hand)."""
-    table = (ROOT / 'benchmarks' / 'results' / results / 'table.md').read_text().strip().splitlines()
-    readme = (ROOT / 'README.md').read_text().splitlines()
-    assert all(row in readme for row in table)

@@ -106,14 +106,16 @@ class Plan:
     def _division_by_zero(self, init: str, steps: int, value) -> RuleError:
         """The positioned error for a coefficient that divides by zero at ``init``'s values."""
         for term in walk_terms(self.rule):
-            for k, j in ((k, j) for k in range(steps) for j in range(k + 1)):
-                try:
-                    coefficient_value(term.coeff, lambda name, j: value(name, k, j), j)  # noqa: B023
-                except ZeroDivisionError:
-                    return RuleError.in_rule(
-                        self.rule, f'{term.coeff} divides by zero at step {k} with coeff_init={init!r} (a coefficient '
-                        'without an initial value starts at 0): give its divisor a nonzero initial value',
-                        str(term.coeff))
+            for step in range(steps):
+                for j in range(step + 1):
+                    try:
+                        coefficient_value(term.coeff, lambda name, i: value(name, step, i), j)  # noqa: B023
+                    except ZeroDivisionError:
+                        return RuleError.in_rule(
+                            self.rule, f'{term.coeff} divides by zero at step {step} with coeff_init={init!r} (a '
+                            'coefficient without an initial value starts at 0): give its divisor a nonzero initial '
+                            'value',
+                            str(term.coeff))
         raise AssertionError('a division by zero that no coefficient makes')
 
     def kept_tensors(self) -> int:

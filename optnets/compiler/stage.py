@@ -98,7 +98,7 @@ class CompiledStage(nn.Module):
         if memory == 'reversible':
             self.invertible = InvertibleStep(plan, activation is not None)
             for k in range(steps):
-                gamma = self.invertible.coefficients(lambda name, j: self._value(name, k, j))[2]
+                gamma = self.invertible.coefficients(lambda name, j: self._value(name, k, j))[2]  # noqa: B023
                 if vanishes(gamma):
                     raise NotInvertible(f'the x[k-1] coefficient is 0 at step {k} with coeff_init={coeff_init!r}, so '
                                         'x[k-1] cannot be rebuilt (the step is then a ResNet step): start it away '

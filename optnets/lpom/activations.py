@@ -107,8 +107,9 @@ def from_callable(fn: Fn, name: str = 'custom') -> Activation:
     grid = torch.linspace(-20, 20, 40001, dtype=torch.float64)
     values = fn(grid)
     if not isinstance(values, torch.Tensor) or values.shape != grid.shape:
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else ''
         raise ValueError(f'activation {name!r} must map a tensor to a tensor of its shape, elementwise; it returned '
-                         f'{type(values).__name__}{"" if not isinstance(values, torch.Tensor) else tuple(values.shape)}')
+                         f'{type(values).__name__}{shape}')
     slopes = torch.diff(values) / torch.diff(grid)
     if not torch.isfinite(values).all() or slopes.min() < -1e-9:
         worst = grid[int(slopes.argmin())].item()

@@ -23,5 +23,6 @@ def family_of(name: str) -> str:
     return family
 
 
-__all__ = ['FAMILIES', 'family_of', 'OptNet', 'ResidualOptNet', 'DenseOptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet', 'MomentumResNet', 'LMResNet',
+__all__ = ['FAMILIES', 'family_of', 'OptNet', 'ResidualOptNet', 'DenseOptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet',
+           'MomentumResNet', 'LMResNet',
            'register']

@@ -252,8 +252,8 @@ class ResidualOptNet(OptNet):
             stages.append(CompiledStage(
                 plan, num_steps, width=out, transition=transition, activation=nn.ReLU(inplace=True) if step_act
                 else None, learn_coeffs=learn_coeffs, coeff_init=coeff_init, coeff_shape=coeff_shape, memory=memory,
-                transform=lambda k, s, w, out=out, first=first, db=db: T(out, out, 1, drop_path(first + 1 + k), db, **dd),
-                **dd))
+                transform=lambda k, s, w, out=out, first=first, db=db: T(out, out, 1, drop_path(first + 1 + k), db,
+                                                                         **dd), **dd))
             width = out
             self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
         self.stages = nn.Sequential(*stages)

@@ -13,8 +13,8 @@ Every sub-expression is either a coefficient (no iterate in it) or a linear form
 two linear forms, constants added to them and the like are rejected with the position of the offending term.
 Numbers fold as they are read (``1 - 1`` is ``0``), so a division by zero or a number out of range is refused
 where it is written. Limits, each refused with its position: nesting depth ``MAX_NESTING``, window ``MAX_LAG``,
-terms per update ``MAX_TERMS``, operators per coefficient ``MAX_COEFF_OPS``, streams ``MAX_STREAMS``. Coefficient names may not be
-Python keywords or start with ``_``; ``T`` and ``k`` are reserved.
+terms per update ``MAX_TERMS``, operators per coefficient ``MAX_COEFF_OPS``, streams ``MAX_STREAMS``. Coefficient
+names may not be Python keywords or start with ``_``; ``T`` and ``k`` are reserved.
 """
 from __future__ import annotations
 
