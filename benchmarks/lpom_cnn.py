@@ -4,7 +4,8 @@ Fashion-MNIST, with the protocol of lpom_fmnist.py.
     OMP_NUM_THREADS=1 python benchmarks/lpom_cnn.py --train 10000 --epochs 3 --out benchmarks/results/lpom_cnn
 
 The CNN: conv 16 5x5 + 2x2 average pooling, conv 32 5x5 + 2x2 average pooling, a linear output, relu, Glorot
-initialisation for every method; LPOM also with its batch normalization after each convolution. Hyperparameters
+initialisation for every method; LPOM, SGD and Adam also with batch normalization after each convolution (LPOM's:
+batch statistics, no learned scale or shift, and the same in the backprop CNN). Hyperparameters
 are chosen on the validation split (the last 5k training images) with seed 0, then 3 seeds are trained and tested
 on all 10k test images; equal epochs, batch 100, wall time per epoch beside the accuracy. Writes results.json.
 
@@ -36,6 +37,8 @@ WITH_NORM = ('conv16x5bn', 'avg2', 'conv32x5bn', 'avg2')  # LPOM's batch normali
 GRIDS = {
     'SGD': dict(lr=(0.003, 0.01, 0.03, 0.1, 0.3)),
     'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
+    'SGD + BN': dict(lr=(0.003, 0.01, 0.03, 0.1, 0.3)),  # the same CNN with the batch normalization LPOM has
+    'Adam + BN': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
     'LPOM CNN': dict(mu=(0.3, 1.0, 3.0, 10.0, 30.0)),
     'LPOM CNN + BN': dict(mu=(0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)),
     'LPOM CNN + BN, rho_max': dict(mu=(1.0, 3.0, 10.0, 30.0), rho_max=(None, 0.9)),  # widened to 1: 3 was the edge
@@ -43,9 +46,13 @@ GRIDS = {
 }
 
 
-def cnn() -> nn.Module:
-    net = nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, 16, 5, padding=2), nn.AvgPool2d(2), nn.ReLU(),
-                        nn.Conv2d(16, 32, 5, padding=2), nn.AvgPool2d(2), nn.ReLU(), nn.Flatten(),
+def cnn(norm: bool = False) -> nn.Module:
+    """The CNN; with ``norm``, batch normalization where LPOM's is (after each convolution and its pooling, before
+    the activation) and as LPOM's is: the batch's mean and variance, no learned scale or shift."""
+    def block(c_in, c_out):
+        bn = [nn.BatchNorm2d(c_out, affine=False)] if norm else []
+        return [nn.Conv2d(c_in, c_out, 5, padding=2), nn.AvgPool2d(2), *bn, nn.ReLU()]
+    net = nn.Sequential(nn.Unflatten(1, (1, 28, 28)), *block(1, 16), *block(16, 32), nn.Flatten(),
                         nn.Linear(32 * 7 * 7, 10))
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -54,10 +61,10 @@ def cnn() -> nn.Module:
     return net
 
 
-def backprop(optimizer):
+def backprop(optimizer, norm: bool = False):
     def make(_hidden, _activation, seed, lr):
         torch.manual_seed(seed)
-        return trained_by(cnn(), optimizer, lr, seed)
+        return trained_by(cnn(norm), optimizer, lr, seed)
     return make
 
 
@@ -69,7 +76,8 @@ def lpom(architecture=None):
     return make
 
 
-METHODS = {'SGD': backprop('SGD'), 'Adam': backprop('Adam'), 'LPOM CNN': lpom(ARCHITECTURE),
+METHODS = {'SGD': backprop('SGD'), 'Adam': backprop('Adam'), 'SGD + BN': backprop('SGD', norm=True),
+           'Adam + BN': backprop('Adam', norm=True), 'LPOM CNN': lpom(ARCHITECTURE),
            'LPOM CNN + BN': lpom(WITH_NORM), 'LPOM CNN + BN, rho_max': lpom(WITH_NORM), 'LPOM MLP 784-300-10': lpom()}
 
 
@@ -112,6 +120,8 @@ def main(argv=None):
     parser.add_argument('--jobs', type=int, default=1, help='grid points validated in parallel, one process each')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.train > 55000:
+        parser.error(f'--train {args.train}: at most 55000, the images before the validation split (the last 5000)')
     args.out.mkdir(parents=True, exist_ok=True)
     train, _, test = load(args.train)  # validation runs in the grid's own processes
     saved = args.out / 'results.json'

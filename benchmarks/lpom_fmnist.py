@@ -76,12 +76,14 @@ def trained_by(net: nn.Module, optimizer: str, lr: float, seed: int):
     gen = torch.Generator().manual_seed(seed)
 
     def epoch(x, y):
+        net.train()
         for batch in torch.randperm(len(x), generator=gen).split(BATCH):
             opt.zero_grad()
             F.cross_entropy(net(x[batch]), y[batch]).backward()
             opt.step()
 
-    def logits(x):
+    def logits(x):  # in eval mode: batch normalization (where a net has it) from its running averages
+        net.eval()
         with torch.no_grad():
             return net(x)
     return epoch, logits

@@ -67,7 +67,7 @@ def stale_step(model, x, target, acts, mu, delay: int):
     xs = solver.forward(weights, x, acts)
     snapshots = [list(xs)]
     for half in range(2 * model.activation_iters):
-        ratios = solver.contracting_ratios(weights, acts, mu, model.rho_max) if model.rho_max else None
+        ratios = solver.contracting_ratios(weights, acts, mu, model.rho_max, model.loss) if model.rho_max else None
         seen = snapshots[max(0, len(snapshots) - 1 - 2 * delay)]
         new = {}
         for i in range(1, n + 1):

@@ -59,7 +59,10 @@ def gradient_descent(G, z0, steps):
     return zs
 
 
-def heavy_ball(G, z0, steps):
+def heavy_ball_momentum_outside_the_prox(G, z0, steps):
+    """z+ = G(z) + beta (z - z_prev), G = prox(z - alpha grad f(z)): the momentum is added after the prox. This is
+    not the proximal heavy ball of iPiano, prox(z - alpha grad f(z) + beta (z - z_prev)), which puts it inside and
+    which no rule with one T per step can write; the two are the same method on a smooth problem (no prox)."""
     zs = [z0, z0]  # z_{-1} = z_0
     for _ in range(steps):
         zs.append(G(zs[-1]) + BETA * (zs[-1] - zs[-2]))
@@ -106,7 +109,7 @@ def stage_outputs(rule, G, z0, steps, **kwargs):
 
 LEMMAS = [  # rule, the algorithm, problems on which the rule is the algorithm exactly, stage arguments
     (rules.gd, gradient_descent, ('quadratic', 'lasso'), {}),
-    (rules.heavy_ball, heavy_ball, ('quadratic', 'lasso'), {}),
+    (rules.heavy_ball, heavy_ball_momentum_outside_the_prox, ('quadratic', 'lasso'), {}),
     (rules.nesterov, fista, ('quadratic', 'lasso'), {}),
     (rules.agd, fista, ('quadratic',), dict(linear_head=False)),  # history form: exact for an affine G
     (rules.admm, linearised_admm, ('quadratic',), {}),
@@ -115,7 +118,7 @@ LEMMAS = [  # rule, the algorithm, problems on which the rule is the algorithm e
 
 @pytest.mark.parametrize('rule, algorithm, problem, kwargs', [
     pytest.param(rule, algorithm, problem, kwargs, id=f'{rule.name}-{problem}')
-    for rule, algorithm, problems, kwargs in LEMMAS for problem in problems])
+    for rule, algorithm, problems, kwargs in LEMMAS for problem in problems])  # heavy_ball-lasso: see its loop
 def test_theory_coefficients_reproduce_the_algorithm(rule, algorithm, problem, kwargs):
     G = PROBLEMS[problem]()
     z0 = torch.randn(1, N, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -147,3 +150,45 @@ def test_momentum_resnet_equals_the_momentumnet_package():
     learned = compile_stage(rules.momentum, steps, lambda k, s, w: functions[k], width)
     assert learned.coeff.g.tolist() == pytest.approx([gamma] * steps)  # learnable on request, from gamma
     torch.testing.assert_close(learned(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_momentum_theory_is_momentum_resnets_velocity_form():
+    """Momentum ResNet (Sander et al. 2021): v <- gamma v + (1 - gamma) f(x), x <- x + v, v_0 = 0, gamma = 0.9,
+    written here as its own loop; the compiled rule at coeff_init='theory' is that loop."""
+    gamma, f = 0.9, quadratic()
+    z0 = torch.randn(1, N, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    x, v, expected = z0, torch.zeros_like(z0), [z0]
+    for _ in range(STEPS):
+        v = gamma * v + (1 - gamma) * f(x)
+        x = x + v
+        expected.append(x)
+    got = [z0]
+    for k in range(1, STEPS + 1):
+        stage = compile_stage(rules.momentum, k, lambda step, stream, widths: StepMap(f, 'step'), N,
+                              coeff_init='theory', dtype=torch.float64)
+        with torch.no_grad():
+            got.append(stage(z0))
+    for k, (a, b) in enumerate(zip(got, expected)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f'step {k}')
+
+
+def multistep_error(c: float, steps: int) -> float:
+    """x' = -x from x(0) = 1 to t = 1 by x[k+1] = T(x[k]) + (1 - c) x[k] + c x[k-1] with T = h f (increment
+    reading, h = 1/steps): the error at t = 1 against e^-1."""
+    h = 1 / steps
+    rule = rules.linear_multistep.with_inits(chosen={'c': c})
+    stage = compile_stage(rule, steps, lambda step, stream, widths: StepMap(lambda z: z - h * z, 'increment'), 1,
+                          coeff_init='chosen', dtype=torch.float64)
+    with torch.no_grad():
+        end = stage(torch.ones(1, 1, dtype=torch.float64))
+    return abs(float(end) - math.exp(-1))
+
+
+def test_linear_multistep_theory_is_the_consistent_method_of_order_one():
+    """rho(z) = z^2 - (1 - c) z - c has rho(1) = 0 for any c, and rho'(1) = 1 + c equals sigma(1) = 1 (T's scale)
+    only at c = 0: the theory value is the one consistent method (forward Euler), whose error halves with h,
+    and any other c does not converge."""
+    (c,) = rules.linear_multistep.inits['theory'].values()
+    errors = [multistep_error(c, steps) for steps in (20, 40, 80, 160)]
+    assert all(1.8 < a / b < 2.2 for a, b in zip(errors, errors[1:]))  # order 1
+    assert multistep_error(0.3, 160) > 0.05  # inconsistent: no convergence

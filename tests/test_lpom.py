@@ -254,7 +254,7 @@ def test_capped_ratio_makes_each_hidden_update_a_contraction(activation):
     mu, rho_max = [None, 1.0, 30.0, 30.0], 0.5
     xs = solver.forward(weights, x, acts)
     assert max(solver.contraction(weights, acts, mu)) > 1
-    ratios = solver.contracting_ratios(weights, acts, mu, rho_max)
+    ratios = solver.contracting_ratios(weights, acts, mu, rho_max, 'cross_entropy')
     gen = torch.Generator().manual_seed(5)
     for i in range(1, len(weights)):
         xs[i] = xs[i] + torch.rand(xs[i].shape, generator=gen, dtype=xs[i].dtype)

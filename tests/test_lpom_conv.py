@@ -133,7 +133,7 @@ def test_capped_ratio_makes_each_hidden_update_a_contraction(architecture):
     xs = conv.forward(layers, weights, x, acts, refresh=True)  # a BN layer's scale set from this batch
     factor = conv.contraction_factors(layers, weights, acts, x.shape[1:], iters=200)[0]
     assert mu[2] / mu[1] * factor > 1  # mu's ratio breaks the condition here
-    ratio = solver.capped_ratios([factor], mu, rho_max)[1]
+    ratio = solver.capped_ratios([factor], mu, rho_max, solver.output_factor(acts, 'cross_entropy'))[1]
     assert ratio * factor == pytest.approx(rho_max)
     xs[1] = xs[1] + torch.rand(xs[1].shape, generator=GEN(5), dtype=xs[1].dtype)
     changes = []

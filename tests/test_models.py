@@ -317,3 +317,12 @@ def test_torch_hub_loads_every_model_from_the_repository(tmp_path):
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
+
+
+def test_a_rules_own_initialisation_is_selectable_by_name():
+    optnets.register('mine_net_20_cifar', 'x[k+1] = T(x[k]) + b*x[k]', depth=20, special={'b': 1.0},
+                     inits={'half': {'b': 0.5}})
+    model = timm.create_model('mine_net_20_cifar', coeff_init='half')
+    assert model.stages[0].coeff.b.tolist() == [0.5, 0.5]
+    with pytest.raises(ValueError, match=r"one of \('special', 'theory', 'half'\)"):
+        timm.create_model('mine_net_20_cifar', coeff_init='nope')

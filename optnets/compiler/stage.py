@@ -18,6 +18,7 @@ TransformFactory = Callable[[int, str, Sequence[int]], nn.Module]
 """``(step, stream, in_widths) -> T``. A T for a fused history sum takes ``(inputs, scales)``, else one tensor."""
 
 COEFF_INITS = ('special', 'theory')
+"""The initialisations every rule has (a coefficient they do not name starts at 0); a rule may add its own."""
 COEFF_SHAPES = ('scalar', 'channel')
 MEMORY = ('stored', 'reversible')
 
@@ -53,8 +54,9 @@ class CompiledStage(nn.Module):
         plan = plan if isinstance(plan, Plan) else compile_rule(plan)
         if memory not in MEMORY:
             raise ValueError(f'memory must be one of {MEMORY}, got {memory!r}')
-        if coeff_init not in COEFF_INITS:
-            raise ValueError(f'coeff_init must be one of {COEFF_INITS}, got {coeff_init!r}')
+        inits = (*COEFF_INITS, *(name for name in plan.rule.inits if name not in COEFF_INITS))
+        if coeff_init not in inits:  # the rule's own initialisations are selectable too
+            raise ValueError(f'coeff_init must be one of {inits}, got {coeff_init!r}')
         if coeff_shape not in COEFF_SHAPES:
             raise ValueError(f'coeff_shape must be one of {COEFF_SHAPES}, got {coeff_shape!r}')
         if steps < 0:

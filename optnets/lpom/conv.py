@@ -287,7 +287,8 @@ def update(i, layers, xs, weights, acts, mu, loss, target, ratio=None):
     """The new ``X[i]`` (the module docstring's formula; the output layer takes the loss's gradient)."""
     z = layers[i - 1].apply(weights[i - 1], xs[i - 1])
     if i == len(weights):
-        return acts[i - 1].phi(z - solver.loss_gradient(loss, xs[i], target) / mu[i])
+        step = 1 / mu[i] if ratio is None else ratio  # the output's ratio replaces 1/mu[n]
+        return acts[i - 1].phi(z - step * solver.loss_gradient(loss, xs[i], target))
     residual = acts[i].phi(layers[i].apply(weights[i], xs[i])) - xs[i + 1]
     ratio = mu[i + 1] / mu[i] if ratio is None else ratio
     return acts[i - 1].phi(z - ratio * adjoint(layers[i], weights[i], residual, xs[i]).reshape(z.shape))
@@ -395,8 +396,10 @@ class LPOMConv(LPOM):
         value = (lambda: float(objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
         xs = forward(layers, weights, x, acts, refresh=True)  # the maps this step's updates use, BN's from x
         factors = self._contraction_factors(acts) if self.monitor or self.rho_max else None
-        record = dict(rho=solver.rhos(factors, mu) if self.monitor else None, objective=[])
-        ratios = solver.capped_ratios(factors, mu, self.rho_max) if self.rho_max else {}
+        record = dict(rho=solver.rhos(factors, mu) if self.monitor else None,
+                      output_rho=solver.output_rho(acts, mu, self.loss), objective=[])
+        ratios = solver.capped_ratios(factors, mu, self.rho_max, solver.output_factor(acts, self.loss)) \
+            if self.rho_max else {}
         for _ in range(self.activation_iters):
             for i in range(1, len(weights) + 1):
                 before = value() if watch else None

@@ -96,7 +96,7 @@ class LayerParallelLPOM:
         mine = owned_layers(len(weights), world, rank)
         first, last = mine.start + 1, mine.stop  # the activations this process updates
         xs = solver.forward(weights, x, acts)
-        ratios = solver.contracting_ratios(weights, acts, mu, est.rho_max) if est.rho_max else None
+        ratios = solver.contracting_ratios(weights, acts, mu, est.rho_max, est.loss) if est.rho_max else None
         halves = 2 * est.activation_iters
         # (neighbour, the activation I send it, the one it sends me)
         sides = [(peer, ours, theirs) for peer, ours, theirs in ((rank - 1, first, first - 1),

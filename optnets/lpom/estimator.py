@@ -44,7 +44,9 @@ class LPOM(ClassifierMixin, BaseEstimator):
         activation_iters, weight_iters: fixed-point sweeps and APG iterations per mini-batch.
         pinv_reg: relative ridge of the regularised pseudo-inverse solve.
         rho_max: when set, each hidden activation update is kept a contraction (Theorem 2's rho at most
-            ``rho_max``) by lowering that update's ``mu[i+1]/mu[i]`` ratio where rho would exceed it.
+            ``rho_max``) by lowering that update's ``mu[i+1]/mu[i]`` ratio where rho would exceed it, and so is the
+            output update (its own factor ``beta[n-1] L / mu[n]``, ``L`` the loss gradient's Lipschitz constant:
+            1 for mse, 1/2 for cross-entropy) by lowering its ``1/mu[n]``.
         max_iter: epochs over the data per ``fit``; ``batch_size``: samples per block-coordinate step.
         warm_start: ``fit`` continues from the current weights instead of starting over.
         random_state: initialisation and shuffling (an int makes ``fit`` reproducible).
@@ -52,7 +54,8 @@ class LPOM(ClassifierMixin, BaseEstimator):
             update in ``history_`` (costs a forward per block update); ``rho()`` gives rho at any time.
 
     Fitted attributes: ``weights_`` (one ``d_out x (d_in + 1)`` tensor per layer, bias last), ``classes_``,
-    ``n_features_in_``, ``n_iter_`` (epochs run), ``history_`` (with ``monitor``, per step: rho per hidden update
+    ``n_features_in_``, ``n_iter_`` (epochs run), ``history_`` (with ``monitor``, per step: rho per hidden update,
+    the output update's ``output_rho``
     and the objective before and after each block update).
     """
 
@@ -217,8 +220,9 @@ class LPOM(ClassifierMixin, BaseEstimator):
     def _step(self, x: torch.Tensor, target: torch.Tensor, acts, mu) -> 'LPOM':
         """Activation sweeps, then every layer's weights; with ``monitor`` records rho and the objective."""
         weights = self.weights_
-        ratios = solver.contracting_ratios(weights, acts, mu, self.rho_max) if self.rho_max else None
-        record = dict(rho=solver.contraction(weights, acts, mu) if self.monitor else None, objective=[])
+        ratios = solver.contracting_ratios(weights, acts, mu, self.rho_max, self.loss) if self.rho_max else None
+        record = dict(rho=solver.contraction(weights, acts, mu) if self.monitor else None,
+                      output_rho=solver.output_rho(acts, mu, self.loss), objective=[])
         watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
         value = (lambda xs, ws: float(solver.objective(xs, ws, acts, mu, self.loss, target))) if watch else None
         xs = solver.forward(weights, x, acts)

@@ -41,6 +41,10 @@ def loss_gradient(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.T
     return out - target if kind == 'mse' else torch.softmax(out, 1) - target
 
 
+LOSS_LIPSCHITZ = {'mse': 1.0, 'cross_entropy': 0.5}
+"""The Lipschitz constant of each loss's gradient in the output activations (softmax's Jacobian: at most 1/2)."""
+
+
 # -- activation updates --------------------------------------------------------------------------------------------
 def hidden_update(i: int, xs, weights, acts, mu, ratio: float | None = None) -> torch.Tensor:
     """``X[i] <- phi(W[i-1]X[i-1] - (mu[i+1]/mu[i]) W[i]^T (phi(W[i]X[i]) - X[i+1]))``; ``ratio`` replaces
@@ -51,16 +55,18 @@ def hidden_update(i: int, xs, weights, acts, mu, ratio: float | None = None) -> 
     return acts[i - 1].phi(preactivation(weights[i - 1], xs[i - 1]) - ratio * pushed)
 
 
-def output_update(xs, weights, acts, mu, loss: str, target: torch.Tensor) -> torch.Tensor:
-    """``X[n] <- phi(W[n-1]X[n-1] - (1/mu[n]) dl/dX[n])``."""
+def output_update(xs, weights, acts, mu, loss: str, target: torch.Tensor, step: float | None = None) -> torch.Tensor:
+    """``X[n] <- phi(W[n-1]X[n-1] - (1/mu[n]) dl/dX[n])``; ``step`` replaces ``1/mu[n]`` when given (see
+    :func:`contracting_ratios`)."""
     n = len(weights)
-    return acts[n - 1].phi(preactivation(weights[n - 1], xs[n - 1]) - loss_gradient(loss, xs[n], target) / mu[n])
+    step = 1 / mu[n] if step is None else step
+    return acts[n - 1].phi(preactivation(weights[n - 1], xs[n - 1]) - step * loss_gradient(loss, xs[n], target))
 
 
 def update(i: int, xs, weights, acts, mu, loss: str, target, ratios=None) -> torch.Tensor:
     """The new ``X[i]``: the output update for the last layer, a hidden update otherwise."""
     if i == len(weights):
-        return output_update(xs, weights, acts, mu, loss, target)
+        return output_update(xs, weights, acts, mu, loss, target, (ratios or {}).get(i))
     return hidden_update(i, xs, weights, acts, mu, (ratios or {}).get(i))
 
 
@@ -172,13 +178,28 @@ def rhos(factors: Sequence[float], mu) -> list[float]:
     return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(factors, start=1)]
 
 
-def contracting_ratios(weights, acts, mu, rho_max: float) -> dict[int, float]:
-    """``{i: min(mu[i+1]/mu[i], rho_max / (beta[i-1] beta[i] ||W[i]||_2^2))}``: the ratio each hidden update
-    uses to stay a contraction with factor at most ``rho_max``."""
-    return capped_ratios(_factors(weights, acts), mu, rho_max)
+def output_factor(acts, loss: str) -> float:
+    """``beta[n-1] L``: the output update's rho without its ``1/mu[n]`` (``L``: the loss gradient's Lipschitz
+    constant). The output update ``X[n] <- phi(Z - (1/mu[n]) dl/dX[n])`` contracts when ``beta[n-1] L / mu[n] < 1``,
+    a condition of its own, which Theorem 2's rho of the hidden updates does not cover."""
+    return acts[-1].lipschitz * LOSS_LIPSCHITZ[loss]
 
 
-def capped_ratios(factors: Sequence[float], mu, rho_max: float) -> dict[int, float]:
+def output_rho(acts, mu, loss: str) -> float:
+    """``beta[n-1] L / mu[n]``: the output update's contraction factor."""
+    return output_factor(acts, loss) / mu[-1]
+
+
+def contracting_ratios(weights, acts, mu, rho_max: float, loss: str) -> dict[int, float]:
+    """``{i: min(mu[i+1]/mu[i], rho_max / (beta[i-1] beta[i] ||W[i]||_2^2))}`` for the hidden updates and
+    ``{n: min(1/mu[n], rho_max / (beta[n-1] L))}`` for the output's: what each update uses to stay a contraction
+    with factor at most ``rho_max``."""
+    return capped_ratios(_factors(weights, acts), mu, rho_max, output_factor(acts, loss))
+
+
+def capped_ratios(factors: Sequence[float], mu, rho_max: float, output: float) -> dict[int, float]:
     """``{i: min(mu[i+1]/mu[i], rho_max / factors[i-1])}`` for hidden updates ``i = 1, 2, ...``, where
-    ``factors[i-1]`` is Theorem 2's rho of update ``i`` without its ratio (``beta[i-1] beta[i] ||L[i]||_2^2``)."""
-    return {i: min(mu[i + 1] / mu[i], rho_max / max(factor, 1e-30)) for i, factor in enumerate(factors, start=1)}
+    ``factors[i-1]`` is Theorem 2's rho of update ``i`` without its ratio (``beta[i-1] beta[i] ||L[i]||_2^2``), and
+    ``{n: min(1/mu[n], rho_max / output)}`` for the output update, ``output`` its :func:`output_factor`."""
+    ratios = {i: min(mu[i + 1] / mu[i], rho_max / max(factor, 1e-30)) for i, factor in enumerate(factors, start=1)}
+    return ratios | {len(mu) - 1: min(1 / mu[-1], rho_max / output)}

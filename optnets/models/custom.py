@@ -30,17 +30,18 @@ def checkpoint_filter_fn(state_dict: dict, model: OptNet) -> dict:
 
 
 def register(name: str, rule: Rule | str, preset: str = 'cifar', depth: int = 56, special: dict | None = None,
-             theory: dict | None = None, **model_kwargs):
+             theory: dict | None = None, inits: dict | None = None, **model_kwargs):
     """Register ``name`` with timm as ``rule`` compiled on a preset skeleton; returns the entrypoint.
 
     Rules that sum transforms over the history get DenseNet's skeleton, the others ResNet's (a ResNet block as
     each stage's transition, then the rule's steps). ``model_kwargs`` become defaults of the model, e.g.
     ``coeff_init='theory'``; ``timm.create_model(name, ...)`` takes the usual overrides. ``special`` and
-    ``theory`` give the coefficients' initial values (``{symbol: value}``); unnamed ones start at 0.
+    ``theory`` give the coefficients' initial values (``{symbol: value}``); unnamed ones start at 0. ``inits``
+    adds initialisations of your own, ``{name: {symbol: value}}``, selected by ``coeff_init=name``.
     """
     rule = Rule.parse(rule, name=name) if isinstance(rule, str) else rule
-    inits = {key: value for key, value in (('special', special), ('theory', theory)) if value is not None}
-    rule = rule.with_inits(**inits)
+    named = {key: value for key, value in (('special', special), ('theory', theory)) if value is not None}
+    rule = rule.with_inits(**named, **(inits or {}))
     defaults = dict(_preset(compile_rule(rule), preset, depth), rule=rule, **model_kwargs)
     default_cfgs.update(generate_default_cfgs({name: cifar_cfg() if preset == 'cifar' else cfg()}))
 
