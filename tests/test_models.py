@@ -326,3 +326,11 @@ def test_a_rules_own_initialisation_is_selectable_by_name():
     assert model.stages[0].coeff.b.tolist() == [0.5, 0.5]
     with pytest.raises(ValueError, match=r"one of \('special', 'theory', 'half'\)"):
         timm.create_model('mine_net_20_cifar', coeff_init='nope')
+
+
+@pytest.mark.parametrize('family', optnets.models.FAMILIES)
+def test_every_family_takes_steps_as_a_keyword(family):
+    name = next(n for n in NAMES if n.startswith(family) and 'cifar' in n)
+    model = timm.create_model(name, steps=(2, 2, 2))
+    assert [s.steps for s in model.stages] == [2, 2, 2]
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)

@@ -32,10 +32,12 @@ class DenseLayer(nn.Module):
             self.conv1 = nn.Conv2d(in_chs, growth, 3, padding=1, bias=False, **dd)
         self.drop = nn.Dropout(drop_rate) if drop_rate else nn.Identity()
         self.in_widths = tuple(in_widths)
-        self.register_buffer('widths', torch.tensor(list(in_widths), device=device), persistent=False)
+        # which input each channel of the concatenation comes from: a gather, which every exporter takes
+        entry = torch.repeat_interleave(torch.arange(len(in_widths)), torch.tensor(list(in_widths)))
+        self.register_buffer('channel_entry', entry.to(device), persistent=False)
 
     def _channel_scale(self, scales: torch.Tensor) -> torch.Tensor:
-        return torch.repeat_interleave(scales, self.widths, output_size=self.conv1.in_channels)
+        return scales.index_select(0, self.channel_entry)
 
     def forward(self, history: torch.Tensor, scales: Optional[torch.Tensor]) -> torch.Tensor:
         """``history`` is the concatenation of the inputs x[0..k]; ``scales`` their coefficients (None: ones)."""

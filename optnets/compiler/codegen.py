@@ -14,13 +14,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import Callable, Union
 
-from ..rules.ir import BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform, symbols
+from ..rules.ir import OPERATORS, BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform, symbols
 from .plan import Plan, StreamPlan
 
 Code = Union[float, str]  # a folded constant, or Python source of a tensor expression
-
-_OPS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b, '/': lambda a, b: a / b}
-
 
 def is_number(code, value: float) -> bool:
     """Whether ``code`` is the folded constant ``value`` (source text and tensors never are)."""
@@ -33,7 +30,7 @@ def fold(op: str, left, right):
     if not isinstance(left, str) and not isinstance(right, str):
         if op == '/' and is_number(right, 0.0):
             raise ZeroDivisionError
-        return _OPS[op](left, right)
+        return OPERATORS[op](left, right)
     if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):
         return 0.0
     if (op == '*' and is_number(left, 1.0)) or (op == '+' and is_number(left, 0.0)):

@@ -123,7 +123,8 @@ class CompiledStage(nn.Module):
         if name in self._constants:
             return None
         # a copy, not a view: a view of a parameter made under no_grad confuses torch's module hooks (FLOP counter)
-        return f'torch.narrow_copy(self.coeff.{name}, 0, {self._position(step, start)}, {step + 1 - start})'
+        first = self._position(step, start)
+        return f'self.coeff.{name}[{first}:{first + step + 1 - start}].clone()'
 
     def _value(self, name: str, step: int, j: int | None):
         """A coefficient's value at (step, j): a number if fixed, else an entry of its parameter."""

@@ -35,16 +35,16 @@ default_cfgs = generate_default_cfgs({
 @register_model
 def admm_net_56_cifar(pretrained=False, **kwargs) -> ADMMNet:
     """ADMM-Net for CIFAR sized like ResNet-56: a transition block and 4 two-stream steps per stage."""
-    return build(ADMMNet, 'admm_net_56_cifar', pretrained, **dict(cifar_resnet(56), steps=(4, 4, 4), **kwargs))
+    return build(ADMMNet, 'admm_net_56_cifar', pretrained, **{**cifar_resnet(56), 'steps': (4, 4, 4), **kwargs})
 
 
 @register_model
 def admm_net_34(pretrained=False, **kwargs) -> ADMMNet:
     """ADMM-Net sized like ResNet-34 (parameters within 10%): a step has two streams, so fewer steps."""
-    return build(ADMMNet, 'admm_net_34', pretrained, **dict(resnet(34), steps=(1, 2, 2, 1), **kwargs))
+    return build(ADMMNet, 'admm_net_34', pretrained, **{**resnet(34), 'steps': (1, 2, 2, 1), **kwargs})
 
 
 @register_model
 def admm_net_50(pretrained=False, **kwargs) -> ADMMNet:
     """ADMM-Net sized like ResNet-50 (bottleneck T)."""
-    return build(ADMMNet, 'admm_net_50', pretrained, **dict(resnet(50), steps=(1, 2, 2, 1), **kwargs))
+    return build(ADMMNet, 'admm_net_50', pretrained, **{**resnet(50), 'steps': (1, 2, 2, 1), **kwargs})

@@ -9,7 +9,7 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import heavy_ball
 from ..weights.registry import pretrained_cfgs
-from .network import ResidualOptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
+from .network import ResidualOptNet, build, cfg, cifar_cfg, resnet_checkpoint_filter
 from .presets import cifar_resnet, resnet
 
 __all__ = ['HBNet']
@@ -22,25 +22,8 @@ class HBNet(ResidualOptNet):
         super().__init__(heavy_ball, steps, block=block, **kwargs)
 
 
-RESNET_KEYS = [
-    (r'^conv1\.', 'stem.conv.'),
-    (r'^bn1\.', 'stem.bn.'),
-    (r'^layer(\d+)\.0\.downsample\.', lambda m: f'stages.{int(m[1]) - 1}.transition.downsample.'),
-    (r'^layer(\d+)\.0\.', lambda m: f'stages.{int(m[1]) - 1}.transition.transform.'),
-    (r'^layer(\d+)\.(\d+)\.', lambda m: f'stages.{int(m[1]) - 1}.T_x.{int(m[2]) - 1}.'),
-]
-
-
-def resnet_to_stages(state_dict: dict, model) -> dict:
-    """Map a timm/torchvision ResNet state dict onto an OptNet with one stream ``x``. A state without
-    coefficients (a ResNet's, or a model's trained with ``learn_coeffs=False``) keeps the model's initial ones."""
-    if 'layer1.0.conv1.weight' in state_dict:
-        state_dict = rename(state_dict, RESNET_KEYS)
-    return keep_missing_coefficients(state_dict, model)
-
-
 def checkpoint_filter_fn(state_dict: dict, model: HBNet) -> dict:
-    return resnet_to_stages(state_dict.get('state_dict', state_dict), model)
+    return resnet_checkpoint_filter(state_dict, model)
 
 
 default_cfgs = generate_default_cfgs({

@@ -7,8 +7,7 @@ identical logits, and c learns from there.
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import linear_multistep
-from .hb_net import checkpoint_filter_fn
-from .network import ResidualOptNet, build, cfg, cifar_cfg
+from .network import ResidualOptNet, build, cfg, cifar_cfg, resnet_checkpoint_filter
 from .presets import cifar_resnet, resnet
 
 __all__ = ['LMResNet']
@@ -19,6 +18,11 @@ class LMResNet(ResidualOptNet):
 
     def __init__(self, steps, block: str = 'basic', **kwargs):
         super().__init__(linear_multistep, steps, block=block, **kwargs)
+
+
+def checkpoint_filter_fn(state_dict: dict, model: LMResNet) -> dict:
+    """ResNet checkpoints: the same layers (the ResNet skeleton's key map)."""
+    return resnet_checkpoint_filter(state_dict, model)
 
 
 default_cfgs = generate_default_cfgs({

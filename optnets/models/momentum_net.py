@@ -8,8 +8,7 @@ package's ``MomentumNet`` given the same T (tests/test_lemmas.py). ResNet checkp
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import momentum
-from .hb_net import checkpoint_filter_fn
-from .network import ResidualOptNet, build, cfg, cifar_cfg
+from .network import ResidualOptNet, build, cfg, cifar_cfg, resnet_checkpoint_filter
 from .presets import cifar_resnet, resnet
 
 __all__ = ['MomentumResNet']
@@ -20,6 +19,11 @@ class MomentumResNet(ResidualOptNet):
 
     def __init__(self, steps, block: str = 'basic', learn_coeffs: bool = False, step_act: bool = False, **kwargs):
         super().__init__(momentum, steps, block=block, learn_coeffs=learn_coeffs, step_act=step_act, **kwargs)
+
+
+def checkpoint_filter_fn(state_dict: dict, model: MomentumResNet) -> dict:
+    """ResNet checkpoints: the same layers (the ResNet skeleton's key map)."""
+    return resnet_checkpoint_filter(state_dict, model)
 
 
 default_cfgs = generate_default_cfgs({

@@ -268,6 +268,26 @@ class ResidualOptNet(OptNet):
                     transform.zero_init_last()
 
 
+RESNET_KEYS = [
+    (r'^conv1\.', 'stem.conv.'),
+    (r'^bn1\.', 'stem.bn.'),
+    (r'^layer(\d+)\.0\.downsample\.', lambda m: f'stages.{int(m[1]) - 1}.transition.downsample.'),
+    (r'^layer(\d+)\.0\.', lambda m: f'stages.{int(m[1]) - 1}.transition.transform.'),
+    (r'^layer(\d+)\.(\d+)\.', lambda m: f'stages.{int(m[1]) - 1}.T_x.{int(m[2]) - 1}.'),
+]
+
+
+def resnet_checkpoint_filter(state_dict: dict, model) -> dict:
+    """A timm/torchvision ResNet state dict (or one under a checkpoint's ``state_dict``) mapped onto the ResNet
+    skeleton with one stream ``x``, the key map every residual family shares. A state without coefficients (a
+    ResNet's, or a model's trained with ``learn_coeffs=False``) keeps the model's initial ones."""
+    state_dict = state_dict.get('state_dict', state_dict)
+    if 'layer1.0.conv1.weight' in state_dict:
+        state_dict = rename(state_dict, RESNET_KEYS)
+    return keep_missing_coefficients(state_dict, model)
+
+
+
 class DenseOptNet(OptNet):
     """DenseNet's skeleton (Huang et al. 2017) with the rule's steps: each stage is a dense block whose layers are
     the rule's steps (T is DenseNet's BN-ReLU-conv layer, the history sum runs as one conv over the concatenated

@@ -48,6 +48,9 @@ class BinOp:
 
 
 Coeff = Union[Num, Sym, BinOp]
+OPERATORS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b, '/': lambda a, b: a / b}
+"""The arithmetic of a coefficient: what ``BinOp.op`` means, on numbers, tensors or anything that has it. The
+reference semantics evaluate with it and the code generator folds constants with it."""
 _PRECEDENCE = {'+': 1, '-': 1, '*': 2, '/': 2}
 
 

@@ -25,11 +25,8 @@ import functools
 import operator
 from typing import Any, Callable
 
-from .ir import BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform
+from .ir import OPERATORS, BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform
 from .rule import Rule
-
-_OPS = {'+': lambda a, b: a + b, '-': lambda a, b: a - b, '*': lambda a, b: a * b, '/': lambda a, b: a / b}
-
 
 def coefficient_value(expr: Coeff, lookup: Callable[[str, int | None], Any], j: int | None = None):
     """The value of a coefficient expression, with ``lookup(name, j)`` for its symbols."""
@@ -38,7 +35,7 @@ def coefficient_value(expr: Coeff, lookup: Callable[[str, int | None], Any], j: 
     if isinstance(expr, Sym):
         return lookup(expr.name, j if expr.index is not None else None)
     assert isinstance(expr, BinOp)
-    return _OPS[expr.op](coefficient_value(expr.left, lookup, j), coefficient_value(expr.right, lookup, j))
+    return OPERATORS[expr.op](coefficient_value(expr.left, lookup, j), coefficient_value(expr.right, lookup, j))
 
 
 def evaluate(rule: Rule, x0, steps: int, transform: Callable, coefficient: Callable,
