@@ -1,6 +1,7 @@
 """The ``optnets`` command: ``plan`` a rule, list ``models`` or one model's ``info``, ``train`` a recipe, ``export``,
 ``publish`` and fetch ``weights``."""
 import argparse
+import ast
 import fnmatch
 import sys
 
@@ -113,9 +114,11 @@ def _export(args):
     from .weights.export import export_checkpoint
     metadata = export_checkpoint(args.checkpoint, args.out)
     model = metadata.get('model', 'MODEL')
+    kwargs = metadata.get('model_kwargs')
+    extra = ''.join(f', {k}={v!r}' for k, v in (ast.literal_eval(kwargs) or {}).items()) if kwargs else ''
     print(f'wrote {args.out} ({", ".join(f"{k}={v}" for k, v in metadata.items())})\n'
           f'load it: timm.create_model("{model}", pretrained=True, num_classes={metadata.get("num_classes", "N")}, '
-          f'in_chans={metadata.get("in_chans", 3)}, pretrained_cfg_overlay=dict(file="{args.out}"))')
+          f'in_chans={metadata.get("in_chans", 3)}{extra}, pretrained_cfg_overlay=dict(file="{args.out}"))')
 
 
 def _train(args, rest):

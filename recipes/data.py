@@ -187,6 +187,12 @@ class ImageDataModule(L.LightningDataModule):
     def datasets(self) -> tuple[Dataset, Dataset]:
         raise NotImplementedError
 
+    def data_config(self) -> dict:
+        """What the evaluation transform does, in timm's terms (``input_size``, ``mean``, ``std``, ``crop_pct``,
+        ``interpolation``), and the ``dataset``'s name: saved in each checkpoint, so that an exported model's
+        config reproduces this run's preprocessing."""
+        raise NotImplementedError
+
     def setup(self, stage: str = 'fit'):
         if self.train_set is None:
             train, val = self.datasets()
@@ -235,6 +241,10 @@ class CIFAR10DataModule(ImageDataModule):
             for train in (True, False):
                 getattr(datasets, self.dataset_cls)(self.root, train=train, download=True)
 
+    def data_config(self) -> dict:
+        return dict(dataset=self.dataset_cls.lower(), input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
+                    crop_pct=1.0, interpolation='bilinear')
+
     def datasets(self):
         train_tf, val_tf = cifar_transforms(CIFAR_MEAN, CIFAR_STD)
         cls = getattr(datasets, self.dataset_cls)
@@ -260,6 +270,13 @@ class ImageNetDataModule(ImageDataModule):
                  num_workers: int = 8, train_subset: Optional[int] = None, val_subset: Optional[int] = None):
         super().__init__(root, False, batch_size, num_workers, train_subset, val_subset)
         self.model, self.num_classes = model, num_classes
+
+    def data_config(self) -> dict:
+        import timm
+        from timm.data import resolve_data_config
+        name = self.model or (self.trainer.lightning_module.hparams.get('model') if self.trainer else None)
+        return dict(dataset='imagenet-1k', **resolve_data_config(model=timm.create_model(name or 'hb_net_34',
+                                                                                          device='meta')))
 
     def datasets(self):
         import timm
@@ -305,6 +322,11 @@ class FashionMNISTDataModule(ImageDataModule):
                                     'dataset-fashion-mnist, pass --data.root DIR, or --data.download true')
         datasets.FashionMNIST(fashion_mnist_root(), train=True, download=True)  # downloads verify the .gz md5s
 
+    def data_config(self) -> dict:  # timm's eval transform pads 28 to image_size by this crop_pct (see the manifest)
+        return dict(dataset='fashion_mnist', input_size=(1, self.image_size, self.image_size),
+                    mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, crop_pct=self.image_size / 28,
+                    interpolation='bilinear')
+
     def datasets(self):
         pad = (self.image_size - 28) // 2
         normalize = [T.Pad(pad), T.ToTensor(), T.Normalize(FASHION_MNIST_MEAN, FASHION_MNIST_STD)]
@@ -324,6 +346,10 @@ class SyntheticDataModule(ImageDataModule):
             raise ValueError(f'num_classes, in_chans, image_size and length must be at least 1, got {num_classes}, '
                              f'{in_chans}, {image_size} and {length}')
         self.num_classes, self.in_chans, self.image_size, self.length = num_classes, in_chans, image_size, length
+
+    def data_config(self) -> dict:
+        return dict(dataset='synthetic', input_size=(self.in_chans, self.image_size, self.image_size),
+                    mean=(0.0,) * self.in_chans, std=(1.0,) * self.in_chans, crop_pct=1.0, interpolation='bilinear')
 
     def datasets(self):
         shape = (self.in_chans, self.image_size, self.image_size)

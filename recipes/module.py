@@ -89,6 +89,12 @@ class ImageClassifier(L.LightningModule):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self(x).softmax(-1)
 
+    def on_save_checkpoint(self, checkpoint: dict):
+        """The run's preprocessing travels with its weights (``optnets export --hub-dir`` writes it as timm's)."""
+        data = getattr(self.trainer, 'datamodule', None) if self._trainer is not None else None
+        if hasattr(data, 'data_config'):
+            checkpoint['data_config'] = data.data_config()
+
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = create_optimizer_v2(self.model, hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay,

@@ -309,3 +309,24 @@ def test_mixup_trains_on_mixed_images_and_soft_targets():
     assert soft.shape == (4, 10) and not torch.equal(mixed, x)
     expected = torch.sum(-soft * torch.log_softmax(module(mixed), -1), -1).mean()
     torch.testing.assert_close(loss, expected)
+
+
+def test_a_hub_folder_carries_the_runs_preprocessing_and_a_card_written_from_the_run(tmp_path, capsys):
+    """timm's save_for_hf would record the architecture's default cfg (CIFAR's mean and std); the folder records
+    what this run did, and its README is the run's: its data, its metrics, how to load it."""
+    root = tmp_path / 'run'
+    cli_main(['fit', '--data', 'optnets.recipes.data.FashionMNISTDataModule', '--data.train_subset', '32',
+              '--data.val_subset', '32', '--data.batch_size', '16', '--data.num_workers', '0', '--model.model',
+              'hb_net_20_cifar', '--model.model_kwargs', '{coeff_shape: channel}', '--trainer.accelerator', 'cpu',
+              '--trainer.max_steps', '2', '--trainer.enable_progress_bar', 'false',
+              '--trainer.default_root_dir', str(root)])
+    folder = tmp_path / 'hub'
+    optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), '--hub-dir', str(folder)])
+    cfg = json.loads((folder / 'config.json').read_text())['pretrained_cfg']
+    assert cfg['mean'] == [0.286] and cfg['std'] == [0.353] and cfg['input_size'] == [1, 32, 32]
+    card = (folder / 'README.md').read_text()
+    assert 'library_name: timm' in card and '- fashion_mnist' in card and '| val/top1 |' in card
+    optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), str(tmp_path / 'w.safetensors')])
+    hint = capsys.readouterr().out.strip().splitlines()[-1].removeprefix('load it: ')
+    model = eval(hint, {'timm': timm})  # the printed load hint works as printed, model_kwargs included
+    assert model.stages[0].coeff.b1.dim() == 4  # coeff_shape='channel'

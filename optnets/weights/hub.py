@@ -41,6 +41,9 @@ def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card
     except TypeError as error:
         raise ValueError(f'{checkpoint}: its model {hparams["model"]} does not take {model_args} ({error})') from None
     model.load_state_dict(model_weights(ckpt))
+    data = dict(ckpt.get('data_config') or {})
+    dataset = data.pop('dataset', None)
+    model.pretrained_cfg = {**model.pretrained_cfg, **data, 'num_classes': model_args['num_classes']}  # the run's
     staging = Path(tempfile.mkdtemp(prefix=directory.name + '.', dir=directory.parent))
     try:  # written whole, then moved: an error leaves nothing half-written under the final name
         save_for_hf(model, staging, model_args=model_args, safe_serialization=True)
@@ -51,6 +54,8 @@ def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card
                 shutil.copy(found[-1], staging / name)
         if card is not None:
             shutil.copy(card, staging / 'README.md')
+        else:
+            (staging / 'README.md').write_text(run_card(hparams['model'], model_args, dataset, staging, model))
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # as any folder the user makes (mkdtemp's is private)
@@ -62,6 +67,52 @@ def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # the staging folder this call made, if still there
     return model_args
+
+
+def run_card(name: str, model_args: dict, dataset: str | None, folder: Path, model) -> str:
+    """A model card from the run itself: timm's metadata, the data it saw, its last validation metrics (from
+    ``metrics.csv``), how to load it, and the paper of its family."""
+    import csv
+    metrics = {}
+    if (folder / 'metrics.csv').is_file():
+        with open(folder / 'metrics.csv') as f:
+            for row in csv.DictReader(f):
+                metrics.update({k: v for k, v in row.items() if k.startswith('val/') and v})
+    family = name.rsplit('_', 2)[0] if name.count('_') > 1 else name
+    datasets = f'datasets:\n- {dataset}\n' if dataset and dataset != 'synthetic' else ''
+    shown = ''.join(f'| {k} | {float(v):.4f} |\n' for k, v in sorted(metrics.items()))
+    table = f'| metric | value |\n|---|---|\n{shown}' if shown else 'No validation metrics were logged.\n'
+    size = 'x'.join(map(str, model.pretrained_cfg.get('input_size', ())))
+    return f"""---
+license: apache-2.0
+library_name: timm
+tags:
+- image-classification
+- timm
+- optnets
+- {family}
+{datasets}---
+
+# {name}, trained with optnets
+
+`{name}` ({', '.join(f'{k}={v!r}' for k, v in model_args.items())}) trained by `optnets train` on
+{dataset or 'unrecorded data'}; input {size}, normalised with mean {model.pretrained_cfg.get('mean')} and std
+{model.pretrained_cfg.get('std')}. `config.yaml` is the run's full configuration and `metrics.csv` its log.
+
+## Validation metrics (the run's last logged values)
+
+{table}
+## Use
+
+```python
+import timm, optnets
+model = timm.create_model("local-dir:PATH_TO_THIS_FOLDER", pretrained=True)  # or hf-hub:USER/NAME once published
+```
+
+## Citation
+
+Li, Yang, Chen and Lin, *Optimization Algorithm Inspired Deep Neural Network Structure Design*, ACML 2018.
+"""
 
 
 def publish(directory: str | os.PathLike, repo_id: str, private: bool = False) -> str:
