@@ -17,16 +17,19 @@ def spread(values) -> str:
     return f'{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}'
 
 
-def table(paths, at_epoch: int | None = None) -> str:
-    """One row a method and setting; the last column after ``at_epoch`` epochs (every run has them), else the last."""
+def table(paths, at_epoch: int | None = None, budgets: bool = False) -> str:
+    """One row a method and setting; the last column after ``at_epoch`` epochs (every run has them), else the last.
+    ``budgets``: a column with each method's tuning budget, the grid points it validated."""
     last = f'epoch {at_epoch}' if at_epoch else 'last epoch'
-    rows = [f'| method | chosen (validation) | seeds | test top-1, epoch 1 | test top-1, {last} | s/epoch |',
-            '|---|---|---|---|---|---|']
-    pooled = {}  # (method, settings, budget) -> {seed: run}
+    grid = ' grid points |' if budgets else ''
+    rows = [f'| method | chosen (validation) |{grid} seeds | test top-1, epoch 1 | test top-1, {last} | s/epoch |',
+            '|---|---|---|---|---|---|' + ('---|' if budgets else '')]
+    pooled, points = {}, {}  # (method, settings, budget) -> {seed: run}; method -> grid points validated
     for path in paths:
         for name, entry in json.loads(Path(path).read_text())['methods'].items():
             key = (name, json.dumps(entry['chosen']), json.dumps(entry['budget']))
             runs = pooled.setdefault(key, {})
+            points[name] = max(points.get(name, 0), len(entry.get('grid', [])))
             if runs.keys() & entry['runs'].keys():
                 raise ValueError(f'{path}: {name} has a seed another file already gave')
             runs.update(entry['runs'])
@@ -34,7 +37,8 @@ def table(paths, at_epoch: int | None = None) -> str:
         runs = list(runs.values())
         chosen = ', '.join(f'{k} {v:g}' for k, v in json.loads(chosen).items())
         seconds = statistics.median(s for r in runs for s in r['seconds'])
-        rows.append(f"| {name} | {chosen} | {len(runs)} | {spread([r['curve'][0] for r in runs])} | "
+        budget = f' {points[name]} |' if budgets else ''
+        rows.append(f"| {name} | {chosen} |{budget} {len(runs)} | {spread([r['curve'][0] for r in runs])} | "
                     f"{spread([r['curve'][at_epoch - 1 if at_epoch else -1] for r in runs])} | {seconds:.0f} |")
     return '\n'.join(rows) + '\n'
 
@@ -43,9 +47,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('results', nargs='+', type=Path)
     parser.add_argument('--at-epoch', type=int, help='the accuracy after this epoch instead of the last one')
+    parser.add_argument('--budgets', action='store_true', help="a column with each method's grid points")
     parser.add_argument('--out', type=Path)
     args = parser.parse_args(argv)
-    text = table(args.results, args.at_epoch)
+    text = table(args.results, args.at_epoch, args.budgets)
     print(text, end='')
     if args.out:
         args.out.write_text(text)

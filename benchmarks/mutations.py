@@ -1,7 +1,7 @@
 """Mutation testing of the LPOM solver and the compiler: each named mutation changes one formula, and the tests
 must fail on it. A mutation no test kills is a survivor: a test is missing, or the mutant is equivalent.
 
-    python benchmarks/mutations.py --out benchmarks/results/mutations/results.json
+    python benchmarks/mutations.py --out benchmarks/results/mutations/results.json   # and table.md beside it
 
 Each mutation replaces one exact text (found once) in a source file of a copy of the package and the tests (the
 checkout is never touched), runs the tests that cover that file there (pytest -x: the first failure kills it),
@@ -52,7 +52,7 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
      'return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared',
      'return [acts[i - 1].lipschitz * spectral_norm_squared', LPOM_TESTS),
     ('rho_max cap: max for min', 'optnets/lpom/solver.py',
-     'return {i: min(mu[i + 1] / mu[i], rho_max', 'return {i: max(mu[i + 1] / mu[i], rho_max', LPOM_TESTS),
+     'ratios = {i: min(mu[i + 1] / mu[i], rho_max', 'ratios = {i: max(mu[i + 1] / mu[i], rho_max', LPOM_TESTS),
     ('CNN update: mu ratio inverted', 'optnets/lpom/conv.py',
      'ratio = mu[i + 1] / mu[i] if ratio is None else ratio', 'ratio = mu[i] / mu[i + 1] if ratio is None else ratio',
      LPOM_TESTS),
@@ -108,6 +108,14 @@ def copy_of_the_checkout(folder: Path) -> Path:
     return folder
 
 
+def table(results: list[dict]) -> str:
+    """The docs' table: each mutation, its file, and the test that killed it (or SURVIVED)."""
+    rows = ['| mutation | file | result | the first test that failed |', '|---|---|---|---|']
+    rows += [f"| {r['name']} | `{r['file']}` | {r['status']} | {' '.join(f'`{t}`' for t in r.get('killed_by', []))} |"
+             for r in results]
+    return '\n'.join(rows) + '\n'
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', type=Path)
@@ -125,6 +133,7 @@ def main(argv=None):
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + '\n')
+        args.out.with_name('table.md').write_text(table(results))
     return 1 if any(r['status'] != 'killed' for r in results) else 0
 
 

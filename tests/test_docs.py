@@ -41,9 +41,10 @@ def test_the_zoo_table_is_the_registrys(text):
 STUDIES = {  # docs page -> the results whose table.md it holds
     'benchmarks/lpom-fmnist.md': ['lpom_fmnist'],
     'benchmarks/lpom-cnn.md': ['lpom_cnn_full', 'lpom_cnn_capped', 'lpom_cnn_capped_full', 'lpom_cnn_capped_mu3',
-                               'lpom_cnn_capped_tuned_10', 'lpom_cnn_20_epochs'],
+                               'lpom_cnn_capped_tuned_10', 'lpom_cnn_20_epochs', 'lpom_cnn_bn_baselines'],
     'benchmarks/vs-timm.md': ['vs_timm', 'vs_timm/repeat'],
     'reversible.md': ['memory'],
+    'benchmarks/mutations.md': ['mutations'],
 }
 
 

@@ -33,8 +33,8 @@ class DenseLayer(nn.Module):
         self.drop = nn.Dropout(drop_rate) if drop_rate else nn.Identity()
         self.in_widths = tuple(in_widths)
         # which input each channel of the concatenation comes from: a gather, which every exporter takes
-        entry = torch.repeat_interleave(torch.arange(len(in_widths)), torch.tensor(list(in_widths)))
-        self.register_buffer('channel_entry', entry.to(device), persistent=False)
+        entry = [j for j, width in enumerate(in_widths) for _ in range(width)]
+        self.register_buffer('channel_entry', torch.tensor(entry, device=device), persistent=False)
 
     def _channel_scale(self, scales: torch.Tensor) -> torch.Tensor:
         return scales.index_select(0, self.channel_entry)
