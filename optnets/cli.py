@@ -90,8 +90,9 @@ def _weights(args):
         if args.action == 'list':
             size = f'{entry["size"] / 1e6:.1f} MB' if entry.get('size') else 'size unknown'
             print(f'{tag:24} {source:28} {size:>13}  {registry.status(tag)}')
-        elif args.action == 'download':
-            print(f'{tag}: {registry.verified_file(tag)} (sha256 verified)')
+        elif args.action == 'download':  # loaded into its model: verified, and pinned where no hash is known
+            timm.create_model(tag, pretrained=True)
+            print(f'{tag}: {registry.verified_file(tag)} ({registry.status(tag)})')
         else:
             print(f'{tag:24} {registry.status(tag)}')
 

@@ -91,11 +91,12 @@ def test_a_file_that_does_not_match_is_refused_and_removed(hub, tmp_path, damage
     timm.create_model('hb_net_18.tv_in1k', pretrained=True)  # the next load downloads a good copy again
 
 
-def test_a_wrong_architecture_is_an_error(hub, tmp_path):
+def test_a_wrong_architecture_is_an_error_and_is_never_pinned(hub, tmp_path):
     source_file('resnet34', tmp_path / 'resnet34.safetensors')
     hub.serve('timm/resnet18.tv_in1k', tmp_path / 'resnet34.safetensors')
     with pytest.raises(RuntimeError, match='state_dict'):
         timm.create_model('hb_net_18.tv_in1k', pretrained=True)
+    assert 'hb_net_18.tv_in1k' not in registry._pins()  # a valid safetensors file that did not load
 
 
 def test_a_weights_folder_and_an_explicit_file_work_offline(hub, tmp_path, monkeypatch):

@@ -155,6 +155,7 @@ class CompiledStage(nn.Module):
         if self.memory == 'reversible':
             self.code = REVERSIBLE_FORWARD.format(
                 transition='    x_in = self.transition(x_in)\n' if self.transition is not None else '')
+            self._variables = {}  # the steps run in optnets.compiler.reversible, not in generated code
             self.__class__ = stage_class(self.code)
             return
         spec = StageSpec(

@@ -356,9 +356,12 @@ def rename(state_dict: dict, rules: Sequence[Tuple[str, str]]) -> dict:
 def build(model_cls, variant: str, pretrained: bool, filter_fn=None, **kwargs):
     """timm's builder with the family's checkpoint filter; ``features_only`` taps the stem and every stage.
     Published weights are resolved and verified against the manifest before timm loads them."""
+    loaded = lambda: None  # noqa: E731
     if pretrained:
-        kwargs['pretrained_cfg_overlay'] = verified_overlay(variant, kwargs.get('pretrained_cfg'),
-                                                            kwargs.get('pretrained_cfg_overlay'))
+        kwargs['pretrained_cfg_overlay'], loaded = verified_overlay(variant, kwargs.get('pretrained_cfg'),
+                                                                    kwargs.get('pretrained_cfg_overlay'))
     out_indices = tuple(range(len(kwargs['steps']) + 1))
-    return build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=filter_fn,
-                                feature_cfg=dict(feature_cls='getter', out_indices=out_indices), **kwargs)
+    model = build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=filter_fn,
+                                 feature_cfg=dict(feature_cls='getter', out_indices=out_indices), **kwargs)
+    loaded()  # the file loaded into the model: its hash may be pinned now
+    return model

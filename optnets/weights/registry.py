@@ -4,9 +4,10 @@ A tag's source is a file shipped in this package (``package``) or a file on the 
 ``filename``, optional ``revision``), with its sha256 and size. ``build`` (the families' create function) calls
 :func:`verified_file` before timm loads anything, so a plain ``timm.create_model(tag, pretrained=True)`` is
 verified. Where the manifest has no hash yet (weights converted from timm's hub files, which this project's
-machines cannot reach to hash), the first download pins one in ``<cache>/pins.json`` and every later load is held
-to it. A mismatch raises :class:`WeightsError` naming the tag and both hashes, and the file is removed from the
-cache. ``OPTNETS_WEIGHTS_DIR`` (a folder of ``<tag>.safetensors``) and ``HF_HUB_OFFLINE=1`` work offline.
+machines cannot reach to hash), the first file a model loads is pinned in ``<cache>/pins.json`` and every later
+load is held to it. A mismatch raises :class:`WeightsError` naming the tag and both hashes, and the file is
+removed from the cache. ``OPTNETS_WEIGHTS_DIR`` (a folder of ``<tag>.safetensors``) and ``HF_HUB_OFFLINE=1`` work
+offline.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from safetensors.torch import load_file
@@ -71,8 +73,8 @@ def package_file(entry: dict) -> Path:
 
 
 def verified_file(tag: str) -> Path:
-    """The local file of ``tag``, downloaded if need be and checked against its size and sha256; a file whose hash is
-    not known yet is pinned only once it loads as safetensors."""
+    """The local file of ``tag``, downloaded if need be and checked against its size and sha256, or, where no hash
+    is known yet, that it loads as safetensors (its hash is pinned by :func:`pin_file` once a model has loaded it)."""
     if tag not in MANIFEST:
         raise WeightsError(f'no published weights named {tag!r}: `optnets weights list` shows them')
     path, cached = _local_file(tag, download=True)
@@ -82,8 +84,6 @@ def verified_file(tag: str) -> Path:
             load_file(path)
         except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for a bad file
             problem = f'the file {path} does not load as safetensors ({str(error).splitlines()[0]})'
-        else:
-            _pin(tag, sha256(path), path.stat().st_size)
     if problem is not None:
         if cached:  # never leave a corrupt file where the next load would find it
             _remove_cached(path)
@@ -133,16 +133,25 @@ def _mismatch(tag: str, path: Path) -> str | None:
     return None
 
 
-def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> dict | None:
-    """``pretrained_cfg_overlay`` with the verified file of the requested tag; a file the caller names wins."""
+def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> tuple[dict | None, Callable[[], None]]:
+    """``pretrained_cfg_overlay`` with the verified file of the requested tag (a file the caller names wins), and
+    what to call once the model has loaded it: it pins the file's hash where the manifest has none, so that a file
+    that does not load (another architecture's) is never pinned."""
     from timm.models import resolve_pretrained_cfg
     if overlay and overlay.get('file'):
-        return overlay
+        return overlay, lambda: None
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg)
     tag = f'{variant}.{cfg.tag}' if cfg is not None and cfg.tag else variant
     if tag not in MANIFEST:
-        return overlay
-    return {**(overlay or {}), 'file': str(verified_file(tag))}
+        return overlay, lambda: None
+    path = verified_file(tag)
+    return {**(overlay or {}), 'file': str(path)}, lambda: pin_file(tag, path)
+
+
+def pin_file(tag: str, path: Path):
+    """Pin ``path``'s hash and size for ``tag``, where the manifest has no hash and none is pinned yet."""
+    if expected_sha256(tag) is None:
+        _pin(tag, sha256(path), path.stat().st_size)
 
 
 def status(tag: str) -> str:
