@@ -21,6 +21,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from optnets.weights.export import first_non_finite
+
 
 class NonFiniteError(RuntimeError):
     """Training produced a non-finite loss or weight."""
@@ -110,9 +112,9 @@ class StopOnNonFinite(L.Callback):
         loss = outputs.get('loss') if isinstance(outputs, dict) else outputs
         named = [('the training loss', loss)] if isinstance(loss, torch.Tensor) else []
         named += [(f'parameter {n}', t) for n, t in pl_module.named_parameters()]
-        named += [(f'buffer {n}', t) for n, t in pl_module.named_buffers() if t.is_floating_point()]
-        if not named or bool(torch.stack([t.detach().isfinite().all() for _, t in named]).all()):
+        named += [(f'buffer {n}', t) for n, t in pl_module.named_buffers()]
+        bad = first_non_finite(named)
+        if bad is None:
             return
-        bad = next(name for name, t in named if not t.detach().isfinite().all())
         raise NonFiniteError(f'{bad} became non-finite at step {trainer.global_step}: lower --model.lr (the '
                              'checkpoints on disk hold the last finite state)')

@@ -43,11 +43,19 @@ def model_weights(ckpt: dict) -> dict:
     weights = {k.replace('_orig_mod.', ''): v for k, v in weights.items()}  # torch.compile'd modules
     if not weights:
         raise ValueError(f'the checkpoint holds no "{PREFIX}*" weights: is it an optnets recipe checkpoint?')
-    floats = [(k, v) for k, v in weights.items() if v.is_floating_point()]
-    if floats and not bool(torch.stack([v.isfinite().all() for _, v in floats]).all()):
-        bad = next(k for k, v in floats if not v.isfinite().all())
+    bad = first_non_finite(weights.items())
+    if bad is not None:
         raise ValueError(f'the checkpoint holds non-finite values ({bad}): it is not a state to publish')
     return weights
+
+
+def first_non_finite(named) -> str | None:
+    """The name of the first floating tensor of ``(name, tensor)`` pairs holding a NaN or inf, or None; one fused
+    check (one host sync) when all are finite."""
+    floats = [(name, t.detach()) for name, t in named if t.is_floating_point()]
+    if not floats or bool(torch.stack([t.isfinite().all() for _, t in floats]).all()):
+        return None
+    return next(name for name, t in floats if not t.isfinite().all())
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict:
