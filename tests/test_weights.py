@@ -2,7 +2,10 @@
 
 The hub is never reached: its download function is replaced by one that serves files made here."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -208,6 +211,46 @@ def test_timms_own_data_pipeline_reproduces_the_published_accuracy_on_the_full_t
     with torch.no_grad():
         correct = sum((model(x).argmax(1) == y).sum().item() for x, y in loader)
     assert correct / len(test) == pytest.approx(json.loads(RUNS.read_text())[tag]['test_top1'], abs=1e-4)
+
+
+@pytest.fixture(scope='module')
+def test_image_folder(tmp_path_factory):
+    """The Fashion-MNIST test set as a folder of PNGs per class, the layout timm's scripts read."""
+    from torchvision import datasets
+    from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
+    FashionMNISTDataModule().prepare_data()
+    root = tmp_path_factory.mktemp('fashion_mnist_test')
+    for index, (image, label) in enumerate(datasets.FashionMNIST(fashion_mnist_root(), train=False)):
+        (root / str(label)).mkdir(exist_ok=True)
+        image.save(root / str(label) / f'{index:05d}.png')
+    return root
+
+
+def test_validate_pys_path_asks_for_three_channels_and_still_scores_the_published_accuracy(test_image_folder):
+    """What timm's validate.py does with no flag: ``in_chans=3``, the data config of that model, images read
+    as RGB, the prefetching loader. A one-channel tag repeats its stem over the channels and its mean and std."""
+    tag = 'hb_net_20_cifar.fmnist'
+    from timm.data import create_dataset, create_loader, resolve_data_config
+    model = timm.create_model(tag, pretrained=True, in_chans=3).eval()
+    config = resolve_data_config(model=model)
+    assert config['input_size'] == (3, 32, 32) and len(config['mean']) == 3
+    dataset = create_dataset('', root=str(test_image_folder), input_img_mode='RGB')
+    loader = create_loader(dataset, batch_size=1000, num_workers=0, device=torch.device('cpu'), **config)
+    with torch.no_grad():
+        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in loader)
+    assert correct / len(dataset) == pytest.approx(json.loads(RUNS.read_text())[tag]['test_top1'], abs=1e-4)
+
+
+@pytest.mark.skipif(not os.environ.get('TIMM_SCRIPTS'), reason="timm's validate.py ships in its repository only, "
+                    'not on PyPI: set TIMM_SCRIPTS to a checkout of it to run this')
+def test_timms_validate_py_scores_the_published_accuracy_with_no_extra_flag(test_image_folder):
+    tag = 'hb_net_20_cifar.fmnist'
+    script = Path(os.environ['TIMM_SCRIPTS']) / 'validate.py'
+    code = f'import runpy, sys, optnets;sys.argv[0] = {str(script)!r}; runpy.run_path(sys.argv[0], run_name="__main__")'
+    out = subprocess.run([sys.executable, '-c', code, str(test_image_folder), '--model', tag, '--pretrained',
+                          '--device', 'cpu', '--workers', '0', '-b', '500'], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout[out.stdout.index('--result') + len('--result'):])
+    assert result['top1'] == pytest.approx(100 * json.loads(RUNS.read_text())[tag]['test_top1'], abs=0.01)
 
 
 def test_drop_block_rate_is_timms_dropblock_in_the_last_two_stages():
