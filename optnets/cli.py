@@ -130,6 +130,20 @@ def _train(args, rest):
     cli_main(rest)
 
 
+SEARCH_ACTIONS = ('run', 'show', 'export')
+
+
+def _search(args, rest):
+    try:
+        from optnets.recipes.search import main as search_main
+    except MissingExtra as error:
+        _fail('optnets search', error)
+    try:
+        search_main(args, rest)
+    except (LookupError, OSError, ValueError, KeyError) as error:
+        _fail('optnets search', error)
+
+
 def parser() -> argparse.ArgumentParser:
     """Every subcommand and its arguments; ``train`` hands the rest of the line to LightningCLI."""
     root = argparse.ArgumentParser(prog='optnets', description=__doc__)
@@ -152,6 +166,27 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser('train', add_help=False, help='train with a Lightning recipe: optnets train fit --config '
                                                          'CONFIG (optnets train --help: LightningCLI\'s help)')
     train.set_defaults(run=_train)
+    search = sub.add_parser('search', help='search over update rules on Optuna, each trial trained by a recipe: '
+                                           'optnets search [run|show|export] (run by default)')
+    actions = search.add_subparsers(dest='action', required=True)
+    run = actions.add_parser('run', help='run, resume or join the study (other options pass to each trial, as to '
+                                         'optnets train fit: --data.*, --trainer.*, --model.*)')
+    show = actions.add_parser('show', help='the leaderboard: every trial, best validation accuracy first')
+    export = actions.add_parser('export', help='the best rules as optnets.register lines and recipe model configs')
+    for action in (run, show, export):
+        action.add_argument('--storage', default='sqlite:///optnets-search.db',
+                            help='an Optuna storage: sqlite:///FILE (default), postgresql://..., or journal:PATH')
+        action.add_argument('--study', default='rules', help='the study name in that storage')
+        action.set_defaults(run=_search)
+    run.add_argument('--config', default='search_fashion_mnist', help='the recipe config each trial trains with')
+    run.add_argument('--trials', type=int, default=60, help='finished (complete or pruned) trials to reach')
+    run.add_argument('--seed', type=int, default=0, help="the sampler's seed")
+    run.add_argument('--root-dir', default='runs/search', help='trial logs and checkpoints: ROOT/trial_<n>')
+    run.add_argument('--window', type=int, default=3, help='the longest history a rule reads (m)')
+    run.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None,
+                     help='a progress bar over trials (default: on a terminal)')
+    export.add_argument('--top', type=int, default=3, help='how many of the best rules')
+    export.add_argument('--out', default='searched', help='the folder to write them into (new files only)')
     export = sub.add_parser('export', help='write a training checkpoint as timm-loadable safetensors, or a Hugging '
                                            'Face hub folder')
     export.add_argument('checkpoint', help='a .ckpt written by `optnets train`')
@@ -170,9 +205,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     """``optnets``: one dispatcher. ``sys.argv`` is left as it is: DDP's launcher starts each process with it."""
-    args, rest = parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ['search'] and (argv[1:2] == [] or argv[1] not in SEARCH_ACTIONS) and '-h' not in argv[1:2] \
+            and '--help' not in argv[1:2]:
+        argv.insert(1, 'run')  # `optnets search --trials 60`: run is the default action
+    args, rest = parser().parse_known_args(argv)
     if args.command == 'train':
         _train(args, rest)
+        return 0
+    if args.command == 'search':
+        _search(args, rest)
         return 0
     if rest:
         parser().error(f'unrecognized arguments: {" ".join(rest)}')

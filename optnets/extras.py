@@ -7,6 +7,7 @@ from importlib.util import find_spec
 EXTRAS = {
     'recipes': ('lightning', 'torchmetrics', 'torchdata', 'jsonargparse', 'tensorboard', 'sklearn'),
     'lpom': ('sklearn', 'numpy', 'tqdm'),
+    'search': ('optuna',),
 }
 """Extra -> the modules it brings (import names); setup.cfg's extras_require lists their distributions."""
 

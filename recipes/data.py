@@ -5,6 +5,7 @@ and each sample's random augmentation are functions of the run's seed, the epoch
 resumed mid-epoch (Lightning stores the loader's position in the checkpoint) sees exactly the batches the
 uninterrupted run saw, whatever the number of workers.
 """
+import copy
 import ctypes
 import gzip
 import hashlib
@@ -159,23 +160,27 @@ def decompress_verified(packed: Path, target: Path, md5: str):
 class ImageDataModule(L.LightningDataModule):
     """Shared loaders. ``root`` is the folder holding the dataset's files as their publisher ships them (CIFAR's
     python batches, ImageNet's ``train``/``val`` folders, Fashion-MNIST's four ``.gz`` files); each DataModule has
-    its own default. ``train_subset`` / ``val_subset`` take the first N images (quick runs)."""
+    its own default. ``train_subset`` / ``val_subset`` take the first N images (quick runs). ``holdout`` makes the
+    last N training images (read with the evaluation transform) the validation set, so that choices are made on
+    them and the test set is read by ``test`` alone; by default the test set is the validation set too."""
     num_classes: int = 10
     in_chans: int = 3
     default_root = staticmethod(default_root)
 
     def __init__(self, root: Optional[str] = None, download: bool = False, batch_size: int = 128,
-                 num_workers: int = 2, train_subset: Optional[int] = None, val_subset: Optional[int] = None):
+                 num_workers: int = 2, train_subset: Optional[int] = None, val_subset: Optional[int] = None,
+                 holdout: int = 0):
         super().__init__()
         self.save_hyperparameters()  # the concrete DataModule's arguments, for the logs
         self.root = Path(root).expanduser() if root else self.default_root()
         self.download, self.batch_size, self.num_workers = download, batch_size, num_workers
-        self.train_subset, self.val_subset = train_subset, val_subset
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError(f'batch_size must be at least 1 and num_workers at least 0, got {batch_size} and '
-                             f'{num_workers}')
+        self.train_subset, self.val_subset, self.holdout = train_subset, val_subset, holdout
+        if batch_size < 1 or num_workers < 0 or holdout < 0:
+            raise ValueError(f'batch_size must be at least 1 and num_workers and holdout at least 0, got '
+                             f'{batch_size}, {num_workers} and {holdout}')
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
+        self.test_set: Optional[Dataset] = None
         self.seed = torch.initial_seed()  # the run's seed (seed_everything); resumed from the checkpoint
 
     def state_dict(self) -> dict:
@@ -195,9 +200,24 @@ class ImageDataModule(L.LightningDataModule):
 
     def setup(self, stage: str = 'fit'):
         if self.train_set is None:
-            train, val = self.datasets()
+            train, test = self.datasets()
+            val = test
+            if self.holdout:
+                if self.holdout >= len(train):
+                    raise ValueError(f'holdout must leave training images: {self.holdout} of {len(train)}')
+                kept = len(train) - self.holdout
+                val = Subset(self.evaluation_view(train, test), range(kept, len(train)))
+                train = Subset(train, range(kept))
             self.train_set = self._subset(train, self.train_subset)
             self.val_set = self._subset(val, self.val_subset)
+            self.test_set = self.val_set if val is test else test
+
+    @staticmethod
+    def evaluation_view(train: Dataset, test: Dataset) -> Dataset:
+        """The training images read as the test images are (a torchvision dataset's ``transform``)."""
+        view = copy.copy(train)
+        view.transform, view.transforms = test.transform, test.transforms
+        return view
 
     @staticmethod
     def _subset(dataset: Dataset, size: Optional[int]) -> Dataset:
@@ -217,7 +237,7 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> StatefulDataLoader:
-        return self.val_dataloader()
+        return self._loader(self.test_set, shuffle=False)
 
     def predict_dataloader(self) -> StatefulDataLoader:
         return self.val_dataloader()
@@ -305,8 +325,8 @@ class FashionMNISTDataModule(ImageDataModule):
 
     def __init__(self, root: Optional[str] = None, download: bool = False, batch_size: int = 128,
                  num_workers: int = 2, train_subset: Optional[int] = None, val_subset: Optional[int] = None,
-                 image_size: int = 32, augment: bool = True):
-        super().__init__(root, download, batch_size, num_workers, train_subset, val_subset)
+                 holdout: int = 0, image_size: int = 32, augment: bool = True):
+        super().__init__(root, download, batch_size, num_workers, train_subset, val_subset, holdout)
         if image_size < 28 or (image_size - 28) % 2:
             raise ValueError(f'image_size pads the 28x28 images on both sides: 28, 30, 32, ..., got {image_size}')
         self.image_size, self.augment = image_size, augment

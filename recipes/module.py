@@ -11,7 +11,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from torchmetrics.classification import MulticlassAccuracy
 
-import optnets  # noqa: F401  (registers the optnets families with timm)
+import optnets  # registers the optnets families with timm
 
 
 class ImageClassifier(L.LightningModule):
@@ -24,15 +24,19 @@ class ImageClassifier(L.LightningModule):
         schedule: ``step`` (divide by 10 at 50% and 75% of the epochs, as the papers) or ``cosine`` (per step).
         label_smoothing, mixup, cutmix: regularisers (timm's ``Mixup`` when either alpha is positive).
         channels_last, compile: speed switches (memory format; ``torch.compile`` of the model in place).
+        rule: registers ``model`` first as this rule, ``{rule, preset, depth, inits}`` (``optnets.register``'s
+            arguments): how ``optnets search export`` writes a found rule as a model config.
     """
 
     def __init__(self, model: str = 'hb_net_20_cifar', model_kwargs: Optional[dict] = None, num_classes: int = 10,
                  in_chans: int = 3, optimizer: str = 'momentum', lr: float = 0.1, momentum: float = 0.9,
                  weight_decay: float = 1e-4, schedule: str = 'step', warmup_epochs: int = 0,
                  label_smoothing: float = 0.0, mixup: float = 0.0, cutmix: float = 0.0,
-                 channels_last: bool = False, compile: bool = False):
+                 channels_last: bool = False, compile: bool = False, rule: Optional[dict] = None):
         super().__init__()
         self.save_hyperparameters()
+        if rule and not timm.is_model(model):
+            optnets.register(model, **rule)
         if not timm.is_model(model):  # a tagged name (resnet18.a1_in1k) is its architecture's
             close = timm.list_models(f'*{model.split("_")[0]}*')[:8]
             raise ValueError(f'unknown model {model!r}: `optnets models` lists the optnets ones, '

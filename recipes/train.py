@@ -102,17 +102,22 @@ def shipped_configs(args: list[str]) -> list[str]:
     return resolved
 
 
-def cli_main(args=None):
-    """Run the CLI; a bad model name, a missing data folder or a bad value ends in one line, before training."""
-    args = shipped_configs(sys.argv[1:] if args is None else args)
-    quiet()
+def make_cli(args: list[str], run: bool = True) -> OptnetsCLI:
+    """The recipe's LightningCLI over ``args`` (shipped config names resolved); ``run=False`` parses and
+    instantiates without running a subcommand, for callers that drive the trainer (the search, benchmarks)."""
     # `optnets train` passes its arguments and leaves sys.argv alone, on purpose: DDP's launcher re-runs sys.argv
     warnings.filterwarnings('ignore', message="LightningCLI's args parameter is intended")
+    return OptnetsCLI(L.LightningModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                      args=shipped_configs(args), run=run,
+                      trainer_defaults={**TRAINER_DEFAULTS, 'callbacks': default_callbacks()},
+                      save_config_kwargs={'overwrite': True}, parser_kwargs={'exit_on_error': False})
+
+
+def cli_main(args=None):
+    """Run the CLI; a bad model name, a missing data folder or a bad value ends in one line, before training."""
+    quiet()
     try:
-        return OptnetsCLI(L.LightningModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                          args=args,
-                          trainer_defaults={**TRAINER_DEFAULTS, 'callbacks': default_callbacks()},
-                          save_config_kwargs={'overwrite': True}, parser_kwargs={'exit_on_error': False})
+        return make_cli(sys.argv[1:] if args is None else args)
     except SIGTERMException:
         print('optnets train: stopped by SIGTERM; resume with --ckpt_path last', file=sys.stderr)
         sys.exit(SIGTERM_EXIT)

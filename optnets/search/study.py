@@ -1,0 +1,172 @@
+"""An Optuna study over a :class:`RuleSpace`: the built-in algorithms first, then TPE, pruned by Hyperband on
+the validation accuracy reported after each epoch; its leaderboard, and its best rules written out.
+
+A storage is an Optuna URL: ``sqlite:///search.db`` (one file, nothing to start; the default), a database many
+workers share (``postgresql://user@host/db``), or ``journal:PATH``, Optuna's journal file on a shared file system.
+A trial whose worker dies is marked failed by the next worker's heartbeat check; the study goes on.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..extras import require
+from ..models.network import OptNet
+from ..models.presets import cifar_resnet, resnet
+from .space import INIT, NAMED, Point, RuleSpace, nearest_named
+
+require('search')
+import optuna  # noqa: E402  (after the check that names the extra)
+
+DEFAULT_STORAGE = 'sqlite:///optnets-search.db'
+BUDGET = 1.02  # a point's parameters and GMACs, at most this times the skeleton's (coefficients are all it adds)
+
+
+def storage_of(url: str, heartbeat: int = 60):
+    """The Optuna storage of ``url`` (see the module's docstring), with a heartbeat where the storage has one."""
+    if url.startswith('journal:'):
+        from optuna.storages.journal import JournalFileBackend
+        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix('journal:')))
+    with warnings.catch_warnings():  # the heartbeat is what fails a dead worker's trial: wanted, experimental or not
+        warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
+
+
+def cost(point: Point, space: RuleSpace) -> tuple[int, float]:
+    """Parameters and GMACs of ``point``'s network on the space's skeleton (built on the meta device)."""
+    size = 32 if space.preset == 'cifar' else 224
+    kwargs = dict(register_kwargs(point, space)['model_kwargs'], num_classes=10 if space.preset == 'cifar' else 1000)
+    with torch.device('meta'):
+        model = OptNet.for_rule(point.rule)(rule=point.rule, **{**_preset(space), **kwargs})
+        with FlopCounterMode(display=False) as counter:
+            model(torch.empty(1, 3, size, size))
+    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 2e9
+
+
+def _preset(space: RuleSpace) -> dict:
+    return (cifar_resnet if space.preset == 'cifar' else resnet)(space.depth)
+
+
+def register_kwargs(point: Point, space: RuleSpace) -> dict:
+    """What ``optnets.register`` takes to make ``point`` a timm model: the rule, its skeleton, its inits."""
+    return dict(rule=str(point.rule), preset=space.preset, depth=space.depth,
+                inits={INIT: dict(point.rule.inits[INIT])}, model_kwargs=dict(point.model_kwargs))
+
+
+def run(space: RuleSpace, objective: Callable, trials: int, storage: str = DEFAULT_STORAGE,
+        study_name: str = 'rules', seed: int = 0, progress: bool = False, heartbeat: int = 60):
+    """Run (or resume, or join) the study until it holds ``trials`` finished trials, complete or pruned.
+
+    ``objective(trial, point, space)`` trains ``point`` and returns its validation accuracy, reporting it after
+    each epoch (``trial.report``; ``optnets.recipes.search.RecipeObjective`` does). The first process to create
+    the study enqueues the built-ins (:data:`NAMED`); others join it. Returns the study."""
+    backend = storage_of(storage, heartbeat)
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource='auto', reduction_factor=3)
+    try:
+        study = optuna.create_study(storage=backend, study_name=study_name, direction='maximize', sampler=sampler,
+                                    pruner=pruner)
+        study.set_user_attr('space', repr(space))
+        for name, params in NAMED.items():
+            study.enqueue_trial(params, user_attrs={'named': name})
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(storage=backend, study_name=study_name, sampler=sampler, pruner=pruner)
+    skeleton = cost(space.suggest(optuna.trial.FixedTrial(NAMED['resnet'])), space)
+
+    def evaluate(trial) -> float:
+        point = space.suggest(trial)
+        nearest, far = nearest_named(point.params)
+        trial.set_user_attr('rule', point.text)
+        trial.set_user_attr('register', register_kwargs(point, space))
+        trial.set_user_attr('nearest', [nearest, far])
+        refused = space.admits(point)
+        params, gmacs = cost(point, space)
+        trial.set_user_attr('cost', [params, gmacs])
+        if refused is None and (params > BUDGET * skeleton[0] or gmacs > BUDGET * skeleton[1]):
+            refused = f'{params} parameters and {gmacs:.4f} GMACs exceed {BUDGET} times the skeleton\'s {skeleton}'
+        if refused:
+            trial.set_user_attr('refused', refused)
+            raise optuna.TrialPruned(refused)
+        return objective(trial, point, space)
+
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    left = trials - len(study.get_trials(deepcopy=False, states=finished))
+    if left > 0:
+        study.optimize(evaluate, n_trials=left, show_progress_bar=progress,
+                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
+    return study
+
+
+def leaderboard(storage: str, study_name: str = 'rules') -> list[dict]:
+    """Every trial of the study, best validation accuracy first: rule, cost, accuracy, epochs, state."""
+    study = optuna.load_study(storage=storage_of(storage), study_name=study_name)
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        params, gmacs = trial.user_attrs.get('cost', (0, 0.0))
+        value = trial.value if trial.value is not None else max(trial.intermediate_values.values(), default=None)
+        rows.append(dict(number=trial.number, state=trial.state.name.lower(), rule=trial.user_attrs.get('rule', ''),
+                         named=trial.user_attrs.get('named', ''), params=params, gmacs=gmacs, val_top1=value,
+                         epochs=len(trial.intermediate_values), nearest=trial.user_attrs.get('nearest', ['', 0.0]),
+                         refused=trial.user_attrs.get('refused', ''), register=trial.user_attrs.get('register'),
+                         trial_params=trial.params))
+    return sorted(rows, key=lambda r: -math.inf if r['val_top1'] is None else -r['val_top1'])
+
+
+def leaderboard_text(rows: list[dict]) -> str:
+    lines = [f'{"#":>4} {"state":9} {"val top1":>8} {"epochs":>6} {"params":>8} {"GMACs":>7}  rule']
+    for r in rows:
+        value = f'{100 * r["val_top1"]:.2f}' if r['val_top1'] is not None else '-'
+        named = f'  ({r["named"]})' if r['named'] else ''
+        why = f'  [refused: {r["refused"]}]' if r['refused'] else ''
+        lines.append(f'{r["number"]:4d} {r["state"]:9} {value:>8} {r["epochs"]:6d} {r["params"]:8d} '
+                     f'{r["gmacs"]:7.4f}  {r["rule"]}{named}{why}')
+    return '\n'.join(lines)
+
+
+def export(storage: str, out: Path, top: int = 3, study_name: str = 'rules') -> list[Path]:
+    """The ``top`` complete trials as ``register.py`` (``optnets.register`` lines) and one recipe model config
+    each (``searched_<trial>.yaml``, to add after a data config: ``optnets train fit --config search_fashion_mnist
+    --config searched_12.yaml``). Files of those names already in ``out`` are not overwritten."""
+    study = optuna.load_study(storage=storage_of(storage), study_name=study_name)
+    best = sorted((t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))),
+                  key=lambda t: -t.value)[:top]
+    if not best:
+        raise LookupError(f'the study {study_name!r} in {storage} has no complete trial yet')
+    out = Path(out)
+    files = {out / 'register.py': _register_lines(best)}
+    for trial in best:
+        files[out / f'searched_{trial.number}.yaml'] = _model_config(trial)
+    existing = [str(path) for path in files if path.exists()]
+    if existing:
+        raise FileExistsError(f'not overwriting {", ".join(existing)}: choose another --out')
+    out.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        path.write_text(text)
+    return list(files)
+
+
+def _register_lines(trials) -> str:
+    lines = ['"""The best rules of an optnets search, as timm models: import this file, then timm.create_model."""',
+             'import optnets', '']
+    for trial in trials:
+        kwargs = trial.user_attrs['register']
+        lines.append(f'# trial {trial.number}: validation top-1 {100 * trial.value:.2f}%')
+        lines.append(f'optnets.register({f"searched_{trial.number}"!r}, {kwargs["rule"]!r}, '
+                     f'preset={kwargs["preset"]!r}, depth={kwargs["depth"]}, inits={kwargs["inits"]!r}, '
+                     + ', '.join(f'{k}={v!r}' for k, v in kwargs['model_kwargs'].items()) + ')')
+    return '\n'.join(lines) + '\n'
+
+
+def _model_config(trial) -> str:
+    kwargs = trial.user_attrs['register']
+    model = {'model': f'searched_{trial.number}', 'model_kwargs': kwargs['model_kwargs'],
+             'rule': {k: kwargs[k] for k in ('rule', 'preset', 'depth', 'inits')}}
+    header = f'# trial {trial.number} of an optnets search: validation top-1 {100 * trial.value:.2f}%\n'
+    return header + 'model:\n' + '\n'.join(f'  {key}: {json.dumps(value)}' for key, value in model.items()) + '\n'
+

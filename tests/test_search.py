@@ -1,0 +1,220 @@
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+optuna = pytest.importorskip('optuna', reason='the search extra: pip install "optnets[search]"')
+
+from optnets import rules  # noqa: E402
+from optnets.compiler import compile_rule  # noqa: E402
+from optnets.rules.semantics import evaluate, output  # noqa: E402
+from optnets.search import NAMED, RuleSpace, distance, export, leaderboard, nearest_named, run  # noqa: E402
+from optnets.search.study import cost  # noqa: E402
+from rulegen import Case, check  # noqa: E402
+
+WORKER = Path(__file__).with_name('search_worker.py')
+BUILTIN_OF = {  # the named point -> (the built-in rule, the initialisation it starts from there)
+    'resnet': ('heavy_ball', 'special'), 'gd': ('gd', 'special'), 'heavy_ball special': ('heavy_ball', 'special'),
+    'heavy_ball theory': ('heavy_ball', 'theory'), 'nesterov special': ('nesterov', 'special'),
+    'momentum': ('momentum', 'theory'), 'admm special': ('admm', 'special'), 'admm theory': ('admm', 'theory'),
+}
+
+
+def point(params: dict, space: RuleSpace | None = None):
+    return (space or RuleSpace()).suggest(optuna.trial.FixedTrial(params))
+
+
+def run_rule(rule, init: str, transforms: list) -> float:
+    """The reference semantics on numbers: each stream's T a fixed random affine map, 4 steps from 0.7."""
+    plan = compile_rule(rule)
+    values = {c.name: c for c in plan.coefficients}
+    coefficient = lambda name, k, j: values[name].value(init, k, j)  # noqa: E731
+    history = evaluate(rule, 0.7, 4, lambda k, stream, j: transforms[k], coefficient)
+    return output(rule, history)
+
+
+@pytest.mark.parametrize('name', NAMED)
+def test_each_named_point_computes_what_its_built_in_algorithm_computes(name):
+    rng = random.Random(0)
+    affine = [(rng.uniform(-1, 1), rng.uniform(-1, 1)) for _ in range(4)]
+    transforms = [lambda v, a=a, b=b: a * v + b for a, b in affine]
+    builtin, init = BUILTIN_OF[name]
+    searched = point(NAMED[name])
+    assert run_rule(searched.rule, 'search', transforms) == pytest.approx(
+        run_rule(rules.BUILTIN[builtin], init, transforms), rel=1e-12)
+    assert nearest_named(searched.params) == (name, 0.0)
+
+
+def test_points_drawn_from_the_space_compile_to_what_they_mean():
+    """The semantics property test over the search space: random points, each compiled stage against the
+    reference evaluation of its rule (values, gradients, fused), with random coefficient values."""
+    space, sampler = RuleSpace(), optuna.samplers.RandomSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    rng = random.Random(0)
+    for _ in range(60):
+        trial = study.ask()
+        drawn = space.suggest(trial)
+        study.tell(trial, 0.0)
+        case = Case(text=str(drawn.rule), kind='residual', steps=rng.randint(1, 4), learn=rng.random() < 0.5,
+                    shape=drawn.model_kwargs['coeff_shape'], activation='relu', train=rng.random() < 0.5,
+                    skip_input=False, seed=rng.randint(0, 2 ** 16))
+        assert check(case) == [], drawn.text
+
+
+def test_every_point_keeps_the_skeletons_cost():
+    space = RuleSpace()
+    resnet = cost(point(NAMED['resnet']), space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        trial = study.ask()
+        params, gmacs = cost(space.suggest(trial), space)
+        study.tell(trial, 0.0)
+        assert gmacs == resnet[1] and resnet[0] <= params <= 1.01 * resnet[0]
+
+
+def test_a_rule_whose_identity_path_explodes_is_refused_and_others_are_admitted():
+    space = RuleSpace()
+    exploding = point(dict(NAMED['resnet'], b0_value=2.0))
+    assert 'grows like 2.00^k' in space.admits(exploding)
+    assert all(space.admits(point(params)) is None for params in NAMED.values())
+
+
+def test_distance_counts_initial_values_and_changed_states():
+    hb = NAMED['heavy_ball special']
+    assert distance(hb, NAMED['resnet']) == 2.0  # b0 fixed -> learned, b1 absent -> learned (at 0)
+    assert distance(hb, NAMED['heavy_ball theory']) == pytest.approx((0.9 ** 2 + 0.9 ** 2) ** 0.5)
+    assert distance(hb, NAMED['admm special']) == float('inf')
+
+
+def test_two_stream_rules_need_a_skeleton_with_even_steps():
+    with pytest.raises(ValueError, match='two_streams=False'):
+        RuleSpace('imagenet', 18)
+    assert RuleSpace('imagenet', 18, two_streams=False).steps == (1, 1, 1, 1)
+
+
+def toy(trial, point, space) -> float:
+    for epoch in (1, 2, 3):
+        trial.report(0.5 + 0.1 * epoch, epoch)
+    return 0.8 + 0.001 * (len(point.text) % 50)
+
+
+def test_a_study_resumes_to_its_trial_count_with_the_built_ins_enqueued_once(tmp_path):
+    storage = f'sqlite:///{tmp_path / "study.db"}'
+    run(RuleSpace(), toy, 5, storage)
+    study = run(RuleSpace(), toy, 12, storage)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == 12
+    named = [t.user_attrs['named'] for t in study.trials if 'named' in t.user_attrs]
+    assert named == list(NAMED)
+    rows = leaderboard(storage)
+    values = [r['val_top1'] for r in rows if r['val_top1'] is not None]
+    assert len(rows) == 12 and values == sorted(values, reverse=True)
+
+
+def test_export_writes_register_lines_and_configs_and_never_overwrites(tmp_path):
+    storage = f'sqlite:///{tmp_path / "study.db"}'
+    run(RuleSpace(), toy, 10, storage)
+    written = export(storage, tmp_path / 'found', top=2)
+    assert [p.name for p in written][0] == 'register.py' and len(written) == 3
+    namespace = {}
+    exec((tmp_path / 'found' / 'register.py').read_text(), namespace)  # the user's own file: import it
+    import timm
+    name = written[1].stem
+    model = timm.create_model(name, num_classes=10)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    before = written[1].read_text()
+    with pytest.raises(FileExistsError, match='not overwriting'):
+        export(storage, tmp_path / 'found', top=2)
+    assert written[1].read_text() == before
+
+
+def test_the_cli_runs_a_study_with_the_recipe_then_shows_and_exports_it(tmp_path, capsys):
+    """``optnets search`` trains each trial with the Lightning recipe (synthetic images: a stand-in for the data,
+    never a result), and an exported config trains with ``optnets train``."""
+    pytest.importorskip('lightning')
+    from optnets.cli import main
+    storage = f'sqlite:///{tmp_path / "study.db"}'
+    synthetic = ['--data', 'optnets.recipes.data.SyntheticDataModule', '--data.length', '16', '--data.batch_size',
+                 '8', '--trainer.max_epochs', '2', '--trainer.limit_val_batches', '1']
+    main(['search', '--trials', '3', '--storage', storage, '--root-dir', str(tmp_path / 'runs'),
+          '--no-progress', *synthetic])
+    main(['search', 'show', '--storage', storage])
+    shown = capsys.readouterr().out
+    assert '(resnet)' in shown and '(gd)' in shown and 'complete' in shown
+    main(['search', 'export', '--storage', storage, '--top', '1', '--out', str(tmp_path / 'found')])
+    config = next((tmp_path / 'found').glob('searched_*.yaml'))
+    main(['train', 'fit', '--config', 'search_fashion_mnist', '--config', str(config), *synthetic,
+          '--trainer.fast_dev_run', 'true', '--trainer.default_root_dir', str(tmp_path / 'final')])
+
+
+def test_bad_search_options_are_one_line_and_exit_2(tmp_path, capsys):
+    from optnets.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(['search', '--trials', '3', '--storage', f'sqlite:///{tmp_path}/s.db', '--lr', '0.1'])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().count('\n') == 0
+    with pytest.raises(SystemExit):
+        main(['search', 'show', '--storage', f'sqlite:///{tmp_path}/nothing.db'])
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL cluster of its own, started for the test and stopped after it (Debian's ``postgresql``, run
+    as the ``postgres`` user: initdb and pg_ctl refuse root), on a free loopback port."""
+    bindir = next(Path('/usr/lib/postgresql').glob('*/bin'), None) if Path('/usr/lib/postgresql').exists() else None
+    if bindir is None or os.geteuid() != 0 or not shutil.which('runuser'):
+        pytest.skip('needs Debian\'s postgresql package and root (to run it as the postgres user)')
+    pytest.importorskip('psycopg', reason='the search extra: pip install "optnets[search]"')
+    folder = Path(tempfile.mkdtemp(prefix='optnets-pg-'))
+    shutil.chown(folder, 'postgres')
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+
+    def as_postgres(*command):
+        subprocess.run(['runuser', '-u', 'postgres', '--', *command], check=True, capture_output=True, cwd=folder)
+
+    as_postgres(str(bindir / 'initdb'), '-D', str(folder / 'data'), '-A', 'trust', '-U', 'postgres')
+    as_postgres(str(bindir / 'pg_ctl'), '-D', str(folder / 'data'), '-l', str(folder / 'log'), '-w', '-o',
+                f'-p {port} -k {folder} -c listen_addresses=127.0.0.1', 'start')
+    try:
+        as_postgres(str(bindir / 'createdb'), '-h', '127.0.0.1', '-p', str(port), 'search')
+        yield f'postgresql://postgres@127.0.0.1:{port}/search'
+    finally:
+        as_postgres(str(bindir / 'pg_ctl'), '-D', str(folder / 'data'), '-m', 'immediate', 'stop')
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_marked_failed(postgres, tmp_path):
+    marks = tmp_path / 'marks'
+    marks.mkdir()
+    start = lambda seconds: subprocess.Popen([sys.executable, str(WORKER), postgres, '16', str(marks), seconds],  # noqa: E731
+                                             cwd=WORKER.parent)
+    slow = start('30')  # its first trial outlives the test: it is killed in it
+    deadline = time.monotonic() + 60
+    while not any(marks.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    fast = start('0.05')
+    time.sleep(2)
+    slow.send_signal(signal.SIGKILL)
+    slow.wait()
+    assert fast.wait(timeout=300) == 0
+    study = optuna.load_study(storage=postgres, study_name='rules')
+    states = [t.state for t in study.trials]
+    finished = [t for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL]
+    killed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(finished) == 16, states
+    assert len(killed) == 1 and killed[0].number in {int(m.name.split('.')[0]) for m in marks.iterdir()
+                                                    if int(m.name.split('.')[1]) == slow.pid}
+    ran = [int(m.name.split('.')[0]) for m in marks.iterdir()]
+    assert len(ran) == len(set(ran)), 'a trial ran twice'
+    assert {t.number for t in finished if 'refused' not in t.user_attrs} <= set(ran)
