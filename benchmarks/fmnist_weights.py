@@ -7,7 +7,7 @@ RUNS holds the two runs of the config's header (hb_net_20/ with learned coeffici
 For each: the epoch's checkpoint is exported to ``optnets/weights/files/<tag>.safetensors`` and entered in the
 manifest with its sha256, size and cfg; the shipped file is then loaded through timm's pretrained path and scored on
 all 10k test images; the curves, the learned coefficients and ``runs.json`` go to ``--out`` (model cards are made
-from that JSON: ``python -m optnets.weights.cards``). The last epoch is published, never a best-on-test one.
+from that JSON: ``python tools/model_cards.py``). The last epoch is published, never a best-on-test one.
 ``--seed-runs SEED=DIR`` adds the same two runs with another ``--seed_everything``: scored the same way at the same
 epoch, they give the spread over seeds (the published weights stay those of RUNS).
 """

@@ -25,11 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import datasets
 
 from optnets.lpom import LPOM, get_activation
 from optnets.lpom.solver import augment, forward, loss_value
-from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
+from optnets.recipes.data import fashion_mnist_flat
 
 ARCHS = {'784-300-10': (300,), '784-1000-500-250-10': (1000, 500, 250)}
 GRIDS = {
@@ -43,10 +42,8 @@ BATCH = 100
 
 def load(train: int):
     """(train, validation, test) as (float images in [0, 1] flattened, labels); validation = last 5k train images."""
-    FashionMNISTDataModule().prepare_data()
-    full, test = (datasets.FashionMNIST(fashion_mnist_root(), train=t) for t in (True, False))
-    flat = lambda d, rows: (d.data[rows].reshape(len(d.data[rows]), -1).float() / 255, d.targets[rows])  # noqa: E731
-    return flat(full, slice(0, train)), flat(full, slice(-5000, None)), flat(test, slice(None))
+    return fashion_mnist_flat(True, slice(0, train)), fashion_mnist_flat(True, slice(-5000, None)), \
+        fashion_mnist_flat(False)
 
 
 def accuracy(logits, y) -> float:

@@ -7,7 +7,7 @@ staleness for more workers.
 ``--mu`` gives each network the value benchmarks/lpom_fmnist.py chose on its validation split (relu).
 
 Part 1, equal epochs (first ``--train`` training images, all 10k test images, seed 0): LPOM serially in this
-process (1 and 2 threads), the odd-even schedule in this process, and ``optnets.lpom.distributed`` on 2 gloo
+process (1 and 2 threads), the odd-even schedule in this process, and ``optnets.recipes.lpom_distributed`` on 2 gloo
 processes (1 thread each) launched by torchrun, synchronous (staleness 0) and asynchronous (staleness 1 and
 unbounded); test accuracy and wall time per epoch.
 
@@ -26,20 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision import datasets
 
 from optnets.lpom import LPOM, solver
 from optnets.lpom.estimator import DEFAULT_MU
-from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
+from optnets.recipes.data import fashion_mnist_flat
 
 ARCHS = {'784-300-10': (300,), '784-1000-500-250-10': (1000, 500, 250)}
 
 
 def load(train: int):
-    FashionMNISTDataModule().prepare_data()
-    full, test = (datasets.FashionMNIST(fashion_mnist_root(), train=t) for t in (True, False))
-    flat = lambda d, n: (d.data[:n].reshape(-1, 784).float().numpy() / 255, d.targets[:n].numpy())  # noqa: E731
-    return flat(full, train), flat(test, None)
+    splits = ((True, train), (False, None))
+    return [tuple(t.numpy() for t in fashion_mnist_flat(split, slice(0, n))) for split, n in splits]
 
 
 def in_process(hidden, data, epochs, threads, **kwargs):
@@ -54,7 +51,7 @@ def two_processes(hidden, train, epochs, staleness, mu):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / 'weights.pt'
         subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                        '-m', 'optnets.lpom.distributed', '--train', str(train), '--epochs', str(epochs),
+                        '-m', 'optnets.recipes.lpom_distributed', '--train', str(train), '--epochs', str(epochs),
                         '--hidden', *map(str, hidden), '--staleness', str(staleness), '--mu', str(mu),
                         '--out', str(out)], check=True, capture_output=True)
         report = json.loads(out.with_suffix('.json').read_text())

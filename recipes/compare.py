@@ -14,14 +14,11 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from optnets.models import family_of
+from optnets.models import FAMILIES, family_of
 
 from .console import quiet
 from .data import FashionMNISTDataModule
 from .module import ImageClassifier
-
-BASELINE = {'hb_net': 'ResNet', 'agd_net': 'DenseNet', 'admm_net': 'merge-and-run', 'gd_net': 'plain'}
-
 
 class History(L.Callback):
     """Test accuracy after every epoch (Fashion-MNIST has no separate validation split)."""
@@ -106,7 +103,7 @@ def main(argv=None):
     for model in args.models:
         for seed in args.seeds:
             for learn in (True, False):
-                family = BASELINE.get(family_of(model), 'fixed')
+                family = FAMILIES[family_of(model)].special_case
                 run = train_once(model, {'learn_coeffs': learn}, seed, args)
                 runs.append(dict(run, variant='learned' if learn else f'{family} (fixed)'))
                 print(f'{model} learn_coeffs={learn} seed={seed}: test top1 {100 * runs[-1]["top1"][-1]:.2f}%',

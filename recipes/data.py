@@ -356,6 +356,15 @@ class FashionMNISTDataModule(ImageDataModule):
         return train, val
 
 
+def fashion_mnist_flat(train: bool, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST as the MLP benchmarks read it: ``rows`` of the training or test images, flattened to 784
+    floats in [0, 1], and their labels (the files prepared and verified as the data module does)."""
+    FashionMNISTDataModule().prepare_data()
+    data = datasets.FashionMNIST(fashion_mnist_root(), train=train)
+    images = data.data[rows]
+    return images.reshape(len(images), -1).float() / 255, data.targets[rows]
+
+
 class SyntheticDataModule(ImageDataModule):
     """Random images (torchvision ``FakeData``): a synthetic stand-in for smoke tests, never for results."""
 

@@ -7,11 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from torchvision import datasets
 
 from optnets.lpom import LPOM
 from optnets.lpom.distributed import LayerParallelLPOM, owned_layers
-from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
+from optnets.recipes.data import fashion_mnist_flat
 
 
 def test_owned_layers_split_contiguously_and_cover_every_layer():
@@ -29,16 +28,14 @@ def test_owned_layers_split_contiguously_and_cover_every_layer():
 def torchrun(tmp_path, *args):
     out = tmp_path / 'weights.pt'
     subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m',
-                    'optnets.lpom.distributed', '--train', '300', '--epochs', '1', '--hidden', '32', '16',
+                    'optnets.recipes.lpom_distributed', '--train', '300', '--epochs', '1', '--hidden', '32', '16',
                     '--out', str(out), *args], check=True, capture_output=True, timeout=300,
                    env={**os.environ, 'OMP_NUM_THREADS': '1'})
     return torch.load(out)
 
 
 def test_two_processes_equal_the_odd_even_schedule_bit_for_bit(tmp_path):
-    FashionMNISTDataModule().prepare_data()
-    images = datasets.FashionMNIST(fashion_mnist_root(), train=True)
-    x, y = images.data[:300].reshape(-1, 784).float().numpy() / 255, images.targets[:300].numpy()
+    x, y = (t.numpy() for t in fashion_mnist_flat(True, slice(0, 300)))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the processes: a matrix product's rounding may depend on the threads
     try:

@@ -8,21 +8,16 @@ weights and broadcasts them. An update reads only its neighbours, so the synchro
 schedule). With ``staleness`` above 0 (or None) a half-sweep does not wait for its neighbours' current boundaries:
 it uses the newest that has arrived (the seed's asynchronous scheme); the processes meet at each weight broadcast.
 
-    torchrun --nproc_per_node 2 -m optnets.lpom.distributed --train 10000 --epochs 3 --hidden 300
-
-Backend: gloo (LPOM's solver runs on the CPU).
+Backend: gloo (LPOM's solver runs on the CPU). ``optnets.recipes.lpom_distributed`` trains Fashion-MNIST with it
+under torchrun.
 """
-import argparse
-import json
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from . import solver
-from .estimator import DEFAULT_MU, LPOM
+from .estimator import LPOM
 
 
 def owned_layers(layers: int, world: int, rank: int) -> range:
@@ -121,45 +116,3 @@ class LayerParallelLPOM:
                                                   est.pinv_reg))
         for i, owner in enumerate(owners):
             dist.broadcast(weights[i], src=owner)
-
-
-def main(argv=None):
-    """Train LPOM layer-parallel on Fashion-MNIST under torchrun; rank 0 reports and saves the weights."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument('--train', type=int, default=10000, help='first N training images')
-    parser.add_argument('--epochs', type=int, default=3)
-    parser.add_argument('--hidden', type=int, nargs='+', default=[300])
-    parser.add_argument('--mu', type=float, default=DEFAULT_MU)
-    parser.add_argument('--staleness', type=int, default=0, help='half-sweeps a boundary may lag; -1: unbounded')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--out', type=Path, help='a .pt file for the fitted weights, and a .json beside it')
-    args = parser.parse_args(argv)
-    dist.init_process_group('gloo')
-    torch.set_num_threads(1)
-    from torchvision import datasets
-
-    from ..recipes.data import FashionMNISTDataModule, fashion_mnist_root
-    if dist.get_rank() == 0:
-        FashionMNISTDataModule().prepare_data()
-    dist.barrier()
-    train, test = (datasets.FashionMNIST(fashion_mnist_root(), train=t) for t in (True, False))
-    flat = lambda d, n: (d.data[:n].reshape(-1, 784).float().numpy() / 255, d.targets[:n].numpy())  # noqa: E731
-    (x, y), (xt, yt) = flat(train, args.train), flat(test, None)
-    estimator = LPOM(tuple(args.hidden), mu=args.mu, random_state=args.seed, max_iter=args.epochs)
-    start = time.perf_counter()
-    staleness = None if args.staleness < 0 else args.staleness
-    LayerParallelLPOM(estimator, staleness).fit(x, y)
-    seconds = time.perf_counter() - start
-    if dist.get_rank() == 0:
-        report = dict(processes=dist.get_world_size(), staleness=staleness, train=args.train,
-                      epochs=args.epochs, hidden=args.hidden, test_accuracy=estimator.score(xt, yt),
-                      seconds_per_epoch=seconds / args.epochs)
-        print(json.dumps(report), flush=True)
-        if args.out:
-            torch.save([w.clone() for w in estimator.weights_], args.out)
-            args.out.with_suffix('.json').write_text(json.dumps(report, indent=1) + '\n')
-    dist.destroy_process_group()
-
-
-if __name__ == '__main__':
-    main()

@@ -1,4 +1,6 @@
 """The timm families: importing this registers every optnets model with timm."""
+from dataclasses import dataclass
+
 import timm
 
 from .admm_net import ADMMNet
@@ -10,8 +12,25 @@ from .lm_net import LMResNet
 from .momentum_net import MomentumResNet
 from .network import DenseOptNet, OptNet, ResidualOptNet
 
-FAMILIES = ('gd_net', 'hb_net', 'agd_net', 'admm_net', 'momentum_net', 'lm_net')
-"""The family modules: timm.list_models(module=FAMILIES) lists every optnets model."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: the built-in rule its members follow, and the architecture its ``special`` initialisation
+    is exactly (what ``learn_coeffs=False`` keeps it as: the baseline it is compared with)."""
+    rule: str
+    special_case: str
+
+
+FAMILIES = {
+    'gd_net': Family('gd', 'plain CNN'),
+    'hb_net': Family('heavy_ball', 'ResNet'),
+    'agd_net': Family('agd', 'DenseNet'),
+    'admm_net': Family('admm', 'merge-and-run'),
+    'momentum_net': Family('momentum', 'Momentum ResNet'),
+    'lm_net': Family('linear_multistep', 'ResNet'),
+}
+"""The family modules by name: timm.list_models(module=list(FAMILIES)) lists every optnets model."""
 
 
 def family_of(name: str) -> str:
@@ -23,6 +42,6 @@ def family_of(name: str) -> str:
     return family
 
 
-__all__ = ['FAMILIES', 'family_of', 'OptNet', 'ResidualOptNet', 'DenseOptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet',
+__all__ = ['FAMILIES', 'Family', 'family_of', 'OptNet', 'ResidualOptNet', 'DenseOptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet',
            'MomentumResNet', 'LMResNet',
            'register']

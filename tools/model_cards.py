@@ -1,4 +1,4 @@
-"""Model cards, generated, never typed: ``python -m optnets.weights.cards`` writes ``model_cards/``.
+"""Model cards, generated, never typed: ``python tools/model_cards.py`` writes ``model_cards/``.
 
 One card per family (its rule, reading, initialisations, members with parameters and GMACs from torch's FLOP
 counter) and one per published tag (its source and hash; for weights trained here, the measured accuracy, command
@@ -29,33 +29,26 @@ BIBTEX = '''```bibtex
   year      = {2019}
 }
 ```'''
-FAMILY_RULES = {'gd_net': 'gd', 'hb_net': 'heavy_ball', 'agd_net': 'agd', 'admm_net': 'admm',
-                'momentum_net': 'momentum', 'lm_net': 'linear_multistep'}
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / 'benchmarks' / 'results' / 'fmnist_weights' / 'runs.json'
 
 
 def collect() -> dict:
     """Everything the cards state, computed or read from the measured JSON."""
     import timm
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from .. import rules
-    from ..models import FAMILIES
-    from . import registry
+    from optnets import rules
+    from optnets.cli import facts
+    from optnets.models import FAMILIES
+    from optnets.weights import registry
 
     def size(name: str) -> dict:
-        model = timm.create_model(name, device='meta').eval()
-        shape = model.pretrained_cfg['input_size']
-        with FlopCounterMode(display=False) as counter:
-            model(torch.randn(1, *shape, device='meta'))
-        return {'parameters': sum(p.numel() for p in model.parameters()), 'gmacs': counter.get_total_flops() / 2e9,
-                'input_size': list(shape)}
+        f = facts(name)
+        return {'parameters': f['params'], 'gmacs': f['gmacs'], 'input_size': list(f['input_size'])}
 
     families = {}
     for family in FAMILIES:
-        rule = rules.BUILTIN[FAMILY_RULES[family]]
+        rule = rules.BUILTIN[FAMILIES[family].rule]
         families[family] = {
             'rule': str(rule), 'reading': rules.READINGS[rule.reading],
             'inits': {init: {k: str(v) for k, v in values.items()} for init, values in rule.inits.items()},
@@ -104,7 +97,7 @@ Initialisations (`coeff_init`):
 |---|---|---|---|
 {rows}
 
-Parameters and GMACs: `python -m optnets.weights.cards` (torch's `FlopCounterMode`, one image).
+Parameters and GMACs: `python tools/model_cards.py` (torch's `FlopCounterMode`, one image).
 
 Limitations: accuracy on ImageNet and CIFAR is not measured by this project (its machines have no GPU and cannot
 download those data sets); the cards of its published tags say what was measured.
@@ -173,7 +166,7 @@ def render(data: dict) -> dict[str, str]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m optnets.weights.cards', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog='python tools/model_cards.py', description=__doc__.splitlines()[0])
     parser.add_argument('--out', type=Path, default=ROOT / 'model_cards')
     args = parser.parse_args(argv)
     args.out.mkdir(exist_ok=True)
