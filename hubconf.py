@@ -4,6 +4,7 @@
 
 Each entry is ``timm.create_model(name, pretrained=pretrained, **kwargs)``: the same model, weights (verified by
 hash) and keyword arguments as timm's. ``torch.hub.list`` names them all."""
+
 import timm as _timm
 
 import optnets as _optnets
@@ -14,6 +15,7 @@ dependencies = ['torch', 'timm', 'safetensors', 'huggingface_hub']
 def _entry(name: str):
     def create(pretrained: bool = False, **kwargs):
         return _timm.create_model(name, pretrained=pretrained, **kwargs)
+
     create.__name__ = create.__qualname__ = name
     create.__doc__ = f'timm.create_model({name!r}, pretrained=pretrained, **kwargs)'
     return create

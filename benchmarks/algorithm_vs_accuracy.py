@@ -8,6 +8,7 @@ increment, by its reading: ``rate = (|x_K - x*| / |x_0 - x*|)^(1/K)``), next to 
 its network at ``coeff_init='theory'``, all at ResNet-20's parameter count (0.27M) and one training budget, the
 recipe's settings for all (none tuned), 3 seeds.
 """
+
 import argparse
 import json
 import sys
@@ -50,6 +51,7 @@ def rate(rule, condition: float, seed: int = 0) -> float:
 
 def accuracy(name: str, seed: int, args) -> dict:
     from optnets.recipes.compare import train_once
+
     return train_once(name, {'coeff_init': 'theory'}, seed, args)
 
 
@@ -74,13 +76,24 @@ def main(argv=None):
         if 'rates' in args.parts:
             entry['rates'] = {str(c): rate(rule, c) for c in CONDITIONS}
         if 'accuracy' in args.parts and entry.get('seeds') != args.seeds:  # done entries are kept: resumable
-            train_args = argparse.Namespace(batch_size=128, workers=0, train_subset=args.train_subset,
-                                            test_subset=None, lr=0.1, epochs=args.epochs, progress=False)
+            train_args = argparse.Namespace(
+                batch_size=128,
+                workers=0,
+                train_subset=args.train_subset,
+                test_subset=None,
+                lr=0.1,
+                epochs=args.epochs,
+                progress=False,
+            )
             runs = [accuracy(name, seed, train_args) for seed in args.seeds]
             top1 = torch.tensor([100 * r['top1'][-1] for r in runs])
-            entry.update(seeds=args.seeds, test_top1=top1.tolist(), mean=top1.mean().item(),
-                         std=top1.std().item() if len(runs) > 1 else 0.0,
-                         budget=f'first {args.train_subset} training images x {args.epochs} epochs')
+            entry.update(
+                seeds=args.seeds,
+                test_top1=top1.tolist(),
+                mean=top1.mean().item(),
+                std=top1.std().item() if len(runs) > 1 else 0.0,
+                budget=f'first {args.train_subset} training images x {args.epochs} epochs',
+            )
         print(algorithm, {k: v for k, v in entry.items() if k != 'test_top1'}, flush=True)
         file.write_text(json.dumps(results, indent=1) + '\n')
     plot(results, args.out / 'rate_vs_accuracy.png')
@@ -88,16 +101,21 @@ def main(argv=None):
 
 def plot(results: dict, path: Path):
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for algorithm, entry in results.items():
         if 'rates' in entry and 'mean' in entry:
             x = entry['rates'][str(CONDITIONS[1])]
             ax.errorbar(x, entry['mean'], yerr=entry['std'], marker='o', capsize=3)
             ax.annotate(algorithm, (x, entry['mean']), fontsize=8, xytext=(4, 4), textcoords='offset points')
-    ax.set(xlabel=f'convergence rate on quadratics, condition {CONDITIONS[1]} (lower is faster)',
-           ylabel='Fashion-MNIST test top-1 (%)', title='Faster algorithm, better network?')
+    ax.set(
+        xlabel=f'convergence rate on quadratics, condition {CONDITIONS[1]} (lower is faster)',
+        ylabel='Fashion-MNIST test top-1 (%)',
+        title='Faster algorithm, better network?',
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -11,6 +11,7 @@ from that JSON: ``python tools/model_cards.py``). The last epoch is published, n
 ``--seed-runs SEED=DIR`` adds the same two runs with another ``--seed_everything``: scored the same way at the same
 epoch, they give the spread over seeds (the published weights stay those of RUNS).
 """
+
 import argparse
 import csv
 import json
@@ -35,8 +36,8 @@ RUNS = {  # tag -> (run folder, what it is)
 CONFIG = 'recipes/configs/fashion_mnist_full.yaml'
 COMMANDS = {
     'hb_net_20': f'OMP_NUM_THREADS=1 optnets train fit --config {CONFIG}',
-    'resnet_20': f"OMP_NUM_THREADS=1 optnets train fit --config {CONFIG} --model.init_args.model_kwargs "
-                 "'{learn_coeffs: false}' --trainer.default_root_dir runs/fmnist_full/resnet_20",
+    'resnet_20': f'OMP_NUM_THREADS=1 optnets train fit --config {CONFIG} --model.init_args.model_kwargs '
+    "'{learn_coeffs: false}' --trainer.default_root_dir runs/fmnist_full/resnet_20",
 }
 
 
@@ -79,18 +80,23 @@ def gmacs(model) -> float:
 
 
 def coefficients(model) -> dict:
-    return {name.removeprefix('stages.'): p.detach().flatten().tolist()
-            for name, p in model.named_coefficients()}
+    return {name.removeprefix('stages.'): p.detach().flatten().tolist() for name, p in model.named_coefficients()}
 
 
 def plot(results: dict, out: Path):
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for tag, r in results.items():
-        ax.plot([e + 1 for e in r['curves']['epoch']], [100 * v for v in r['curves']['test_top1']], marker='o',
-                label=RUNS[tag][1].split(' (')[0])
+        ax.plot(
+            [e + 1 for e in r['curves']['epoch']],
+            [100 * v for v in r['curves']['test_top1']],
+            marker='o',
+            label=RUNS[tag][1].split(' (')[0],
+        )
     ax.set(xlabel='epoch', ylabel='test top-1 (%)', title='Fashion-MNIST, 60k images, seed 0')
     ax.grid(alpha=0.3)
     ax.legend()
@@ -113,8 +119,14 @@ def main(argv=None):
     parser.add_argument('--runs', type=Path, required=True)
     parser.add_argument('--epoch', type=int, required=True, help='the last epoch (0-based) of the runs')
     parser.add_argument('--out', type=Path, default=ROOT / 'benchmarks/results/fmnist_weights')
-    parser.add_argument('--seed-runs', type=lambda text: (text.split('=', 1)[0], Path(text.split('=', 1)[1])),
-                        action='append', default=[], metavar='SEED=DIR', help='the same runs with another seed')
+    parser.add_argument(
+        '--seed-runs',
+        type=lambda text: (text.split('=', 1)[0], Path(text.split('=', 1)[1])),
+        action='append',
+        default=[],
+        metavar='SEED=DIR',
+        help='the same runs with another seed',
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     manifest_path = Path(registry.__file__).with_name('manifest.json')
@@ -128,18 +140,40 @@ def main(argv=None):
             export_checkpoint(checkpoint_at(run, args.epoch), file)  # once: a published file is never rewritten
             file.chmod(0o644)  # (safetensors orders its metadata differently from one export to the next)
         manifest[tag] = {
-            'source': {'package': f'files/{file.name}'}, 'sha256': registry.sha256(file), 'size': file.stat().st_size,
-            'cfg': {'num_classes': 10, 'input_size': [1, 32, 32], 'pool_size': [8, 8], 'crop_pct': 1.0,
-                    'mean': list(FASHION_MNIST_MEAN), 'std': list(FASHION_MNIST_STD), 'label_names': LABELS,
-                    'license': 'apache-2.0', 'notes': [f'{description}; trained here: {COMMANDS[folder]}']}}
-        model = timm.create_model('hb_net_20_cifar', num_classes=10, in_chans=1, pretrained=True,
-                                  pretrained_cfg_overlay=dict(file=str(file))).eval()
+            'source': {'package': f'files/{file.name}'},
+            'sha256': registry.sha256(file),
+            'size': file.stat().st_size,
+            'cfg': {
+                'num_classes': 10,
+                'input_size': [1, 32, 32],
+                'pool_size': [8, 8],
+                'crop_pct': 1.0,
+                'mean': list(FASHION_MNIST_MEAN),
+                'std': list(FASHION_MNIST_STD),
+                'label_names': LABELS,
+                'license': 'apache-2.0',
+                'notes': [f'{description}; trained here: {COMMANDS[folder]}'],
+            },
+        }
+        model = timm.create_model(
+            'hb_net_20_cifar', num_classes=10, in_chans=1, pretrained=True, pretrained_cfg_overlay=dict(file=str(file))
+        ).eval()
         results[tag] = dict(
-            description=description, command=COMMANDS[folder], config=CONFIG, seed=0, epochs=args.epoch + 1,
-            learned_coefficients=folder == 'hb_net_20', test_top1=test_top1(model),
-            test_top1_first_1000=test_top1(model, 1000), curves=curves(run, args.epoch),
-            parameters=sum(p.numel() for p in model.parameters()), gmacs=gmacs(model),
-            coefficients=coefficients(model), sha256=manifest[tag]['sha256'], size=manifest[tag]['size'])
+            description=description,
+            command=COMMANDS[folder],
+            config=CONFIG,
+            seed=0,
+            epochs=args.epoch + 1,
+            learned_coefficients=folder == 'hb_net_20',
+            test_top1=test_top1(model),
+            test_top1_first_1000=test_top1(model, 1000),
+            curves=curves(run, args.epoch),
+            parameters=sum(p.numel() for p in model.parameters()),
+            gmacs=gmacs(model),
+            coefficients=coefficients(model),
+            sha256=manifest[tag]['sha256'],
+            size=manifest[tag]['size'],
+        )
         results[tag]['seeds'] = {'0': results[tag]['test_top1']}
         for seed, root in args.seed_runs:
             weights = model_weights(read_checkpoint(checkpoint_at(root / folder, args.epoch)))

@@ -17,6 +17,7 @@ seed (a rerun of the same command resumes there):
     OMP_NUM_THREADS=1 python benchmarks/lpom_cnn.py --train 55000 --epochs 10 \
         --chosen-from benchmarks/results/lpom_cnn/results.json --out benchmarks/results/lpom_cnn_full
 """
+
 import argparse
 import json
 import multiprocessing
@@ -49,11 +50,14 @@ GRIDS = {
 def cnn(norm: bool = False) -> nn.Module:
     """The CNN; with ``norm``, batch normalization where LPOM's is (after each convolution and its pooling, before
     the activation) and as LPOM's is: the batch's mean and variance, no learned scale or shift."""
+
     def block(c_in, c_out):
         bn = [nn.BatchNorm2d(c_out, affine=False)] if norm else []
         return [nn.Conv2d(c_in, c_out, 5, padding=2), nn.AvgPool2d(2), *bn, nn.ReLU()]
-    net = nn.Sequential(nn.Unflatten(1, (1, 28, 28)), *block(1, 16), *block(16, 32), nn.Flatten(),
-                        nn.Linear(32 * 7 * 7, 10))
+
+    net = nn.Sequential(
+        nn.Unflatten(1, (1, 28, 28)), *block(1, 16), *block(16, 32), nn.Flatten(), nn.Linear(32 * 7 * 7, 10)
+    )
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)
@@ -65,6 +69,7 @@ def backprop(optimizer, norm: bool = False):
     def make(_hidden, _activation, seed, lr):
         torch.manual_seed(seed)
         return trained_by(cnn(norm), optimizer, lr, seed)
+
     return make
 
 
@@ -73,12 +78,20 @@ def lpom(architecture=None):
         settings = dict(mu=mu, rho_max=rho_max, max_iter=1, batch_size=BATCH, warm_start=True, random_state=seed)
         model = LPOMConv(architecture, (1, 28, 28), **settings) if architecture else LPOM((300,), **settings)
         return (lambda x, y: model.fit(x.numpy(), y.numpy())), model.forward, model
+
     return make
 
 
-METHODS = {'SGD': backprop('SGD'), 'Adam': backprop('Adam'), 'SGD + BN': backprop('SGD', norm=True),
-           'Adam + BN': backprop('Adam', norm=True), 'LPOM CNN': lpom(ARCHITECTURE),
-           'LPOM CNN + BN': lpom(WITH_NORM), 'LPOM CNN + BN, rho_max': lpom(WITH_NORM), 'LPOM MLP 784-300-10': lpom()}
+METHODS = {
+    'SGD': backprop('SGD'),
+    'Adam': backprop('Adam'),
+    'SGD + BN': backprop('SGD', norm=True),
+    'Adam + BN': backprop('Adam', norm=True),
+    'LPOM CNN': lpom(ARCHITECTURE),
+    'LPOM CNN + BN': lpom(WITH_NORM),
+    'LPOM CNN + BN, rho_max': lpom(WITH_NORM),
+    'LPOM MLP 784-300-10': lpom(),
+}
 
 
 def _key(hyper: dict) -> str:
@@ -113,10 +126,18 @@ def main(argv=None):
     parser.add_argument('--train', type=int, default=10000)
     parser.add_argument('--epochs', type=int, default=3)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--methods', nargs='+', default=list(METHODS), choices=list(METHODS),
-                        help='run these (their entries in an existing results.json are replaced)')
-    parser.add_argument('--chosen-from', type=Path,
-                        help="no tuning: each method's settings as chosen on validation in this results.json")
+    parser.add_argument(
+        '--methods',
+        nargs='+',
+        default=list(METHODS),
+        choices=list(METHODS),
+        help='run these (their entries in an existing results.json are replaced)',
+    )
+    parser.add_argument(
+        '--chosen-from',
+        type=Path,
+        help="no tuning: each method's settings as chosen on validation in this results.json",
+    )
     parser.add_argument('--jobs', type=int, default=1, help='grid points validated in parallel, one process each')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
@@ -143,11 +164,14 @@ def main(argv=None):
             def checkpoint(grid_so_far):  # noqa: B023  (called before the loop moves on)
                 results['methods'][name] = dict(budget=budget, grid=grid_so_far)  # noqa: B023
                 save()
+
             points = validate(name, grid, previous.get('grid', []), args, checkpoint)
             chosen = max(points, key=lambda t: t[1])[0]
-            entry = dict(grid=[dict(hyper=h, val=v) for h, v in points], chosen=chosen,
-                         at_edge=any(v in (grid[k][0], grid[k][-1]) for k, v in chosen.items()
-                                     if len(grid[k]) > 2))  # a choice of two (a cap or none) has no edge
+            entry = dict(
+                grid=[dict(hyper=h, val=v) for h, v in points],
+                chosen=chosen,
+                at_edge=any(v in (grid[k][0], grid[k][-1]) for k, v in chosen.items() if len(grid[k]) > 2),
+            )  # a choice of two (a cap or none) has no edge
         # the seeds an interrupted run (or a run that chose the same setting) finished
         done = previous.get('runs', {}) if previous.get('chosen') == entry['chosen'] else {}
         entry.update(budget=budget, runs=done)
@@ -160,11 +184,17 @@ def main(argv=None):
                 save()  # a checkpoint per seed
         runs = [done[str(seed)] for seed in args.seeds]
         finals = [100 * r['curve'][-1] for r in runs]
-        entry.update(test=finals, test_mean=statistics.mean(finals),
-                     test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
-                     epoch_s=statistics.median(s for r in runs for s in r['seconds']))
-        print(f"{name:22} {entry['chosen']} test {entry['test_mean']:.2f} ± {entry['test_std']:.2f}  "
-              f"{entry['epoch_s']:.1f} s/epoch{'  (grid edge)' if entry['at_edge'] else ''}", flush=True)
+        entry.update(
+            test=finals,
+            test_mean=statistics.mean(finals),
+            test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+            epoch_s=statistics.median(s for r in runs for s in r['seconds']),
+        )
+        print(
+            f'{name:22} {entry["chosen"]} test {entry["test_mean"]:.2f} ± {entry["test_std"]:.2f}  '
+            f'{entry["epoch_s"]:.1f} s/epoch{"  (grid edge)" if entry["at_edge"] else ""}',
+            flush=True,
+        )
         save()
 
 

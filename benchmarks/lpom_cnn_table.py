@@ -6,6 +6,7 @@ separate processes) make one row.
     python benchmarks/lpom_cnn_table.py benchmarks/results/lpom_cnn_full/results.json \
         benchmarks/results/lpom_cnn_full_others/results.json --out benchmarks/results/lpom_cnn_full/table.md
 """
+
 import argparse
 import json
 import statistics
@@ -22,8 +23,10 @@ def table(paths, at_epoch: int | None = None, budgets: bool = False) -> str:
     ``budgets``: a column with each method's tuning budget, the grid points it validated."""
     last = f'epoch {at_epoch}' if at_epoch else 'last epoch'
     grid = ' grid points |' if budgets else ''
-    rows = [f'| method | chosen (validation) |{grid} seeds | test top-1, epoch 1 | test top-1, {last} | s/epoch |',
-            '|---|---|---|---|---|---|' + ('---|' if budgets else '')]
+    rows = [
+        f'| method | chosen (validation) |{grid} seeds | test top-1, epoch 1 | test top-1, {last} | s/epoch |',
+        '|---|---|---|---|---|---|' + ('---|' if budgets else ''),
+    ]
     pooled, points = {}, {}  # (method, settings, budget) -> {seed: run}; method -> grid points validated
     for path in paths:
         for name, entry in json.loads(Path(path).read_text())['methods'].items():
@@ -38,8 +41,10 @@ def table(paths, at_epoch: int | None = None, budgets: bool = False) -> str:
         chosen = ', '.join(f'{k} {v:g}' for k, v in json.loads(chosen).items())
         seconds = statistics.median(s for r in runs for s in r['seconds'])
         budget = f' {points[name]} |' if budgets else ''
-        rows.append(f"| {name} | {chosen} |{budget} {len(runs)} | {spread([r['curve'][0] for r in runs])} | "
-                    f"{spread([r['curve'][at_epoch - 1 if at_epoch else -1] for r in runs])} | {seconds:.0f} |")
+        rows.append(
+            f'| {name} | {chosen} |{budget} {len(runs)} | {spread([r["curve"][0] for r in runs])} | '
+            f'{spread([r["curve"][at_epoch - 1 if at_epoch else -1] for r in runs])} | {seconds:.0f} |'
+        )
     return '\n'.join(rows) + '\n'
 
 

@@ -13,6 +13,7 @@ contraction) at the chosen ``mu``, the spread of validation accuracy over LPOM's
 learning-rate grids (is ``mu`` easier to tune?), Theorem 2's rho in LPOM's runs, and the peak memory of one
 training epoch of LPOM and of SGD, each in a child process. Writes ``results.json``, ``table.md`` and a plot.
 """
+
 import argparse
 import json
 import multiprocessing
@@ -42,8 +43,11 @@ BATCH = 100
 
 def load(train: int):
     """(train, validation, test) as (float images in [0, 1] flattened, labels); validation = last 5k train images."""
-    return fashion_mnist_flat(True, slice(0, train)), fashion_mnist_flat(True, slice(-5000, None)), \
-        fashion_mnist_flat(False)
+    return (
+        fashion_mnist_flat(True, slice(0, train)),
+        fashion_mnist_flat(True, slice(-5000, None)),
+        fashion_mnist_flat(False),
+    )
 
 
 def accuracy(logits, y) -> float:
@@ -63,13 +67,17 @@ def backprop(optimizer: str, init: str):
                 nn.init.zeros_(linear.bias)
             layers += [linear] + ([act.module()] if i < len(widths) - 2 else [])
         return trained_by(nn.Sequential(*layers), optimizer, lr, seed)
+
     return make
 
 
 def trained_by(net: nn.Module, optimizer: str, lr: float, seed: int):
     """``(train_epoch(x, y), logits(x))`` for ``net`` trained by backpropagation with SGD (momentum 0.9) or Adam."""
-    opt = (torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9) if optimizer == 'SGD'
-           else torch.optim.Adam(net.parameters(), lr=lr))
+    opt = (
+        torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+        if optimizer == 'SGD'
+        else torch.optim.Adam(net.parameters(), lr=lr)
+    )
     gen = torch.Generator().manual_seed(seed)
 
     def epoch(x, y):
@@ -83,14 +91,24 @@ def trained_by(net: nn.Module, optimizer: str, lr: float, seed: int):
         net.eval()
         with torch.no_grad():
             return net(x)
+
     return epoch, logits
 
 
 def lpom(rho_max=None):
     def make(hidden, activation, seed, mu):
-        model = LPOM(hidden, activation=activation, mu=mu, max_iter=1, batch_size=BATCH, warm_start=True,
-                     random_state=seed, rho_max=rho_max)
+        model = LPOM(
+            hidden,
+            activation=activation,
+            mu=mu,
+            max_iter=1,
+            batch_size=BATCH,
+            warm_start=True,
+            random_state=seed,
+            rho_max=rho_max,
+        )
         return (lambda x, y: model.fit(x.numpy(), y.numpy())), (lambda x: model.forward(x)), model
+
     return make
 
 
@@ -102,8 +120,10 @@ class PenaltyLifted:
     def __init__(self, widths, activation, mu=1.0, lr=1.0, iters=5, seed=0):
         gen = torch.Generator().manual_seed(seed)
         self.acts = [get_activation(activation)] * (len(widths) - 2) + [get_activation('identity')]
-        self.weights = [torch.cat([(torch.rand(o, i, generator=gen) * 2 - 1) * (6 / (i + o)) ** 0.5,
-                                   torch.zeros(o, 1)], 1) for i, o in zip(widths, widths[1:])]
+        self.weights = [
+            torch.cat([(torch.rand(o, i, generator=gen) * 2 - 1) * (6 / (i + o)) ** 0.5, torch.zeros(o, 1)], 1)
+            for i, o in zip(widths, widths[1:])
+        ]
         self.mu, self.lr, self.iters, self.gen = mu, lr, iters, gen
 
     def _local(self, xs, i, target):
@@ -112,7 +132,7 @@ class PenaltyLifted:
         total = self.mu / 2 * ((xs[i] - act.phi(augment(xs[i - 1]) @ self.weights[i - 1].T)) ** 2).sum()
         if i < len(self.weights):
             residual = xs[i + 1] - self.acts[i].phi(augment(xs[i]) @ self.weights[i].T)
-            total = total + self.mu / 2 * (residual ** 2).sum()
+            total = total + self.mu / 2 * (residual**2).sum()
         else:
             total = total + loss_value('cross_entropy', xs[i], target)
         return total
@@ -123,10 +143,11 @@ class PenaltyLifted:
         for _ in range(self.iters):
             for i in range(1, len(xs)):
                 block = xs[i].clone().requires_grad_()
-                grad, = torch.autograd.grad(self._local([*xs[:i], block, *xs[i + 1:]], i, target), block)
+                (grad,) = torch.autograd.grad(self._local([*xs[:i], block, *xs[i + 1 :]], i, target), block)
                 out = self.weights[i][:, :-1] if i < len(self.weights) else torch.zeros(1, 1)
-                lipschitz = self.mu * (1 + self.acts[min(i, len(self.acts) - 1)].lipschitz ** 2
-                                       * torch.linalg.matrix_norm(out, 2) ** 2) + (i == len(self.weights))
+                lipschitz = self.mu * (
+                    1 + self.acts[min(i, len(self.acts) - 1)].lipschitz ** 2 * torch.linalg.matrix_norm(out, 2) ** 2
+                ) + (i == len(self.weights))
                 xs[i] = (block - self.lr / lipschitz * grad).detach()
         for i, weight in enumerate(self.weights):
             w = weight.clone().requires_grad_()
@@ -134,7 +155,7 @@ class PenaltyLifted:
             lipschitz = self.mu * self.acts[i].lipschitz ** 2 * torch.linalg.matrix_norm(xa, 2) ** 2
             for _ in range(self.iters):
                 loss = self.mu / 2 * ((xs[i + 1] - self.acts[i].phi(xa @ w.T)) ** 2).sum()
-                grad, = torch.autograd.grad(loss, w)
+                (grad,) = torch.autograd.grad(loss, w)
                 w = (w - self.lr / lipschitz * grad).detach().requires_grad_()
             self.weights[i] = w.detach()
 
@@ -175,8 +196,10 @@ def run(make, hidden, activation, seed, hyper, train, evaluate, epochs):
 
 def grid_points(grid: dict):
     keys = list(grid)
-    return [dict(zip(keys, values)) for values in np.array(np.meshgrid(*grid.values()), dtype=object)
-            .reshape(len(keys), -1).T.tolist()]
+    return [
+        dict(zip(keys, values))
+        for values in np.array(np.meshgrid(*grid.values()), dtype=object).reshape(len(keys), -1).T.tolist()
+    ]
 
 
 def _status(field: str) -> int:
@@ -190,6 +213,7 @@ def _epoch_peak(method, hidden, activation, hyper, train_size, queue):
     train, _, _ = load(train_size)
     train = tuple(t.clone() for t in train)  # the training images alone, not the whole dataset they came from
     import gc
+
     gc.collect()
     built = METHODS[method][0](hidden, activation, 0, **hyper)
     Path('/proc/self/clear_refs').write_text('5')
@@ -209,24 +233,28 @@ def epoch_peak(method, hidden, activation, hyper, train_size):
 
 
 def table(results) -> str:
-    lines = ['| network | activation | ' + ' | '.join(METHODS) + ' | LPOM, rho_max=0.9 |',
-             '|---|---|' + '---|' * (len(METHODS) + 1)]
+    lines = [
+        '| network | activation | ' + ' | '.join(METHODS) + ' | LPOM, rho_max=0.9 |',
+        '|---|---|' + '---|' * (len(METHODS) + 1),
+    ]
     for row in results['configs']:
         cells = []
         for method in [*METHODS, 'LPOM, rho_max=0.9']:
             r = row['methods'][method]
             value = ', '.join(f'{k} {v:g}' for k, v in r['chosen'].items())
             edge = ' (edge)' if r.get('at_edge') else ''
-            cells.append(f"{r['test_mean']:.2f} ± {r['test_std']:.2f} ({value}{edge}; {r['epoch_s']:.1f} s/ep)")
-        lines.append(f"| {row['arch']} | {row['activation']} | " + ' | '.join(cells) + ' |')
+            cells.append(f'{r["test_mean"]:.2f} ± {r["test_std"]:.2f} ({value}{edge}; {r["epoch_s"]:.1f} s/ep)')
+        lines.append(f'| {row["arch"]} | {row["activation"]} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
 def tune(method, arch, activation, train, validation, epochs) -> dict:
     """Seed 0 over the method's grid, scored on the validation split; the best point, flagged if on an edge."""
     make, grid = METHODS[method][0], GRIDS[METHODS[method][1]]
-    tried = [(hyper, run(make, ARCHS[arch], activation, 0, hyper, train, validation, epochs)[0][-1])
-             for hyper in grid_points(grid)]
+    tried = [
+        (hyper, run(make, ARCHS[arch], activation, 0, hyper, train, validation, epochs)[0][-1])
+        for hyper in grid_points(grid)
+    ]
     chosen, _ = max(tried, key=lambda t: t[1])
     at_edge = any(len(grid[k]) > 1 and v in (grid[k][0], grid[k][-1]) for k, v in chosen.items())
     return dict(grid=[dict(hyper=h, val=v) for h, v in tried], chosen=chosen, at_edge=at_edge)
@@ -237,13 +265,19 @@ def test(method, entry, arch, activation, train, test_set, epochs, seeds):
     make = METHODS[method][0] if method in METHODS else lpom(rho_max=0.9)
     runs = [run(make, ARCHS[arch], activation, seed, entry['chosen'], train, test_set, epochs) for seed in seeds]
     finals = [100 * curve[-1] for curve, _, _ in runs]
-    entry.update(test=finals, test_mean=statistics.mean(finals),
-                 test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
-                 curves=[curve for curve, _, _ in runs],
-                 epoch_s=statistics.median(s for _, seconds, _ in runs for s in seconds),
-                 extras=[extras for _, _, extras in runs])
-    print(f"{arch:20} {activation:8} {method:22} {entry['chosen']} test {entry['test_mean']:.2f} ± "
-          f"{entry['test_std']:.2f}  {entry['epoch_s']:.2f} s/epoch", flush=True)
+    entry.update(
+        test=finals,
+        test_mean=statistics.mean(finals),
+        test_std=statistics.stdev(finals) if len(finals) > 1 else 0.0,
+        curves=[curve for curve, _, _ in runs],
+        epoch_s=statistics.median(s for _, seconds, _ in runs for s in seconds),
+        extras=[extras for _, _, extras in runs],
+    )
+    print(
+        f'{arch:20} {activation:8} {method:22} {entry["chosen"]} test {entry["test_mean"]:.2f} ± '
+        f'{entry["test_std"]:.2f}  {entry["epoch_s"]:.2f} s/epoch',
+        flush=True,
+    )
 
 
 def main(argv=None):
@@ -253,16 +287,24 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS), choices=list(ARCHS))
     parser.add_argument('--activations', nargs='+', default=['relu', 'sigmoid'])
-    parser.add_argument('--redo', nargs='+', default=[], choices=list(METHODS),
-                        help='re-tune and re-test these methods in an existing results.json (e.g. after widening '
-                             'a grid whose edge was chosen); LPOM brings its rho_max variant')
+    parser.add_argument(
+        '--redo',
+        nargs='+',
+        default=[],
+        choices=list(METHODS),
+        help='re-tune and re-test these methods in an existing results.json (e.g. after widening '
+        'a grid whose edge was chosen); LPOM brings its rho_max variant',
+    )
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     train, validation, test_set = load(args.train)
     saved = args.out / 'results.json'
-    results = json.loads(saved.read_text()) if args.redo else dict(
-        settings=vars(args) | {'out': str(args.out)}, threads=torch.get_num_threads(), configs=[])
+    results = (
+        json.loads(saved.read_text())
+        if args.redo
+        else dict(settings=vars(args) | {'out': str(args.out)}, threads=torch.get_num_threads(), configs=[])
+    )
     if args.redo:
         results.setdefault('redone', []).append(' '.join(argv if argv is not None else sys.argv[1:]))
     rows = {(row['arch'], row['activation']): row for row in results['configs']}
@@ -272,16 +314,21 @@ def main(argv=None):
             for method in args.redo or METHODS:
                 row['methods'][method] = tune(method, arch, activation, train, validation, args.epochs)
             if 'LPOM' in (args.redo or METHODS):
-                row['methods']['LPOM, rho_max=0.9'] = dict(chosen=row['methods']['LPOM']['chosen'], at_edge=False,
-                                                            grid=[])
+                row['methods']['LPOM, rho_max=0.9'] = dict(
+                    chosen=row['methods']['LPOM']['chosen'], at_edge=False, grid=[]
+                )
             for method, entry in row['methods'].items():
                 if not args.redo or method in args.redo or (method == 'LPOM, rho_max=0.9' and 'LPOM' in args.redo):
                     test(method, entry, arch, activation, train, test_set, args.epochs, args.seeds)
             for grid_name, method in (('LPOM', 'LPOM'), ('SGD', 'SGD (Glorot init)'), ('Adam', 'Adam (Glorot init)')):
                 vals = [100 * g['val'] for g in row['methods'][method]['grid']]
                 row.setdefault('tuning_spread', {})[grid_name] = dict(
-                    best=max(vals), worst=min(vals), std=statistics.pstdev(vals),
-                    within_1_point=sum(v >= max(vals) - 1 for v in vals), points=len(vals))
+                    best=max(vals),
+                    worst=min(vals),
+                    std=statistics.pstdev(vals),
+                    within_1_point=sum(v >= max(vals) - 1 for v in vals),
+                    points=len(vals),
+                )
             if (arch, activation) not in rows:
                 results['configs'].append(row)
                 rows[arch, activation] = row
@@ -289,9 +336,12 @@ def main(argv=None):
     results['memory'] = {}  # one epoch of each network at its first activation's chosen settings
     for row in results['configs']:
         if row['arch'] not in results['memory']:
-            results['memory'][row['arch']] = {method: epoch_peak(method, ARCHS[row['arch']], row['activation'],
-                                                                 row['methods'][method]['chosen'], args.train)
-                                              for method in ('SGD (Glorot init)', 'LPOM')}
+            results['memory'][row['arch']] = {
+                method: epoch_peak(
+                    method, ARCHS[row['arch']], row['activation'], row['methods'][method]['chosen'], args.train
+                )
+                for method in ('SGD (Glorot init)', 'LPOM')
+            }
     print('peak memory of one training epoch:', results['memory'], flush=True)
     saved.write_text(json.dumps(results, indent=1) + '\n')
     (args.out / 'table.md').write_text(table(results))

@@ -5,6 +5,7 @@ into it, and regenerate table.md.
 
 Each DIR holds a copy of results.json, given a ``_redo_config`` entry ``[arch, activation, [methods]]`` before
 its redo run (``lpom_fmnist.py --archs ARCH --activations ACT --redo METHOD... --out DIR``)."""
+
 import json
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ def main(argv=None):
     for folder in folders:
         redo = json.loads((folder / 'results.json').read_text())
         arch, activation, methods = redo['_redo_config']
-        row, new = (next(r for r in rs['configs'] if (r['arch'], r['activation']) == (arch, activation))
-                    for rs in (results, redo))
+        row, new = (
+            next(r for r in rs['configs'] if (r['arch'], r['activation']) == (arch, activation))
+            for rs in (results, redo)
+        )
         for method in methods:
             row['methods'][method] = new['methods'][method]
         row['tuning_spread'] = new['tuning_spread']

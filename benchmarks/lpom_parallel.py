@@ -16,6 +16,7 @@ neighbours as they were ``d`` sweeps earlier (d = 0 is the odd-even schedule; a 
 a delay of ``2d - 1`` half-sweeps reads what ``2d`` does), with and without ``rho_max`` (updates kept contractions,
 for which asynchronous fixed-point iterations are known to converge).
 """
+
 import argparse
 import json
 import subprocess
@@ -50,10 +51,32 @@ def in_process(hidden, data, epochs, threads, **kwargs):
 def two_processes(hidden, train, epochs, staleness, mu):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / 'weights.pt'
-        subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-                        '-m', 'optnets.recipes.lpom_distributed', '--train', str(train), '--epochs', str(epochs),
-                        '--hidden', *map(str, hidden), '--staleness', str(staleness), '--mu', str(mu),
-                        '--out', str(out)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                '-m',
+                'torch.distributed.run',
+                '--standalone',
+                '--nproc_per_node',
+                '2',
+                '-m',
+                'optnets.recipes.lpom_distributed',
+                '--train',
+                str(train),
+                '--epochs',
+                str(epochs),
+                '--hidden',
+                *map(str, hidden),
+                '--staleness',
+                str(staleness),
+                '--mu',
+                str(mu),
+                '--out',
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+        )
         report = json.loads(out.with_suffix('.json').read_text())
     return dict(test_accuracy=report['test_accuracy'], seconds_per_epoch=report['seconds_per_epoch'])
 
@@ -69,14 +92,15 @@ def stale_step(model, x, target, acts, mu, delay: int):
         new = {}
         for i in range(1, n + 1):
             if i % 2 == (1 if half % 2 == 0 else 0):
-                view = [*seen[:i], xs[i], *seen[i + 1:]]  # its own value is current, its neighbours' late
+                view = [*seen[:i], xs[i], *seen[i + 1 :]]  # its own value is current, its neighbours' late
                 new[i] = solver.update(i, view, weights, acts, mu, model.loss, target, ratios)
         for i, value in new.items():
             xs[i] = value
         snapshots.append(list(xs))
     for i in range(n):
-        weights[i].copy_(solver.weight_update(weights[i], xs[i], xs[i + 1], acts[i], model.weight_iters,
-                                              model.pinv_reg))
+        weights[i].copy_(
+            solver.weight_update(weights[i], xs[i], xs[i + 1], acts[i], model.weight_iters, model.pinv_reg)
+        )
 
 
 def simulate(hidden, data, epochs, delay, mu, rho_max=None):
@@ -94,7 +118,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--train', type=int, default=10000)
     parser.add_argument('--epochs', type=int, default=3)
-    parser.add_argument('--mu', nargs='*', default=[], help='ARCH=MU for each network (default: LPOM\'s)')
+    parser.add_argument('--mu', nargs='*', default=[], help="ARCH=MU for each network (default: LPOM's)")
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
     mus = {arch: DEFAULT_MU for arch in ARCHS} | {k: float(v) for k, v in (item.split('=') for item in args.mu)}
@@ -113,16 +137,20 @@ def main(argv=None):
         }
         results['equal_epochs'][arch] = runs
         for name, run in runs.items():
-            print(f"{arch:20} {name:26} {100 * run['test_accuracy']:6.2f}%  {run['seconds_per_epoch']:6.2f} s/epoch",
-                  flush=True)
+            print(
+                f'{arch:20} {name:26} {100 * run["test_accuracy"]:6.2f}%  {run["seconds_per_epoch"]:6.2f} s/epoch',
+                flush=True,
+            )
     torch.set_num_threads(1)
     arch = '784-1000-500-250-10'
     for rho_max in (None, 0.9):
         for delay in range(len(ARCHS[arch]) + 2):  # 0 to 4 sweeps: up to one per worker
             accuracy = simulate(ARCHS[arch], data, 1, delay, mus[arch], rho_max)
             results['staleness'].setdefault(str(rho_max), {})[delay] = accuracy
-            print(f'simulated, 4 workers, delay {delay} sweeps, rho_max {rho_max}: {100 * accuracy:.2f}% '
-                  'after 1 epoch', flush=True)
+            print(
+                f'simulated, 4 workers, delay {delay} sweeps, rho_max {rho_max}: {100 * accuracy:.2f}% after 1 epoch',
+                flush=True,
+            )
     (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
 
 

@@ -12,6 +12,7 @@ network's in float64 (relative norms). BN scales and shifts are random, so that 
 The ``momentumnet`` mode is the same network (the same T modules) with each stage's steps run by the package's
 ``MomentumNet(use_backprop=False)``. Writes results.json, table.md (the README's table) and memory.png.
 """
+
 import argparse
 import copy
 import json
@@ -33,12 +34,20 @@ def build(steps: int, memory: str):
     scales and shifts drawn at random (the same in every mode): at timm's initialisation the last BN of each T is
     zero, T is a constant, and every mode would rebuild its iterates trivially."""
     torch.manual_seed(0)
-    model = randomise_norms(timm.create_model('momentum_net_20_cifar', steps=(steps,) * 3,
-                                              memory='stored' if memory == 'momentumnet' else memory).train())
+    model = randomise_norms(
+        timm.create_model(
+            'momentum_net_20_cifar', steps=(steps,) * 3, memory='stored' if memory == 'momentumnet' else memory
+        ).train()
+    )
     if memory == 'momentumnet':
         from momentumnet import MomentumNet
-        model.stages = torch.nn.Sequential(*(torch.nn.Sequential(
-            stage.transition, MomentumNet(list(stage.T_x), gamma=0.9, use_backprop=False)) for stage in model.stages))
+
+        model.stages = torch.nn.Sequential(
+            *(
+                torch.nn.Sequential(stage.transition, MomentumNet(list(stage.T_x), gamma=0.9, use_backprop=False))
+                for stage in model.stages
+            )
+        )
     return model
 
 
@@ -115,14 +124,18 @@ def gradient_errors(models: dict, x) -> dict:
     exact = copy.deepcopy(models['stored']).double()
     exact.zero_grad(set_to_none=True)
     exact(x.double()).square().mean().backward()
-    references = {'stored': [p.grad.double() for p in models['stored'].parameters()],
-                  'float64': [p.grad for p in exact.parameters()]}
+    references = {
+        'stored': [p.grad.double() for p in models['stored'].parameters()],
+        'float64': [p.grad for p in exact.parameters()],
+    }
     errors = {memory: {} for memory in models}
     for to, key in (('stored', 'grad_error'), ('float64', 'grad_error_float64')):
         norm = sum(float(r.square().sum()) for r in references[to]) ** 0.5
         for memory, model in models.items():
-            errors[memory][key] = sum(float((p.grad - r).square().sum()) for p, r in zip(model.parameters(),
-                                                                                        references[to])) ** 0.5 / norm
+            errors[memory][key] = (
+                sum(float((p.grad - r).square().sum()) for p, r in zip(model.parameters(), references[to])) ** 0.5
+                / norm
+            )
     return errors
 
 
@@ -130,13 +143,16 @@ def rebuild_error(steps: int = 100, batch: int = 8, seed: int = 0) -> dict:
     """How far iterates rebuilt backwards (float64 sums, T in float32, no anchors) drift from the forward's, against
     the number of steps rebuilt: ``{distance: relative error}``, on the first stage."""
     from optnets.compiler.reversible import WIDER, combine, rebuild
+
     torch.manual_seed(seed)
     stage = build(steps, 'reversible').stages[0]
     with torch.no_grad():
         x0 = torch.randn(batch, 16, 32, 32)
         wide = WIDER[x0.dtype]
-        coefficients = [stage.invertible.coefficients(lambda name, j: stage._value(name, k, j))  # noqa: B023
-                        for k in range(steps)]
+        coefficients = [
+            stage.invertible.coefficients(lambda name, j: stage._value(name, k, j))  # noqa: B023
+            for k in range(steps)
+        ]
         xs = [x0.to(wide), x0.to(wide)]  # x[-1], x[0], x[1], ...
         for k, (alpha, beta, gamma) in enumerate(coefficients):
             xs.append(combine(stage.T_x[k](xs[-1].to(x0.dtype)).to(wide), xs[-1], xs[-2], alpha, beta, gamma))
@@ -152,36 +168,56 @@ def measure(steps: int, batch: int, repeats: int) -> dict:
     x, models = torch.randn(batch, 3, 32, 32), {memory: build(steps, memory) for memory in MODES}
     seconds = step_times(models, x, repeats)
     errors = gradient_errors(models, x)
-    row = dict(depth=depth(steps), steps_per_stage=steps, batch=batch,
-               floor_ratio=1 + seconds['forward'] / seconds['stored'])
+    row = dict(
+        depth=depth(steps), steps_per_stage=steps, batch=batch, floor_ratio=1 + seconds['forward'] / seconds['stored']
+    )
     for memory, model in models.items():
-        row[memory] = dict(saved_mb=saved_bytes(model, x) / 2**20, peak_rss_mb=peak_rss(steps, memory, batch) / 2**20,
-                           step_s=seconds[memory], **errors[memory])
+        row[memory] = dict(
+            saved_mb=saved_bytes(model, x) / 2**20,
+            peak_rss_mb=peak_rss(steps, memory, batch) / 2**20,
+            step_s=seconds[memory],
+            **errors[memory],
+        )
     for memory in MODES[1:]:
-        row[memory].update(saved_ratio=row[memory]['saved_mb'] / row['stored']['saved_mb'],
-                           time_ratio=row[memory]['step_s'] / row['stored']['step_s'])
-    print(f"depth {row['depth']} ({steps} steps a stage, batch {batch}): saved " + ', '.join(
-        f"{m} {row[m]['saved_mb']:.1f} MB" for m in MODES) + '; step ' + ', '.join(
-        f"{m} {row[m]['time_ratio']:.2f}x" for m in MODES[1:]) + f" (floor {row['floor_ratio']:.2f}x)"
+        row[memory].update(
+            saved_ratio=row[memory]['saved_mb'] / row['stored']['saved_mb'],
+            time_ratio=row[memory]['step_s'] / row['stored']['step_s'],
+        )
+    print(
+        f'depth {row["depth"]} ({steps} steps a stage, batch {batch}): saved '
+        + ', '.join(f'{m} {row[m]["saved_mb"]:.1f} MB' for m in MODES)
+        + '; step '
+        + ', '.join(f'{m} {row[m]["time_ratio"]:.2f}x' for m in MODES[1:])
+        + f' (floor {row["floor_ratio"]:.2f}x)'
         + '; gradient error against stored, float64: '
-        + ', '.join(f"{m} {row[m]['grad_error']:.1e} {row[m]['grad_error_float64']:.1e}" for m in MODES), flush=True)
+        + ', '.join(f'{m} {row[m]["grad_error"]:.1e} {row[m]["grad_error_float64"]:.1e}' for m in MODES),
+        flush=True,
+    )
     return row
 
 
 def table(results: dict) -> str:
     """The README's table: one row a depth, from results.json."""
-    lines = ['| depth (steps a stage), batch | saved: stored / reversible / momentumnet | peak RSS | step time: '
-             'reversible / momentumnet (floor) | gradient error against stored: reversible / momentumnet | '
-             'against float64: stored / reversible / momentumnet |', '|---|---|---|---|---|---|']
+    lines = [
+        '| depth (steps a stage), batch | saved: stored / reversible / momentumnet | peak RSS | step time: '
+        'reversible / momentumnet (floor) | gradient error against stored: reversible / momentumnet | '
+        'against float64: stored / reversible / momentumnet |',
+        '|---|---|---|---|---|---|',
+    ]
     for row in results['rows'] + ([results['long']] if results['long'] else []):
-        saved = ' / '.join(f"{row[m]['saved_mb']:.1f}" for m in MODES)
-        lines.append(f"| {row['depth']} ({row['steps_per_stage']}), {row['batch']} | {saved} MB "
-                     f"({row['reversible']['saved_ratio']:.3f}x) | "
-                     + ' / '.join(f"{row[m]['peak_rss_mb']:.0f}" for m in MODES) + ' MB | '
-                     + ' / '.join(f"{row[m]['time_ratio']:.2f}x" for m in MODES[1:])
-                     + f" ({row['floor_ratio']:.2f}x) | "
-                     + ' / '.join(f"{row[m]['grad_error']:.1e}" for m in MODES[1:]) + ' | '
-                     + ' / '.join(f"{row[m]['grad_error_float64']:.1e}" for m in MODES) + ' |')
+        saved = ' / '.join(f'{row[m]["saved_mb"]:.1f}' for m in MODES)
+        lines.append(
+            f'| {row["depth"]} ({row["steps_per_stage"]}), {row["batch"]} | {saved} MB '
+            f'({row["reversible"]["saved_ratio"]:.3f}x) | '
+            + ' / '.join(f'{row[m]["peak_rss_mb"]:.0f}' for m in MODES)
+            + ' MB | '
+            + ' / '.join(f'{row[m]["time_ratio"]:.2f}x' for m in MODES[1:])
+            + f' ({row["floor_ratio"]:.2f}x) | '
+            + ' / '.join(f'{row[m]["grad_error"]:.1e}' for m in MODES[1:])
+            + ' | '
+            + ' / '.join(f'{row[m]["grad_error_float64"]:.1e}' for m in MODES)
+            + ' |'
+        )
     return '\n'.join(lines) + '\n'
 
 
@@ -197,21 +233,29 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     errors = rebuild_error()
-    print('rebuilt iterates against the forward\'s (relative), by steps rebuilt: ' + ', '.join(
-        f'{d}: {e:.0e}' for d, e in errors.items() if d in (1, 8, 16, 24, 32, 40, 48, 64, 80, 99)), flush=True)
+    print(
+        "rebuilt iterates against the forward's (relative), by steps rebuilt: "
+        + ', '.join(f'{d}: {e:.0e}' for d, e in errors.items() if d in (1, 8, 16, 24, 32, 40, 48, 64, 80, 99)),
+        flush=True,
+    )
     rows = [measure(steps, args.batch, args.repeats) for steps in args.steps]
     long = measure(args.long_steps, args.long_batch, args.long_repeats) if args.long_steps else None
     results = dict(args={k: str(v) for k, v in vars(args).items()}, rows=rows, long=long, rebuild_error=errors)
     (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
     (args.out / 'table.md').write_text(table(results))
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for memory in MODES:
         ax.plot([r['depth'] for r in rows], [r[memory]['saved_mb'] for r in rows], marker='o', label=memory)
-    ax.set(xlabel='depth (Momentum ResNet, CIFAR widths)', ylabel='activations saved for backward (MB)',
-           title=f'batch {args.batch}, 32x32')
+    ax.set(
+        xlabel='depth (Momentum ResNet, CIFAR widths)',
+        ylabel='activations saved for backward (MB)',
+        title=f'batch {args.batch}, 32x32',
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

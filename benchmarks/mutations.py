@@ -7,6 +7,7 @@ Each mutation replaces one exact text (found once) in a source file of a copy of
 checkout is never touched), runs the tests that cover that file there (pytest -x: the first failure kills it),
 and restores the file.
 """
+
 import argparse
 import json
 import shutil
@@ -17,67 +18,183 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LPOM_TESTS = ['tests/test_lpom.py', 'tests/test_lpom_conv.py', 'tests/test_lpom_formulas.py',
-              'tests/test_lpom_topology.py', 'tests/test_lpom_distributed.py']
+LPOM_TESTS = [
+    'tests/test_lpom.py',
+    'tests/test_lpom_conv.py',
+    'tests/test_lpom_formulas.py',
+    'tests/test_lpom_topology.py',
+    'tests/test_lpom_distributed.py',
+]
 COMPILER_TESTS = ['tests/test_compiler.py', 'tests/test_semantics.py', 'tests/test_rules.py', 'tests/test_lemmas.py']
 MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover it)
-    ('hidden update: mu ratio inverted', 'optnets/lpom/solver.py',
-     'ratio = mu[i + 1] / mu[i] if ratio is None else ratio', 'ratio = mu[i] / mu[i + 1] if ratio is None else ratio',
-     LPOM_TESTS),
-    ('hidden update: residual sign flipped', 'optnets/lpom/solver.py',
-     'residual = acts[i].phi(preactivation(weights[i], xs[i])) - xs[i + 1]',
-     'residual = xs[i + 1] - acts[i].phi(preactivation(weights[i], xs[i]))', LPOM_TESTS),
-    ('output update: gradient step sign flipped', 'optnets/lpom/solver.py',
-     '- step * loss_gradient(loss, xs[n], target))', '+ step * loss_gradient(loss, xs[n], target))', LPOM_TESTS),
-    ('output update: mu multiplies', 'optnets/lpom/solver.py',
-     'step = 1 / mu[n] if step is None else step', 'step = mu[n] if step is None else step', LPOM_TESTS),
-    ("output update's cap: max for min", 'optnets/lpom/solver.py',
-     'min(1 / mu[-1], rho_max / output)', 'max(1 / mu[-1], rho_max / output)', LPOM_TESTS),
-    ('output factor: the loss constant dropped', 'optnets/lpom/solver.py',
-     'return acts[-1].lipschitz * LOSS_LIPSCHITZ[loss]', 'return acts[-1].lipschitz', LPOM_TESTS),
-    ('cross-entropy gradient without softmax', 'optnets/lpom/solver.py',
-     "return out - target if kind == 'mse' else torch.softmax(out, 1) - target", 'return out - target', LPOM_TESTS),
-    ('weight step scaled by beta, not 1/beta', 'optnets/lpom/solver.py',
-     '- target).T / act.lipschitz', '- target).T * act.lipschitz', LPOM_TESTS),
-    ('weight update without its restart', 'optnets/lpom/solver.py',
-     'if t > 1 and torch.sum(direction * (new - weight)) > 0:', 'if False:', LPOM_TESTS),
-    ("weight update's restart sign flipped", 'optnets/lpom/solver.py',
-     'torch.sum(direction * (new - weight)) > 0:', 'torch.sum(direction * (new - weight)) < 0:', LPOM_TESTS),
-    ("weight update's extrapolation dropped", 'optnets/lpom/solver.py',
-     'extrapolated = weight + ((t - 1) / t_next) * (weight - previous)', 'extrapolated = weight', LPOM_TESTS),
-    ('rho without beta[i-1]', 'optnets/lpom/solver.py',
-     'return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared',
-     'return [acts[i].lipschitz * spectral_norm_squared', LPOM_TESTS),
-    ('rho without beta[i]', 'optnets/lpom/solver.py',
-     'return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared',
-     'return [acts[i - 1].lipschitz * spectral_norm_squared', LPOM_TESTS),
-    ('rho_max cap: max for min', 'optnets/lpom/solver.py',
-     'ratios = {i: min(mu[i + 1] / mu[i], rho_max', 'ratios = {i: max(mu[i + 1] / mu[i], rho_max', LPOM_TESTS),
-    ('CNN update: mu ratio inverted', 'optnets/lpom/conv.py',
-     'ratio = mu[i + 1] / mu[i] if ratio is None else ratio', 'ratio = mu[i] / mu[i + 1] if ratio is None else ratio',
-     LPOM_TESTS),
-    ('CNN rho without beta[i-1]', 'optnets/lpom/conv.py',
-     'return [acts[i - 1].lipschitz * acts[i].lipschitz * operator_norm_squared',
-     'return [acts[i].lipschitz * operator_norm_squared', LPOM_TESTS),
-    ('fold: x*0 kept as x', 'optnets/compiler/codegen.py',
-     "if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):\n        return 0.0",
-     "if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):\n        return left", COMPILER_TESTS),
-    ('running sum not accumulated', 'optnets/compiler/codegen.py',
-     """self.emit(f'{total} = {"" if start else f"{total} + "}{new}')""", "self.emit(f'{total} = {new}')",
-     COMPILER_TESTS),
-    ('a read one step off', 'optnets/compiler/codegen.py',
-     'index = max(step - lag, 0)', 'index = max(step - lag - 1, 0)', COMPILER_TESTS),
-    ('namespace without suffixes', 'optnets/compiler/codegen.py',
-     "name = f'{wanted}_{suffix}'", 'break', COMPILER_TESTS),
-    ('fuse: T-term coefficient not folded', 'optnets/compiler/codegen.py',
-     "if (step, owner.stream) in self.spec.folded:\n            coeff = 1.0", 'if False:\n            pass',
-     COMPILER_TESTS),
-    ('momentum: theory gamma changed', 'optnets/rules/builtin.py',
-     "theory={'g': MOMENTUM_GAMMA},", "theory={'g': 0.5},", COMPILER_TESTS),
-    ('linear multistep: theory c changed', 'optnets/rules/builtin.py',
-     "special={'c': 0.0}, theory={'c': 0.0},", "special={'c': 0.0}, theory={'c': 0.1},", COMPILER_TESTS),
-    ('canonical product: number not pushed into the leftmost factor', 'optnets/rules/ir.py',
-     'return mul(mul(left, right.left), right.right)', "return BinOp('*', left, right)", COMPILER_TESTS),
+    (
+        'hidden update: mu ratio inverted',
+        'optnets/lpom/solver.py',
+        'ratio = mu[i + 1] / mu[i] if ratio is None else ratio',
+        'ratio = mu[i] / mu[i + 1] if ratio is None else ratio',
+        LPOM_TESTS,
+    ),
+    (
+        'hidden update: residual sign flipped',
+        'optnets/lpom/solver.py',
+        'residual = acts[i].phi(preactivation(weights[i], xs[i])) - xs[i + 1]',
+        'residual = xs[i + 1] - acts[i].phi(preactivation(weights[i], xs[i]))',
+        LPOM_TESTS,
+    ),
+    (
+        'output update: gradient step sign flipped',
+        'optnets/lpom/solver.py',
+        '- step * loss_gradient(loss, xs[n], target))',
+        '+ step * loss_gradient(loss, xs[n], target))',
+        LPOM_TESTS,
+    ),
+    (
+        'output update: mu multiplies',
+        'optnets/lpom/solver.py',
+        'step = 1 / mu[n] if step is None else step',
+        'step = mu[n] if step is None else step',
+        LPOM_TESTS,
+    ),
+    (
+        "output update's cap: max for min",
+        'optnets/lpom/solver.py',
+        'min(1 / mu[-1], rho_max / output)',
+        'max(1 / mu[-1], rho_max / output)',
+        LPOM_TESTS,
+    ),
+    (
+        'output factor: the loss constant dropped',
+        'optnets/lpom/solver.py',
+        'return acts[-1].lipschitz * LOSS_LIPSCHITZ[loss]',
+        'return acts[-1].lipschitz',
+        LPOM_TESTS,
+    ),
+    (
+        'cross-entropy gradient without softmax',
+        'optnets/lpom/solver.py',
+        "return out - target if kind == 'mse' else torch.softmax(out, 1) - target",
+        'return out - target',
+        LPOM_TESTS,
+    ),
+    (
+        'weight step scaled by beta, not 1/beta',
+        'optnets/lpom/solver.py',
+        '- target).T / act.lipschitz',
+        '- target).T * act.lipschitz',
+        LPOM_TESTS,
+    ),
+    (
+        'weight update without its restart',
+        'optnets/lpom/solver.py',
+        'if t > 1 and torch.sum(direction * (new - weight)) > 0:',
+        'if False:',
+        LPOM_TESTS,
+    ),
+    (
+        "weight update's restart sign flipped",
+        'optnets/lpom/solver.py',
+        'torch.sum(direction * (new - weight)) > 0:',
+        'torch.sum(direction * (new - weight)) < 0:',
+        LPOM_TESTS,
+    ),
+    (
+        "weight update's extrapolation dropped",
+        'optnets/lpom/solver.py',
+        'extrapolated = weight + ((t - 1) / t_next) * (weight - previous)',
+        'extrapolated = weight',
+        LPOM_TESTS,
+    ),
+    (
+        'rho without beta[i-1]',
+        'optnets/lpom/solver.py',
+        'return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared',
+        'return [acts[i].lipschitz * spectral_norm_squared',
+        LPOM_TESTS,
+    ),
+    (
+        'rho without beta[i]',
+        'optnets/lpom/solver.py',
+        'return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared',
+        'return [acts[i - 1].lipschitz * spectral_norm_squared',
+        LPOM_TESTS,
+    ),
+    (
+        'rho_max cap: max for min',
+        'optnets/lpom/solver.py',
+        'ratios = {i: min(mu[i + 1] / mu[i], rho_max',
+        'ratios = {i: max(mu[i + 1] / mu[i], rho_max',
+        LPOM_TESTS,
+    ),
+    (
+        'CNN update: mu ratio inverted',
+        'optnets/lpom/conv.py',
+        'ratio = mu[i + 1] / mu[i] if ratio is None else ratio',
+        'ratio = mu[i] / mu[i + 1] if ratio is None else ratio',
+        LPOM_TESTS,
+    ),
+    (
+        'CNN rho without beta[i-1]',
+        'optnets/lpom/conv.py',
+        'return [acts[i - 1].lipschitz * acts[i].lipschitz * operator_norm_squared',
+        'return [acts[i].lipschitz * operator_norm_squared',
+        LPOM_TESTS,
+    ),
+    (
+        'fold: x*0 kept as x',
+        'optnets/compiler/codegen.py',
+        "if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):\n        return 0.0",
+        "if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):\n        return left",
+        COMPILER_TESTS,
+    ),
+    (
+        'running sum not accumulated',
+        'optnets/compiler/codegen.py',
+        """self.emit(f'{total} = {"" if start else f"{total} + "}{new}')""",
+        "self.emit(f'{total} = {new}')",
+        COMPILER_TESTS,
+    ),
+    (
+        'a read one step off',
+        'optnets/compiler/codegen.py',
+        'index = max(step - lag, 0)',
+        'index = max(step - lag - 1, 0)',
+        COMPILER_TESTS,
+    ),
+    (
+        'namespace without suffixes',
+        'optnets/compiler/codegen.py',
+        "name = f'{wanted}_{suffix}'",
+        'break',
+        COMPILER_TESTS,
+    ),
+    (
+        'fuse: T-term coefficient not folded',
+        'optnets/compiler/codegen.py',
+        'if (step, owner.stream) in self.spec.folded:\n            coeff = 1.0',
+        'if False:\n            pass',
+        COMPILER_TESTS,
+    ),
+    (
+        'momentum: theory gamma changed',
+        'optnets/rules/builtin.py',
+        "theory={'g': MOMENTUM_GAMMA},",
+        "theory={'g': 0.5},",
+        COMPILER_TESTS,
+    ),
+    (
+        'linear multistep: theory c changed',
+        'optnets/rules/builtin.py',
+        "special={'c': 0.0}, theory={'c': 0.0},",
+        "special={'c': 0.0}, theory={'c': 0.1},",
+        COMPILER_TESTS,
+    ),
+    (
+        'canonical product: number not pushed into the leftmost factor',
+        'optnets/rules/ir.py',
+        'return mul(mul(left, right.left), right.right)',
+        "return BinOp('*', left, right)",
+        COMPILER_TESTS,
+    ),
 ]
 
 
@@ -89,14 +206,25 @@ def run(copy: Path, name, path, original, mutated, tests) -> dict:
     start = time.perf_counter()
     try:
         file.write_text(source.replace(original, mutated))
-        result = subprocess.run([sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider', *tests],
-                                cwd=copy, capture_output=True, text=True, timeout=1800)
+        result = subprocess.run(
+            [sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider', *tests],
+            cwd=copy,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
     finally:
         file.write_text(source)
-    failed = [line.split(' ', 1)[1].split(' - ')[0] for line in result.stdout.splitlines()
-              if line.startswith('FAILED ')]
-    return dict(name=name, file=path, status='killed' if result.returncode else 'SURVIVED',
-                killed_by=failed[:1], seconds=round(time.perf_counter() - start))
+    failed = [
+        line.split(' ', 1)[1].split(' - ')[0] for line in result.stdout.splitlines() if line.startswith('FAILED ')
+    ]
+    return dict(
+        name=name,
+        file=path,
+        status='killed' if result.returncode else 'SURVIVED',
+        killed_by=failed[:1],
+        seconds=round(time.perf_counter() - start),
+    )
 
 
 def copy_of_the_checkout(folder: Path) -> Path:
@@ -111,8 +239,10 @@ def copy_of_the_checkout(folder: Path) -> Path:
 def table(results: list[dict]) -> str:
     """The docs' table: each mutation, its file, and the test that killed it (or SURVIVED)."""
     rows = ['| mutation | file | result | the first test that failed |', '|---|---|---|---|']
-    rows += [f"| {r['name']} | `{r['file']}` | {r['status']} | {' '.join(f'`{t}`' for t in r.get('killed_by', []))} |"
-             for r in results]
+    rows += [
+        f'| {r["name"]} | `{r["file"]}` | {r["status"]} | {" ".join(f"`{t}`" for t in r.get("killed_by", []))} |'
+        for r in results
+    ]
     return '\n'.join(rows) + '\n'
 
 
@@ -128,8 +258,7 @@ def main(argv=None):
             if args.only and not any(part in mutation[0] for part in args.only):
                 continue
             results.append(run(copy, *mutation))
-            print(f"{results[-1]['status']:9} {mutation[0]}  {' '.join(results[-1].get('killed_by', []))}",
-                  flush=True)
+            print(f'{results[-1]["status"]:9} {mutation[0]}  {" ".join(results[-1].get("killed_by", []))}', flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + '\n')

@@ -4,6 +4,7 @@ CPU time per op, summed over a few steps of each model, and the difference, larg
     python benchmarks/profile_vs.py agd_net_121 densenet121 --image-size 128 --batch-size 8
     python benchmarks/profile_vs.py hb_net_34 resnet34 --inference
 """
+
 import argparse
 
 import timm
@@ -50,12 +51,15 @@ def main(argv=None):
     ours, base = (self_times(n, x, y, args.steps, args.inference) for n in (args.model, args.baseline))
     total = sum(t for t, _ in ours.values()), sum(t for t, _ in base.values())
     what = 'fused inference forwards' if args.inference else 'train steps'
-    print(f'self CPU time of {args.steps} {what}: {args.model} {total[0]:.3f} s, {args.baseline} '
-          f'{total[1]:.3f} s ({total[0] / total[1]:.3f}x)')
+    print(
+        f'self CPU time of {args.steps} {what}: {args.model} {total[0]:.3f} s, {args.baseline} '
+        f'{total[1]:.3f} s ({total[0] / total[1]:.3f}x)'
+    )
     print(f'{"op":60} {"difference":>10} {"calls":>12}')
-    diffs = sorted(((ours.get(k, (0, 0))[0] - base.get(k, (0, 0))[0], k) for k in ours.keys() | base.keys()),
-                   reverse=True)
-    for diff, key in diffs[:args.rows]:
+    diffs = sorted(
+        ((ours.get(k, (0, 0))[0] - base.get(k, (0, 0))[0], k) for k in ours.keys() | base.keys()), reverse=True
+    )
+    for diff, key in diffs[: args.rows]:
         calls = f'{ours.get(key, (0, 0))[1]} vs {base.get(key, (0, 0))[1]}'
         print(f'{key[:60]:60} {1000 * diff:8.1f}ms {calls:>12}')
 

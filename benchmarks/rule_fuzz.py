@@ -8,6 +8,7 @@ hypothesis' shrinking off: each example is checked once and every failure is kep
 positioned ``RuleError`` (counted as ``refused``), and anything else is a failure; an accepted rule with
 such numbers must compile and run before and after ``fuse()``, and is counted as ``overflowed``, not compared.
 """
+
 import argparse
 import collections
 import json
@@ -34,8 +35,13 @@ def main(argv=None):
     checked, refused, overflowed, failures, kinds = 0, 0, 0, [], collections.Counter()
     start = time.perf_counter()
 
-    @settings(max_examples=args.examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=args.examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(cases(extreme=args.extreme))
     def run(case):
         nonlocal checked, refused, overflowed
@@ -56,18 +62,32 @@ def main(argv=None):
 
     seed(args.seed)(run)()
     seconds = time.perf_counter() - start
-    print(f'{checked} generated rules checked against the reference semantics in {seconds:.0f} s '
-          f'({dict(kinds)}): {refused} refused with a positioned RuleError, '
-          f'{overflowed} accepted and run but not compared (extreme numbers, or overflow), {len(failures)} mismatches')
-    for failure in failures[:args.show]:
+    print(
+        f'{checked} generated rules checked against the reference semantics in {seconds:.0f} s '
+        f'({dict(kinds)}): {refused} refused with a positioned RuleError, '
+        f'{overflowed} accepted and run but not compared (extreme numbers, or overflow), {len(failures)} mismatches'
+    )
+    for failure in failures[: args.show]:
         print(json.dumps(failure['case']), *failure['problems'], sep='\n  ')
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(dict(examples=checked, seed=args.seed, extreme=args.extreme, refused=refused,
-                                            overflowed=overflowed,
-                                            seconds=round(seconds),
-                                            kinds=dict(kinds), mismatches=len(failures), failures=failures[:50]),
-                                       indent=1) + '\n')
+        args.out.write_text(
+            json.dumps(
+                dict(
+                    examples=checked,
+                    seed=args.seed,
+                    extreme=args.extreme,
+                    refused=refused,
+                    overflowed=overflowed,
+                    seconds=round(seconds),
+                    kinds=dict(kinds),
+                    mismatches=len(failures),
+                    failures=failures[:50],
+                ),
+                indent=1,
+            )
+            + '\n'
+        )
     return 1 if failures else 0
 
 

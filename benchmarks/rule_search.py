@@ -8,6 +8,7 @@ Every finalist trains with the same recipe (search_fashion_mnist with 20,000 tra
 same held-out validation images and the same seeds; only the rule differs. The finals run two at a time, one
 thread each, and each run's result is written as soon as it ends, so an interrupted finals resumes.
 """
+
 import argparse
 import json
 import os
@@ -25,15 +26,24 @@ BUDGET = ['--data.init_args.train_subset', '20000', '--trainer.max_epochs', '5']
 def finalists(top: int = 3) -> dict[str, dict]:
     """name -> the recipe's model options: the best found rules, ResNet-20, HB-Net-20, the best built-in."""
     from optnets.search import leaderboard
+
     rows = [r for r in leaderboard(STORAGE) if r['state'] == 'complete']
     found = [r for r in rows if not r['named']][:top]
     named = {r['named']: r for r in rows if r['named']}
     best_named = max(named.values(), key=lambda r: r['val_top1'])
     picked = {f'searched_{r["number"]}': r for r in found}
     picked.setdefault(f'searched_{best_named["number"]}', best_named)
-    models = {name: ['--model.model', name, '--model.rule', json.dumps(_without(r['register'], 'model_kwargs')),
-                     '--model.model_kwargs', json.dumps(r['register']['model_kwargs'])]
-              for name, r in picked.items()}
+    models = {
+        name: [
+            '--model.model',
+            name,
+            '--model.rule',
+            json.dumps(_without(r['register'], 'model_kwargs')),
+            '--model.model_kwargs',
+            json.dumps(r['register']['model_kwargs']),
+        ]
+        for name, r in picked.items()
+    }
     models['resnet_20'] = ['--model.model', 'hb_net_20_cifar', '--model.model_kwargs', '{"learn_coeffs": false}']
     models['hb_net_20'] = ['--model.model', 'hb_net_20_cifar']
     return models
@@ -49,12 +59,24 @@ def train(name: str, options: list[str], seed: int) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
-    code = ('import json, sys; from benchmarks.rule_search import final_run; '
-            'print(json.dumps(final_run(sys.argv[1:])))')
-    args = ['--config', 'search_fashion_mnist', *BUDGET, *options, '--seed_everything', str(seed),
-            '--trainer.default_root_dir', f'{os.environ.get("RUNS", "runs")}/rule_search_finals/{name}_seed{seed}']
-    done = subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True,
-                          env={**os.environ, 'OMP_NUM_THREADS': '1'}, cwd=OUT.parents[2])
+    code = 'import json, sys; from benchmarks.rule_search import final_run; print(json.dumps(final_run(sys.argv[1:])))'
+    args = [
+        '--config',
+        'search_fashion_mnist',
+        *BUDGET,
+        *options,
+        '--seed_everything',
+        str(seed),
+        '--trainer.default_root_dir',
+        f'{os.environ.get("RUNS", "runs")}/rule_search_finals/{name}_seed{seed}',
+    ]
+    done = subprocess.run(
+        [sys.executable, '-c', code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, 'OMP_NUM_THREADS': '1'},
+        cwd=OUT.parents[2],
+    )
     if done.returncode:
         raise RuntimeError(f'{name} seed {seed} failed:\n{done.stderr[-3000:]}')
     result = dict(json.loads(done.stdout.strip().splitlines()[-1]), name=name, seed=seed, options=options)
@@ -68,6 +90,7 @@ def final_run(args: list[str]) -> dict:
     import time
     from optnets.recipes.console import quiet
     from optnets.recipes.train import make_cli
+
     quiet(lightning_info=False)
     cli = make_cli(args, run=False)
     start = time.perf_counter()
@@ -99,6 +122,7 @@ def report():
     import torch
     from optnets.search import leaderboard
     from optnets.search.study import storage_of
+
     rows = leaderboard(STORAGE)
     (OUT / 'leaderboard.json').write_text(json.dumps(rows, indent=1))
     study = optuna.load_study(storage=storage_of(STORAGE), study_name='rules')
@@ -106,24 +130,37 @@ def report():
     importances = optuna.importance.get_param_importances(study, evaluator=fanova)
     runs = [json.loads(p.read_text()) for p in sorted((OUT / 'finals').glob('*.json'))]
     rule_of = {f'searched_{r["number"]}': (r['rule'], r['named']) for r in rows}
-    rule_of.update({'resnet_20': ('x[k+1] = T(x[k]) + x[k]', 'ResNet-20, fixed'),
-                    'hb_net_20': ('x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]', 'HB-Net-20, from ResNet')})
-    lines = ['| model | rule | params | val top-1 (%) | test top-1 (%) | seeds | s/run |',
-             '|---|---|---|---|---|---|---|']
+    rule_of.update(
+        {
+            'resnet_20': ('x[k+1] = T(x[k]) + x[k]', 'ResNet-20, fixed'),
+            'hb_net_20': ('x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]', 'HB-Net-20, from ResNet'),
+        }
+    )
+    lines = [
+        '| model | rule | params | val top-1 (%) | test top-1 (%) | seeds | s/run |',
+        '|---|---|---|---|---|---|---|',
+    ]
     by_name = {}
     for run in runs:
         by_name.setdefault(run['name'], []).append(run)
     stat = lambda xs: f'{100 * torch.tensor(xs).mean():.2f} ± {100 * torch.tensor(xs).std():.2f}'  # noqa: E731
     for name, group in sorted(by_name.items(), key=lambda kv: -sum(r['test_top1'] for r in kv[1]) / len(kv[1])):
         rule, named = rule_of[name]
-        lines.append(f'| {name}{f" ({named})" if named else ""} | `{rule}` | {group[0]["params"]} | '
-                     f'{stat([r["val_top1"] for r in group])} | {stat([r["test_top1"] for r in group])} | '
-                     f'{len(group)} | {sum(r["fit_seconds"] for r in group) / len(group):.0f} |')
+        lines.append(
+            f'| {name}{f" ({named})" if named else ""} | `{rule}` | {group[0]["params"]} | '
+            f'{stat([r["val_top1"] for r in group])} | {stat([r["test_top1"] for r in group])} | '
+            f'{len(group)} | {sum(r["fit_seconds"] for r in group) / len(group):.0f} |'
+        )
     states = {state: sum(r['state'] == state for r in rows) for state in ('complete', 'pruned', 'fail')}
     refused = sum(bool(r['refused']) for r in rows)
-    lines += ['', f'Study: {len(rows)} trials, {states["complete"]} complete, {states["pruned"] - refused} pruned by '
-              f'Hyperband, {refused} refused before training (an exploding identity path), {states["fail"]} failed.',
-              '', '| parameter | importance (fANOVA) |', '|---|---|']
+    lines += [
+        '',
+        f'Study: {len(rows)} trials, {states["complete"]} complete, {states["pruned"] - refused} pruned by '
+        f'Hyperband, {refused} refused before training (an exploding identity path), {states["fail"]} failed.',
+        '',
+        '| parameter | importance (fANOVA) |',
+        '|---|---|',
+    ]
     lines += [f'| `{name}` | {value:.3f} |' for name, value in importances.items()]
     (OUT / 'table.md').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
@@ -132,18 +169,28 @@ def report():
 
 def plot(rows: list[dict], path: Path):
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for state, marker in (('complete', 'o'), ('pruned', 'x')):
         points = [r for r in rows if r['state'] == state and r['val_top1'] is not None]
-        ax.scatter([r['nearest'][1] for r in points], [100 * r['val_top1'] for r in points], marker=marker,
-                   label=f'{state} ({len(points)})', alpha=0.8)
+        ax.scatter(
+            [r['nearest'][1] for r in points],
+            [100 * r['val_top1'] for r in points],
+            marker=marker,
+            label=f'{state} ({len(points)})',
+            alpha=0.8,
+        )
     for r in rows:
         if r['named'] and r['val_top1'] is not None:
             ax.annotate(r['named'], (0, 100 * r['val_top1']), fontsize=6, xytext=(4, 0), textcoords='offset points')
-    ax.set(xlabel='distance from the nearest built-in (initial coefficients; +1 per changed state)',
-           ylabel='best validation top-1 (%)', title='Rule search, Fashion-MNIST, ResNet-20 skeleton')
+    ax.set(
+        xlabel='distance from the nearest built-in (initial coefficients; +1 per changed state)',
+        ylabel='best validation top-1 (%)',
+        title='Rule search, Fashion-MNIST, ResNet-20 skeleton',
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=130)

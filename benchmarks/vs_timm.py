@@ -9,6 +9,7 @@ torch keeps no allocation peak, the bytes of the tensors autograd saves for back
 
 Runs of it are summarised by benchmarks/vs_timm_table.py.
 """
+
 import argparse
 import json
 import platform
@@ -113,28 +114,50 @@ def main(argv=None):
             for n, m in models.items():
                 infer_times[n].append(timed(lambda: m(x), device))  # noqa: B023
 
-    median = {k: {n: statistics.median(v) for n, v in times.items()}
-              for k, times in (('train', train_times), ('infer', infer_times))}
+    median = {
+        k: {n: statistics.median(v) for n, v in times.items()}
+        for k, times in (('train', train_times), ('infer', infer_times))
+    }
     rows = []
     for ours, base in PAIRS:
-        rows.append(dict(
-            model=ours, baseline=base,
-            train_step_ratio=median['train'][ours] / median['train'][base],
-            activation_memory_ratio=memory[ours] / memory[base],
-            fused_inference_ratio=median['infer'][ours] / median['infer'][base],
-            train_step_s=median['train'][ours], baseline_train_step_s=median['train'][base],
-            activation_memory_bytes=memory[ours], baseline_activation_memory_bytes=memory[base],
-            inference_s=median['infer'][ours], baseline_inference_s=median['infer'][base]))
-    print(f'device {device} ({platform.processor() or platform.machine()}), batch {args.batch_size}, '
-          f'{args.image_size}px, median of {args.rounds} interleaved rounds')
+        rows.append(
+            dict(
+                model=ours,
+                baseline=base,
+                train_step_ratio=median['train'][ours] / median['train'][base],
+                activation_memory_ratio=memory[ours] / memory[base],
+                fused_inference_ratio=median['infer'][ours] / median['infer'][base],
+                train_step_s=median['train'][ours],
+                baseline_train_step_s=median['train'][base],
+                activation_memory_bytes=memory[ours],
+                baseline_activation_memory_bytes=memory[base],
+                inference_s=median['infer'][ours],
+                baseline_inference_s=median['infer'][base],
+            )
+        )
+    print(
+        f'device {device} ({platform.processor() or platform.machine()}), batch {args.batch_size}, '
+        f'{args.image_size}px, median of {args.rounds} interleaved rounds'
+    )
     print(f'{"model":13} {"baseline":12} {"train step":>11} {"act. memory":>11} {"fused inference":>16}')
     for r in rows:
-        print(f'{r["model"]:13} {r["baseline"]:12} {r["train_step_ratio"]:10.3f}x '
-              f'{r["activation_memory_ratio"]:10.3f}x {r["fused_inference_ratio"]:15.3f}x')
+        print(
+            f'{r["model"]:13} {r["baseline"]:12} {r["train_step_ratio"]:10.3f}x '
+            f'{r["activation_memory_ratio"]:10.3f}x {r["fused_inference_ratio"]:15.3f}x'
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(dict(settings=vars(args) | {'out': str(args.out), 'device': str(device)},
-                                            torch=torch.__version__, timm=timm.__version__, rows=rows), indent=1))
+        args.out.write_text(
+            json.dumps(
+                dict(
+                    settings=vars(args) | {'out': str(args.out), 'device': str(device)},
+                    torch=torch.__version__,
+                    timm=timm.__version__,
+                    rows=rows,
+                ),
+                indent=1,
+            )
+        )
     return rows
 
 

@@ -3,6 +3,7 @@ ratios move by up to 0.1 on a noisy machine).
 
     python benchmarks/vs_timm_table.py benchmarks/results/vs_timm/run*.json --out benchmarks/results/vs_timm/table.md
 """
+
 import argparse
 import json
 import statistics

@@ -1,4 +1,5 @@
 """``python -m optnets``: the ``optnets`` command."""
+
 import sys
 
 from .cli import main

@@ -1,5 +1,6 @@
 """The ``optnets`` command: ``plan`` a rule, list ``models`` or one model's ``info``, ``train`` a recipe, ``export``,
 ``publish`` and fetch ``weights``."""
+
 import argparse
 import ast
 import fnmatch
@@ -31,10 +32,15 @@ def facts(name: str) -> dict:
         model(torch.empty(1, *size, device='meta'))
     stages = [m for m in model.modules() if isinstance(m, CompiledStage)]
     arch = name.split('.')[0]
-    return dict(model=model, input_size=size, gmacs=counter.get_total_flops() / 2e9, stages=stages,
-                params=sum(p.numel() for p in model.parameters()),
-                coefficients=sum(p.numel() for _, p in model.named_coefficients()),
-                tags=[t.split('.', 1)[1] for t in timm.list_pretrained(f'{arch}.*')])
+    return dict(
+        model=model,
+        input_size=size,
+        gmacs=counter.get_total_flops() / 2e9,
+        stages=stages,
+        params=sum(p.numel() for p in model.parameters()),
+        coefficients=sum(p.numel() for _, p in model.named_coefficients()),
+        tags=[t.split('.', 1)[1] for t in timm.list_pretrained(f'{arch}.*')],
+    )
 
 
 def _models(args):
@@ -49,20 +55,25 @@ def models_text(names: list[str]) -> str:
     for name in names:
         f = facts(name)
         size, tags = 'x'.join(map(str, f['input_size'])), ', '.join(f['tags']) or '-'
-        lines.append(f'{name:22} {f["params"] / 1e6:10.3f} {f["gmacs"]:7.3f} {size:>11} '
-                     f'{f["coefficients"]:12d}  {tags}')
+        lines.append(
+            f'{name:22} {f["params"] / 1e6:10.3f} {f["gmacs"]:7.3f} {size:>11} {f["coefficients"]:12d}  {tags}'
+        )
     return '\n'.join(lines)
 
 
 def models_table(names: list[str]) -> str:
     """The zoo as a Markdown table: the README's and the docs' (a test keeps them equal to this)."""
-    lines = ['| model | family | params (M) | GMACs | input | coefficients | pretrained tags |',
-             '|---|---|---|---|---|---|---|']
+    lines = [
+        '| model | family | params (M) | GMACs | input | coefficients | pretrained tags |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for name in names:
         f = facts(name)
         tags = ', '.join(f'`{t}`' for t in f['tags']) or '-'
-        lines.append(f'| `{name}` | {family_of(name)} | {f["params"] / 1e6:.3f} | {f["gmacs"]:.3f} | '
-                     f'{"x".join(map(str, f["input_size"]))} | {f["coefficients"]} | {tags} |')
+        lines.append(
+            f'| `{name}` | {family_of(name)} | {f["params"] / 1e6:.3f} | {f["gmacs"]:.3f} | '
+            f'{"x".join(map(str, f["input_size"]))} | {f["coefficients"]} | {tags} |'
+        )
     return '\n'.join(lines)
 
 
@@ -72,8 +83,10 @@ def _info(args):
         raise LookupError(f'{args.name!r} is not an optnets model: `optnets models` lists them')
     f = facts(args.name)
     plan = f['stages'][0].plan
-    print(f'{args.name}: {f["params"] / 1e6:.3f}M parameters ({f["coefficients"]} of them coefficients), '
-          f'{f["gmacs"]:.3f} GMACs at {"x".join(map(str, f["input_size"]))}')
+    print(
+        f'{args.name}: {f["params"] / 1e6:.3f}M parameters ({f["coefficients"]} of them coefficients), '
+        f'{f["gmacs"]:.3f} GMACs at {"x".join(map(str, f["input_size"]))}'
+    )
     print(f'stages: {", ".join(f"{s.steps} steps of width {s.width}" for s in f["stages"])}')
     print(f'pretrained tags: {", ".join(f["tags"]) or "none"}')
     print(plan)
@@ -81,6 +94,7 @@ def _info(args):
 
 def _weights(args):
     from .weights import registry
+
     tags = [t for t in registry.MANIFEST if fnmatch.fnmatch(t, args.tag or '*')]
     if not tags:
         raise registry.WeightsError(f'no published weights match {args.tag!r}: `optnets weights list` shows them')
@@ -99,27 +113,34 @@ def _weights(args):
 
 def _publish(args):
     from .weights.hub import publish
+
     print(f'published {args.directory} to {args.repo}: {publish(args.directory, args.repo, args.private)}')
 
 
 def _export(args):
     if args.hub_dir:
         from .weights.hub import hub_folder
+
         model_args = hub_folder(args.checkpoint, args.hub_dir, args.card)
-        print(f'wrote {args.hub_dir} (model args {model_args})\n'
-              f'load it: timm.create_model("local-dir:{args.hub_dir}", pretrained=True); '
-              f'upload it: optnets publish {args.hub_dir} --repo USER/NAME')
+        print(
+            f'wrote {args.hub_dir} (model args {model_args})\n'
+            f'load it: timm.create_model("local-dir:{args.hub_dir}", pretrained=True); '
+            f'upload it: optnets publish {args.hub_dir} --repo USER/NAME'
+        )
         return
     if not args.out:
         raise ValueError('give OUT (a .safetensors file) or --hub-dir DIR')
     from .weights.export import export_checkpoint
+
     metadata = export_checkpoint(args.checkpoint, args.out)
     model = metadata.get('model', 'MODEL')
     kwargs = metadata.get('model_kwargs')
     extra = ''.join(f', {k}={v!r}' for k, v in (ast.literal_eval(kwargs) or {}).items()) if kwargs else ''
-    print(f'wrote {args.out} ({", ".join(f"{k}={v}" for k, v in metadata.items())})\n'
-          f'load it: timm.create_model("{model}", pretrained=True, num_classes={metadata.get("num_classes", "N")}, '
-          f'in_chans={metadata.get("in_chans", 3)}{extra}, pretrained_cfg_overlay=dict(file="{args.out}"))')
+    print(
+        f'wrote {args.out} ({", ".join(f"{k}={v}" for k, v in metadata.items())})\n'
+        f'load it: timm.create_model("{model}", pretrained=True, num_classes={metadata.get("num_classes", "N")}, '
+        f'in_chans={metadata.get("in_chans", 3)}{extra}, pretrained_cfg_overlay=dict(file="{args.out}"))'
+    )
 
 
 def _train(args, rest):
@@ -154,28 +175,41 @@ def parser() -> argparse.ArgumentParser:
     plan.set_defaults(run=_plan)
     models = sub.add_parser('models', help='a table of the optnets models: parameters, GMACs, coefficients, tags')
     models.add_argument('pattern', nargs='?', default='', help="a name pattern such as 'hb_net*'")
-    models.add_argument('--format', choices=['text', 'markdown'], default='text', help='markdown: the docs\' table')
+    models.add_argument('--format', choices=['text', 'markdown'], default='text', help="markdown: the docs' table")
     models.set_defaults(run=_models)
-    info = sub.add_parser('info', help="one model: its rule and reading, plan, stages, parameters, GMACs and tags")
+    info = sub.add_parser('info', help='one model: its rule and reading, plan, stages, parameters, GMACs and tags')
     info.add_argument('name')
     info.set_defaults(run=_info)
     weights = sub.add_parser('weights', help='published weights: list, download (verified) or verify their hashes')
     weights.add_argument('action', choices=['list', 'download', 'verify'])
     weights.add_argument('tag', nargs='?', help='a tag such as hb_net_20_cifar.fmnist, or a pattern (default: all)')
     weights.set_defaults(run=_weights)
-    train = sub.add_parser('train', add_help=False, help='train with a Lightning recipe: optnets train fit --config '
-                                                         'CONFIG (optnets train --help: LightningCLI\'s help)')
+    train = sub.add_parser(
+        'train',
+        add_help=False,
+        help='train with a Lightning recipe: optnets train fit --config '
+        "CONFIG (optnets train --help: LightningCLI's help)",
+    )
     train.set_defaults(run=_train)
-    search = sub.add_parser('search', help='search over update rules on Optuna, each trial trained by a recipe: '
-                                           'optnets search [run|show|export] (run by default)')
+    search = sub.add_parser(
+        'search',
+        help='search over update rules on Optuna, each trial trained by a recipe: '
+        'optnets search [run|show|export] (run by default)',
+    )
     actions = search.add_subparsers(dest='action', required=True)
-    run = actions.add_parser('run', help='run, resume or join the study (other options pass to each trial, as to '
-                                         'optnets train fit: --data.*, --trainer.*, --model.*)')
+    run = actions.add_parser(
+        'run',
+        help='run, resume or join the study (other options pass to each trial, as to '
+        'optnets train fit: --data.*, --trainer.*, --model.*)',
+    )
     show = actions.add_parser('show', help='the leaderboard: every trial, best validation accuracy first')
     export = actions.add_parser('export', help='the best rules as optnets.register lines and recipe model configs')
     for action in (run, show, export):
-        action.add_argument('--storage', default='sqlite:///optnets-search.db',
-                            help='an Optuna storage: sqlite:///FILE (default), postgresql://..., or journal:PATH')
+        action.add_argument(
+            '--storage',
+            default='sqlite:///optnets-search.db',
+            help='an Optuna storage: sqlite:///FILE (default), postgresql://..., or journal:PATH',
+        )
         action.add_argument('--study', default='rules', help='the study name in that storage')
         action.set_defaults(run=_search)
     run.add_argument('--config', default='search_fashion_mnist', help='the recipe config each trial trains with')
@@ -183,16 +217,23 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument('--seed', type=int, default=0, help="the sampler's seed")
     run.add_argument('--root-dir', default='runs/search', help='trial logs and checkpoints: ROOT/trial_<n>')
     run.add_argument('--window', type=int, default=3, help='the longest history a rule reads (m)')
-    run.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None,
-                     help='a progress bar over trials (default: on a terminal)')
+    run.add_argument(
+        '--progress',
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='a progress bar over trials (default: on a terminal)',
+    )
     export.add_argument('--top', type=int, default=3, help='how many of the best rules')
     export.add_argument('--out', default='searched', help='the folder to write them into (new files only)')
-    export = sub.add_parser('export', help='write a training checkpoint as timm-loadable safetensors, or a Hugging '
-                                           'Face hub folder')
+    export = sub.add_parser(
+        'export', help='write a training checkpoint as timm-loadable safetensors, or a Hugging Face hub folder'
+    )
     export.add_argument('checkpoint', help='a .ckpt written by `optnets train`')
     export.add_argument('out', nargs='?', help='the .safetensors file to write')
-    export.add_argument('--hub-dir', help='instead, write a Hugging Face hub folder (timm config, card, run config) '
-                                          'into this new or empty folder')
+    export.add_argument(
+        '--hub-dir',
+        help='instead, write a Hugging Face hub folder (timm config, card, run config) into this new or empty folder',
+    )
     export.add_argument('--card', help='with --hub-dir: the model card to include as README.md')
     export.set_defaults(run=_export)
     publish = sub.add_parser('publish', help='upload a hub folder made by optnets export --hub-dir')
@@ -206,8 +247,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None):
     """``optnets``: one dispatcher. ``sys.argv`` is left as it is: DDP's launcher starts each process with it."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ['search'] and (argv[1:2] == [] or argv[1] not in SEARCH_ACTIONS) and '-h' not in argv[1:2] \
-            and '--help' not in argv[1:2]:
+    if (
+        argv[:1] == ['search']
+        and (argv[1:2] == [] or argv[1] not in SEARCH_ACTIONS)
+        and '-h' not in argv[1:2]
+        and '--help' not in argv[1:2]
+    ):
         argv.insert(1, 'run')  # `optnets search --trials 60`: run is the default action
     args, rest = parser().parse_known_args(argv)
     if args.command == 'train':

@@ -2,6 +2,7 @@
 
 The core (the compiler, the zoo, the weights) needs torch, timm, safetensors and huggingface_hub. A part that
 needs more checks for it on import and says, in one line, which extra installs it."""
+
 from importlib.util import find_spec
 
 EXTRAS = {
@@ -20,5 +21,6 @@ def require(extra: str):
     """Raise :class:`MissingExtra` naming ``extra`` when any of its modules is missing."""
     missing = [module for module in EXTRAS[extra] if find_spec(module) is None]
     if missing:
-        raise MissingExtra(f'this needs the optnets[{extra}] extra (missing {", ".join(missing)}): '
-                           f'pip install "optnets[{extra}]"')
+        raise MissingExtra(
+            f'this needs the optnets[{extra}] extra (missing {", ".join(missing)}): pip install "optnets[{extra}]"'
+        )

@@ -1,4 +1,5 @@
 """``python -m optnets.recipes``: the training entry point, as ``optnets train``."""
+
 from .train import cli_main
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ Each model is trained twice per seed with the same data order and initial weight
 
     python -m optnets.recipes.compare --models hb_net_20_cifar --epochs 1 --train-subset 10000
 """
+
 import argparse
 import json
 import sys
@@ -19,6 +20,7 @@ from optnets.models import FAMILIES, family_of
 from .console import quiet
 from .data import FashionMNISTDataModule
 from .module import ImageClassifier
+
 
 class History(L.Callback):
     """Test accuracy after every epoch (Fashion-MNIST has no separate validation split)."""
@@ -41,14 +43,26 @@ class History(L.Callback):
 def train_once(model: str, model_kwargs: dict, seed: int, args) -> dict:
     """One seeded Fashion-MNIST run of ``model`` (``model_kwargs`` go to ``timm.create_model``)."""
     L.seed_everything(seed, verbose=False)
-    data = FashionMNISTDataModule(batch_size=args.batch_size, num_workers=args.workers,
-                                  train_subset=args.train_subset, val_subset=args.test_subset)
-    module = ImageClassifier(model, model_kwargs, num_classes=10, in_chans=1, lr=args.lr,
-                             weight_decay=5e-4, schedule='cosine')
+    data = FashionMNISTDataModule(
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        train_subset=args.train_subset,
+        val_subset=args.test_subset,
+    )
+    module = ImageClassifier(
+        model, model_kwargs, num_classes=10, in_chans=1, lr=args.lr, weight_decay=5e-4, schedule='cosine'
+    )
     history = History()
-    trainer = L.Trainer(max_epochs=args.epochs, accelerator=args.accelerator, logger=False,
-                        enable_checkpointing=False, callbacks=[history], enable_model_summary=False,
-                        num_sanity_val_steps=0, enable_progress_bar=args.progress)
+    trainer = L.Trainer(
+        max_epochs=args.epochs,
+        accelerator=args.accelerator,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[history],
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        enable_progress_bar=args.progress,
+    )
     trainer.fit(module, datamodule=data)
     return dict(model=model, model_kwargs=model_kwargs, seed=seed, top1=history.top1, epoch_seconds=history.seconds)
 
@@ -68,8 +82,10 @@ def summarize(runs: list[dict]) -> str:
 
 def plot(runs: list[dict], path: Path):
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4))
     for run in runs:
         style = '-' if run['variant'] == 'learned' else '--'
@@ -93,8 +109,12 @@ def main(argv=None):
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--accelerator', default='auto', help="Lightning's: auto, cpu, gpu, ...")
     parser.add_argument('--out', type=Path, help='write runs.json and curves.png here')
-    parser.add_argument('--progress', action=argparse.BooleanOptionalAction, default=sys.stdout.isatty(),
-                        help='progress bars (default: when the output is a terminal)')
+    parser.add_argument(
+        '--progress',
+        action=argparse.BooleanOptionalAction,
+        default=sys.stdout.isatty(),
+        help='progress bars (default: when the output is a terminal)',
+    )
     args = parser.parse_args(argv)
     quiet(lightning_info=False)
     started = time.perf_counter()
@@ -106,14 +126,16 @@ def main(argv=None):
                 family = FAMILIES[family_of(model)].special_case
                 run = train_once(model, {'learn_coeffs': learn}, seed, args)
                 runs.append(dict(run, variant='learned' if learn else f'{family} (fixed)'))
-                print(f'{model} learn_coeffs={learn} seed={seed}: test top1 {100 * runs[-1]["top1"][-1]:.2f}%',
-                      flush=True)
+                print(
+                    f'{model} learn_coeffs={learn} seed={seed}: test top1 {100 * runs[-1]["top1"][-1]:.2f}%', flush=True
+                )
     print(summarize(runs))
     print(f'elapsed: {time.perf_counter() - started:.0f} s for {len(runs)} runs')
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / 'runs.json').write_text(json.dumps(dict(args=vars(args) | {'out': str(args.out)}, runs=runs),
-                                                       indent=1))
+        (args.out / 'runs.json').write_text(
+            json.dumps(dict(args=vars(args) | {'out': str(args.out)}, runs=runs), indent=1)
+        )
         plot(runs, args.out / 'curves.png')
     return runs
 

@@ -1,5 +1,6 @@
 """What the recipes print: the progress bar and the results, without the third-party advertising and deprecation
 notices a user cannot act on. Each filter names the package and the message it drops; nothing else is silenced."""
+
 import logging
 import warnings
 

@@ -5,6 +5,7 @@ and each sample's random augmentation are functions of the run's seed, the epoch
 resumed mid-epoch (Lightning stores the loader's position in the checkpoint) sees exactly the batches the
 uninterrupted run saw, whatever the number of workers.
 """
+
 import copy
 import ctypes
 import gzip
@@ -150,9 +151,10 @@ def decompress_verified(packed: Path, target: Path, md5: str):
             raise ValueError(f'md5 {digest.hexdigest()}, expected {md5}')
         partial.replace(target)  # atomic: an interrupted copy never passes for a complete one
     except (OSError, EOFError, ValueError) as error:
-        raise ValueError(f'{packed} is not Fashion-MNIST\'s {packed.name} ({error}): the file is corrupt or '
-                         'changed; reinstall dataset-fashion-mnist or point --data.root at the original files'
-                         ) from None
+        raise ValueError(
+            f"{packed} is not Fashion-MNIST's {packed.name} ({error}): the file is corrupt or "
+            'changed; reinstall dataset-fashion-mnist or point --data.root at the original files'
+        ) from None
     finally:
         partial.unlink(missing_ok=True)
 
@@ -163,21 +165,31 @@ class ImageDataModule(L.LightningDataModule):
     its own default. ``train_subset`` / ``val_subset`` take the first N images (quick runs). ``holdout`` makes the
     last N training images (read with the evaluation transform) the validation set, so that choices are made on
     them and the test set is read by ``test`` alone; by default the test set is the validation set too."""
+
     num_classes: int = 10
     in_chans: int = 3
     default_root = staticmethod(default_root)
 
-    def __init__(self, root: Optional[str] = None, download: bool = False, batch_size: int = 128,
-                 num_workers: int = 2, train_subset: Optional[int] = None, val_subset: Optional[int] = None,
-                 holdout: int = 0):
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        download: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        train_subset: Optional[int] = None,
+        val_subset: Optional[int] = None,
+        holdout: int = 0,
+    ):
         super().__init__()
         self.save_hyperparameters()  # the concrete DataModule's arguments, for the logs
         self.root = Path(root).expanduser() if root else self.default_root()
         self.download, self.batch_size, self.num_workers = download, batch_size, num_workers
         self.train_subset, self.val_subset, self.holdout = train_subset, val_subset, holdout
         if batch_size < 1 or num_workers < 0 or holdout < 0:
-            raise ValueError(f'batch_size must be at least 1 and num_workers and holdout at least 0, got '
-                             f'{batch_size}, {num_workers} and {holdout}')
+            raise ValueError(
+                f'batch_size must be at least 1 and num_workers and holdout at least 0, got '
+                f'{batch_size}, {num_workers} and {holdout}'
+            )
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
         self.test_set: Optional[Dataset] = None
@@ -225,10 +237,16 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> StatefulDataLoader:
         workers = self.num_workers
-        return StatefulDataLoader(SeededSamples(dataset), batch_size=self.batch_size,
-                                  sampler=SeededSampler(len(dataset), self.seed, shuffle), num_workers=workers,
-                                  persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-                                  drop_last=shuffle, worker_init_fn=die_with_parent)
+        return StatefulDataLoader(
+            SeededSamples(dataset),
+            batch_size=self.batch_size,
+            sampler=SeededSampler(len(dataset), self.seed, shuffle),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=shuffle,
+            worker_init_fn=die_with_parent,
+        )
 
     def train_dataloader(self) -> StatefulDataLoader:
         return self._loader(self.train_set, shuffle=True)
@@ -252,6 +270,7 @@ def cifar_transforms(mean, std, size: int = 32, padding: int = 4) -> tuple[T.Com
 
 class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10 through torchvision: ``root`` holds ``cifar-10-batches-py`` (or ``download=True``)."""
+
     dataset_cls = 'CIFAR10'
     num_classes = 10
 
@@ -262,8 +281,14 @@ class CIFAR10DataModule(ImageDataModule):
                 getattr(datasets, self.dataset_cls)(self.root, train=train, download=True)
 
     def data_config(self) -> dict:
-        return dict(dataset=self.dataset_cls.lower(), input_size=(3, 32, 32), mean=CIFAR_MEAN, std=CIFAR_STD,
-                    crop_pct=1.0, interpolation='bilinear')
+        return dict(
+            dataset=self.dataset_cls.lower(),
+            input_size=(3, 32, 32),
+            mean=CIFAR_MEAN,
+            std=CIFAR_STD,
+            crop_pct=1.0,
+            interpolation='bilinear',
+        )
 
     def datasets(self):
         train_tf, val_tf = cifar_transforms(CIFAR_MEAN, CIFAR_STD)
@@ -271,8 +296,10 @@ class CIFAR10DataModule(ImageDataModule):
         try:
             return (cls(self.root, train=True, transform=train_tf), cls(self.root, train=False, transform=val_tf))
         except RuntimeError as error:
-            raise FileNotFoundError(f'{self.dataset_cls} not found under {self.root}: pass --data.root DIR with the '
-                                    f'extracted dataset, or --data.download true ({error})') from None
+            raise FileNotFoundError(
+                f'{self.dataset_cls} not found under {self.root}: pass --data.root DIR with the '
+                f'extracted dataset, or --data.download true ({error})'
+            ) from None
 
 
 class CIFAR100DataModule(CIFAR10DataModule):
@@ -284,27 +311,41 @@ class ImageNetDataModule(ImageDataModule):
     """ImageNet as an ImageFolder tree (``root/train/<class>/*``, ``root/val/<class>/*``), with timm's
     train and eval transforms resolved from the ``pretrained_cfg`` of ``model``: by default the model the
     LightningModule trains (its ``hparams.model``), else ``hb_net_34``."""
+
     num_classes = 1000
 
-    def __init__(self, root: str, model: Optional[str] = None, num_classes: int = 1000, batch_size: int = 256,
-                 num_workers: int = 8, train_subset: Optional[int] = None, val_subset: Optional[int] = None):
+    def __init__(
+        self,
+        root: str,
+        model: Optional[str] = None,
+        num_classes: int = 1000,
+        batch_size: int = 256,
+        num_workers: int = 8,
+        train_subset: Optional[int] = None,
+        val_subset: Optional[int] = None,
+    ):
         super().__init__(root, False, batch_size, num_workers, train_subset, val_subset)
         self.model, self.num_classes = model, num_classes
 
     def data_config(self) -> dict:
         import timm
         from timm.data import resolve_data_config
+
         name = self.model or (self.trainer.lightning_module.hparams.get('model') if self.trainer else None)
-        return dict(dataset='imagenet-1k', **resolve_data_config(model=timm.create_model(name or 'hb_net_34',
-                                                                                          device='meta')))
+        return dict(
+            dataset='imagenet-1k', **resolve_data_config(model=timm.create_model(name or 'hb_net_34', device='meta'))
+        )
 
     def datasets(self):
         import timm
         from timm.data import create_transform, resolve_data_config
+
         for split in ('train', 'val'):
             if not (self.root / split).is_dir():
-                raise FileNotFoundError(f'ImageNet folder {self.root / split} not found: pass --data.root DIR '
-                                        'holding train/ and val/ class folders')
+                raise FileNotFoundError(
+                    f'ImageNet folder {self.root / split} not found: pass --data.root DIR '
+                    'holding train/ and val/ class folders'
+                )
         trained = self.trainer.lightning_module.hparams.get('model') if self.trainer is not None else None
         name = self.model or trained or 'hb_net_34'
         config = resolve_data_config(model=timm.create_model(name, device='meta'))
@@ -319,13 +360,23 @@ class FashionMNISTDataModule(ImageDataModule):
     Reads the four original ``.gz`` files of Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets``, or
     ``root``) through torchvision's own reader, offline; ``download=True`` fetches them when they are missing.
     """
+
     num_classes = 10
     in_chans = 1
     default_root = staticmethod(lambda: DEBIAN_FASHION_MNIST)
 
-    def __init__(self, root: Optional[str] = None, download: bool = False, batch_size: int = 128,
-                 num_workers: int = 2, train_subset: Optional[int] = None, val_subset: Optional[int] = None,
-                 holdout: int = 0, image_size: int = 32, augment: bool = True):
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        download: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 2,
+        train_subset: Optional[int] = None,
+        val_subset: Optional[int] = None,
+        holdout: int = 0,
+        image_size: int = 32,
+        augment: bool = True,
+    ):
         super().__init__(root, download, batch_size, num_workers, train_subset, val_subset, holdout)
         if image_size < 28 or (image_size - 28) % 2:
             raise ValueError(f'image_size pads the 28x28 images on both sides: 28, 30, 32, ..., got {image_size}')
@@ -338,14 +389,21 @@ class FashionMNISTDataModule(ImageDataModule):
             for name, md5 in FASHION_MNIST_MD5.items():  # re-read each time: --data.root is never ignored
                 decompress_verified(source / f'{name}.gz', cache / name, md5)
         elif not self.download:
-            raise FileNotFoundError(f'Fashion-MNIST .gz files not found in {source}: apt-get install '
-                                    'dataset-fashion-mnist, pass --data.root DIR, or --data.download true')
+            raise FileNotFoundError(
+                f'Fashion-MNIST .gz files not found in {source}: apt-get install '
+                'dataset-fashion-mnist, pass --data.root DIR, or --data.download true'
+            )
         datasets.FashionMNIST(fashion_mnist_root(), train=True, download=True)  # downloads verify the .gz md5s
 
     def data_config(self) -> dict:  # timm's eval transform pads 28 to image_size by this crop_pct (see the manifest)
-        return dict(dataset='fashion_mnist', input_size=(1, self.image_size, self.image_size),
-                    mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, crop_pct=self.image_size / 28,
-                    interpolation='bilinear')
+        return dict(
+            dataset='fashion_mnist',
+            input_size=(1, self.image_size, self.image_size),
+            mean=FASHION_MNIST_MEAN,
+            std=FASHION_MNIST_STD,
+            crop_pct=self.image_size / 28,
+            interpolation='bilinear',
+        )
 
     def datasets(self):
         pad = (self.image_size - 28) // 2
@@ -368,20 +426,40 @@ def fashion_mnist_flat(train: bool, rows: slice = slice(None)) -> tuple[torch.Te
 class SyntheticDataModule(ImageDataModule):
     """Random images (torchvision ``FakeData``): a synthetic stand-in for smoke tests, never for results."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, image_size: int = 32, length: int = 64,
-                 batch_size: int = 16, num_workers: int = 0):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        image_size: int = 32,
+        length: int = 64,
+        batch_size: int = 16,
+        num_workers: int = 0,
+    ):
         super().__init__(None, False, batch_size, num_workers)
         if min(num_classes, in_chans, image_size, length) < 1:
-            raise ValueError(f'num_classes, in_chans, image_size and length must be at least 1, got {num_classes}, '
-                             f'{in_chans}, {image_size} and {length}')
+            raise ValueError(
+                f'num_classes, in_chans, image_size and length must be at least 1, got {num_classes}, '
+                f'{in_chans}, {image_size} and {length}'
+            )
         self.num_classes, self.in_chans, self.image_size, self.length = num_classes, in_chans, image_size, length
 
     def data_config(self) -> dict:
-        return dict(dataset='synthetic', input_size=(self.in_chans, self.image_size, self.image_size),
-                    mean=(0.0,) * self.in_chans, std=(1.0,) * self.in_chans, crop_pct=1.0, interpolation='bilinear')
+        return dict(
+            dataset='synthetic',
+            input_size=(self.in_chans, self.image_size, self.image_size),
+            mean=(0.0,) * self.in_chans,
+            std=(1.0,) * self.in_chans,
+            crop_pct=1.0,
+            interpolation='bilinear',
+        )
 
     def datasets(self):
         shape = (self.in_chans, self.image_size, self.image_size)
-        make = lambda seed: datasets.FakeData(self.length, shape, self.num_classes,  # noqa: E731
-                                              T.ToTensor(), random_offset=seed)
+        make = lambda seed: datasets.FakeData(  # noqa: E731
+            self.length,
+            shape,
+            self.num_classes,
+            T.ToTensor(),
+            random_offset=seed,
+        )
         return make(0), make(10_000)

@@ -1,7 +1,8 @@
 """Layer-parallel LPOM on Fashion-MNIST, under torchrun (``optnets.lpom.distributed`` is the solver)::
 
-    torchrun --nproc_per_node 2 -m optnets.recipes.lpom_distributed --train 10000 --epochs 3 --hidden 300
+torchrun --nproc_per_node 2 -m optnets.recipes.lpom_distributed --train 10000 --epochs 3 --hidden 300
 """
+
 import argparse
 import json
 import time
@@ -33,17 +34,25 @@ def main(argv=None):
     if dist.get_rank() == 0:
         FashionMNISTDataModule().prepare_data()
     dist.barrier()
-    (x, y), (xt, yt) = (tuple(t.numpy() for t in fashion_mnist_flat(train, slice(0, n)))
-                        for train, n in ((True, args.train), (False, None)))
+    (x, y), (xt, yt) = (
+        tuple(t.numpy() for t in fashion_mnist_flat(train, slice(0, n)))
+        for train, n in ((True, args.train), (False, None))
+    )
     estimator = LPOM(tuple(args.hidden), mu=args.mu, random_state=args.seed, max_iter=args.epochs)
     start = time.perf_counter()
     staleness = None if args.staleness < 0 else args.staleness
     LayerParallelLPOM(estimator, staleness).fit(x, y)
     seconds = time.perf_counter() - start
     if dist.get_rank() == 0:
-        report = dict(processes=dist.get_world_size(), staleness=staleness, train=args.train,
-                      epochs=args.epochs, hidden=args.hidden, test_accuracy=estimator.score(xt, yt),
-                      seconds_per_epoch=seconds / args.epochs)
+        report = dict(
+            processes=dist.get_world_size(),
+            staleness=staleness,
+            train=args.train,
+            epochs=args.epochs,
+            hidden=args.hidden,
+            test_accuracy=estimator.score(xt, yt),
+            seconds_per_epoch=seconds / args.epochs,
+        )
         print(json.dumps(report), flush=True)
         if args.out:
             torch.save([w.clone() for w in estimator.weights_], args.out)

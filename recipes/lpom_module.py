@@ -1,6 +1,7 @@
 """LPOM in the recipe CLI: a LightningModule with manual optimisation whose step is one LPOM block-coordinate
 update, so that Lightning brings the progress bar, logs, checkpoints and resuming. There is no optimizer: LPOM
 updates the module's own parameters in place, and Lightning's placeholder optimizer counts the steps."""
+
 from typing import Optional, Sequence
 
 import lightning as L
@@ -25,22 +26,48 @@ class LPOMClassifier(L.LightningModule):
     batch's objective.
     """
 
-    def __init__(self, hidden: Sequence[int] = (300,), architecture: Optional[Sequence[str]] = None,
-                 num_classes: int = 10, in_chans: int = 1,
-                 image_size: int = 28, activation: str = 'relu', out_activation: str = 'identity',
-                 mu: float = DEFAULT_MU, loss: str = 'cross_entropy', update_schedule: str = 'serial',
-                 parallel_weights: bool = False, activation_iters: int = 5, weight_iters: int = 3,
-                 pinv_reg: float = 1e-3, activation_kwargs: Optional[dict] = None, rho_max: Optional[float] = None,
-                 monitor: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        hidden: Sequence[int] = (300,),
+        architecture: Optional[Sequence[str]] = None,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        image_size: int = 28,
+        activation: str = 'relu',
+        out_activation: str = 'identity',
+        mu: float = DEFAULT_MU,
+        loss: str = 'cross_entropy',
+        update_schedule: str = 'serial',
+        parallel_weights: bool = False,
+        activation_iters: int = 5,
+        weight_iters: int = 3,
+        pinv_reg: float = 1e-3,
+        activation_kwargs: Optional[dict] = None,
+        rho_max: Optional[float] = None,
+        monitor: bool = False,
+        seed: int = 0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        shared = dict(activation=activation, out_activation=out_activation, mu=mu, loss=loss,
-                      activation_iters=activation_iters, weight_iters=weight_iters, pinv_reg=pinv_reg,
-                      activation_kwargs=activation_kwargs, rho_max=rho_max, monitor=monitor, random_state=seed)
-        self.lpom = (LPOMConv(tuple(architecture), (in_chans, image_size, image_size), **shared) if architecture
-                     else LPOM(hidden, schedule=update_schedule, parallel_weights=parallel_weights, **shared)
-                     )._initialize(in_chans * image_size ** 2, range(num_classes))
+        shared = dict(
+            activation=activation,
+            out_activation=out_activation,
+            mu=mu,
+            loss=loss,
+            activation_iters=activation_iters,
+            weight_iters=weight_iters,
+            pinv_reg=pinv_reg,
+            activation_kwargs=activation_kwargs,
+            rho_max=rho_max,
+            monitor=monitor,
+            random_state=seed,
+        )
+        self.lpom = (
+            LPOMConv(tuple(architecture), (in_chans, image_size, image_size), **shared)
+            if architecture
+            else LPOM(hidden, schedule=update_schedule, parallel_weights=parallel_weights, **shared)
+        )._initialize(in_chans * image_size**2, range(num_classes))
         # one copy of the weights: the module's parameters (checkpoints hold them, resuming restores them in place),
         # which LPOM updates in place
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights_)
@@ -52,8 +79,11 @@ class LPOMClassifier(L.LightningModule):
 
     def _statistics(self) -> dict:
         """``{buffer name: (layer, key)}`` of every running statistic of the LPOM layers."""
-        return {f'running_{key}_{i}': (layer, key) for i, layer in enumerate(getattr(self.lpom, 'layers_', ()))
-                for key in getattr(layer, 'running', {})}
+        return {
+            f'running_{key}_{i}': (layer, key)
+            for i, layer in enumerate(getattr(self.lpom, 'layers_', ()))
+            for key in getattr(layer, 'running', {})
+        }
 
     def _apply(self, fn, *args, **kwargs):
         """After ``.to()`` and the like replaced the buffers, the layers read the new ones."""
@@ -73,8 +103,11 @@ class LPOMClassifier(L.LightningModule):
         if self.lpom.monitor:
             record = self.lpom.history_.pop()  # logged here, not kept
             self.log_dict({f'rho/{i}': rho for i, rho in enumerate(record['rho'], 1)}, on_step=True)
-            self.log('lpom/objective_increases', float(sum(after > before for _, before, after in
-                                                           record['objective'])), on_step=True)
+            self.log(
+                'lpom/objective_increases',
+                float(sum(after > before for _, before, after in record['objective'])),
+                on_step=True,
+            )
 
     def on_train_epoch_end(self):
         self.log_dict({f'rho/{i}': rho for i, rho in enumerate(self.lpom.rho(), 1)})

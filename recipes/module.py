@@ -1,4 +1,5 @@
 """The LightningModule: trains any timm model by name (every optnets model and every timm baseline)."""
+
 import math
 from typing import Optional
 
@@ -28,29 +29,50 @@ class ImageClassifier(L.LightningModule):
             arguments): how ``optnets search export`` writes a found rule as a model config.
     """
 
-    def __init__(self, model: str = 'hb_net_20_cifar', model_kwargs: Optional[dict] = None, num_classes: int = 10,
-                 in_chans: int = 3, optimizer: str = 'momentum', lr: float = 0.1, momentum: float = 0.9,
-                 weight_decay: float = 1e-4, schedule: str = 'step', warmup_epochs: int = 0,
-                 label_smoothing: float = 0.0, mixup: float = 0.0, cutmix: float = 0.0,
-                 channels_last: bool = False, compile: bool = False, rule: Optional[dict] = None):
+    def __init__(
+        self,
+        model: str = 'hb_net_20_cifar',
+        model_kwargs: Optional[dict] = None,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        optimizer: str = 'momentum',
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        schedule: str = 'step',
+        warmup_epochs: int = 0,
+        label_smoothing: float = 0.0,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        channels_last: bool = False,
+        compile: bool = False,
+        rule: Optional[dict] = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         if rule and not timm.is_model(model):
             optnets.register(model, **rule)
         if not timm.is_model(model):  # a tagged name (resnet18.a1_in1k) is its architecture's
             close = timm.list_models(f'*{model.split("_")[0]}*')[:8]
-            raise ValueError(f'unknown model {model!r}: `optnets models` lists the optnets ones, '
-                             f'timm.list_models() all of them{f" (close: {close})" if close else ""}')
+            raise ValueError(
+                f'unknown model {model!r}: `optnets models` lists the optnets ones, '
+                f'timm.list_models() all of them{f" (close: {close})" if close else ""}'
+            )
         if not (0 <= lr < math.inf and 0 <= weight_decay < math.inf and 0 <= momentum < 1):
-            raise ValueError(f'lr and weight_decay must be finite and non-negative and momentum in [0, 1), got '
-                             f'lr={lr}, weight_decay={weight_decay}, momentum={momentum}')
+            raise ValueError(
+                f'lr and weight_decay must be finite and non-negative and momentum in [0, 1), got '
+                f'lr={lr}, weight_decay={weight_decay}, momentum={momentum}'
+            )
         if schedule not in ('step', 'cosine'):
             raise ValueError(f"schedule must be 'step' or 'cosine', got {schedule!r}")
         self.model = timm.create_model(model, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.mixup = Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
-                           num_classes=num_classes) if mixup or cutmix else None
+        self.mixup = (
+            Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing, num_classes=num_classes)
+            if mixup or cutmix
+            else None
+        )
         self.top1 = MulticlassAccuracy(num_classes, top_k=1)
         self.top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes))
 
@@ -101,8 +123,9 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = create_optimizer_v2(self.model, hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay,
-                                        momentum=hp.momentum)
+        optimizer = create_optimizer_v2(
+            self.model, hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum
+        )
         steps = self.trainer.estimated_stepping_batches
         warmup = int(steps * hp.warmup_epochs / max(self.trainer.max_epochs or 1, 1))
         if hp.schedule == 'cosine':

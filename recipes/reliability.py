@@ -10,6 +10,7 @@
 - ``StopOnNonFinite``: a non-finite loss, weight or buffer ends the run (``NonFiniteError``) before a checkpoint of that
   state is written; the checkpoints already on disk stay as they were.
 """
+
 import os
 import random
 import shutil
@@ -46,8 +47,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(partial, path)
         except OSError as error:
             free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
-            raise CheckpointWriteError(f'could not write {path} ({error.strerror or error}; {free / 2**20:.0f} MiB '
-                                       f'free there): the previous checkpoint is intact') from error
+            raise CheckpointWriteError(
+                f'could not write {path} ({error.strerror or error}; {free / 2**20:.0f} MiB '
+                f'free there): the previous checkpoint is intact'
+            ) from error
         finally:
             partial.unlink(missing_ok=True)
 
@@ -70,8 +73,11 @@ class ExactResume(L.Callback):
 
     def state_dict(self) -> dict:
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        return {'torch': torch.get_rng_state(), 'python': random.getstate(),  # plain types: weights_only loads them
-                'numpy': [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+        return {
+            'torch': torch.get_rng_state(),
+            'python': random.getstate(),  # plain types: weights_only loads them
+            'numpy': [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        }
 
     def load_state_dict(self, state: dict):
         self.pending = state
@@ -116,5 +122,7 @@ class StopOnNonFinite(L.Callback):
         bad = first_non_finite(named)
         if bad is None:
             return
-        raise NonFiniteError(f'{bad} became non-finite at step {trainer.global_step}: lower --model.lr (the '
-                             'checkpoints on disk hold the last finite state)')
+        raise NonFiniteError(
+            f'{bad} became non-finite at step {trainer.global_step}: lower --model.lr (the '
+            'checkpoints on disk hold the last finite state)'
+        )

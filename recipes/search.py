@@ -8,6 +8,7 @@ Every option of ``optnets train fit`` (``--data.*``, ``--trainer.*``, ``--model.
 the trial sets the model. Run the same command again to resume, or on other machines against one database to
 share the study.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,11 +53,25 @@ class RecipeObjective:
 
     def __call__(self, trial, point, space: RuleSpace) -> float:
         import optuna
+
         spec = register_kwargs(point, space)
         model_kwargs = spec.pop('model_kwargs')
-        cli = make_cli(['--config', self.config, *self.overrides, '--model.model', f'searched_{trial.number}',
-                        '--model.rule', json.dumps(spec), '--model.model_kwargs', json.dumps(model_kwargs),
-                        '--trainer.default_root_dir', f'{self.root_dir}/trial_{trial.number}'], run=False)
+        cli = make_cli(
+            [
+                '--config',
+                self.config,
+                *self.overrides,
+                '--model.model',
+                f'searched_{trial.number}',
+                '--model.rule',
+                json.dumps(spec),
+                '--model.model_kwargs',
+                json.dumps(model_kwargs),
+                '--trainer.default_root_dir',
+                f'{self.root_dir}/trial_{trial.number}',
+            ],
+            run=False,
+        )
         report = ReportToTrial(trial)
         cli.trainer.callbacks.append(report)
         try:
@@ -83,13 +98,17 @@ def main(args: argparse.Namespace, overrides: list[str]):
         return
     stray = [arg for arg in overrides if arg.startswith('-') and arg.split('=')[0].split('.')[0] not in OVERRIDES]
     if stray:
-        raise ValueError(f'unrecognized arguments: {" ".join(stray)} (a trial takes --data.*, --trainer.*, '
-                         '--model.* as optnets train fit does)')
+        raise ValueError(
+            f'unrecognized arguments: {" ".join(stray)} (a trial takes --data.*, --trainer.*, '
+            '--model.* as optnets train fit does)'
+        )
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     quiet(lightning_info=False)
     space = RuleSpace(window=args.window)
     objective = RecipeObjective(args.config, overrides, args.root_dir)
     study = run(space, objective, args.trials, args.storage, args.study, args.seed, progress=progress)
     print(leaderboard_text(leaderboard(args.storage, args.study)[:10]))
-    print(f'{len(study.trials)} trials in study {args.study!r} of {args.storage}; all of them: optnets search show '
-          f'--storage {args.storage}')
+    print(
+        f'{len(study.trials)} trials in study {args.study!r} of {args.storage}; all of them: optnets search show '
+        f'--storage {args.storage}'
+    )

@@ -12,6 +12,7 @@ run with exit code 1 before it is saved. EMA weights: ``--trainer.callbacks+=EMA
 ``optnets.recipes.module.ImageClassifier`` unless a config names another LightningModule
 (``optnets.recipes.lpom_module.LPOMClassifier`` trains without backpropagation).
 """
+
 import os
 import sys
 import warnings
@@ -30,8 +31,14 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from optnets.weights.export import read_checkpoint
 from .console import quiet
 from .data import ImageDataModule
-from .reliability import (AtomicCheckpointIO, CheckpointOnSIGTERM, CheckpointWriteError, ExactResume, NonFiniteError,
-                          StopOnNonFinite)
+from .reliability import (
+    AtomicCheckpointIO,
+    CheckpointOnSIGTERM,
+    CheckpointWriteError,
+    ExactResume,
+    NonFiniteError,
+    StopOnNonFinite,
+)
 from . import lpom_module, module  # noqa: F401  (the LightningModules a config may name)
 
 TRAINER_DEFAULTS = {
@@ -79,8 +86,9 @@ class OptnetsCLI(LightningCLI):
             try:
                 read_checkpoint(ckpt)  # tensors and plain data only, as Lightning will load it
             except ValueError as error:
-                raise ValueError(f'--ckpt_path {error}; `--ckpt_path last` resumes from the run folder\'s '
-                                 'last.ckpt') from None
+                raise ValueError(
+                    f"--ckpt_path {error}; `--ckpt_path last` resumes from the run folder's last.ckpt"
+                ) from None
 
 
 CONFIGS = Path(__file__).with_name('configs')
@@ -89,6 +97,7 @@ CONFIGS = Path(__file__).with_name('configs')
 def shipped_configs(args: list[str]) -> list[str]:
     """``--config NAME`` (``fashion_mnist``, ``models/hb_net_56``) names a config shipped with the package when no
     file of that name exists; paths work as they are."""
+
     def resolve(value: str) -> str:
         shipped = CONFIGS / f'{value}.yaml'
         return str(shipped) if not os.path.exists(value) and shipped.is_file() else value
@@ -107,10 +116,17 @@ def make_cli(args: list[str], run: bool = True) -> OptnetsCLI:
     instantiates without running a subcommand, for callers that drive the trainer (the search, benchmarks)."""
     # `optnets train` passes its arguments and leaves sys.argv alone, on purpose: DDP's launcher re-runs sys.argv
     warnings.filterwarnings('ignore', message="LightningCLI's args parameter is intended")
-    return OptnetsCLI(L.LightningModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                      args=shipped_configs(args), run=run,
-                      trainer_defaults={**TRAINER_DEFAULTS, 'callbacks': default_callbacks()},
-                      save_config_kwargs={'overwrite': True}, parser_kwargs={'exit_on_error': False})
+    return OptnetsCLI(
+        L.LightningModule,
+        ImageDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=shipped_configs(args),
+        run=run,
+        trainer_defaults={**TRAINER_DEFAULTS, 'callbacks': default_callbacks()},
+        save_config_kwargs={'overwrite': True},
+        parser_kwargs={'exit_on_error': False},
+    )
 
 
 def cli_main(args=None):

@@ -5,6 +5,7 @@ more). A case is a rule text plus stage settings; :func:`check` compiles it and 
 :func:`optnets.rules.evaluate`: outputs, gradients with respect to the input and every coefficient, the output
 after ``fuse()``, and the text round trip.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,20 +40,25 @@ EXTREME = ['1e300', '1e308', '1e-300', '5e-324']
 def coefficient_text(indexed: bool, extreme: bool = False):
     """A coefficient expression: numbers, names, + - * /, unary minus; indexed names inside sums only."""
     leaves = st.sampled_from(NUMBERS + SCALARS + (INDEXED if indexed else []) + (EXTREME if extreme else []))
-    return st.recursive(leaves, lambda inner: st.one_of(
-        st.builds(lambda a, b: f'({a} + {b})', inner, inner),
-        st.builds(lambda a, b: f'({a} - {b})', inner, inner),
-        st.builds(lambda a, b: f'{a}*{b}', inner, inner),
-        st.builds(lambda a, d: f'{a}/{d}', inner, st.sampled_from(DIVISORS)),
-        st.builds(lambda a: f'-{a}', inner),
-        st.builds(lambda a: f'-({a})', inner),  # a product or quotient under unary minus
-    ), max_leaves=4)
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            st.builds(lambda a, b: f'({a} + {b})', inner, inner),
+            st.builds(lambda a, b: f'({a} - {b})', inner, inner),
+            st.builds(lambda a, b: f'{a}*{b}', inner, inner),
+            st.builds(lambda a, d: f'{a}/{d}', inner, st.sampled_from(DIVISORS)),
+            st.builds(lambda a: f'-{a}', inner),
+            st.builds(lambda a: f'-({a})', inner),  # a product or quotient under unary minus
+        ),
+        max_leaves=4,
+    )
 
 
 def iterate_text(streams, updated=()):
     """A window read; ``updated`` streams (assigned earlier in the rule) may also be read at k+1."""
-    window = st.builds(lambda s, lag: f'{s}[k]' if lag == 0 else f'{s}[k-{lag}]', st.sampled_from(streams),
-                       st.integers(0, 3))
+    window = st.builds(
+        lambda s, lag: f'{s}[k]' if lag == 0 else f'{s}[k-{lag}]', st.sampled_from(streams), st.integers(0, 3)
+    )
     return st.one_of(window, st.builds(lambda s: f'{s}[k+1]', st.sampled_from(updated))) if updated else window
 
 
@@ -60,10 +66,13 @@ def term_text(streams, owner: str, kind: str, extreme: bool = False):
     """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums), 'dense' (one stream, fused
     transform sum and plain sums), 'dense_unfused' (the same with T applied to each entry, plus T(...))."""
     coeff = coefficient_text(False, extreme)
-    updated = streams[:streams.index(owner)]
+    updated = streams[: streams.index(owner)]
     iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
-    transform = st.builds(lambda c, parts: f'{c}*T({" + ".join(parts)})', coeff, st.lists(
-        st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated)), min_size=1, max_size=3))
+    transform = st.builds(
+        lambda c, parts: f'{c}*T({" + ".join(parts)})',
+        coeff,
+        st.lists(st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated)), min_size=1, max_size=3),
+    )
     plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True, extreme), st.sampled_from(streams))
     if kind == 'residual':
         return st.one_of(iterate, transform, plain_sum)
@@ -90,21 +99,28 @@ def cases(draw, extreme: bool = False) -> Case:
     """Cases over the whole grammar; with ``extreme``, half of them draw ``EXTREME`` numbers too (the fuzz run)."""
     extreme = extreme and draw(st.booleans())
     kind = draw(st.sampled_from(['residual', 'residual', 'dense', 'dense_unfused']))
-    streams = draw(st.lists(st.sampled_from(STREAMS), min_size=1, max_size=1 if kind != 'residual' else 3,
-                            unique=True))
+    streams = draw(st.lists(st.sampled_from(STREAMS), min_size=1, max_size=1 if kind != 'residual' else 3, unique=True))
     updates = []
     for owner in streams:
         terms = draw(st.lists(term_text(streams, owner, kind, extreme), min_size=1, max_size=3))
         if kind != 'residual':  # the sum of transforms that makes a stage dense
-            terms.insert(draw(st.integers(0, len(terms))), draw(st.builds(
-                lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))))  # noqa: B023
+            terms.insert(
+                draw(st.integers(0, len(terms))),
+                draw(st.builds(lambda c: f'sum_j {c}*T({owner}[j])', coefficient_text(True))),  # noqa: B023
+            )
         updates.append(f'{owner}[k+1] = ' + ' + '.join(terms))
     separator = draw(st.sampled_from(['\n', '; ']))
     return Case(
-        text=separator.join(updates), kind=kind, steps=draw(st.integers(1, 4)), learn=draw(st.booleans()),
+        text=separator.join(updates),
+        kind=kind,
+        steps=draw(st.integers(1, 4)),
+        learn=draw(st.booleans()),
         shape='scalar' if kind != 'residual' else draw(st.sampled_from(['scalar', 'channel'])),
-        activation=draw(st.sampled_from(['none', 'relu', 'tanh'])), train=draw(st.booleans()),
-        skip_input=kind == 'dense' and draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
+        activation=draw(st.sampled_from(['none', 'relu', 'tanh'])),
+        train=draw(st.booleans()),
+        skip_input=kind == 'dense' and draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16)),
+    )
 
 
 WIDTH, IN_WIDTH, SIZE, BATCH = 3, 5, 3, 3
@@ -114,6 +130,7 @@ ACTIVATIONS = {'none': None, 'relu': nn.ReLU, 'tanh': nn.Tanh}
 @dataclass(frozen=True)
 class Table:
     """Fixed coefficient values as an initial-value schedule ``(step, j) -> float``."""
+
     values: tuple
 
     def __call__(self, step, j):
@@ -128,8 +145,10 @@ def coefficient_values(rule: Rule, steps: int, learn: bool, rng: random.Random) 
         if name == 'g':
             values[name] = [rng.uniform(0.5, 2.0) for _ in range(count)]
         else:
-            values[name] = [rng.choice([0.0, 1.0, -1.0, 0.5, rng.uniform(-1.5, 1.5)]) if not learn
-                            else rng.uniform(-1.5, 1.5) for _ in range(count)]
+            values[name] = [
+                rng.choice([0.0, 1.0, -1.0, 0.5, rng.uniform(-1.5, 1.5)]) if not learn else rng.uniform(-1.5, 1.5)
+                for _ in range(count)
+            ]
     return values
 
 
@@ -143,16 +162,28 @@ def build(case: Case):
         rule = rule.with_inits(special={name: Table(tuple(v)) for name, v in values.items()})
     dtype = torch.float64
     if case.kind == 'dense':
+
         def transform(step, stream, widths):
             return DenseLayer(widths, growth=WIDTH, bn_size=rng.choice([None, 2]), dtype=dtype)
     else:
+
         def transform(step, stream, widths):
             return BasicTransform(WIDTH, WIDTH, dtype=dtype)
+
     in_width = IN_WIDTH if case.skip_input else WIDTH
     act = ACTIVATIONS[case.activation]
-    stage = compile_stage(rule, case.steps, transform, WIDTH, in_width=in_width, learn_coeffs=case.learn,
-                          coeff_shape=case.shape, activation=act() if act else None,
-                          linear_head=case.kind == 'dense', dtype=dtype)
+    stage = compile_stage(
+        rule,
+        case.steps,
+        transform,
+        WIDTH,
+        in_width=in_width,
+        learn_coeffs=case.learn,
+        coeff_shape=case.shape,
+        activation=act() if act else None,
+        linear_head=case.kind == 'dense',
+        dtype=dtype,
+    )
     randomise_norms(stage)
     if case.learn:
         with torch.no_grad():
@@ -174,6 +205,7 @@ def reference(rule: Rule, stage, case: Case, x: torch.Tensor, values: dict):
         return values[name][position]
 
     if case.kind == 'dense':
+
         def transform(step, stream, j):
             assert j is not None, 'a fused stage has no plain T(...)'
             return lambda v: getattr(stage, f'T_{stream}')[step].head(v, j)
@@ -181,12 +213,15 @@ def reference(rule: Rule, stage, case: Case, x: torch.Tensor, values: dict):
         def tail(step, stream):
             return getattr(stage, f'T_{stream}')[step].tail
     else:
+
         def transform(step, stream, j):
             return getattr(stage, f'T_{stream}')[step]
+
         tail = None
     act = ACTIVATIONS[case.activation]
-    history = evaluate(rule, x, case.steps, transform, coefficient, act() if act else None, tail,
-                       skip_input=case.skip_input)
+    history = evaluate(
+        rule, x, case.steps, transform, coefficient, act() if act else None, tail, skip_input=case.skip_input
+    )
     return output(rule, history, lambda tensors: torch.cat(tensors, 1))
 
 
@@ -252,6 +287,7 @@ def check(case: Case) -> list[str]:
         with torch.no_grad():
             after = fused(x)
         if not close(after, expected.detach()):
-            problems.append(f'fuse() changes the output by {float((after - expected.detach()).abs().max()):.3g}\n'
-                            f'{fused.code}')
+            problems.append(
+                f'fuse() changes the output by {float((after - expected.detach()).abs().max()):.3g}\n{fused.code}'
+            )
     return problems

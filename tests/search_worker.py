@@ -3,6 +3,7 @@
 Its objective trains nothing: it writes a mark ``<trial>.<pid>`` in MARKS when a trial starts, reports three
 epochs of a made-up accuracy (``SECONDS_PER_EPOCH`` apart) and returns the last, so that a test can tell which
 trials ran, where, and how often."""
+
 import os
 import sys
 import time
@@ -13,13 +14,14 @@ from optnets.search import RuleSpace, run
 
 def objective(marks: Path, seconds: float):
     def train(trial, point, space):
-        (marks / f"{trial.number}.{os.getpid()}").touch()
+        (marks / f'{trial.number}.{os.getpid()}').touch()
         value = 0.0
         for epoch in range(1, 4):
             time.sleep(seconds)
             value = 0.5 + 0.1 * epoch + 0.001 * (len(point.text) % 50)
             trial.report(value, epoch)
         return value
+
     return train
 
 

@@ -1,4 +1,5 @@
 """Model cards are generated: each equals its rendering of cards.json, and cards.json equals what it measures."""
+
 import json
 import runpy
 from pathlib import Path
@@ -6,7 +7,9 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / 'model_cards'
-cards = SimpleNamespace(**runpy.run_path(str(ROOT / 'tools' / 'model_cards.py')))  # a repository tool, not the package's
+cards = SimpleNamespace(
+    **runpy.run_path(str(ROOT / 'tools' / 'model_cards.py'))
+)  # a repository tool, not the package's
 
 
 def test_cards_are_the_rendering_of_their_json():

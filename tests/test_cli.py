@@ -1,4 +1,5 @@
 """The `optnets` command: the model table and info measure what they state; bad input is one line, exit 2."""
+
 import subprocess
 import sys
 
@@ -34,12 +35,15 @@ def test_info_prints_the_plan_stages_and_tags(capsys):
     assert 'Plan for rule admm: 2 stream(s) y, x' in out and 'pretrained tags: none' in out
 
 
-@pytest.mark.parametrize('args, message', [
-    (['models', 'resnet*'], "no optnets model matches 'resnet*'"),
-    (['info', 'resnet18'], "'resnet18' is not an optnets model"),
-    (['info', 'hb_net_20_cifar.nope'], "'hb_net_20_cifar.nope' is not an optnets model"),
-    (['weights', 'verify', 'nope*'], "no published weights match 'nope*'"),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['models', 'resnet*'], "no optnets model matches 'resnet*'"),
+        (['info', 'resnet18'], "'resnet18' is not an optnets model"),
+        (['info', 'hb_net_20_cifar.nope'], "'hb_net_20_cifar.nope' is not an optnets model"),
+        (['weights', 'verify', 'nope*'], "no published weights match 'nope*'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(args)
@@ -55,7 +59,11 @@ def test_python_m_optnets_and_version():
 
 def test_family_of_reads_timms_registry():
     from optnets.models import family_of
+
     assert [family_of(n) for n in ('hb_net_20_cifar', 'agd_net_121.tv_in1k', 'momentum_net_56_cifar')] == [
-        'hb_net', 'agd_net', 'momentum_net']
+        'hb_net',
+        'agd_net',
+        'momentum_net',
+    ]
     with pytest.raises(LookupError):
         family_of('resnet18')

@@ -1,4 +1,5 @@
 """The compiler: plans, special-case equivalences, accumulators, fuse() and training of any rule."""
+
 import pytest
 import timm
 import torch
@@ -55,8 +56,15 @@ def test_special_init_is_the_classic_network(name, learn):
     rule = rules.BUILTIN[name]
     is_dense = rule is rules.agd
     act = None if rule in (rules.agd, rules.admm, rules.momentum) else nn.ReLU()
-    stage = compile_stage(rule, STEPS, dense if is_dense else basic, 4 if is_dense else WIDTH,
-                          in_width=WIDTH, learn_coeffs=learn, activation=act)
+    stage = compile_stage(
+        rule,
+        STEPS,
+        dense if is_dense else basic,
+        4 if is_dense else WIDTH,
+        in_width=WIDTH,
+        learn_coeffs=learn,
+        activation=act,
+    )
     randomise_norms(stage)
     x = torch.randn(2, WIDTH, 7, 7)
     rtol = 1e-6 if rule is rules.momentum else 0  # the velocity form rounds differently from the rule's
@@ -131,10 +139,16 @@ FUSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize('name, rule, transform, width, act, shape', [
-    (*case, shape) for case in FUSE_CASES for shape in ('scalar', 'channel')
-    if not (case[0] == 'agd' and shape == 'channel')  # dense stages take scalar coefficients
-], ids=lambda v: v if isinstance(v, str) and '[' not in v else None)
+@pytest.mark.parametrize(
+    'name, rule, transform, width, act, shape',
+    [
+        (*case, shape)
+        for case in FUSE_CASES
+        for shape in ('scalar', 'channel')
+        if not (case[0] == 'agd' and shape == 'channel')  # dense stages take scalar coefficients
+    ],
+    ids=lambda v: v if isinstance(v, str) and '[' not in v else None,
+)
 def test_fuse_keeps_outputs(name, rule, transform, width, act, shape):
     stage = compile_stage(rule, STEPS, transform, width, in_width=WIDTH, coeff_shape=shape, activation=act)
     with torch.no_grad():
@@ -200,8 +214,8 @@ def test_dense_step_computes_the_agd_rule_with_any_coefficients():
         x = torch.randn(2, WIDTH, 5, 5)
         history = [x]
         for k, T in enumerate(stage.T_x):
-            a = stage.coeff.a[k * (k + 1) // 2:][:k + 1]
-            b = stage.coeff.b[k * (k + 1) // 2:][:k + 1]
+            a = stage.coeff.a[k * (k + 1) // 2 :][: k + 1]
+            b = stage.coeff.b[k * (k + 1) // 2 :][: k + 1]
             heads = T.norm1(torch.cat(history, 1)).split([h.shape[1] for h in history], 1)
             transformed = T.conv1(torch.cat([a_j * h for a_j, h in zip(a, heads)], 1))  # sum_j a[j]*T(x[j])
             history.append(transformed + sum(b[j] * history[j] for j in range(1, k + 1)))  # + sum_j b[j]*x[j]
@@ -219,7 +233,7 @@ def test_rules_the_compiler_cannot_build_are_refused_with_the_position(text, fra
     with pytest.raises(optnets.RuleError, match=fragment.replace('(', r'\(').replace(')', r'\)')) as info:
         compile_rule(text)
     quoted, caret = str(info.value).splitlines()[1:3]
-    assert quoted[caret.index('^'):].startswith(at)
+    assert quoted[caret.index('^') :].startswith(at)
 
 
 @pytest.mark.parametrize('name', ['training', 'forward', 'cuda'])
@@ -237,8 +251,14 @@ def test_a_fixed_zero_divisor_is_a_clear_error():
 
 def test_channel_coefficients_own_their_memory_in_every_dtype():
     for dtype in (torch.float32, torch.float64):
-        stage = compile_stage(rules.heavy_ball, STEPS, lambda k, s, w: BasicTransform(WIDTH, WIDTH, dtype=dtype),  # noqa: B023
-                              WIDTH, coeff_shape='channel', dtype=dtype)
+        stage = compile_stage(
+            rules.heavy_ball,
+            STEPS,
+            lambda k, s, w: BasicTransform(WIDTH, WIDTH, dtype=dtype),  # noqa: B023
+            WIDTH,
+            coeff_shape='channel',
+            dtype=dtype,
+        )
         assert stage.coeff.b1.dtype == dtype and 0 not in stage.coeff.b1.stride()
         opt = torch.optim.SGD(stage.parameters(), lr=0.1)
         stage(torch.randn(2, WIDTH, 4, 4, dtype=dtype)).sum().backward()
@@ -254,6 +274,7 @@ def test_one_class_per_generated_forward_and_pickling_round_trips():
     import copy
     import io
     import pickle
+
     first, second = (randomise_norms(compile_stage(rules.admm, STEPS, basic, WIDTH)) for _ in range(2))
     other = compile_stage(rules.admm, STEPS, basic, WIDTH, learn_coeffs=False)
     assert type(first) is type(second) and type(first) is not type(other)
@@ -268,6 +289,7 @@ def test_one_class_per_generated_forward_and_pickling_round_trips():
 
 def test_a_fused_state_never_loads_into_an_unfused_stage():
     import copy
+
     stage = compile_stage(rules.agd, STEPS, dense, 4, in_width=WIDTH)
     with torch.no_grad():
         for p in stage.coeff.parameters():
@@ -285,31 +307,50 @@ def test_a_fused_state_never_loads_into_an_unfused_stage():
         torch.testing.assert_close(twin(x), stage(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('op, left, right, expected', [
-    ('*', 'c', 0.0, 0.0), ('*', 0.0, 'c', 0.0), ('*', 1.0, 'c', 'c'), ('*', 'c', 1.0, 'c'), ('/', 'c', 1.0, 'c'),
-    ('+', 0.0, 'c', 'c'), ('+', 'c', 0.0, 'c'), ('-', 'c', 0.0, 'c'), ('+', 1.0, 'c', '(1.0 + c)'),
-    ('-', 'c', 1.0, '(c - 1.0)'), ('-', 0.0, 'c', '(0.0 - c)'), ('/', 0.0, 'c', '(0.0 / c)'), ('+', 1.0, 2.0, 3.0),
-])
+@pytest.mark.parametrize(
+    'op, left, right, expected',
+    [
+        ('*', 'c', 0.0, 0.0),
+        ('*', 0.0, 'c', 0.0),
+        ('*', 1.0, 'c', 'c'),
+        ('*', 'c', 1.0, 'c'),
+        ('/', 'c', 1.0, 'c'),
+        ('+', 0.0, 'c', 'c'),
+        ('+', 'c', 0.0, 'c'),
+        ('-', 'c', 0.0, 'c'),
+        ('+', 1.0, 'c', '(1.0 + c)'),
+        ('-', 'c', 1.0, '(c - 1.0)'),
+        ('-', 0.0, 'c', '(0.0 - c)'),
+        ('/', 0.0, 'c', '(0.0 / c)'),
+        ('+', 1.0, 2.0, 3.0),
+    ],
+)
 def test_constant_folding_decisions(op, left, right, expected):
     from optnets.compiler.codegen import fold
+
     assert fold(op, left, right) == expected
 
 
 def test_folding_refuses_a_fixed_zero_divisor():
     from optnets.compiler.codegen import fold
+
     for left in ('c', 1.0):
         with pytest.raises(ZeroDivisionError):
             fold('/', left, 0.0)
 
 
-@pytest.mark.parametrize('text', [
-    'S[k+1] = 0.5*S[k] + 0.25*sum_j new[j]\nnew[k+1] = 0.5*new[k]',  # both want S_new
-    'S_[k+1] = 0.5*S_[k] + 0.25*sum_j _0[j]\n_0[k+1] = 0.5*_0[k-1]',  # S__0, and _0's window _0_0
-    'x[k+1] = 0.5*x[k] + sum_j h_x[j]*0.25\nh_x[k+1] = x[k+1] - 0.5*sum_j a[j]*x[j]',  # h_x and h_h_x
-    'torch[k+1] = 0.5*torch[k] + 0.25*self[k-1]\nself[k+1] = 0.5*self[k] + torch[k+1]',
-])
+@pytest.mark.parametrize(
+    'text',
+    [
+        'S[k+1] = 0.5*S[k] + 0.25*sum_j new[j]\nnew[k+1] = 0.5*new[k]',  # both want S_new
+        'S_[k+1] = 0.5*S_[k] + 0.25*sum_j _0[j]\n_0[k+1] = 0.5*_0[k-1]',  # S__0, and _0's window _0_0
+        'x[k+1] = 0.5*x[k] + sum_j h_x[j]*0.25\nh_x[k+1] = x[k+1] - 0.5*sum_j a[j]*x[j]',  # h_x and h_h_x
+        'torch[k+1] = 0.5*torch[k] + 0.25*self[k-1]\nself[k+1] = 0.5*self[k] + torch[k+1]',
+    ],
+)
 def test_generated_names_never_collide_whatever_the_stream_names(text):
     from optnets.rules.semantics import evaluate, output
+
     rule = Rule.parse(text, special={'a': lambda step, j: 0.5 + j})
     stage = compile_stage(rule, 3, lambda k, s, w: nn.Identity(), 1, learn_coeffs=False)
     x = torch.full((1, 1, 1, 1), 1.0, dtype=torch.float64)

@@ -1,5 +1,6 @@
 """The documentation site: it builds strictly, and every table in it is generated from its source (the registry,
 the results a benchmark wrote), so that a page and its source never disagree."""
+
 import json
 import re
 import subprocess
@@ -19,9 +20,14 @@ def page(name: str) -> list[str]:
 @pytest.mark.timeout(600)
 def test_the_site_builds_strictly_with_its_api_reference(tmp_path):
     pytest.importorskip('mkdocstrings', reason='pip install -e ".[docs]"')
-    result = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--strict', '-d', str(tmp_path / 'site')],
-                            cwd=ROOT, capture_output=True, text=True, timeout=580,
-                            env={'NO_MKDOCS_2_WARNING': '1', 'PATH': '/usr/bin:/bin'})
+    result = subprocess.run(
+        [sys.executable, '-m', 'mkdocs', 'build', '--strict', '-d', str(tmp_path / 'site')],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=580,
+        env={'NO_MKDOCS_2_WARNING': '1', 'PATH': '/usr/bin:/bin'},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     api = (tmp_path / 'site' / 'api' / 'compiler' / 'index.html').read_text()
     assert 'CompiledStage' in api and 'Executes a' in api  # rendered from the docstrings
@@ -33,6 +39,7 @@ def test_the_zoo_table_is_the_registrys(text):
     from optnets.cli import models_table
     import timm
     from optnets.models import FAMILIES
+
     body = (ROOT / text).read_text()
     table = body.split('<!-- zoo: optnets models --format markdown -->\n', 1)[1].split('\n<!-- /zoo -->', 1)[0]
     assert table == models_table(timm.list_models(module=list(FAMILIES)))
@@ -40,8 +47,15 @@ def test_the_zoo_table_is_the_registrys(text):
 
 STUDIES = {  # docs page -> the results whose table.md it holds
     'benchmarks/lpom-fmnist.md': ['lpom_fmnist'],
-    'benchmarks/lpom-cnn.md': ['lpom_cnn_full', 'lpom_cnn_capped', 'lpom_cnn_capped_full', 'lpom_cnn_capped_mu3',
-                               'lpom_cnn_capped_tuned_10', 'lpom_cnn_20_epochs', 'lpom_cnn_bn_baselines'],
+    'benchmarks/lpom-cnn.md': [
+        'lpom_cnn_full',
+        'lpom_cnn_capped',
+        'lpom_cnn_capped_full',
+        'lpom_cnn_capped_mu3',
+        'lpom_cnn_capped_tuned_10',
+        'lpom_cnn_20_epochs',
+        'lpom_cnn_bn_baselines',
+    ],
     'benchmarks/vs-timm.md': ['vs_timm', 'vs_timm/repeat'],
     'reversible.md': ['memory'],
     'benchmarks/mutations.md': ['mutations'],
@@ -66,8 +80,12 @@ def test_the_fuzz_page_states_what_the_fuzz_run_wrote():
 
 def test_the_layout_names_every_module_and_only_existing_ones():
     block = (DOCS / 'design.md').read_text().split('```text\n', 1)[1].split('```', 1)[0]
-    modules = [p for folder in ('optnets', 'recipes') for p in (ROOT / folder).rglob('*.py')
-               if p.name not in ('__init__.py', '__main__.py')] + [ROOT / 'hubconf.py']
+    modules = [
+        p
+        for folder in ('optnets', 'recipes')
+        for p in (ROOT / folder).rglob('*.py')
+        if p.name not in ('__init__.py', '__main__.py')
+    ] + [ROOT / 'hubconf.py']
     for path in modules:
         assert re.search(rf'\b{re.escape(path.stem)}\b', block), f'{path.relative_to(ROOT)} is not in the layout'
     for name in re.findall(r'\b(\w+)\.py\b', block):

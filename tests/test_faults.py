@@ -1,6 +1,7 @@
 """Training runs that lose nothing: real `optnets train` processes interrupted by SIGTERM and SIGKILL resume to the
 bit-identical end of an uninterrupted run; corrupt data, divergence and bad files end in one line, nothing left
 half-written. The runs use 96 real Fashion-MNIST images with their random crops and flips (6 steps an epoch)."""
+
 import csv
 import os
 import signal
@@ -17,26 +18,80 @@ from optnets.recipes.data import DEBIAN_FASHION_MNIST, FASHION_MNIST_MD5, Fashio
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{REPO / "tests"}', OMP_NUM_THREADS='1')
-RUN = ['fit', '--data', 'optnets.recipes.data.FashionMNISTDataModule', '--data.train_subset', '96', '--data.val_subset',
-       '32', '--data.batch_size', '16', '--data.num_workers', '0', '--model.model', 'hb_net_20_cifar',
-       '--model.lr', '0.05', '--model.schedule', 'cosine', '--trainer.max_epochs', '2', '--trainer.accelerator',
-       'cpu', '--trainer.enable_progress_bar', 'false', '--trainer.enable_model_summary', 'false',
-       '--trainer.log_every_n_steps', '1', '--latest.every_n_train_steps', '3', '--seed_everything', '7']
+RUN = [
+    'fit',
+    '--data',
+    'optnets.recipes.data.FashionMNISTDataModule',
+    '--data.train_subset',
+    '96',
+    '--data.val_subset',
+    '32',
+    '--data.batch_size',
+    '16',
+    '--data.num_workers',
+    '0',
+    '--model.model',
+    'hb_net_20_cifar',
+    '--model.lr',
+    '0.05',
+    '--model.schedule',
+    'cosine',
+    '--trainer.max_epochs',
+    '2',
+    '--trainer.accelerator',
+    'cpu',
+    '--trainer.enable_progress_bar',
+    'false',
+    '--trainer.enable_model_summary',
+    'false',
+    '--trainer.log_every_n_steps',
+    '1',
+    '--latest.every_n_train_steps',
+    '3',
+    '--seed_everything',
+    '7',
+]
 needs_fmnist = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason='apt-get install dataset-fashion-mnist')
 
 
-LPOM_RUN = ['fit', '--config', 'lpom_cnn_fashion_mnist', '--data.train_subset', '96', '--data.val_subset', '32',
-            '--data.batch_size', '16', '--data.num_workers', '0', '--trainer.max_epochs', '2',
-            '--trainer.enable_progress_bar', 'false', '--trainer.enable_model_summary', 'false',
-            '--trainer.log_every_n_steps', '1', '--latest.every_n_train_steps', '3', '--seed_everything', '7']
+LPOM_RUN = [
+    'fit',
+    '--config',
+    'lpom_cnn_fashion_mnist',
+    '--data.train_subset',
+    '96',
+    '--data.val_subset',
+    '32',
+    '--data.batch_size',
+    '16',
+    '--data.num_workers',
+    '0',
+    '--trainer.max_epochs',
+    '2',
+    '--trainer.enable_progress_bar',
+    'false',
+    '--trainer.enable_model_summary',
+    'false',
+    '--trainer.log_every_n_steps',
+    '1',
+    '--latest.every_n_train_steps',
+    '3',
+    '--seed_everything',
+    '7',
+]
 """The shipped LPOM CNN config (batch normalization in both convolutions) on the same 96 images."""
 
 
 def optnets_train(root: Path, *args: str, run: list[str] = RUN) -> subprocess.Popen:
     """A real `optnets train` process (python -m optnets, as DDP's launcher would start it again)."""
-    return subprocess.Popen([sys.executable, '-m', 'optnets', 'train', *run, '--trainer.default_root_dir',
-                             str(root), *args], cwd=root.parent, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, '-m', 'optnets', 'train', *run, '--trainer.default_root_dir', str(root), *args],
+        cwd=root.parent,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
@@ -44,12 +99,21 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
     return process.returncode, err
 
 
-def interrupt_at(root: Path, step: int, sig: signal.Signals, *args: str,
-                 run: list[str] = RUN) -> tuple[int, str, list[int]]:
+def interrupt_at(
+    root: Path, step: int, sig: signal.Signals, *args: str, run: list[str] = RUN
+) -> tuple[int, str, list[int]]:
     """Run until ``step``, send ``sig``; returns the exit code, stderr, and the loader workers alive before."""
     ready = root.parent / f'{root.name}.ready'
-    process = optnets_train(root, '--trainer.callbacks+=helpers.WaitAt', '--trainer.callbacks.step', str(step),
-                            '--trainer.callbacks.ready', str(ready), *args, run=run)
+    process = optnets_train(
+        root,
+        '--trainer.callbacks+=helpers.WaitAt',
+        '--trainer.callbacks.step',
+        str(step),
+        '--trainer.callbacks.ready',
+        str(ready),
+        *args,
+        run=run,
+    )
     deadline = time.monotonic() + 200
     while not ready.exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-3000:]
@@ -185,11 +249,12 @@ def test_a_corrupt_or_changed_fashion_mnist_file_is_refused_in_one_line(tmp_path
     victim.unlink()
     original = (DEBIAN_FASHION_MNIST / victim.name).read_bytes()
     if damage == 'truncated':
-        victim.write_bytes(original[:len(original) // 2])
+        victim.write_bytes(original[: len(original) // 2])
     elif damage == 'not gzip':
         victim.write_bytes(b'not a gzip file')
     else:  # a valid .gz whose test labels are all 7
         import gzip
+
         labels = bytearray(gzip.decompress(original))
         labels[8:] = bytes([7]) * (len(labels) - 8)
         victim.write_bytes(gzip.compress(bytes(labels)))
@@ -208,6 +273,7 @@ def _prepare(barrier):
 def test_two_runs_preparing_the_cache_at_once_both_succeed(tmp_path, monkeypatch):
     """Two benchmarks started together once collided on one partial file and called the data corrupt."""
     import multiprocessing
+
     monkeypatch.setenv('OPTNETS_DATA', str(tmp_path))  # a fresh, empty cache (inherited by the processes)
     context = multiprocessing.get_context('spawn')  # a forked child of a process with torch threads can hang
     barrier = context.Barrier(2)
@@ -243,16 +309,36 @@ def write(path: Path, content: bytes) -> Path:
 @pytest.fixture(scope='module')
 def a_checkpoint(tmp_path_factory):
     from optnets.recipes.train import cli_main
+
     root = tmp_path_factory.mktemp('ckpt') / 'run'
-    cli_main(['fit', '--data', 'optnets.recipes.data.SyntheticDataModule', '--data.length', '8', '--data.batch_size',
-              '8', '--model.model', 'hb_net_20_cifar', '--trainer.accelerator', 'cpu', '--trainer.max_steps', '1',
-              '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)])
+    cli_main(
+        [
+            'fit',
+            '--data',
+            'optnets.recipes.data.SyntheticDataModule',
+            '--data.length',
+            '8',
+            '--data.batch_size',
+            '8',
+            '--model.model',
+            'hb_net_20_cifar',
+            '--trainer.accelerator',
+            'cpu',
+            '--trainer.max_steps',
+            '1',
+            '--trainer.enable_progress_bar',
+            'false',
+            '--trainer.default_root_dir',
+            str(root),
+        ]
+    )
     return root / 'checkpoints' / 'last.ckpt'
 
 
 @pytest.mark.parametrize('bad', ['missing', 'empty', 'truncated', 'text', 'safetensors'])
 def test_export_refuses_what_is_not_a_checkpoint_in_one_line(bad, a_checkpoint, tmp_path, capsys):
     from safetensors.torch import save_file
+
     source = {
         'missing': lambda: tmp_path / 'none.ckpt',
         'empty': lambda: write(tmp_path / 'empty.ckpt', b''),
@@ -278,29 +364,46 @@ def test_export_to_a_folder_is_refused_and_leaves_nothing(a_checkpoint, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ['folder'] and not list(folder.iterdir())
 
 
-@pytest.mark.parametrize('args, message', [
-    (['--ckpt_path', 'EMPTY'], 'not a checkpoint'),
-    (['--ckpt_path', 'PICKLE'], 'not a readable checkpoint'),
-    (['--ckpt_path', 'LIST'], 'not a training checkpoint'),
-    (['--data.batch_size', '0'], 'batch_size must be at least 1'),
-    (['--data.image_size', '0'], 'image_size and length must be at least 1'),
-    (['--model.lr', '-0.1'], 'lr and weight_decay must be finite and non-negative'),
-    (['--model.lr', '1e999'], 'lr and weight_decay must be finite and non-negative'),
-    (['--latest.every_n_train_steps', '1', '--latest.every_n_epochs', '1'], 'mutually exclusive'),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['--ckpt_path', 'EMPTY'], 'not a checkpoint'),
+        (['--ckpt_path', 'PICKLE'], 'not a readable checkpoint'),
+        (['--ckpt_path', 'LIST'], 'not a training checkpoint'),
+        (['--data.batch_size', '0'], 'batch_size must be at least 1'),
+        (['--data.image_size', '0'], 'image_size and length must be at least 1'),
+        (['--model.lr', '-0.1'], 'lr and weight_decay must be finite and non-negative'),
+        (['--model.lr', '1e999'], 'lr and weight_decay must be finite and non-negative'),
+        (['--latest.every_n_train_steps', '1', '--latest.every_n_epochs', '1'], 'mutually exclusive'),
+    ],
+)
 def test_bad_settings_are_one_line_and_leave_no_run_folder(args, message, tmp_path, capsys):
     import argparse
     from optnets.recipes.train import cli_main
-    files = {'EMPTY': lambda path: write(path, b''), 'LIST': lambda path: torch.save([1, 2, 3], path),
-             'PICKLE': lambda path: torch.save({'state_dict': {}, 'args': argparse.Namespace(a=1)}, path)}
+
+    files = {
+        'EMPTY': lambda path: write(path, b''),
+        'LIST': lambda path: torch.save([1, 2, 3], path),
+        'PICKLE': lambda path: torch.save({'state_dict': {}, 'args': argparse.Namespace(a=1)}, path),
+    }
     for key, make in files.items():
         if key in args:
             make(tmp_path / f'{key}.ckpt')
     args = [str(tmp_path / f'{a}.ckpt') if a in files else a for a in args]
     root = tmp_path / 'run'
     with pytest.raises(SystemExit) as info:
-        cli_main(['fit', '--data', 'optnets.recipes.data.SyntheticDataModule', '--trainer.accelerator', 'cpu',
-                  '--trainer.default_root_dir', str(root), *args])
+        cli_main(
+            [
+                'fit',
+                '--data',
+                'optnets.recipes.data.SyntheticDataModule',
+                '--trainer.accelerator',
+                'cpu',
+                '--trainer.default_root_dir',
+                str(root),
+                *args,
+            ]
+        )
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
@@ -323,8 +426,10 @@ BAD_COMMANDS = {  # name -> (arguments, with CKPT, VARIANT and TMP filled in; wh
     'weights: no match': (['weights', 'verify', 'nope*'], 'no published weights match'),
     'export: missing folder': (['export', 'CKPT', 'TMP/missing/out.safetensors'], 'missing is not a folder'),
     'export: state_dict a list': (['export', 'VARIANT', 'TMP/out.safetensors'], 'not a mapping of names to tensors'),
-    'export: state_dict of non-tensors': (['export', 'VARIANT', 'TMP/out.safetensors'],
-                                          'not a mapping of names to tensors'),
+    'export: state_dict of non-tensors': (
+        ['export', 'VARIANT', 'TMP/out.safetensors'],
+        'not a mapping of names to tensors',
+    ),
     'export: non-finite weights': (['export', 'VARIANT', 'TMP/out.safetensors'], 'non-finite values'),
     'export: bad model_kwargs': (['export', 'VARIANT', '--hub-dir', 'TMP/hub'], 'does not take'),
     'export: hub-dir holding files': (['export', 'CKPT', '--hub-dir', 'TMP'], 'is not an empty folder'),
@@ -335,23 +440,27 @@ BAD_COMMANDS = {  # name -> (arguments, with CKPT, VARIANT and TMP filled in; wh
 VARIANTS = {
     'export: state_dict a list': lambda ckpt: ckpt.update(state_dict=[1, 2]),
     'export: state_dict of non-tensors': lambda ckpt: ckpt['state_dict'].update({'model.extra': 3}),
-    'export: non-finite weights': lambda ckpt: next(v for k, v in ckpt['state_dict'].items()
-                                                    if k.endswith('running_var')).fill_(float('inf')),
+    'export: non-finite weights': lambda ckpt: next(
+        v for k, v in ckpt['state_dict'].items() if k.endswith('running_var')
+    ).fill_(float('inf')),
     'export: bad model_kwargs': lambda ckpt: ckpt['hyper_parameters'].update(model_kwargs={'nope': 1}),
 }
 
 
 @pytest.mark.parametrize('case', list(BAD_COMMANDS))
-def test_every_subcommand_answers_bad_input_in_one_line_with_exit_2_and_loses_nothing(case, a_checkpoint, tmp_path,
-                                                                                      capsys, monkeypatch):
+def test_every_subcommand_answers_bad_input_in_one_line_with_exit_2_and_loses_nothing(
+    case, a_checkpoint, tmp_path, capsys, monkeypatch
+):
     args, message = BAD_COMMANDS[case]
-    mine = write(tmp_path / 'mine.txt', b'the user\'s own file')
+    mine = write(tmp_path / 'mine.txt', b"the user's own file")
     variant = a_variant(a_checkpoint, tmp_path / 'variant.ckpt', VARIANTS[case]) if case in VARIANTS else None
     if case == 'publish: no network':  # a hub that refuses connections, on this machine
         import huggingface_hub
         import optnets.weights.hub
-        monkeypatch.setattr(optnets.weights.hub, 'HfApi',
-                            lambda: huggingface_hub.HfApi(endpoint='http://127.0.0.1:9', token='unused'))
+
+        monkeypatch.setattr(
+            optnets.weights.hub, 'HfApi', lambda: huggingface_hub.HfApi(endpoint='http://127.0.0.1:9', token='unused')
+        )
         (tmp_path / 'hub').mkdir()
         write(tmp_path / 'hub' / 'config.json', b'{}')
     fill = {'CKPT': str(a_checkpoint), 'VARIANT': str(variant), 'HUB': str(tmp_path / 'hub')}
@@ -364,11 +473,12 @@ def test_every_subcommand_answers_bad_input_in_one_line_with_exit_2_and_loses_no
     first, *rest = err.strip().splitlines()
     assert message in first and '\x1b' not in err
     assert not rest or case.startswith('plan'), err  # a rule error adds its line and caret
-    assert sorted(p.name for p in tmp_path.iterdir()) == before and mine.read_bytes() == b'the user\'s own file'
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and mine.read_bytes() == b"the user's own file"
 
 
 def test_a_hub_folder_is_written_into_a_new_or_empty_folder_never_over_the_users(a_checkpoint, tmp_path):
     import stat
+
     run = a_checkpoint.parent
     before = sorted(p.name for p in run.iterdir())
     with pytest.raises(SystemExit):
@@ -392,6 +502,7 @@ def current_umask() -> int:
 def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_partial(tmp_path, monkeypatch):
     import errno
     from optnets.recipes.reliability import AtomicCheckpointIO, CheckpointWriteError
+
     io = AtomicCheckpointIO()
     last = tmp_path / 'last.ckpt'
     io.save_checkpoint({'step': 1}, last)
@@ -400,8 +511,10 @@ def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_partial
         Path(path).write_bytes(b'half')
         raise OSError(errno.ENOSPC, 'No space left on device')
 
-    monkeypatch.setattr('lightning.fabric.plugins.io.torch_io.TorchCheckpointIO.save_checkpoint',
-                        lambda self, checkpoint, path, storage_options=None: full(checkpoint, path))
+    monkeypatch.setattr(
+        'lightning.fabric.plugins.io.torch_io.TorchCheckpointIO.save_checkpoint',
+        lambda self, checkpoint, path, storage_options=None: full(checkpoint, path),
+    )
     with pytest.raises(CheckpointWriteError) as info:
         io.save_checkpoint({'step': 2}, last)
     assert str(last) in str(info.value) and 'MiB free' in str(info.value) and '\n' not in str(info.value)
@@ -418,11 +531,39 @@ def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_partial
 def test_optnets_train_runs_ddp_and_ddp_spawn_on_two_cpu_processes(strategy, tmp_path):
     root = tmp_path / 'run'
     result = subprocess.run(
-        [sys.executable, '-m', 'optnets', 'train', 'fit', '--data', 'optnets.recipes.data.SyntheticDataModule',
-         '--data.length', '16', '--data.batch_size', '4', '--model.model', 'hb_net_20_cifar', '--trainer.accelerator',
-         'cpu', '--trainer.devices', '2', '--trainer.strategy', strategy, '--trainer.max_steps', '2',
-         '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)],
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=280)
+        [
+            sys.executable,
+            '-m',
+            'optnets',
+            'train',
+            'fit',
+            '--data',
+            'optnets.recipes.data.SyntheticDataModule',
+            '--data.length',
+            '16',
+            '--data.batch_size',
+            '4',
+            '--model.model',
+            'hb_net_20_cifar',
+            '--trainer.accelerator',
+            'cpu',
+            '--trainer.devices',
+            '2',
+            '--trainer.strategy',
+            strategy,
+            '--trainer.max_steps',
+            '2',
+            '--trainer.enable_progress_bar',
+            'false',
+            '--trainer.default_root_dir',
+            str(root),
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'MEMBER: 1/2' in result.stderr and 'MEMBER: 2/2' in result.stderr
     assert final_state(root)['global_step'] == 2

@@ -1,5 +1,6 @@
 """The method's key lemma: a layer x[k+1] = phi(W x[k]) with W = U^2 is gradient descent with step 1 on
 f(z) = 1/2 ||z||^2 - 1'Phi(U z), in z = U x, for each activation of the method's table."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,8 +8,16 @@ import torch.nn.functional as F
 import optnets
 from optnets.layer_objective import ANTIDERIVATIVES, li2_of_minus_exp
 
-PHI = {'sigmoid': torch.sigmoid, 'tanh': torch.tanh, 'softplus': F.softplus, 'softsign': F.softsign,
-       'relu': torch.relu, 'leaky_relu': lambda t: F.leaky_relu(t, 0.01), 'elu': F.elu, 'swish': F.silu}
+PHI = {
+    'sigmoid': torch.sigmoid,
+    'tanh': torch.tanh,
+    'softplus': F.softplus,
+    'softsign': F.softsign,
+    'relu': torch.relu,
+    'leaky_relu': lambda t: F.leaky_relu(t, 0.01),
+    'elu': F.elu,
+    'swish': F.silu,
+}
 
 
 def symmetric_root(seed: int, n: int = 6) -> torch.Tensor:
@@ -59,11 +68,12 @@ def test_twenty_layers_are_twenty_gradient_descent_steps(activation):
 def test_the_dilogarithm_against_its_values():
     """Li2(-1) = -pi^2/12; Li2(-e^t) + Li2(-e^-t) = -pi^2/6 - t^2/2; and its defining series where it converges fast."""
     import math
+
     t = torch.tensor([0.0, 1.0, 3.0, -2.5], dtype=torch.float64)
-    assert li2_of_minus_exp(t[:1]).item() == pytest.approx(-math.pi ** 2 / 12, abs=1e-15)
-    torch.testing.assert_close(li2_of_minus_exp(t) + li2_of_minus_exp(-t), -math.pi ** 2 / 6 - t ** 2 / 2)
+    assert li2_of_minus_exp(t[:1]).item() == pytest.approx(-(math.pi**2) / 12, abs=1e-15)
+    torch.testing.assert_close(li2_of_minus_exp(t) + li2_of_minus_exp(-t), -(math.pi**2) / 6 - t**2 / 2)
     x = -math.exp(-2.5)
-    assert li2_of_minus_exp(t[3:]).item() == pytest.approx(sum(x ** k / k ** 2 for k in range(1, 200)), abs=1e-15)
+    assert li2_of_minus_exp(t[3:]).item() == pytest.approx(sum(x**k / k**2 for k in range(1, 200)), abs=1e-15)
 
 
 def test_a_matrix_that_is_not_symmetric_is_refused():

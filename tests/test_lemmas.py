@@ -4,6 +4,7 @@
 Each algorithm is written here as its textbook loop, independently of optnets' rules and schedules, on a convex
 quadratic and on LASSO (soft-thresholding as the prox), and compared with compiled stages of 1..STEPS steps.
 """
+
 import math
 
 import pytest
@@ -35,6 +36,7 @@ def lasso():
     def step(z):
         u = z - alpha * ((z @ m.T - y) @ m)
         return torch.sign(u) * torch.clamp(u.abs() - alpha * lam, min=0)
+
     return step
 
 
@@ -99,8 +101,9 @@ def stage_outputs(rule, G, z0, steps, **kwargs):
     T = StepMap(G, rule.reading)
     outputs = [z0]
     for k in range(1, steps + 1):
-        stage = compile_stage(rule, k, lambda step, stream, widths: T, N, coeff_init='theory',
-                              dtype=torch.float64, **kwargs)
+        stage = compile_stage(
+            rule, k, lambda step, stream, widths: T, N, coeff_init='theory', dtype=torch.float64, **kwargs
+        )
         with torch.no_grad():
             out = stage(z0)
         outputs.append(out[:, -N:])  # a dense stage returns its whole history: the last block is x[k]
@@ -116,9 +119,14 @@ LEMMAS = [  # rule, the algorithm, problems on which the rule is the algorithm e
 ]
 
 
-@pytest.mark.parametrize('rule, algorithm, problem, kwargs', [
-    pytest.param(rule, algorithm, problem, kwargs, id=f'{rule.name}-{problem}')
-    for rule, algorithm, problems, kwargs in LEMMAS for problem in problems])  # heavy_ball-lasso: see its loop
+@pytest.mark.parametrize(
+    'rule, algorithm, problem, kwargs',
+    [
+        pytest.param(rule, algorithm, problem, kwargs, id=f'{rule.name}-{problem}')
+        for rule, algorithm, problems, kwargs in LEMMAS
+        for problem in problems
+    ],
+)  # heavy_ball-lasso: see its loop
 def test_theory_coefficients_reproduce_the_algorithm(rule, algorithm, problem, kwargs):
     G = PROBLEMS[problem]()
     z0 = torch.randn(1, N, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -132,8 +140,9 @@ def test_theory_coefficients_reproduce_the_algorithm(rule, algorithm, problem, k
 def test_theory_values_are_the_derived_coefficients():
     """The documented values, so that a changed constant fails here and in the lemmas."""
     assert rules.heavy_ball.inits['theory'] == {'b1': 1 + BETA, 'b2': -BETA}
-    assert rules.admm.inits['theory'] == dict(a1=1 - ADMM_C, a2=ADMM_C, a3=ADMM_C, b1=1 - ADMM_C, b2=0.0,
-                                              b3=ADMM_C, b4=ADMM_C)
+    assert rules.admm.inits['theory'] == dict(
+        a1=1 - ADMM_C, a2=ADMM_C, a3=ADMM_C, b1=1 - ADMM_C, b2=0.0, b3=ADMM_C, b4=ADMM_C
+    )
     assert all(rule.reading for rule in rules.BUILTIN.values())
 
 
@@ -141,8 +150,9 @@ def test_momentum_resnet_equals_the_momentumnet_package():
     momentumnet = pytest.importorskip('momentumnet')
     torch.manual_seed(0)
     width, steps, gamma = 4, 5, 0.9
-    functions = [nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.Tanh())
-                 for _ in range(steps)]
+    functions = [
+        nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.Tanh()) for _ in range(steps)
+    ]
     reference = momentumnet.MomentumNet(functions, gamma=gamma, use_backprop=True)
     stage = compile_stage(rules.momentum, steps, lambda k, s, w: functions[k], width, learn_coeffs=False)
     x = torch.randn(2, width, 6, 6)
@@ -164,8 +174,14 @@ def test_momentum_theory_is_momentum_resnets_velocity_form():
         expected.append(x)
     got = [z0]
     for k in range(1, STEPS + 1):
-        stage = compile_stage(rules.momentum, k, lambda step, stream, widths: StepMap(f, 'step'), N,
-                              coeff_init='theory', dtype=torch.float64)
+        stage = compile_stage(
+            rules.momentum,
+            k,
+            lambda step, stream, widths: StepMap(f, 'step'),
+            N,
+            coeff_init='theory',
+            dtype=torch.float64,
+        )
         with torch.no_grad():
             got.append(stage(z0))
     for k, (a, b) in enumerate(zip(got, expected)):
@@ -177,8 +193,14 @@ def multistep_error(c: float, steps: int) -> float:
     reading, h = 1/steps): the error at t = 1 against e^-1."""
     h = 1 / steps
     rule = rules.linear_multistep.with_inits(chosen={'c': c})
-    stage = compile_stage(rule, steps, lambda step, stream, widths: StepMap(lambda z: z - h * z, 'increment'), 1,
-                          coeff_init='chosen', dtype=torch.float64)
+    stage = compile_stage(
+        rule,
+        steps,
+        lambda step, stream, widths: StepMap(lambda z: z - h * z, 'increment'),
+        1,
+        coeff_init='chosen',
+        dtype=torch.float64,
+    )
     with torch.no_grad():
         end = stage(torch.ones(1, 1, dtype=torch.float64))
     return abs(float(end) - math.exp(-1))

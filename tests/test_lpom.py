@@ -1,4 +1,5 @@
 """LPOM: the fixed points, the monotone block updates, the estimator API and its errors."""
+
 import numpy as np
 import pytest
 import torch
@@ -16,12 +17,13 @@ def network(activation, widths=(6, 8, 7, 4), scale=1.0, seed=0, loss='cross_entr
     """A small LPOM problem in float64: weights, consistent activations, targets."""
     gen = torch.Generator().manual_seed(seed)
     acts = [get_activation(activation)] * (len(widths) - 2) + [get_activation('identity')]
-    weights = [scale * torch.randn(o, i + 1, generator=gen, dtype=torch.float64) / i ** 0.5
-               for i, o in zip(widths, widths[1:])]
+    weights = [
+        scale * torch.randn(o, i + 1, generator=gen, dtype=torch.float64) / i**0.5 for i, o in zip(widths, widths[1:])
+    ]
     x = torch.randn(12, widths[0], generator=gen, dtype=torch.float64)
     labels = torch.randint(0, widths[-1], (12,), generator=gen)
     target = torch.nn.functional.one_hot(labels, widths[-1]).double()
-    mu = [None, 1.0, 2.0, 4.0][:len(widths)]
+    mu = [None, 1.0, 2.0, 4.0][: len(widths)]
     return weights, acts, mu, x, target
 
 
@@ -65,8 +67,11 @@ def test_activation_updates_never_increase_the_objective_when_rho_below_one(acti
         for _ in range(3):
             for i in range(1, len(weights) + 1):
                 before = objective(xs, weights, acts, mu, target, loss)
-                xs[i] = (solver.hidden_update(i, xs, weights, acts, mu) if i < len(weights)
-                         else solver.output_update(xs, weights, acts, mu, loss, target))
+                xs[i] = (
+                    solver.hidden_update(i, xs, weights, acts, mu)
+                    if i < len(weights)
+                    else solver.output_update(xs, weights, acts, mu, loss, target)
+                )
                 after = objective(xs, weights, acts, mu, target, loss)
                 assert after <= before + 1e-9 * abs(before), (seed, i, before, after)
 
@@ -125,7 +130,7 @@ def test_labels_of_any_type_and_partial_fit():
     with pytest.raises(ValueError, match='classes='):
         stream.partial_fit(x[:50], names[:50])
     for batch in range(4):
-        stream.partial_fit(x[batch * 50:(batch + 1) * 50], names[batch * 50:(batch + 1) * 50], classes=names)
+        stream.partial_fit(x[batch * 50 : (batch + 1) * 50], names[batch * 50 : (batch + 1) * 50], classes=names)
     assert stream.score(x, names) > 0.6
     with pytest.raises(ValueError, match='not in classes_'):
         stream.partial_fit(x[:5], ['fox'] * 5)
@@ -157,8 +162,10 @@ def test_objective_and_losses():
 
 def test_any_non_decreasing_callable():
     """A plain callable (ReLU6) is accepted, its Lipschitz constant estimated, and LPOM learns with it."""
+
     def clamp6(t):
         return torch.clamp(t, 0, 6)
+
     assert get_activation(clamp6).lipschitz == pytest.approx(1.0, abs=1e-3)
     relu6 = LPOM((8,), activation=clamp6, max_iter=2, batch_size=50, random_state=0)
     x, y = blobs(n=200)
@@ -171,29 +178,32 @@ def test_any_non_decreasing_callable():
     assert get_activation(clamp6) is get_activation(clamp6)  # estimated once, not at every forward
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(activation='gelu'), 'not non-decreasing'),
-    (dict(activation='swish'), 'not non-decreasing'),
-    (dict(activation=torch.sin), 'not non-decreasing'),
-    (dict(activation='bogus'), 'unknown activation'),
-    (dict(mu=0.0), 'mu must be positive'),
-    (dict(mu=[1.0, -2.0]), 'mu must be positive'),
-    (dict(mu=[1.0, 2.0, 3.0]), 'one value per layer'),
-    (dict(loss='hinge'), 'loss must be one of'),
-    (dict(pinv_reg=0), 'pinv_reg must be positive'),
-    (dict(batch_size=0), 'batch_size must be'),
-    (dict(max_iter=-1), 'max_iter must be'),
-    (dict(activation_iters=-3), 'activation_iters must be'),
-    (dict(hidden_layer_sizes=(8, 0)), 'hidden_layer_sizes'),
-    (dict(rho_max=1.5), 'rho_max'),
-    (dict(mu=None), 'mu must be a positive number'),
-    (dict(mu=np.array(3.0)), 'mu must be a positive number'),
-    (dict(activation=lambda x: 3.0), 'must map a tensor to a tensor'),
-    (dict(activation=lambda x: [0.0]), 'must map a tensor to a tensor'),
-    (dict(activation='leaky_relu', activation_kwargs={'slope': 0.1}), "takes \\['alpha'\\], not \\['slope'\\]"),
-    (dict(activation='relu', activation_kwargs={'alpha': 0.1}), 'takes no arguments'),
-    (dict(hidden_layer_sizes=(10 ** 13,)), 'cannot be allocated'),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(activation='gelu'), 'not non-decreasing'),
+        (dict(activation='swish'), 'not non-decreasing'),
+        (dict(activation=torch.sin), 'not non-decreasing'),
+        (dict(activation='bogus'), 'unknown activation'),
+        (dict(mu=0.0), 'mu must be positive'),
+        (dict(mu=[1.0, -2.0]), 'mu must be positive'),
+        (dict(mu=[1.0, 2.0, 3.0]), 'one value per layer'),
+        (dict(loss='hinge'), 'loss must be one of'),
+        (dict(pinv_reg=0), 'pinv_reg must be positive'),
+        (dict(batch_size=0), 'batch_size must be'),
+        (dict(max_iter=-1), 'max_iter must be'),
+        (dict(activation_iters=-3), 'activation_iters must be'),
+        (dict(hidden_layer_sizes=(8, 0)), 'hidden_layer_sizes'),
+        (dict(rho_max=1.5), 'rho_max'),
+        (dict(mu=None), 'mu must be a positive number'),
+        (dict(mu=np.array(3.0)), 'mu must be a positive number'),
+        (dict(activation=lambda x: 3.0), 'must map a tensor to a tensor'),
+        (dict(activation=lambda x: [0.0]), 'must map a tensor to a tensor'),
+        (dict(activation='leaky_relu', activation_kwargs={'slope': 0.1}), "takes \\['alpha'\\], not \\['slope'\\]"),
+        (dict(activation='relu', activation_kwargs={'alpha': 0.1}), 'takes no arguments'),
+        (dict(hidden_layer_sizes=(10**13,)), 'cannot be allocated'),
+    ],
+)
 def test_bad_settings_fail_at_fit_before_any_work(kwargs, message):
     x, y = blobs(n=20)
     model = LPOM(**kwargs)
@@ -203,13 +213,16 @@ def test_bad_settings_fail_at_fit_before_any_work(kwargs, message):
     assert not hasattr(model, 'weights_')
 
 
-@pytest.mark.parametrize('data, labels, message', [
-    (np.zeros((0, 10)), np.zeros(0), '0 sample'),
-    (np.full((20, 10), np.nan), None, 'NaN'),
-    (None, np.linspace(0, 1, 20), 'Unknown label type'),
-    (None, np.array([object()] * 20), 'Unknown label type'),
-    ('huge', None, 'overflow float32'),
-])
+@pytest.mark.parametrize(
+    'data, labels, message',
+    [
+        (np.zeros((0, 10)), np.zeros(0), '0 sample'),
+        (np.full((20, 10), np.nan), None, 'NaN'),
+        (None, np.linspace(0, 1, 20), 'Unknown label type'),
+        (None, np.array([object()] * 20), 'Unknown label type'),
+        ('huge', None, 'overflow float32'),
+    ],
+)
 def test_bad_data_fails_before_any_work(data, labels, message):
     x, y = blobs(n=20)
     x = x * 1e20 if isinstance(data, str) else x if data is None else data
@@ -230,6 +243,7 @@ def test_predict_checks_the_feature_count():
 def test_scikit_learn_estimator_contract():
     """scikit-learn's own estimator checks, every one of them."""
     from sklearn.utils.estimator_checks import check_estimator
+
     check_estimator(LPOM(hidden_layer_sizes=(16,), max_iter=20, batch_size=50, random_state=0))
 
 

@@ -1,5 +1,6 @@
 """LPOM for convolutional networks: the linear maps and their adjoints, the block updates' guarantees for
 convolution and pooling, the reduction to the MLP, and the estimator."""
+
 import numpy as np
 import pytest
 import torch
@@ -14,23 +15,46 @@ from test_lpom import blobs
 GEN = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
 
 
-def network(shape=(2, 8, 8), architecture=('conv3x3', 'avg2', 'conv4x3', 'fc5'), classes=3, n=6, scale=1.0,
-            activation='relu', seed=0, dtype=torch.float64):
+def network(
+    shape=(2, 8, 8),
+    architecture=('conv3x3', 'avg2', 'conv4x3', 'fc5'),
+    classes=3,
+    n=6,
+    scale=1.0,
+    activation='relu',
+    seed=0,
+    dtype=torch.float64,
+):
     layers = conv.parse(architecture, shape, classes)
     weights = []
     for layer in layers:
         d_out = layer.channels_out if isinstance(layer, conv.Conv) else layer.features_out
-        weights.append(scale * torch.randn(d_out, layer.fan_in() + 1, generator=GEN(seed), dtype=dtype)
-                       / layer.fan_in() ** 0.5)
+        weights.append(
+            scale * torch.randn(d_out, layer.fan_in() + 1, generator=GEN(seed), dtype=dtype) / layer.fan_in() ** 0.5
+        )
     acts = [get_activation(activation)] * (len(layers) - 1) + [get_activation('identity')]
     x = torch.rand(n, *shape, generator=GEN(seed + 1), dtype=dtype)
     target = torch.nn.functional.one_hot(torch.randint(0, classes, (n,), generator=GEN(seed + 2)), classes)
     return layers, weights, acts, x, target.to(dtype)
 
 
-@pytest.mark.parametrize('pool, stride, size, skip', [(1, 1, 6, 0), (2, 1, 6, 0), (1, 2, 7, 0), (2, 2, 8, 0),
-                                                      (2, 1, 7, 0), (3, 1, 8, 0), (3, 2, 11, 0), (2, 3, 9, 0),
-                                                      (1, 3, 8, 0), (1, 1, 6, 1.0), (2, 1, 6, -0.5), (3, 1, 7, 0.5)])
+@pytest.mark.parametrize(
+    'pool, stride, size, skip',
+    [
+        (1, 1, 6, 0),
+        (2, 1, 6, 0),
+        (1, 2, 7, 0),
+        (2, 2, 8, 0),
+        (2, 1, 7, 0),
+        (3, 1, 8, 0),
+        (3, 2, 11, 0),
+        (2, 3, 9, 0),
+        (1, 3, 8, 0),
+        (1, 1, 6, 1.0),
+        (2, 1, 6, -0.5),
+        (3, 1, 7, 0.5),
+    ],
+)
 def test_conv_rows_and_adjoint_are_the_linear_map(pool, stride, size, skip):
     out = 2 if skip else 3  # a skip keeps the width
     layer = conv.Conv(2, out, 3, pool, stride=stride, skip=skip)
@@ -49,8 +73,15 @@ def test_conv_rows_and_adjoint_are_the_linear_map(pool, stride, size, skip):
 
 def test_operator_norm_is_the_largest_singular_value():
     layer, weight = conv.Conv(1, 2, 3, 2), torch.randn(2, 10, generator=GEN(), dtype=torch.float64)
-    matrix = torch.stack([layer.apply(torch.cat([weight[:, :-1], torch.zeros(2, 1, dtype=torch.float64)], 1),
-                                      e.reshape(1, 1, 4, 4)).flatten() for e in torch.eye(16, dtype=torch.float64)], 1)
+    matrix = torch.stack(
+        [
+            layer.apply(
+                torch.cat([weight[:, :-1], torch.zeros(2, 1, dtype=torch.float64)], 1), e.reshape(1, 1, 4, 4)
+            ).flatten()
+            for e in torch.eye(16, dtype=torch.float64)
+        ],
+        1,
+    )
     expected = torch.linalg.matrix_norm(matrix, 2).item() ** 2
     assert conv.operator_norm_squared(layer, weight, (1, 4, 4), iters=200) == pytest.approx(expected, rel=1e-6)
 
@@ -107,15 +138,16 @@ def squares(n=300, seed=0):
     y = rng.integers(0, 3, n)
     images = rng.normal(0, 0.3, (n, 1, 8, 8)).astype(np.float32)
     for label, (row, col) in enumerate([(1, 1), (1, 5), (5, 3)]):
-        images[y == label, 0, row:row + 2, col:col + 2] += 2
+        images[y == label, 0, row : row + 2, col : col + 2] += 2
     return images, y
 
 
 @pytest.mark.parametrize('first', ['conv4x3', 'conv4x3bn', 'conv4x3s2'])
 def test_lpom_conv_learns_and_to_torch_predicts_the_same(first):
     images, y = squares()
-    model = LPOMConv((first, 'avg2'), input_shape=(1, 8, 8), max_iter=3, batch_size=50, random_state=0,
-                     monitor=True).fit(images[:200], y[:200])
+    model = LPOMConv(
+        (first, 'avg2'), input_shape=(1, 8, 8), max_iter=3, batch_size=50, random_state=0, monitor=True
+    ).fit(images[:200], y[:200])
     assert model.score(images[200:], y[200:]) > 0.9
     assert model.score(images[200:].reshape(100, -1), y[200:]) == model.score(images[200:], y[200:])
     with torch.no_grad():
@@ -147,8 +179,14 @@ def test_capped_ratio_makes_each_hidden_update_a_contraction(architecture):
 def test_rho_max_caps_the_estimators_hidden_updates():
     """``rho_max`` reaches LPOMConv's updates (the weights change), and a value outside (0, 1) fails first."""
     images, y = squares()
-    loose = LPOMConv(('conv4x3', 'avg2', 'conv4x3bn'), input_shape=(1, 8, 8), mu=[1.0, 100.0, 100.0],
-                     max_iter=1, batch_size=50, random_state=0)
+    loose = LPOMConv(
+        ('conv4x3', 'avg2', 'conv4x3bn'),
+        input_shape=(1, 8, 8),
+        mu=[1.0, 100.0, 100.0],
+        max_iter=1,
+        batch_size=50,
+        random_state=0,
+    )
     tight = clone(loose).set_params(rho_max=0.5).fit(images[:100], y[:100])
     assert max(loose.fit(images[:100], y[:100]).rho()) > 1
     assert not all(torch.equal(a, b) for a, b in zip(loose.weights_, tight.weights_))
@@ -156,22 +194,25 @@ def test_rho_max_caps_the_estimators_hidden_updates():
         clone(loose).set_params(rho_max=1.5).fit(images[:100], y[:100])
 
 
-@pytest.mark.parametrize('architecture, message', [
-    (('conv4x3', 'max2'), 'max pooling is not linear'),
-    (('avg2',), 'must follow a convolution'),
-    (('fc8', 'conv4x3'), 'convolutions need images'),
-    (('conv4x4',), 'kernel must be odd'),
-    (('conv4x3s0',), 'stride must be at least 1'),
-    (('conv4x3+x',), "a skip needs the input's shape"),
-    (('conv1x3s2+x',), "a skip needs the input's shape"),
-    (('bogus',), 'unknown layer'),
-    (('conv4x3', 'avg0'), 'pooling window must be between 1'),
-    (('conv4x3', 'avg8', 'avg2'), 'must follow a convolution'),
-    (('conv4x3s2', 'avg8'), 'pooling window must be between 1 and the map\'s size 4x4'),
-    (('conv0x3',), 'at least 1 output channel'),
-    (('fc0',), 'at least 1 unit'),
-    ('conv4x3', 'a sequence of layer specs'),
-])
+@pytest.mark.parametrize(
+    'architecture, message',
+    [
+        (('conv4x3', 'max2'), 'max pooling is not linear'),
+        (('avg2',), 'must follow a convolution'),
+        (('fc8', 'conv4x3'), 'convolutions need images'),
+        (('conv4x4',), 'kernel must be odd'),
+        (('conv4x3s0',), 'stride must be at least 1'),
+        (('conv4x3+x',), "a skip needs the input's shape"),
+        (('conv1x3s2+x',), "a skip needs the input's shape"),
+        (('bogus',), 'unknown layer'),
+        (('conv4x3', 'avg0'), 'pooling window must be between 1'),
+        (('conv4x3', 'avg8', 'avg2'), 'must follow a convolution'),
+        (('conv4x3s2', 'avg8'), "pooling window must be between 1 and the map's size 4x4"),
+        (('conv0x3',), 'at least 1 output channel'),
+        (('fc0',), 'at least 1 unit'),
+        ('conv4x3', 'a sequence of layer specs'),
+    ],
+)
 def test_bad_architectures_fail_before_any_work(architecture, message):
     with pytest.raises(ValueError, match=message):
         LPOMConv(architecture, input_shape=(1, 8, 8)).fit(np.zeros((4, 64), np.float32), [0, 1, 0, 1])
@@ -188,6 +229,7 @@ def test_batch_norm_statistics_are_in_the_estimators_and_the_lightning_modules_s
     """A reload predicts what the trained model predicts: the running statistics travel with the weights."""
     import pickle
     from optnets.recipes.lpom_module import LPOMClassifier
+
     settings = dict(architecture=['conv4x3bn', 'avg2', 'conv8x3bn', 'avg2'], image_size=12, mu=3.0, rho_max=0.9)
     trained = LPOMClassifier(**settings)
     x, y = torch.rand(20, 1, 12, 12, generator=GEN(1)), torch.randint(0, 10, (20,), generator=GEN(2))
@@ -215,18 +257,21 @@ def test_batch_norm_is_a_per_step_affine_map_folded_into_the_weights():
     torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-9, rtol=0)
     torch.testing.assert_close(y.var((0, 2, 3), unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-4, rtol=0)
     torch.testing.assert_close(layer.unfold_weight(layer.folded(weight)), weight)
-    torch.testing.assert_close(layer.to_rows(y), torch.addmm(layer.folded(weight)[:, -1], layer.rows(x),
-                                                             layer.folded(weight)[:, :-1].T))
+    torch.testing.assert_close(
+        layer.to_rows(y), torch.addmm(layer.folded(weight)[:, -1], layer.rows(x), layer.folded(weight)[:, :-1].T)
+    )
 
 
 @pytest.mark.parametrize('activation', ['relu', 'sigmoid'])
 def test_weight_updates_with_batch_norm_never_increase_the_objective(activation):
-    layers, weights, acts, x, target = network(architecture=('conv3x3bn', 'avg2', 'conv4x3bn', 'fc5'),
-                                               activation=activation)
+    layers, weights, acts, x, target = network(
+        architecture=('conv3x3bn', 'avg2', 'conv4x3bn', 'fc5'), activation=activation
+    )
     mu = [None, 1.0, 2.0, 1.0, 1.0]
     xs = conv.forward(layers, weights, x, acts, refresh=True)  # the step's statistics, then held fixed
-    xs = [xs[0]] + [acts[i].phi(v + 0.3 * torch.randn(v.shape, generator=GEN(i), dtype=v.dtype))
-                    for i, v in enumerate(xs[1:])]
+    xs = [xs[0]] + [
+        acts[i].phi(v + 0.3 * torch.randn(v.shape, generator=GEN(i), dtype=v.dtype)) for i, v in enumerate(xs[1:])
+    ]
     for i in range(len(weights)):
         before = conv.objective(layers, xs, weights, acts, mu, 'cross_entropy', target)
         weights[i] = conv.weight_step(i, layers, xs, weights, acts, 3, 1e-6)

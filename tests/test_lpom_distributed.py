@@ -1,5 +1,6 @@
 """Layer-parallel LPOM on 2 gloo processes launched by torchrun: the synchronous mode equals the odd-even schedule
 in one process bit for bit; the asynchronous one runs to the end."""
+
 import os
 import subprocess
 import sys
@@ -27,10 +28,32 @@ def test_owned_layers_split_contiguously_and_cover_every_layer():
 
 def torchrun(tmp_path, *args):
     out = tmp_path / 'weights.pt'
-    subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m',
-                    'optnets.recipes.lpom_distributed', '--train', '300', '--epochs', '1', '--hidden', '32', '16',
-                    '--out', str(out), *args], check=True, capture_output=True, timeout=300,
-                   env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'torch.distributed.run',
+            '--standalone',
+            '--nproc_per_node',
+            '2',
+            '-m',
+            'optnets.recipes.lpom_distributed',
+            '--train',
+            '300',
+            '--epochs',
+            '1',
+            '--hidden',
+            '32',
+            '16',
+            '--out',
+            str(out),
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, 'OMP_NUM_THREADS': '1'},
+    )
     return torch.load(out)
 
 

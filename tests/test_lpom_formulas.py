@@ -5,6 +5,7 @@ checks that: it mutates the solver and expects a test here, or in the other LPOM
 - one weight step is the exact minimiser of the block's quadratic majoriser;
 - the accelerated weight update never rises from one iterate to the next (its restart's promise);
 - Theorem 2's rho is its definition, on a case computed by hand."""
+
 import math
 
 import pytest
@@ -17,9 +18,11 @@ from test_lpom import network
 
 def block_objective(i, xs, weights, acts, mu):
     """The terms of the LPOM objective that hold ``X[i]`` (a hidden layer): layer i's and layer i+1's."""
+
     def layer(k):
         z = solver.preactivation(weights[k - 1], xs[k - 1])
         return mu[k] * (acts[k - 1].f(xs[k]).sum() + acts[k - 1].g(z).sum() + ((xs[k] - z) ** 2).sum() / 2)
+
     return layer(i) + layer(i + 1)
 
 
@@ -99,7 +102,8 @@ def test_the_output_updates_fixed_point_minimises_the_loss_block():
     point = xs[3].clone().requires_grad_()
     z = solver.preactivation(weights[2], xs[2])
     value = solver.loss_value('cross_entropy', point, target) + mu[3] * (
-        acts[2].f(point).sum() + acts[2].g(z).sum() + ((point - z) ** 2).sum() / 2)
+        acts[2].f(point).sum() + acts[2].g(z).sum() + ((point - z) ** 2).sum() / 2
+    )
     (gradient,) = torch.autograd.grad(value, point)
     assert gradient.abs().max() < 1e-9 and math.isfinite(value.item())
 
@@ -129,6 +133,7 @@ def test_the_output_update_has_its_own_stability_condition_and_rho_max_caps_it()
 def test_the_estimator_records_the_output_updates_factor():
     import numpy as np
     from optnets.lpom import LPOM
+
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.integers(0, 3, 40)
     for loss, lipschitz in (('cross_entropy', 0.5), ('mse', 1.0)):
@@ -155,16 +160,23 @@ def test_the_accelerated_weight_update_is_nesterovs_second_step():
     y = w1 + ((t1 - 1) / t2) * (w1 - w0)
     w2 = y - step(y)
     assert torch.sum(step(y) * (w2 - w1)) <= 0  # no restart at this point
-    torch.testing.assert_close(solver.weight_update(w0, x, target, act, iters=2, reg=1e-13), w2, rtol=1e-6,
-                               atol=1e-8)
+    torch.testing.assert_close(solver.weight_update(w0, x, target, act, iters=2, reg=1e-13), w2, rtol=1e-6, atol=1e-8)
 
 
 def test_the_cnn_hidden_updates_fixed_point_minimises_its_block_with_unequal_mus():
     """The convolutional solver's update: the same stationarity as the MLP's, with the maps L in place of W."""
     layers = conv.parse(('conv3x3', 'conv2x3'), (2, 5, 5), 3)
     gen = torch.Generator().manual_seed(7)
-    weights = [0.3 * torch.randn(layer.channels_out if isinstance(layer, conv.Conv) else layer.features_out,
-                                 layer.fan_in() + 1, generator=gen, dtype=torch.float64) for layer in layers]
+    weights = [
+        0.3
+        * torch.randn(
+            layer.channels_out if isinstance(layer, conv.Conv) else layer.features_out,
+            layer.fan_in() + 1,
+            generator=gen,
+            dtype=torch.float64,
+        )
+        for layer in layers
+    ]
     acts = [get_activation('sigmoid')] * 2 + [get_activation('identity')]
     mu = [None, 1.0, 0.25, 1.0]
     x = torch.rand(4, 2, 5, 5, generator=gen, dtype=torch.float64)
@@ -177,6 +189,7 @@ def test_the_cnn_hidden_updates_fixed_point_minimises_its_block_with_unequal_mus
     def layer(k, inputs, out):
         z = layers[k - 1].apply(weights[k - 1], inputs)
         return mu[k] * (acts[k - 1].f(out).sum() + acts[k - 1].g(z).sum() + ((out - z) ** 2).sum() / 2)
+
     value = layer(1, xs[0], point) + layer(2, point, xs[2])
     (gradient,) = torch.autograd.grad(value, point)
     assert gradient.abs().max() < 1e-8

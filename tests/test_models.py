@@ -1,4 +1,5 @@
 """The timm zoo: every name builds and trains, ResNet/DenseNet load exactly, presets have the paper's sizes."""
+
 import math
 from pathlib import Path
 
@@ -15,9 +16,23 @@ from helpers import randomise_norms
 
 NAMES = timm.list_models(module=list(optnets.models.FAMILIES))
 REQUIRED = {
-    'gd_net_56_cifar', 'hb_net_20_cifar', 'hb_net_56_cifar', 'hb_net_110_cifar', 'agd_net_40_cifar',
-    'agd_net_52_cifar', 'admm_net_56_cifar', 'gd_net_34', 'hb_net_18', 'hb_net_34', 'hb_net_50', 'hb_net_101',
-    'agd_net_121', 'agd_net_169', 'agd_net_201', 'admm_net_34', 'admm_net_50',
+    'gd_net_56_cifar',
+    'hb_net_20_cifar',
+    'hb_net_56_cifar',
+    'hb_net_110_cifar',
+    'agd_net_40_cifar',
+    'agd_net_52_cifar',
+    'admm_net_56_cifar',
+    'gd_net_34',
+    'hb_net_18',
+    'hb_net_34',
+    'hb_net_50',
+    'hb_net_101',
+    'agd_net_121',
+    'agd_net_169',
+    'agd_net_201',
+    'admm_net_34',
+    'admm_net_50',
 }
 
 
@@ -104,10 +119,18 @@ def test_cifar_presets_have_the_papers_sizes():
     assert param_count(timm.create_model('hb_net_56_cifar')) == resnet56 + 48
 
 
-@pytest.mark.parametrize('name, baseline', [
-    ('hb_net_18', 'resnet18'), ('hb_net_34', 'resnet34'), ('hb_net_50', 'resnet50'), ('hb_net_101', 'resnet101'),
-    ('agd_net_121', 'densenet121'), ('agd_net_169', 'densenet169'), ('agd_net_201', 'densenet201'),
-])
+@pytest.mark.parametrize(
+    'name, baseline',
+    [
+        ('hb_net_18', 'resnet18'),
+        ('hb_net_34', 'resnet34'),
+        ('hb_net_50', 'resnet50'),
+        ('hb_net_101', 'resnet101'),
+        ('agd_net_121', 'densenet121'),
+        ('agd_net_169', 'densenet169'),
+        ('agd_net_201', 'densenet201'),
+    ],
+)
 def test_imagenet_presets_add_only_coefficients(name, baseline):
     model = timm.create_model(name, device='meta')
     reference = timm.create_model(baseline, device='meta')
@@ -195,8 +218,9 @@ def test_coefficient_options(init, shape):
 
 
 def test_register_a_custom_rule():
-    entry = optnets.register('multistep_net_20_cifar', 'x[k+1] = T(x[k]) + (1-c)*x[k] + c*x[k-1]', depth=20,
-                             special={'c': 0.0})
+    entry = optnets.register(
+        'multistep_net_20_cifar', 'x[k+1] = T(x[k]) + (1-c)*x[k] + c*x[k-1]', depth=20, special={'c': 0.0}
+    )
     assert entry.__name__ in timm.list_models('multistep_*')
     model = timm.create_model('multistep_net_20_cifar', num_classes=4)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 4)
@@ -210,6 +234,7 @@ def test_register_a_custom_rule():
 def test_each_skeleton_takes_only_its_own_arguments_and_rules():
     """ResNet's and DenseNet's skeletons are separate builders: neither silently ignores the other's settings."""
     from optnets.models import DenseOptNet, OptNet, ResidualOptNet
+
     assert OptNet.for_rule(optnets.rules.agd) is DenseOptNet and OptNet.for_rule('x[k+1] = T(x[k])') is ResidualOptNet
     with pytest.raises(TypeError, match='widths'):
         timm.create_model('agd_net_40_cifar', widths=(8, 8, 8))
@@ -227,8 +252,15 @@ def test_register_a_dense_rule_on_the_imagenet_skeleton():
     model = timm.create_model('dense_sum_net_121', device='meta')
     densenet = timm.create_model('densenet121', device='meta')
     steps = [stage.steps for stage in model.stages]
-    assert steps == [len(block) for block in (densenet.features.denseblock1, densenet.features.denseblock2,
-                                              densenet.features.denseblock3, densenet.features.denseblock4)]
+    assert steps == [
+        len(block)
+        for block in (
+            densenet.features.denseblock1,
+            densenet.features.denseblock2,
+            densenet.features.denseblock3,
+            densenet.features.denseblock4,
+        )
+    ]
     triangle = sum(n * (n + 1) // 2 for n in steps)  # a[j] per (step k, history entry j <= k)
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in densenet.parameters()) + triangle
     with pytest.raises(ValueError, match='ImageNet DenseNet depths'):
@@ -239,6 +271,7 @@ def test_register_a_dense_rule_on_the_imagenet_skeleton():
 def test_resnet_presets_are_timms_blocks_per_stage(depth):
     """The presets' steps are timm's resnet blocks per stage minus the transition, read from timm's own model."""
     from optnets.models.presets import resnet
+
     reference = timm.create_model(f'resnet{depth}', device='meta')
     layers = [len(getattr(reference, f'layer{i}')) for i in range(1, 5)]
     assert [1 + steps for steps in resnet(depth)['steps']] == layers
@@ -255,8 +288,17 @@ def test_torch_save_round_trips_every_model(name, tmp_path):
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize('name', ['gd_net_56_cifar', 'hb_net_20_cifar', 'agd_net_40_cifar', 'admm_net_56_cifar',
-                                  'momentum_net_20_cifar', 'lm_net_20_cifar'])
+@pytest.mark.parametrize(
+    'name',
+    [
+        'gd_net_56_cifar',
+        'hb_net_20_cifar',
+        'agd_net_40_cifar',
+        'admm_net_56_cifar',
+        'momentum_net_20_cifar',
+        'lm_net_20_cifar',
+    ],
+)
 @pytest.mark.parametrize('grad', [True, False])
 def test_flop_counter_works_with_and_without_grad(name, grad):
     model = timm.create_model(name).eval()
@@ -265,13 +307,23 @@ def test_flop_counter_works_with_and_without_grad(name, grad):
     assert counter.get_total_flops() > 0
 
 
-FAMILY_MEMBERS = ['gd_net_56_cifar', 'hb_net_20_cifar', 'agd_net_40_cifar', 'admm_net_56_cifar',
-                  'momentum_net_20_cifar', 'lm_net_20_cifar']
+FAMILY_MEMBERS = [
+    'gd_net_56_cifar',
+    'hb_net_20_cifar',
+    'agd_net_40_cifar',
+    'admm_net_56_cifar',
+    'momentum_net_20_cifar',
+    'lm_net_20_cifar',
+]
 for _name, _rule in optnets.rules.BUILTIN.items():  # every built-in through register(), on the smallest preset
     optnets.register(f'alive_{_name}', _rule, depth=16 if _rule is optnets.rules.agd else 20)
-ALIVE_GRID = [(name, init, shape) for name in FAMILY_MEMBERS + [f'alive_{n}' for n in optnets.rules.BUILTIN]
-              for init in ('special', 'theory') for shape in ('scalar', 'channel')
-              if not (shape == 'channel' and 'agd' in name)]
+ALIVE_GRID = [
+    (name, init, shape)
+    for name in FAMILY_MEMBERS + [f'alive_{n}' for n in optnets.rules.BUILTIN]
+    for init in ('special', 'theory')
+    for shape in ('scalar', 'channel')
+    if not (shape == 'channel' and 'agd' in name)
+]
 
 
 @pytest.mark.parametrize('name, init, shape', ALIVE_GRID)
@@ -304,6 +356,7 @@ def test_builds_on_the_meta_device_context(name):
 
 def test_torch_hub_loads_every_model_from_the_repository(tmp_path):
     import importlib.util
+
     repo = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location('hubconf', repo / 'hubconf.py')
     hubconf = importlib.util.module_from_spec(spec)
@@ -320,8 +373,9 @@ def test_torch_hub_loads_every_model_from_the_repository(tmp_path):
 
 
 def test_a_rules_own_initialisation_is_selectable_by_name():
-    optnets.register('mine_net_20_cifar', 'x[k+1] = T(x[k]) + b*x[k]', depth=20, special={'b': 1.0},
-                     inits={'half': {'b': 0.5}})
+    optnets.register(
+        'mine_net_20_cifar', 'x[k+1] = T(x[k]) + b*x[k]', depth=20, special={'b': 1.0}, inits={'half': {'b': 0.5}}
+    )
     model = timm.create_model('mine_net_20_cifar', coeff_init='half')
     assert model.stages[0].coeff.b.tolist() == [0.5, 0.5]
     with pytest.raises(ValueError, match=r"one of \('special', 'theory', 'half'\)"):

@@ -1,5 +1,6 @@
 """ONNX: every family exports with torch.onnx.export(dynamo=True), in training form and fused, and onnxruntime
 computes what eager PyTorch computes (to 1e-4 of the logits' scale)."""
+
 import pytest
 import timm
 import torch
@@ -11,8 +12,14 @@ from helpers import randomise_norms
 ort = pytest.importorskip('onnxruntime', reason='pip install onnxruntime onnxscript')
 pytest.importorskip('onnxscript', reason='pip install onnxscript')
 
-SMALLEST = {'gd_net': 'gd_net_56_cifar', 'hb_net': 'hb_net_20_cifar', 'agd_net': 'agd_net_40_cifar',
-            'admm_net': 'admm_net_56_cifar', 'momentum_net': 'momentum_net_20_cifar', 'lm_net': 'lm_net_20_cifar'}
+SMALLEST = {
+    'gd_net': 'gd_net_56_cifar',
+    'hb_net': 'hb_net_20_cifar',
+    'agd_net': 'agd_net_40_cifar',
+    'admm_net': 'admm_net_56_cifar',
+    'momentum_net': 'momentum_net_20_cifar',
+    'lm_net': 'lm_net_20_cifar',
+}
 
 
 def test_every_family_is_covered():

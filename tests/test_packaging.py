@@ -1,5 +1,6 @@
 """The installed package, not the checkout: a built wheel, installed in a fresh virtual environment, trains with a
 config it ships, named by name, from a folder that has no checkout in it."""
+
 import site
 import subprocess
 import sys
@@ -18,15 +19,23 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp('dist')
-    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(out),
-                    str(REPO)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(out), str(REPO)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return next(out.glob('optnets-*.whl'))
 
 
 def test_the_wheel_holds_the_recipes_and_their_configs_inside_the_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {'optnets/recipes/train.py', 'optnets/recipes/configs/fashion_mnist.yaml',
-            'optnets/recipes/configs/models/hb_net_56.yaml', 'optnets/weights/manifest.json'} <= names
+    assert {
+        'optnets/recipes/train.py',
+        'optnets/recipes/configs/fashion_mnist.yaml',
+        'optnets/recipes/configs/models/hb_net_56.yaml',
+        'optnets/weights/manifest.json',
+    } <= names
     assert not [n for n in names if n.startswith(('recipes/', 'tests/', 'benchmarks/'))]
 
 
@@ -36,8 +45,12 @@ def share_site_packages(python: Path):
     which inside a virtualenv is not where torch is). Plain paths: this environment's .pth hooks, an editable
     optnets among them, do not run there."""
     here = {*site.getsitepackages(), sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']}
-    theirs = subprocess.run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    theirs = subprocess.run(
+        [python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(theirs) / 'shared-with-the-tests.pth').write_text('\n'.join(sorted(here)) + '\n')
 
 
@@ -48,39 +61,76 @@ def test_a_wheel_install_trains_with_a_shipped_config_by_name(wheel, tmp_path):
     subprocess.run([sys.executable, '-m', 'venv', str(venv)], check=True, timeout=120)
     python, optnets = venv / 'bin' / 'python', venv / 'bin' / 'optnets'
     share_site_packages(python)
-    subprocess.run([python, '-m', 'pip', 'install', '--no-deps', '-q', str(wheel)], check=True, capture_output=True,
-                   timeout=300)
-    where = subprocess.run([python, '-c', 'import optnets.recipes; print(optnets.recipes.__file__)'], cwd=tmp_path,
-                           capture_output=True, text=True, check=True).stdout
+    subprocess.run(
+        [python, '-m', 'pip', 'install', '--no-deps', '-q', str(wheel)], check=True, capture_output=True, timeout=300
+    )
+    where = subprocess.run(
+        [python, '-c', 'import optnets.recipes; print(optnets.recipes.__file__)'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(venv)), where
     result = subprocess.run(
-        [optnets, 'train', 'fit', '--config', 'fashion_mnist', '--trainer.max_steps', '2', '--data.train_subset',
-         '64', '--data.val_subset', '64', '--data.batch_size', '16', '--data.num_workers', '0',
-         '--trainer.enable_progress_bar', 'false',
-         '--trainer.default_root_dir', str(tmp_path / 'run')], cwd=tmp_path, capture_output=True, text=True,
-        timeout=500)
+        [
+            optnets,
+            'train',
+            'fit',
+            '--config',
+            'fashion_mnist',
+            '--trainer.max_steps',
+            '2',
+            '--data.train_subset',
+            '64',
+            '--data.val_subset',
+            '64',
+            '--data.batch_size',
+            '16',
+            '--data.num_workers',
+            '0',
+            '--trainer.enable_progress_bar',
+            'false',
+            '--trainer.default_root_dir',
+            str(tmp_path / 'run'),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.load(tmp_path / 'run' / 'checkpoints' / 'last.ckpt', weights_only=True)['global_step'] == 2
 
 
-EXTRA_MODULES = ['lightning', 'sklearn', 'matplotlib', 'pandas', 'tensorboard', 'torchdata', 'torchmetrics',
-                 'jsonargparse']
+EXTRA_MODULES = [
+    'lightning',
+    'sklearn',
+    'matplotlib',
+    'pandas',
+    'tensorboard',
+    'torchdata',
+    'torchmetrics',
+    'jsonargparse',
+]
 WITHOUT_EXTRAS = f'import sys\nfor name in {EXTRA_MODULES!r}:\n    sys.modules[name] = None  # not installed\n'
 
 
 def test_the_core_builds_models_and_loads_weights_without_any_extra():
-    code = WITHOUT_EXTRAS + '''
+    code = (
+        WITHOUT_EXTRAS
+        + """
 import timm, optnets
 model = timm.create_model('hb_net_20_cifar.fmnist', pretrained=True)
 print(optnets.compile_rule(optnets.rules.heavy_ball).streams[0].stream)
-'''
+"""
+    )
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == 'x'
 
 
-@pytest.mark.parametrize('statement, extra', [('import optnets.lpom', 'lpom'),
-                                              ('import optnets.recipes', 'recipes')])
+@pytest.mark.parametrize('statement, extra', [('import optnets.lpom', 'lpom'), ('import optnets.recipes', 'recipes')])
 def test_a_part_whose_extra_is_missing_says_which_extra_to_install(statement, extra):
     code = WITHOUT_EXTRAS + statement
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
@@ -92,4 +142,5 @@ def test_optnets_train_without_the_recipes_extra_is_one_line():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         'optnets train: this needs the optnets[recipes] extra (missing lightning, torchmetrics, torchdata, '
-        'jsonargparse, tensorboard, sklearn): pip install "optnets[recipes]"']
+        'jsonargparse, tensorboard, sklearn): pip install "optnets[recipes]"'
+    ]

@@ -1,4 +1,5 @@
 """The README opens with the two commands that work on a fresh machine; CI runs them verbatim."""
+
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ def test_ci_runs_the_readme_commands():
 def test_cli_plan_prints_the_plan(capsys):
     """The printed plan names every stream's update, every coefficient with its values, and the identity path."""
     from optnets.cli import main
+
     main(['plan', 'heavy_ball'])
     out = capsys.readouterr().out
     assert out.startswith('Plan for rule heavy_ball: 1 stream(s) x')

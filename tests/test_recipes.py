@@ -3,6 +3,7 @@
 CIFAR and ImageNet cannot be downloaded here: their DataModules run on tiny synthetic stand-ins (random images
 in torchvision's own CIFAR file format, or an ImageFolder tree written by the test), labelled as such.
 """
+
 import csv
 import json
 import math
@@ -20,14 +21,35 @@ from torchvision import datasets
 
 from optnets.cli import main as optnets_command
 from optnets.weights import export_checkpoint
-from optnets.recipes.data import (DEBIAN_FASHION_MNIST, CIFAR10DataModule, CIFAR100DataModule, FashionMNISTDataModule,
-                          ImageNetDataModule, SyntheticDataModule)
+from optnets.recipes.data import (
+    DEBIAN_FASHION_MNIST,
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    FashionMNISTDataModule,
+    ImageNetDataModule,
+    SyntheticDataModule,
+)
 from optnets.recipes.module import ImageClassifier
 from optnets.recipes.train import cli_main
 
-QUICK = ['--data', 'optnets.recipes.data.SyntheticDataModule', '--data.length', '16', '--data.batch_size', '8',
-         '--model.model', 'hb_net_20_cifar', '--trainer.accelerator', 'cpu', '--trainer.enable_progress_bar',
-         'false', '--trainer.log_every_n_steps', '1', '--trainer.enable_model_summary', 'false']
+QUICK = [
+    '--data',
+    'optnets.recipes.data.SyntheticDataModule',
+    '--data.length',
+    '16',
+    '--data.batch_size',
+    '8',
+    '--model.model',
+    'hb_net_20_cifar',
+    '--trainer.accelerator',
+    'cpu',
+    '--trainer.enable_progress_bar',
+    'false',
+    '--trainer.log_every_n_steps',
+    '1',
+    '--trainer.enable_model_summary',
+    'false',
+]
 
 
 def first_batch(data):
@@ -41,6 +63,7 @@ def write_synthetic_cifar(root: Path, cls, per_file: int, monkeypatch) -> list[i
     entered in the class's file lists: the real reader reads it. Returns the labels written, train then test."""
     import hashlib
     import pickle
+
     folder = root / cls.base_folder
     folder.mkdir(parents=True)
     key = 'labels' if cls is datasets.CIFAR10 else 'fine_labels'
@@ -52,8 +75,9 @@ def write_synthetic_cifar(root: Path, cls, per_file: int, monkeypatch) -> list[i
         for name, _ in getattr(cls, which):
             batch = rng.integers(0, classes, per_file).tolist()
             labels += batch
-            (folder / name).write_bytes(pickle.dumps(
-                {'data': rng.integers(0, 255, (per_file, 3072), dtype=np.uint8), key: batch}))
+            (folder / name).write_bytes(
+                pickle.dumps({'data': rng.integers(0, 255, (per_file, 3072), dtype=np.uint8), key: batch})
+            )
             lists[which].append([name, hashlib.md5((folder / name).read_bytes()).hexdigest()])
         monkeypatch.setattr(cls, which, lists[which])
     meta = folder / cls.meta['filename']
@@ -62,8 +86,9 @@ def write_synthetic_cifar(root: Path, cls, per_file: int, monkeypatch) -> list[i
     return labels
 
 
-@pytest.mark.parametrize('module, cls', [(CIFAR10DataModule, datasets.CIFAR10),
-                                         (CIFAR100DataModule, datasets.CIFAR100)])
+@pytest.mark.parametrize(
+    'module, cls', [(CIFAR10DataModule, datasets.CIFAR10), (CIFAR100DataModule, datasets.CIFAR100)]
+)
 def test_cifar_datamodule_reads_torchvisions_format_on_a_synthetic_stand_in(module, cls, monkeypatch, tmp_path):
     labels = write_synthetic_cifar(tmp_path, cls, 4, monkeypatch)
     data = module(root=str(tmp_path), batch_size=4, num_workers=0)
@@ -143,8 +168,9 @@ def test_fit_checkpoint_resume_and_export(tmp_path):
     last = root / 'checkpoints' / 'last.ckpt'
     assert last.is_file() and torch.load(last, weights_only=True)['global_step'] == 2
 
-    cli = cli_main(['fit', *QUICK, '--trainer.max_steps', '4', '--trainer.default_root_dir', str(root),
-                    '--ckpt_path', 'last'])
+    cli = cli_main(
+        ['fit', *QUICK, '--trainer.max_steps', '4', '--trainer.default_root_dir', str(root), '--ckpt_path', 'last']
+    )
     assert cli.trainer.global_step == 4
     first, second = logged_steps(root, 0), logged_steps(root, 1)
     assert len(first) == len(second) == 2 and min(second) > max(first)  # it continued: two more steps, not four
@@ -162,8 +188,9 @@ def test_fit_checkpoint_resume_and_export(tmp_path):
 def test_last_ckpt_is_the_latest_state_whether_or_not_validation_improves(tmp_path, lr):
     """With lr 0 val/top1 never improves after the first epoch: last.ckpt must still be the final state."""
     root = tmp_path / 'run'
-    cli = cli_main(['fit', *QUICK, '--trainer.max_epochs', '3', '--model.lr', str(lr),
-                    '--trainer.default_root_dir', str(root)])
+    cli = cli_main(
+        ['fit', *QUICK, '--trainer.max_epochs', '3', '--model.lr', str(lr), '--trainer.default_root_dir', str(root)]
+    )
     last = torch.load(root / 'checkpoints' / 'last.ckpt', weights_only=True)
     assert last['global_step'] == cli.trainer.global_step == 6 and last['epoch'] == 2
     assert len(list((root / 'checkpoints').glob('best-epoch=*.ckpt'))) == 1
@@ -173,8 +200,19 @@ def test_last_ckpt_is_the_latest_state_whether_or_not_validation_improves(tmp_pa
 
 def test_export_takes_the_ema_weights(tmp_path):
     root = tmp_path / 'ema'
-    cli_main(['fit', *QUICK, '--trainer.max_steps', '3', '--trainer.default_root_dir', str(root),
-              '--trainer.callbacks+=EMAWeightAveraging', '--trainer.callbacks.decay', '0.5'])
+    cli_main(
+        [
+            'fit',
+            *QUICK,
+            '--trainer.max_steps',
+            '3',
+            '--trainer.default_root_dir',
+            str(root),
+            '--trainer.callbacks+=EMAWeightAveraging',
+            '--trainer.callbacks.decay',
+            '0.5',
+        ]
+    )
     ckpt = torch.load(root / 'checkpoints' / 'last.ckpt', weights_only=True)
     out = tmp_path / 'ema.safetensors'
     assert export_checkpoint(root / 'checkpoints' / 'last.ckpt', out)['ema'] == 'True'
@@ -184,13 +222,18 @@ def test_export_takes_the_ema_weights(tmp_path):
     assert not torch.equal(weight, ckpt['current_model_state']['model.fc.weight'])
 
 
-@pytest.mark.parametrize('args, message', [
-    (['--model.model', 'not_a_model'], "unknown model 'not_a_model'"),
-    (['--model.not_a_key', '1'], "Parser key \"model\": Option 'not_a_key' is not accepted"),
-    (['--trainer.not_a_key', '1'], 'unrecognized arguments: --trainer.not_a_key'),
-    (['--data', 'optnets.recipes.data.FashionMNISTDataModule', '--data.root', '/nonexistent'],
-     'apt-get install dataset-fashion-mnist'),
-])
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (['--model.model', 'not_a_model'], "unknown model 'not_a_model'"),
+        (['--model.not_a_key', '1'], 'Parser key "model": Option \'not_a_key\' is not accepted'),
+        (['--trainer.not_a_key', '1'], 'unrecognized arguments: --trainer.not_a_key'),
+        (
+            ['--data', 'optnets.recipes.data.FashionMNISTDataModule', '--data.root', '/nonexistent'],
+            'apt-get install dataset-fashion-mnist',
+        ),
+    ],
+)
 def test_bad_input_is_one_line_before_training(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         cli_main(['fit', *QUICK, '--trainer.default_root_dir', str(tmp_path), *args])
@@ -202,11 +245,31 @@ def test_bad_input_is_one_line_before_training(args, message, tmp_path, capsys):
 
 def test_lpom_through_the_recipe_cli(tmp_path):
     root = tmp_path / 'lpom'
-    args = ['fit', '--model', 'optnets.recipes.lpom_module.LPOMClassifier', '--model.image_size', '12',
-            '--model.hidden', '[16]', '--data', 'optnets.recipes.data.SyntheticDataModule', '--data.in_chans', '1',
-            '--data.image_size', '12',
-            '--data.length', '32', '--data.batch_size', '8', '--trainer.accelerator', 'cpu',
-            '--trainer.enable_progress_bar', 'false', '--trainer.default_root_dir', str(root)]
+    args = [
+        'fit',
+        '--model',
+        'optnets.recipes.lpom_module.LPOMClassifier',
+        '--model.image_size',
+        '12',
+        '--model.hidden',
+        '[16]',
+        '--data',
+        'optnets.recipes.data.SyntheticDataModule',
+        '--data.in_chans',
+        '1',
+        '--data.image_size',
+        '12',
+        '--data.length',
+        '32',
+        '--data.batch_size',
+        '8',
+        '--trainer.accelerator',
+        'cpu',
+        '--trainer.enable_progress_bar',
+        'false',
+        '--trainer.default_root_dir',
+        str(root),
+    ]
     cli = cli_main([*args, '--trainer.max_steps', '2'])
     before = [w.clone() for w in cli.model.weights]
     cli = cli_main([*args, '--trainer.max_steps', '4', '--ckpt_path', 'last'])
@@ -216,10 +279,29 @@ def test_lpom_through_the_recipe_cli(tmp_path):
 
 
 def test_lpom_cnn_config_trains_through_the_recipe_cli(tmp_path):
-    cli = cli_main(['fit', '--config', 'lpom_cnn_fashion_mnist', '--data', 'optnets.recipes.data.SyntheticDataModule',
-                    '--data.in_chans', '1', '--data.image_size', '28', '--data.length', '16', '--data.batch_size',
-                    '8', '--trainer.max_steps', '2', '--trainer.enable_progress_bar', 'false',
-                    '--trainer.default_root_dir', str(tmp_path)])
+    cli = cli_main(
+        [
+            'fit',
+            '--config',
+            'lpom_cnn_fashion_mnist',
+            '--data',
+            'optnets.recipes.data.SyntheticDataModule',
+            '--data.in_chans',
+            '1',
+            '--data.image_size',
+            '28',
+            '--data.length',
+            '16',
+            '--data.batch_size',
+            '8',
+            '--trainer.max_steps',
+            '2',
+            '--trainer.enable_progress_bar',
+            'false',
+            '--trainer.default_root_dir',
+            str(tmp_path),
+        ]
+    )
     assert type(cli.model.lpom).__name__ == 'LPOMConv' and cli.trainer.global_step == 2
     assert cli.model.lpom.rho_max == 0.9  # the config's cap reaches the estimator
     assert [tuple(w.shape) for w in cli.model.weights] == [(16, 26), (32, 401), (10, 32 * 7 * 7 + 1)]
@@ -229,8 +311,25 @@ def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path, capsys):
     """optnets.recipes.compare, the README's first command, on 64 real Fashion-MNIST images: both variants, one
     initialisation."""
     from optnets.recipes.compare import main
-    runs = main(['--models', 'hb_net_20_cifar', '--epochs', '1', '--train-subset', '64', '--test-subset', '64',
-                 '--batch-size', '32', '--workers', '0', '--out', str(tmp_path)])
+
+    runs = main(
+        [
+            '--models',
+            'hb_net_20_cifar',
+            '--epochs',
+            '1',
+            '--train-subset',
+            '64',
+            '--test-subset',
+            '64',
+            '--batch-size',
+            '32',
+            '--workers',
+            '0',
+            '--out',
+            str(tmp_path),
+        ]
+    )
     assert [r['variant'] for r in runs] == ['learned', 'ResNet (fixed)']
     assert all(len(r['top1']) == 1 and 0 <= r['top1'][0] <= 1 for r in runs)
     saved = json.loads((tmp_path / 'runs.json').read_text())
@@ -240,15 +339,30 @@ def test_the_readme_main_job_runs_on_a_tiny_subset(tmp_path, capsys):
 
 def test_a_run_becomes_a_hub_folder_that_timm_loads_and_publish_uploads_it(tmp_path, monkeypatch):
     root = tmp_path / 'run'
-    cli_main(['fit', *QUICK, '--trainer.max_steps', '2', '--trainer.default_root_dir', str(root),
-              '--model.model_kwargs', '{learn_coeffs: false}'])
+    cli_main(
+        [
+            'fit',
+            *QUICK,
+            '--trainer.max_steps',
+            '2',
+            '--trainer.default_root_dir',
+            str(root),
+            '--model.model_kwargs',
+            '{learn_coeffs: false}',
+        ]
+    )
     card = tmp_path / 'card.md'
     card.write_text('---\nlicense: apache-2.0\n---\n# a card\n')
     folder = tmp_path / 'hub'
-    assert optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), '--hub-dir', str(folder),
-                            '--card', str(card)]) == 0
+    assert (
+        optnets_command(
+            ['export', str(root / 'checkpoints' / 'last.ckpt'), '--hub-dir', str(folder), '--card', str(card)]
+        )
+        == 0
+    )
     assert {'model.safetensors', 'config.json', 'README.md', 'config.yaml', 'metrics.csv'} <= {
-        p.name for p in folder.iterdir()}
+        p.name for p in folder.iterdir()
+    }
     assert json.loads((folder / 'config.json').read_text())['model_args']['learn_coeffs'] is False
     trained = ImageClassifier.load_from_checkpoint(root / 'checkpoints' / 'last.ckpt', weights_only=True).model
     loaded = timm.create_model(f'local-dir:{folder}', pretrained=True)
@@ -267,6 +381,7 @@ def test_a_run_becomes_a_hub_folder_that_timm_loads_and_publish_uploads_it(tmp_p
             return 'https://example.invalid/commit'
 
     import optnets.weights.hub
+
     monkeypatch.setattr(optnets.weights.hub, 'HfApi', Hub)
     optnets_command(['publish', str(folder), '--repo', 'me/hb_net_20'])
     assert calls[0] == ('create', 'me/hb_net_20') and 'model.safetensors' in calls[1][2]
@@ -282,18 +397,29 @@ class LearningRates(L.Callback):
         self.seen.append(trainer.optimizers[0].param_groups[0]['lr'])
 
 
-@pytest.mark.parametrize('schedule, expected', [
-    # 8 steps, 2 of warmup from 1% of lr; 'step' divides by 10 at 50% and 75% of all steps (steps 4 and 6)
-    ('step', [0.001, 0.0505, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]),
-    # cosine over the 6 steps after the warmup
-    ('cosine', [0.001, 0.0505] + [0.05 * (1 + math.cos(math.pi * k / 6)) for k in range(6)]),
-])
+@pytest.mark.parametrize(
+    'schedule, expected',
+    [
+        # 8 steps, 2 of warmup from 1% of lr; 'step' divides by 10 at 50% and 75% of all steps (steps 4 and 6)
+        ('step', [0.001, 0.0505, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]),
+        # cosine over the 6 steps after the warmup
+        ('cosine', [0.001, 0.0505] + [0.05 * (1 + math.cos(math.pi * k / 6)) for k in range(6)]),
+    ],
+)
 def test_learning_rate_schedules_with_warmup(schedule, expected, tmp_path):
     rates = LearningRates()
     module = ImageClassifier('hb_net_20_cifar', lr=0.1, schedule=schedule, warmup_epochs=1)
-    trainer = L.Trainer(max_epochs=4, accelerator='cpu', logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[rates],
-                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=4,
+        accelerator='cpu',
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[rates],
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, SyntheticDataModule(length=16, batch_size=8))  # 2 steps an epoch
     assert rates.seen == pytest.approx(expected, rel=1e-6)
 
@@ -315,11 +441,33 @@ def test_a_hub_folder_carries_the_runs_preprocessing_and_a_card_written_from_the
     """timm's save_for_hf would record the architecture's default cfg (CIFAR's mean and std); the folder records
     what this run did, and its README is the run's: its data, its metrics, how to load it."""
     root = tmp_path / 'run'
-    cli_main(['fit', '--data', 'optnets.recipes.data.FashionMNISTDataModule', '--data.train_subset', '32',
-              '--data.val_subset', '32', '--data.batch_size', '16', '--data.num_workers', '0', '--model.model',
-              'hb_net_20_cifar', '--model.model_kwargs', '{coeff_shape: channel}', '--trainer.accelerator', 'cpu',
-              '--trainer.max_steps', '2', '--trainer.enable_progress_bar', 'false',
-              '--trainer.default_root_dir', str(root)])
+    cli_main(
+        [
+            'fit',
+            '--data',
+            'optnets.recipes.data.FashionMNISTDataModule',
+            '--data.train_subset',
+            '32',
+            '--data.val_subset',
+            '32',
+            '--data.batch_size',
+            '16',
+            '--data.num_workers',
+            '0',
+            '--model.model',
+            'hb_net_20_cifar',
+            '--model.model_kwargs',
+            '{coeff_shape: channel}',
+            '--trainer.accelerator',
+            'cpu',
+            '--trainer.max_steps',
+            '2',
+            '--trainer.enable_progress_bar',
+            'false',
+            '--trainer.default_root_dir',
+            str(root),
+        ]
+    )
     folder = tmp_path / 'hub'
     optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), '--hub-dir', str(folder)])
     cfg = json.loads((folder / 'config.json').read_text())['pretrained_cfg']

@@ -1,5 +1,6 @@
 """Reversible memory: the same outputs, gradients (weights and coefficients) and BN statistics as stored memory,
 two iterates saved per stage whatever its depth, and a clear error for what cannot be run backwards."""
+
 import copy
 
 import pytest
@@ -48,10 +49,13 @@ def test_reversible_equals_stored(name, kwargs):
         torch.testing.assert_close(b, a, msg=key)  # each batch counted once, although backward re-runs T
 
 
-@pytest.mark.parametrize('name, kwargs, size, batch, seed', [
-    ('momentum_net_56_cifar', {}, 32, 4, 0),
-    ('momentum_net_20_cifar', dict(steps=(64, 1, 1)), 16, 2, 4),  # BN draws where a float32 carry is 100x off
-])
+@pytest.mark.parametrize(
+    'name, kwargs, size, batch, seed',
+    [
+        ('momentum_net_56_cifar', {}, 32, 4, 0),
+        ('momentum_net_20_cifar', dict(steps=(64, 1, 1)), 16, 2, 4),  # BN draws where a float32 carry is 100x off
+    ],
+)
 def test_reversible_float32_gradients_are_as_close_to_float64_as_stored_ones(name, kwargs, size, batch, seed):
     """Dividing by the x[k-1] coefficient in backward, step after step, must not amplify rounding: the sums are
     carried one precision up, and the gradient's error against a float64 run stays at float32's own level, in a
@@ -73,8 +77,9 @@ def test_reversible_float32_gradients_are_as_close_to_float64_as_stored_ones(nam
 
 def saved_bytes(model, x) -> int:
     total = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: total.append(t.numel() * t.element_size()) or t,
-                                                  lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda t: total.append(t.numel() * t.element_size()) or t, lambda t: t
+    ):
         model(x).sum()
     return sum(total)
 
@@ -82,8 +87,10 @@ def saved_bytes(model, x) -> int:
 def test_saved_activations_grow_by_one_anchor_pair_every_anchor_steps():
     """Two iterates a stage whatever its steps, plus one float64 pair (an anchor) every ANCHOR_EVERY steps."""
     x = torch.randn(2, 3, 16, 16)
-    saved = {steps: saved_bytes(timm.create_model('momentum_net_20_cifar', steps=(steps,) * 3, memory='reversible'),
-                                x) for steps in (2, ANCHOR_EVERY, ANCHOR_EVERY + 1)}
+    saved = {
+        steps: saved_bytes(timm.create_model('momentum_net_20_cifar', steps=(steps,) * 3, memory='reversible'), x)
+        for steps in (2, ANCHOR_EVERY, ANCHOR_EVERY + 1)
+    }
     assert saved[2] == saved[ANCHOR_EVERY]  # no anchor yet: two iterates a stage
     info = timm.create_model('momentum_net_20_cifar').feature_info[1:]
     pair = sum(2 * 8 * 2 * f['num_chs'] * (16 // f['reduction']) ** 2 for f in info)
@@ -95,10 +102,16 @@ def test_saved_activations_grow_by_one_anchor_pair_every_anchor_steps():
 def test_anchored_long_stages_equal_stored(monkeypatch):
     """Anchors every 3 steps in a 10-step stage: rebuilt and anchored steps together give stored's gradients."""
     monkeypatch.setattr(reversible, 'ANCHOR_EVERY', 3)
-    stored = randomise_norms(timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory',
-                                               step_act=False)).train().double()
-    anchored = timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory', step_act=False,
-                                 memory='reversible').train().double()
+    stored = (
+        randomise_norms(timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory', step_act=False))
+        .train()
+        .double()
+    )
+    anchored = (
+        timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory', step_act=False, memory='reversible')
+        .train()
+        .double()
+    )
     anchored.load_state_dict(stored.state_dict())
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     torch.testing.assert_close(step(anchored, x), step(stored, x), rtol=1e-10, atol=1e-12)
@@ -106,17 +119,28 @@ def test_anchored_long_stages_equal_stored(monkeypatch):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-8, atol=1e-12, msg=key)
 
 
-@pytest.mark.parametrize('make, message', [
-    (lambda: timm.create_model('hb_net_20_cifar', coeff_init='theory', memory='reversible'), 'ReLU'),
-    (lambda: timm.create_model('hb_net_20_cifar', step_act=False, memory='reversible'), 'x[k-1] coefficient is 0'),
-    (lambda: timm.create_model('admm_net_56_cifar', step_act=False, memory='reversible'), 'one stream'),
-    (lambda: compile_stage('x[k+1] = T(x[k]) + 0.5*x[k] + 0.5*x[k-2]', 2, lambda *a: torch.nn.Identity(), 4,
-                           memory='reversible'), 'x[k-2]'),
-    (lambda: compile_stage('x[k+1] = T(x[k]) + x[k]', 2, lambda *a: torch.nn.Identity(), 4, memory='reversible'),
-     'no x[k-1] term'),
-    (lambda: compile_stage(optnets.rules.agd, 2, lambda *a: torch.nn.Identity(), 4, memory='reversible'),
-     'history'),
-])
+@pytest.mark.parametrize(
+    'make, message',
+    [
+        (lambda: timm.create_model('hb_net_20_cifar', coeff_init='theory', memory='reversible'), 'ReLU'),
+        (lambda: timm.create_model('hb_net_20_cifar', step_act=False, memory='reversible'), 'x[k-1] coefficient is 0'),
+        (lambda: timm.create_model('admm_net_56_cifar', step_act=False, memory='reversible'), 'one stream'),
+        (
+            lambda: compile_stage(
+                'x[k+1] = T(x[k]) + 0.5*x[k] + 0.5*x[k-2]', 2, lambda *a: torch.nn.Identity(), 4, memory='reversible'
+            ),
+            'x[k-2]',
+        ),
+        (
+            lambda: compile_stage('x[k+1] = T(x[k]) + x[k]', 2, lambda *a: torch.nn.Identity(), 4, memory='reversible'),
+            'no x[k-1] term',
+        ),
+        (
+            lambda: compile_stage(optnets.rules.agd, 2, lambda *a: torch.nn.Identity(), 4, memory='reversible'),
+            'history',
+        ),
+    ],
+)
 def test_what_cannot_run_backwards_says_why(make, message):
     with pytest.raises(NotInvertible, match=message.replace('[', r'\[').replace(']', r'\]')):
         make()

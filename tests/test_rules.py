@@ -1,4 +1,5 @@
 """The rule language: canonical text round trips, positioned errors, and a fuzz test."""
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -57,7 +58,7 @@ ERRORS = [  # text, message fragment, (line, column)
     ('x[k] = T(x[k])', "'+1'", (1, 4)),
     ('x[k+1] = T(x[k])\ny[k+1] = $', "unexpected character '$'", (2, 10)),
     ('x[k+1] = T(x[k]) +\n', 'found a line break', (1, 19)),
-    ('x[k+1] = a[j]*x[k]', "outside any sum", (1, 12)),
+    ('x[k+1] = a[j]*x[k]', 'outside any sum', (1, 12)),
     ('x[k+1] = sum_j x[k]', 'its body may read only', (1, 16)),
     ('x[k+1] = T(x[k]); x[k+1] = x[k]', "stream 'x' is assigned twice", (1, 19)),
     ('x[k+1] = T(x[k]) / x[k-1]', 'cannot divide by an iterate', (1, 20)),
@@ -88,9 +89,9 @@ def test_errors_name_the_position(text, fragment, where):
     quoted, caret = message.splitlines()[1:3]
     line = text.splitlines()[where[0] - 1]
     elided = quoted.startswith('    ...')
-    shown = quoted[7 if elided else 4:].removesuffix('...')
+    shown = quoted[7 if elided else 4 :].removesuffix('...')
     first = where[1] - 1 - (caret.index('^') - (7 if elided else 4))  # where the shown part starts in the line
-    assert line[first:first + len(shown)] == shown and (first > 0) == elided
+    assert line[first : first + len(shown)] == shown and (first > 0) == elided
     assert isinstance(info.value, ValueError)
 
 
@@ -131,26 +132,34 @@ def test_the_rule_layer_stands_alone_and_ir_is_its_leaf():
     import ast
     import sys
     from pathlib import Path
+
     folder = Path(rules.__file__).parent
     for path in [*folder.glob('*.py'), folder.parent / 'compiler' / 'plan.py']:  # the plan analysis too
         tree = ast.parse(path.read_text())
         imported = [(n.level, n.module or '') for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         imported += [(0, a.name) for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-        outside = [m for level, m in imported if level == 0 and m.split('.')[0] not in sys.stdlib_module_names
-                   and m != '__future__']
+        outside = [
+            m
+            for level, m in imported
+            if level == 0 and m.split('.')[0] not in sys.stdlib_module_names and m != '__future__'
+        ]
         assert not outside, f'{path.name} imports {outside}'
         if path.name == 'ir.py':
             assert all(level == 0 for level, _ in imported), 'ir.py imports a sibling module'
         if path.name == 'plan.py':  # from the compiler, only the rule layer
             assert all(m.startswith('rules') for level, m in imported if level == 2) and all(
-                level in (0, 2) for level, _ in imported), f'plan.py imports {imported}'
+                level in (0, 2) for level, _ in imported
+            ), f'plan.py imports {imported}'
 
 
-@pytest.mark.parametrize('text, at', [
-    ('x[k+1] = T(x[k]) + 1e300*a*1e300*x[k]', '*1e300'),
-    ('x[k+1] = T(x[k]) + a/5e-324*x[k]', '/5e-324'),
-    ('x[k+1] = T(x[k]) + (1e300*a*1e300)*0*x[k]', '*1e300)'),
-])
+@pytest.mark.parametrize(
+    'text, at',
+    [
+        ('x[k+1] = T(x[k]) + 1e300*a*1e300*x[k]', '*1e300'),
+        ('x[k+1] = T(x[k]) + a/5e-324*x[k]', '/5e-324'),
+        ('x[k+1] = T(x[k]) + (1e300*a*1e300)*0*x[k]', '*1e300)'),
+    ],
+)
 def test_folding_out_of_the_finite_range_is_refused_where_it_happens(text, at):
     with pytest.raises(RuleError, match='out of range') as error:
         Rule.parse(text)
@@ -167,13 +176,21 @@ def test_a_huge_lag_is_refused_with_its_position_not_pythons_int_limit():
 
 def test_the_number_of_streams_is_limited():
     from optnets.rules.parser import MAX_STREAMS
+
     Rule.parse('; '.join(f's{i}[k+1] = s{i}[k]' for i in range(MAX_STREAMS)))
     with pytest.raises(RuleError, match='streams'):
         Rule.parse('; '.join(f's{i}[k+1] = s{i}[k]' for i in range(MAX_STREAMS + 1)))
 
 
-@pytest.mark.parametrize('text', ['x[k+1] = T(x[k]) - (a*b)*x[k]', 'x[k+1] = -(a*b*c)*x[k] + 2*(a*-b)*x[k-1]',
-                                  'x[k+1] = 0.25/(1 + g)*-d*T(x[k])', 'x[k+1] = -(2*a/b)*x[k]'])
+@pytest.mark.parametrize(
+    'text',
+    [
+        'x[k+1] = T(x[k]) - (a*b)*x[k]',
+        'x[k+1] = -(a*b*c)*x[k] + 2*(a*-b)*x[k-1]',
+        'x[k+1] = 0.25/(1 + g)*-d*T(x[k])',
+        'x[k+1] = -(2*a/b)*x[k]',
+    ],
+)
 def test_a_product_under_unary_minus_prints_as_the_same_tree(text):
     rule = Rule.parse(text)
     assert Rule.parse(str(rule)) == rule
@@ -182,6 +199,7 @@ def test_a_product_under_unary_minus_prints_as_the_same_tree(text):
 def test_a_divisor_that_starts_at_zero_is_a_positioned_error_not_a_crash():
     import timm
     import optnets
+
     text = 'x[k+1] = T(x[k]) + a/b*x[k]'
     assert 'undefined: a/b divides by zero' in str(optnets.compile_rule(Rule.parse(text)))
     optnets.register('divides_at_init_net', text, depth=8)

@@ -23,9 +23,14 @@ from rulegen import Case, check  # noqa: E402
 
 WORKER = Path(__file__).with_name('search_worker.py')
 BUILTIN_OF = {  # the named point -> (the built-in rule, the initialisation it starts from there)
-    'resnet': ('heavy_ball', 'special'), 'gd': ('gd', 'special'), 'heavy_ball special': ('heavy_ball', 'special'),
-    'heavy_ball theory': ('heavy_ball', 'theory'), 'nesterov special': ('nesterov', 'special'),
-    'momentum': ('momentum', 'theory'), 'admm special': ('admm', 'special'), 'admm theory': ('admm', 'theory'),
+    'resnet': ('heavy_ball', 'special'),
+    'gd': ('gd', 'special'),
+    'heavy_ball special': ('heavy_ball', 'special'),
+    'heavy_ball theory': ('heavy_ball', 'theory'),
+    'nesterov special': ('nesterov', 'special'),
+    'momentum': ('momentum', 'theory'),
+    'admm special': ('admm', 'special'),
+    'admm theory': ('admm', 'theory'),
 }
 
 
@@ -50,7 +55,8 @@ def test_each_named_point_computes_what_its_built_in_algorithm_computes(name):
     builtin, init = BUILTIN_OF[name]
     searched = point(NAMED[name])
     assert run_rule(searched.rule, 'search', transforms) == pytest.approx(
-        run_rule(rules.BUILTIN[builtin], init, transforms), rel=1e-12)
+        run_rule(rules.BUILTIN[builtin], init, transforms), rel=1e-12
+    )
     assert nearest_named(searched.params) == (name, 0.0)
 
 
@@ -64,9 +70,17 @@ def test_points_drawn_from_the_space_compile_to_what_they_mean():
         trial = study.ask()
         drawn = space.suggest(trial)
         study.tell(trial, 0.0)
-        case = Case(text=str(drawn.rule), kind='residual', steps=rng.randint(1, 4), learn=rng.random() < 0.5,
-                    shape=drawn.model_kwargs['coeff_shape'], activation='relu', train=rng.random() < 0.5,
-                    skip_input=False, seed=rng.randint(0, 2 ** 16))
+        case = Case(
+            text=str(drawn.rule),
+            kind='residual',
+            steps=rng.randint(1, 4),
+            learn=rng.random() < 0.5,
+            shape=drawn.model_kwargs['coeff_shape'],
+            activation='relu',
+            train=rng.random() < 0.5,
+            skip_input=False,
+            seed=rng.randint(0, 2**16),
+        )
         assert check(case) == [], drawn.text
 
 
@@ -91,7 +105,7 @@ def test_a_rule_whose_identity_path_explodes_is_refused_and_others_are_admitted(
 def test_distance_counts_initial_values_and_changed_states():
     hb = NAMED['heavy_ball special']
     assert distance(hb, NAMED['resnet']) == 2.0  # b0 fixed -> learned, b1 absent -> learned (at 0)
-    assert distance(hb, NAMED['heavy_ball theory']) == pytest.approx((0.9 ** 2 + 0.9 ** 2) ** 0.5)
+    assert distance(hb, NAMED['heavy_ball theory']) == pytest.approx((0.9**2 + 0.9**2) ** 0.5)
     assert distance(hb, NAMED['admm special']) == float('inf')
 
 
@@ -128,6 +142,7 @@ def test_export_writes_register_lines_and_configs_and_never_overwrites(tmp_path)
     namespace = {}
     exec((tmp_path / 'found' / 'register.py').read_text(), namespace)  # the user's own file: import it
     import timm
+
     name = written[1].stem
     model = timm.create_model(name, num_classes=10)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -142,22 +157,58 @@ def test_the_cli_runs_a_study_with_the_recipe_then_shows_and_exports_it(tmp_path
     never a result), and an exported config trains with ``optnets train``."""
     pytest.importorskip('lightning')
     from optnets.cli import main
+
     storage = f'sqlite:///{tmp_path / "study.db"}'
-    synthetic = ['--data', 'optnets.recipes.data.SyntheticDataModule', '--data.length', '16', '--data.batch_size',
-                 '8', '--trainer.max_epochs', '2', '--trainer.limit_val_batches', '1']
-    main(['search', '--trials', '3', '--storage', storage, '--root-dir', str(tmp_path / 'runs'),
-          '--no-progress', *synthetic])
+    synthetic = [
+        '--data',
+        'optnets.recipes.data.SyntheticDataModule',
+        '--data.length',
+        '16',
+        '--data.batch_size',
+        '8',
+        '--trainer.max_epochs',
+        '2',
+        '--trainer.limit_val_batches',
+        '1',
+    ]
+    main(
+        [
+            'search',
+            '--trials',
+            '3',
+            '--storage',
+            storage,
+            '--root-dir',
+            str(tmp_path / 'runs'),
+            '--no-progress',
+            *synthetic,
+        ]
+    )
     main(['search', 'show', '--storage', storage])
     shown = capsys.readouterr().out
     assert '(resnet)' in shown and '(gd)' in shown and 'complete' in shown
     main(['search', 'export', '--storage', storage, '--top', '1', '--out', str(tmp_path / 'found')])
     config = next((tmp_path / 'found').glob('searched_*.yaml'))
-    main(['train', 'fit', '--config', 'search_fashion_mnist', '--config', str(config), *synthetic,
-          '--trainer.fast_dev_run', 'true', '--trainer.default_root_dir', str(tmp_path / 'final')])
+    main(
+        [
+            'train',
+            'fit',
+            '--config',
+            'search_fashion_mnist',
+            '--config',
+            str(config),
+            *synthetic,
+            '--trainer.fast_dev_run',
+            'true',
+            '--trainer.default_root_dir',
+            str(tmp_path / 'final'),
+        ]
+    )
 
 
 def test_bad_search_options_are_one_line_and_exit_2(tmp_path, capsys):
     from optnets.cli import main
+
     with pytest.raises(SystemExit) as exit_:
         main(['search', '--trials', '3', '--storage', f'sqlite:///{tmp_path}/s.db', '--lr', '0.1'])
     assert exit_.value.code == 2
@@ -172,7 +223,7 @@ def postgres():
     as the ``postgres`` user: initdb and pg_ctl refuse root), on a free loopback port."""
     bindir = next(Path('/usr/lib/postgresql').glob('*/bin'), None) if Path('/usr/lib/postgresql').exists() else None
     if bindir is None or os.geteuid() != 0 or not shutil.which('runuser'):
-        pytest.skip('needs Debian\'s postgresql package and root (to run it as the postgres user)')
+        pytest.skip("needs Debian's postgresql package and root (to run it as the postgres user)")
     pytest.importorskip('psycopg', reason='the search extra: pip install "optnets[search]"')
     folder = Path(tempfile.mkdtemp(prefix='optnets-pg-'))
     shutil.chown(folder, 'postgres')
@@ -184,8 +235,17 @@ def postgres():
         subprocess.run(['runuser', '-u', 'postgres', '--', *command], check=True, capture_output=True, cwd=folder)
 
     as_postgres(str(bindir / 'initdb'), '-D', str(folder / 'data'), '-A', 'trust', '-U', 'postgres')
-    as_postgres(str(bindir / 'pg_ctl'), '-D', str(folder / 'data'), '-l', str(folder / 'log'), '-w', '-o',
-                f'-p {port} -k {folder} -c listen_addresses=127.0.0.1', 'start')
+    as_postgres(
+        str(bindir / 'pg_ctl'),
+        '-D',
+        str(folder / 'data'),
+        '-l',
+        str(folder / 'log'),
+        '-w',
+        '-o',
+        f'-p {port} -k {folder} -c listen_addresses=127.0.0.1',
+        'start',
+    )
     try:
         as_postgres(str(bindir / 'createdb'), '-h', '127.0.0.1', '-p', str(port), 'search')
         yield f'postgresql://postgres@127.0.0.1:{port}/search'
@@ -197,8 +257,10 @@ def postgres():
 def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_marked_failed(postgres, tmp_path):
     marks = tmp_path / 'marks'
     marks.mkdir()
-    start = lambda seconds: subprocess.Popen([sys.executable, str(WORKER), postgres, '16', str(marks), seconds],  # noqa: E731
-                                             cwd=WORKER.parent)
+
+    def start(seconds: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(WORKER), postgres, '16', str(marks), seconds], cwd=WORKER.parent)
+
     slow = start('30')  # its first trial outlives the test: it is killed in it
     deadline = time.monotonic() + 60
     while not any(marks.iterdir()) and time.monotonic() < deadline:
@@ -213,8 +275,9 @@ def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_marked_
     finished = [t for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL]
     killed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert len(finished) == 16, states
-    assert len(killed) == 1 and killed[0].number in {int(m.name.split('.')[0]) for m in marks.iterdir()
-                                                    if int(m.name.split('.')[1]) == slow.pid}
+    assert len(killed) == 1 and killed[0].number in {
+        int(m.name.split('.')[0]) for m in marks.iterdir() if int(m.name.split('.')[1]) == slow.pid
+    }
     ran = [int(m.name.split('.')[0]) for m in marks.iterdir()]
     assert len(ran) == len(set(ran)), 'a trial ran twice'
     assert {t.number for t in finished if 'refused' not in t.user_attrs} <= set(ran)

@@ -1,6 +1,7 @@
 """Published weights through timm's pretrained=True: verified by hash, corrupt files refused and removed.
 
 The hub is never reached: its download function is replaced by one that serves files made here."""
+
 import json
 import os
 import shutil
@@ -58,8 +59,13 @@ def test_converted_tags_are_listed_with_their_sources_metadata():
     assert {'hb_net_34.a1_in1k', 'hb_net_18.tv_in1k', 'agd_net_121.tv_in1k'} <= set(timm.list_pretrained('*_net*'))
     cfg = timm.models.get_pretrained_cfg('hb_net_34.a1_in1k')
     source = timm.models.get_pretrained_cfg('resnet34.a1_in1k')
-    assert (cfg.interpolation, cfg.crop_pct, cfg.test_input_size, cfg.license, cfg.mean) == \
-        (source.interpolation, source.crop_pct, source.test_input_size, source.license, source.mean)
+    assert (cfg.interpolation, cfg.crop_pct, cfg.test_input_size, cfg.license, cfg.mean) == (
+        source.interpolation,
+        source.crop_pct,
+        source.test_input_size,
+        source.license,
+        source.mean,
+    )
     assert cfg.hf_hub_id == 'timm/resnet34.a1_in1k' and 'logits equal' in cfg.notes[0]
 
 
@@ -84,11 +90,14 @@ def test_a_file_that_does_not_match_is_refused_and_removed(hub, tmp_path, damage
     if damage == 'corrupt':
         data[len(data) // 2] ^= 0xFF
     else:
-        data = data[:len(data) // 2]
+        data = data[: len(data) // 2]
     cached.write_bytes(bytes(data))
     found = r'sha256 [0-9a-f]{64}' if damage == 'corrupt' else f'{len(data)} bytes'  # the size is checked first
-    with pytest.raises(registry.WeightsError, match=rf'hb_net_18\.tv_in1k: .* has {found}, the manifest expects '
-                                                    r'[0-9a-f0-9]+ \(removed from the cache\)'):
+    with pytest.raises(
+        registry.WeightsError,
+        match=rf'hb_net_18\.tv_in1k: .* has {found}, the manifest expects '
+        r'[0-9a-f0-9]+ \(removed from the cache\)',
+    ):
         timm.create_model('hb_net_18.tv_in1k', pretrained=True)
     assert not cached.exists()
     timm.create_model('hb_net_18.tv_in1k', pretrained=True)  # the next load downloads a good copy again
@@ -107,9 +116,14 @@ def test_a_weights_folder_and_an_explicit_file_work_offline(hub, tmp_path, monke
     monkeypatch.setenv(registry.WEIGHTS_DIR, str(tmp_path))
     monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     x = torch.randn(1, 3, 64, 64)
-    for model in (timm.create_model('hb_net_18.tv_in1k', pretrained=True),
-                  timm.create_model('hb_net_18', pretrained=True, pretrained_cfg_overlay=dict(
-                      file=str(tmp_path / 'hb_net_18.tv_in1k.safetensors')))):
+    for model in (
+        timm.create_model('hb_net_18.tv_in1k', pretrained=True),
+        timm.create_model(
+            'hb_net_18',
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=str(tmp_path / 'hb_net_18.tv_in1k.safetensors')),
+        ),
+    ):
         with torch.no_grad():
             torch.testing.assert_close(model.eval()(x), reference(x), rtol=1e-5, atol=1e-5)
     assert hub.calls == 0
@@ -131,6 +145,7 @@ def test_the_weights_trained_here_are_shipped():
 @pytest.mark.parametrize('tag', SHIPPED)
 def test_shipped_weights_load_for_real_and_score_as_measured(tag):
     from optnets.recipes.data import FashionMNISTDataModule
+
     model = timm.create_model(tag, pretrained=True).eval()
     assert registry.status(tag) == 'ok' and model.pretrained_cfg['input_size'] == (1, 32, 32)
     data = FashionMNISTDataModule(batch_size=500, num_workers=0, val_subset=1000)
@@ -172,6 +187,7 @@ def test_a_malformed_pins_file_is_one_error_that_names_it(hub, tmp_path, content
 
 def test_verify_checks_the_file_a_load_would_use(hub, tmp_path, monkeypatch, capsys):
     from optnets.cli import main
+
     tag = 'hb_net_20_cifar.fmnist'  # shipped, with its hash in the manifest
     override = tmp_path / f'{tag}.safetensors'
     data = bytearray(registry.package_file(registry.MANIFEST[tag]).read_bytes())
@@ -186,6 +202,7 @@ def test_verify_checks_the_file_a_load_would_use(hub, tmp_path, monkeypatch, cap
 
 def test_an_unreachable_hub_is_one_error_at_once(tmp_path, monkeypatch):
     import time
+
     monkeypatch.setenv('OPTNETS_CACHE', str(tmp_path))
     monkeypatch.setattr(registry, 'try_to_load_from_cache', lambda *args, **kwargs: None)
     monkeypatch.setattr(registry.constants, 'HF_HUB_OFFLINE', False)
@@ -203,6 +220,7 @@ def test_timms_own_data_pipeline_reproduces_the_published_accuracy_on_the_full_t
     from timm.data import create_transform, resolve_data_config
     from torchvision import datasets
     from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
+
     FashionMNISTDataModule().prepare_data()
     model = timm.create_model(tag, pretrained=True).eval()
     transform = create_transform(**resolve_data_config(model=model))
@@ -218,6 +236,7 @@ def test_image_folder(tmp_path_factory):
     """The Fashion-MNIST test set as a folder of PNGs per class, the layout timm's scripts read."""
     from torchvision import datasets
     from optnets.recipes.data import FashionMNISTDataModule, fashion_mnist_root
+
     FashionMNISTDataModule().prepare_data()
     root = tmp_path_factory.mktemp('fashion_mnist_test')
     for index, (image, label) in enumerate(datasets.FashionMNIST(fashion_mnist_root(), train=False)):
@@ -231,6 +250,7 @@ def test_validate_pys_path_asks_for_three_channels_and_still_scores_the_publishe
     as RGB, the prefetching loader. A one-channel tag repeats its stem over the channels and its mean and std."""
     tag = 'hb_net_20_cifar.fmnist'
     from timm.data import create_dataset, create_loader, resolve_data_config
+
     model = timm.create_model(tag, pretrained=True, in_chans=3).eval()
     config = resolve_data_config(model=model)
     assert config['input_size'] == (3, 32, 32) and len(config['mean']) == 3
@@ -241,15 +261,36 @@ def test_validate_pys_path_asks_for_three_channels_and_still_scores_the_publishe
     assert correct / len(dataset) == pytest.approx(json.loads(RUNS.read_text())[tag]['test_top1'], abs=1e-4)
 
 
-@pytest.mark.skipif(not os.environ.get('TIMM_SCRIPTS'), reason="timm's validate.py ships in its repository only, "
-                    'not on PyPI: set TIMM_SCRIPTS to a checkout of it to run this')
+@pytest.mark.skipif(
+    not os.environ.get('TIMM_SCRIPTS'),
+    reason="timm's validate.py ships in its repository only, "
+    'not on PyPI: set TIMM_SCRIPTS to a checkout of it to run this',
+)
 def test_timms_validate_py_scores_the_published_accuracy_with_no_extra_flag(test_image_folder):
     tag = 'hb_net_20_cifar.fmnist'
     script = Path(os.environ['TIMM_SCRIPTS']) / 'validate.py'
     code = f'import runpy, sys, optnets;sys.argv[0] = {str(script)!r}; runpy.run_path(sys.argv[0], run_name="__main__")'
-    out = subprocess.run([sys.executable, '-c', code, str(test_image_folder), '--model', tag, '--pretrained',
-                          '--device', 'cpu', '--workers', '0', '-b', '500'], capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout[out.stdout.index('--result') + len('--result'):])
+    out = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            code,
+            str(test_image_folder),
+            '--model',
+            tag,
+            '--pretrained',
+            '--device',
+            'cpu',
+            '--workers',
+            '0',
+            '-b',
+            '500',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout[out.stdout.index('--result') + len('--result') :])
     assert result['top1'] == pytest.approx(100 * json.loads(RUNS.read_text())[tag]['test_top1'], abs=0.01)
 
 

@@ -6,6 +6,7 @@ and curves from ``benchmarks/results/fmnist_weights/runs.json``), in the Hugging
 number comes from ``cards.json``, which this command also writes; tests/test_cards.py checks the cards against it
 and it against its sources.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-BIBTEX = '''```bibtex
+BIBTEX = """```bibtex
 @inproceedings{li2018optimization,
   title     = {Optimization Algorithm Inspired Deep Neural Network Structure Design},
   author    = {Li, Huan and Yang, Yibo and Chen, Dongmin and Lin, Zhouchen},
@@ -28,7 +29,7 @@ BIBTEX = '''```bibtex
   booktitle = {Proceedings of the AAAI Conference on Artificial Intelligence},
   year      = {2019}
 }
-```'''
+```"""
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / 'benchmarks' / 'results' / 'fmnist_weights' / 'runs.json'
 
@@ -50,14 +51,21 @@ def collect() -> dict:
     for family in FAMILIES:
         rule = rules.BUILTIN[FAMILIES[family].rule]
         families[family] = {
-            'rule': str(rule), 'reading': rules.READINGS[rule.reading],
+            'rule': str(rule),
+            'reading': rules.READINGS[rule.reading],
             'inits': {init: {k: str(v) for k, v in values.items()} for init, values in rule.inits.items()},
-            'members': {name: size(name) for name in timm.list_models(module=family)}}
+            'members': {name: size(name) for name in timm.list_models(module=family)},
+        }
     runs = json.loads(RUNS.read_text()) if RUNS.is_file() else {}
     tags = {}
     for tag, entry in registry.MANIFEST.items():
-        tags[tag] = {'source': entry['source'], 'sha256': entry['sha256'], 'size': entry['size'],
-                     'converted_from': entry.get('converted_from'), 'measured': runs.get(tag)}
+        tags[tag] = {
+            'source': entry['source'],
+            'sha256': entry['sha256'],
+            'size': entry['size'],
+            'converted_from': entry.get('converted_from'),
+            'measured': runs.get(tag),
+        }
     return {'families': families, 'tags': tags}
 
 
@@ -68,19 +76,34 @@ def front_matter(tags: list[str], datasets: list[str], results: list[dict] | Non
     if results:
         lines += ['model-index:']
         for r in results:
-            lines += [f'- name: {r["name"]}', '  results:', '  - task:', '      type: image-classification',
-                      '    dataset:', f'      name: {r["dataset"]}', f'      type: {r["dataset_id"]}', '    metrics:',
-                      '    - type: accuracy', f'      value: {r["value"]}']
+            lines += [
+                f'- name: {r["name"]}',
+                '  results:',
+                '  - task:',
+                '      type: image-classification',
+                '    dataset:',
+                f'      name: {r["dataset"]}',
+                f'      type: {r["dataset_id"]}',
+                '    metrics:',
+                '    - type: accuracy',
+                f'      value: {r["value"]}',
+            ]
     return '\n'.join(lines + ['---', ''])
 
 
 def family_card(name: str, data: dict) -> str:
-    rows = '\n'.join(f'| `{m}` | {v["parameters"] / 1e6:.3f}M | {v["gmacs"]:.3f} | {tuple(v["input_size"])} |'
-                     for m, v in data['members'].items())
-    inits = '\n'.join(f'- `{init}`: ' + (', '.join(f'{k} = {v}' for k, v in values.items()) or 'no coefficients')
-                      for init, values in data['inits'].items())
+    rows = '\n'.join(
+        f'| `{m}` | {v["parameters"] / 1e6:.3f}M | {v["gmacs"]:.3f} | {tuple(v["input_size"])} |'
+        for m, v in data['members'].items()
+    )
+    inits = '\n'.join(
+        f'- `{init}`: ' + (', '.join(f'{k} = {v}' for k, v in values.items()) or 'no coefficients')
+        for init, values in data['inits'].items()
+    )
     rule = data['rule'].replace('\n', '`, `')
-    return front_matter(['image-classification', 'timm', 'optnets'], ['imagenet-1k', 'cifar10']) + f'''
+    return (
+        front_matter(['image-classification', 'timm', 'optnets'], ['imagenet-1k', 'cifar10'])
+        + f'''
 # {name}
 
 The network compiled from the update rule `{rule}`; {data['reading']}.
@@ -104,13 +127,16 @@ download those data sets); the cards of its published tags say what was measured
 
 {BIBTEX}
 '''
+    )
 
 
 def tag_card(tag: str, data: dict) -> str:
     measured = data['measured']
     source = data['source'].get('hub') or f'shipped with optnets ({data["source"]["package"]})'
     if measured is None:
-        return front_matter(['image-classification', 'timm', 'optnets'], ['imagenet-1k']) + f'''
+        return (
+            front_matter(['image-classification', 'timm', 'optnets'], ['imagenet-1k'])
+            + f'''
 # {tag}
 
 Converted from timm's `{data['converted_from']}` ({source}); with the `special` coefficients the logits equal the
@@ -125,16 +151,27 @@ sha256: {data['sha256'] or 'pinned on first download (the manifest has none yet:
 
 {BIBTEX}
 '''
+        )
     top1 = round(100 * measured['test_top1'], 2)
     curve = ', '.join(f'{100 * v:.2f}' for v in measured['curves']['test_top1'])
     seeds = {int(seed): 100 * value for seed, value in measured.get('seeds', {'0': measured['test_top1']}).items()}
     by_seed = ', '.join(f'seed {seed}: {value:.2f}%' for seed, value in sorted(seeds.items()))
-    spread = 'one seed' if len(seeds) == 1 else (
-        f'{len(seeds)} seeds, mean {statistics.mean(seeds.values()):.2f}%, range {min(seeds.values()):.2f}-'
-        f'{max(seeds.values()):.2f}% ({by_seed}; the others ran the same command with `--seed_everything N`; '
-        'the published weights are seed 0\'s)')
-    return front_matter(['image-classification', 'timm', 'optnets'], ['fashion_mnist'], [
-        dict(name=tag, dataset='Fashion-MNIST', dataset_id='fashion_mnist', value=top1)]) + f'''
+    spread = (
+        'one seed'
+        if len(seeds) == 1
+        else (
+            f'{len(seeds)} seeds, mean {statistics.mean(seeds.values()):.2f}%, range {min(seeds.values()):.2f}-'
+            f'{max(seeds.values()):.2f}% ({by_seed}; the others ran the same command with `--seed_everything N`; '
+            "the published weights are seed 0's)"
+        )
+    )
+    return (
+        front_matter(
+            ['image-classification', 'timm', 'optnets'],
+            ['fashion_mnist'],
+            [dict(name=tag, dataset='Fashion-MNIST', dataset_id='fashion_mnist', value=top1)],
+        )
+        + f'''
 # {tag}
 
 {measured['description']}, trained here on all 60k Fashion-MNIST training images for {measured['epochs']} epochs
@@ -157,6 +194,7 @@ each epoch, but nothing was chosen with them
 
 {BIBTEX}
 '''
+    )
 
 
 def render(data: dict) -> dict[str, str]:

@@ -1,4 +1,5 @@
 """The transforms T and the stage transitions."""
+
 from .dense import DenseLayer
 from .residual import BasicTransform, BottleneckTransform
 from .transition import DenseTransition, ResidualTransition

@@ -1,4 +1,5 @@
 """The dense-layer transform: per-channel head (BN-ReLU) then a linear conv, fused over a history of inputs."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -18,8 +19,15 @@ class DenseLayer(nn.Module):
     Parameter names are timm's ``DenseLayer``'s.
     """
 
-    def __init__(self, in_widths: Sequence[int], growth: int, bn_size: int | None = 4, drop_rate: float = 0.,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_widths: Sequence[int],
+        growth: int,
+        bn_size: int | None = 4,
+        drop_rate: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
         in_chs = sum(in_widths)

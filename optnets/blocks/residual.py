@@ -1,4 +1,5 @@
 """Residual-family transforms T: ResNet's basic and bottleneck branches (without the shortcut)."""
+
 from __future__ import annotations
 
 import torch
@@ -15,9 +16,10 @@ def conv_bn(in_chs: int, out_chs: int, kernel: int, stride: int = 1, dd=None) ->
 class _ScaledOutput(nn.Module):
     """A transform whose last op is a BatchNorm, so a coefficient on its output folds into that norm; in training,
     stochastic depth (``drop_path``) drops the whole output per sample, as in timm's ResNet blocks."""
+
     last_norm: str
 
-    def __init__(self, drop_path: float = 0.):
+    def __init__(self, drop_path: float = 0.0):
         super().__init__()
         self.drop_path = DropPath(drop_path) if drop_path else nn.Identity()
 
@@ -35,10 +37,19 @@ class _ScaledOutput(nn.Module):
 class BasicTransform(_ScaledOutput):
     """conv3x3-BN-ReLU-conv3x3-BN: the branch of ResNet's BasicBlock (timm's parameter names); ``drop_block`` (a
     DropBlock factory, as timm's ``drop_blocks`` gives) after the first BN, where timm's block has it."""
+
     last_norm = 'bn2'
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path: float = 0., drop_block=None,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        drop_path: float = 0.0,
+        drop_block=None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__(drop_path)
         dd = dict(device=device, dtype=dtype)
         self.conv1, self.bn1 = conv_bn(in_chs, out_chs, 3, stride, dd)
@@ -53,11 +64,20 @@ class BasicTransform(_ScaledOutput):
 class BottleneckTransform(_ScaledOutput):
     """conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN: the branch of ResNet's Bottleneck (timm's names); ``drop_block``
     after the second BN, where timm's block has it."""
+
     last_norm = 'bn3'
     expansion = 4
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, drop_path: float = 0., drop_block=None,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        drop_path: float = 0.0,
+        drop_block=None,
+        device=None,
+        dtype=None,
+    ):
         super().__init__(drop_path)
         dd = dict(device=device, dtype=dtype)
         width = out_chs // self.expansion

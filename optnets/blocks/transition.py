@@ -1,4 +1,5 @@
 """Stage transitions: where width or resolution changes, before a compiled stage's steps."""
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,16 @@ class ResidualTransition(nn.Module):
     With ``shortcut=False`` it is the plain step ``act(T(x))`` of a VGG-style network.
     """
 
-    def __init__(self, transform: nn.Module, in_chs: int, out_chs: int, stride: int = 1, shortcut: bool = True,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        transform: nn.Module,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        shortcut: bool = True,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         self.transform = transform
         self.shortcut = shortcut

@@ -4,6 +4,7 @@ Generating code, as torch.fx does, keeps the executed program free of interpreta
 readable (``stage.code``) and lets TorchScript and FX see plain tensor code. Coefficients that are fixed
 become number literals, so fixed special values fold away: ``1*T(x) + 1*x + 0*x_prev`` is emitted as ``T(x) + x``.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -18,6 +19,7 @@ from ..rules.ir import OPERATORS, BinOp, Coeff, HistorySum, Iterate, Num, Sym, T
 from .plan import Plan, StreamPlan
 
 Code = Union[float, str]  # a folded constant, or Python source of a tensor expression
+
 
 def is_number(code, value: float) -> bool:
     """Whether ``code`` is the folded constant ``value`` (source text and tensors never are)."""
@@ -56,8 +58,9 @@ def emit_coeff(expr: Coeff, resolve: Callable[[str, int | None], Code], j: int |
     try:
         return fold(expr.op, left, right)
     except ZeroDivisionError:
-        raise ValueError(f'{expr} divides by zero: its fixed coefficients need values that keep '
-                         f'{expr.right} nonzero') from None
+        raise ValueError(
+            f'{expr} divides by zero: its fixed coefficients need values that keep {expr.right} nonzero'
+        ) from None
 
 
 def _indexed_symbol(expr: Coeff) -> bool:
@@ -83,8 +86,9 @@ def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
     merged: dict[str, Code] = {}
     for coeff, value in pairs:
         merged[value] = fold('+', merged[value], coeff) if value in merged else coeff
-    pairs = sorted([(c, v) for v, c in merged.items() if not is_number(c, 0.0)],
-                   key=lambda p: not is_number(p[0], 1.0))  # stable: unit terms first
+    pairs = sorted(
+        [(c, v) for v, c in merged.items() if not is_number(c, 0.0)], key=lambda p: not is_number(p[0], 1.0)
+    )  # stable: unit terms first
     if not pairs:
         return None
     coeff, value = pairs[0]
@@ -96,11 +100,19 @@ def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
         if is_number(coeff, 1.0):
             total, infix = (f'{head}.add_({value})', False) if fresh else (f'{total} + {value}', True)
         elif isinstance(coeff, float):
-            total, infix = (f'{head}.add_({value}, alpha={_literal(coeff)})' if fresh else
-                            f'torch.add({total}, {value}, alpha={_literal(coeff)})'), False
+            total, infix = (
+                (
+                    f'{head}.add_({value}, alpha={_literal(coeff)})'
+                    if fresh
+                    else f'torch.add({total}, {value}, alpha={_literal(coeff)})'
+                ),
+                False,
+            )
         else:
-            total, infix = (f'{head}.addcmul_({coeff}, {value})' if fresh else
-                            f'torch.addcmul({total}, {coeff}, {value})'), False
+            total, infix = (
+                (f'{head}.addcmul_({coeff}, {value})' if fresh else f'torch.addcmul({total}, {coeff}, {value})'),
+                False,
+            )
         fresh = True
     return total
 
@@ -108,6 +120,7 @@ def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
 @dataclass
 class StageSpec:
     """What the generator needs besides the plan."""
+
     steps: int
     resolve: Callable[[str, int, int | None], Code]  # coefficient symbol at (step, j) -> code
     row: Callable[[str, int, int], str | None]  # a[start..step] as one tensor slice, where stored so
@@ -119,8 +132,13 @@ class StageSpec:
     transition: bool = False  # call self.transition on the input first
 
 
-KINDS = {'window': '{stream}_{index}', 'new': '{stream}_new', 'history': 'h_{stream}', 'sum': 'S_{stream}',
-         'concat': 'c_{stream}'}
+KINDS = {
+    'window': '{stream}_{index}',
+    'new': '{stream}_new',
+    'history': 'h_{stream}',
+    'sum': 'S_{stream}',
+    'concat': 'c_{stream}',
+}
 """The variables of a generated forward, by kind: ``x_k-i`` (window), ``x[k+1]`` (new), the kept history, the
 running sum and the concatenated history of a stream; each kind's readable name for a stream ``x``."""
 
@@ -130,6 +148,7 @@ class Namespace:
     gets its readable name, or that name suffixed ``_1``, ``_2``, ... when another variable (or a name the forward
     needs: ``self``, ``torch``, ``x_in``, builtins and keywords) holds it. Streams ``S`` and ``new`` both want
     ``S_new``; the second one gets ``S_new_1``."""
+
     RESERVED = frozenset({'self', 'torch', 'x_in', 'List', 'Optional', *keyword.kwlist, *dir(builtins)})
 
     def __init__(self):
@@ -170,7 +189,7 @@ class _Generator:
             return None
         if stream.whole_history:
             self.history_lags[stream.stream] = max(self.history_lags.get(stream.stream, 0), step - index)
-            return f"{self.name('history', stream.stream)}[{index}]"
+            return f'{self.name("history", stream.stream)}[{index}]'
         return self.name('window', stream.stream, min(lag, step))
 
     def combination(self, terms, step: int, stream: StreamPlan) -> str:
@@ -182,7 +201,7 @@ class _Generator:
 
     def last(self, s: StreamPlan) -> str:
         """The stream's latest iterate."""
-        return f"{self.name('history', s.stream)}[-1]" if s.whole_history else self.name('window', s.stream)
+        return f'{self.name("history", s.stream)}[-1]' if s.whole_history else self.name('window', s.stream)
 
     def term(self, term: Term, step: int, owner: StreamPlan) -> list[tuple[Code, str]]:
         """The ``(coefficient, tensor source)`` pairs that a term contributes at ``step``."""
@@ -241,10 +260,13 @@ class _Generator:
             scales = self.spec.row(term.coeff.name, step, 0)  # exactly a[j]: one slice of a
         else:
             like = f'{history}[0]'
-            scales = 'torch.stack([' + ', '.join(
-                f'{like}.new_full((), {_literal(c)})' if isinstance(c, float) else c for c in coeffs) + '])'
+            scales = (
+                'torch.stack(['
+                + ', '.join(f'{like}.new_full((), {_literal(c)})' if isinstance(c, float) else c for c in coeffs)
+                + '])'
+            )
         self.concatenated.add(stream.stream)
-        return f"self.T_{owner.stream}[{step}]({self.name('concat', stream.stream)}, {scales})"
+        return f'self.T_{owner.stream}[{step}]({self.name("concat", stream.stream)}, {scales})'
 
     def generate(self) -> str:
         streams, name = self.plan.streams, self.name
@@ -252,22 +274,22 @@ class _Generator:
             self.emit('x_in = self.transition(x_in)')
         for s in streams:
             if s.whole_history:
-                self.emit(f"{name('history', s.stream)} = [x_in]")
+                self.emit(f'{name("history", s.stream)} = [x_in]')
             else:
                 for i in range(s.window):
-                    self.emit(f"{name('window', s.stream, i)} = x_in")
+                    self.emit(f'{name("window", s.stream, i)} = x_in')
             if s.accumulator and not self.spec.skip_first:
-                self.emit(f"{name('sum', s.stream)} = x_in")
+                self.emit(f'{name("sum", s.stream)} = x_in')
         for step in range(self.spec.steps):
             self.emit(f'# step {step}')
             self.concatenated = set()
             updates = [(s, self.combination(s.terms, step, s)) for s in streams]
             for stream in sorted(self.concatenated):
-                self.emit(f"{name('concat', stream)} = torch.cat({name('history', stream)}, 1)")
+                self.emit(f'{name("concat", stream)} = torch.cat({name("history", stream)}, 1)')
             for s, update in updates:
                 if self.spec.activation:
                     update = f'self.act({update})'
-                self.emit(f"{name('new', s.stream)} = {update}")
+                self.emit(f'{name("new", s.stream)} = {update}')
             for s in streams:
                 self.advance(s, step)
         self.emit(f'return {self.output()}')
@@ -276,11 +298,11 @@ class _Generator:
     def advance(self, s: StreamPlan, step: int):
         name, new = self.name, self.name('new', s.stream)
         if s.whole_history:
-            self.emit(f"{name('history', s.stream)}.append({new})")
+            self.emit(f'{name("history", s.stream)}.append({new})')
         else:
             for i in range(s.window - 1, 0, -1):
-                self.emit(f"{name('window', s.stream, i)} = {name('window', s.stream, i - 1)}")
-            self.emit(f"{name('window', s.stream)} = {new}")
+                self.emit(f'{name("window", s.stream, i)} = {name("window", s.stream, i - 1)}')
+            self.emit(f'{name("window", s.stream)} = {new}')
         if s.accumulator:  # a dense stage's sum leaves out x[0], whose width differs
             start = self.spec.skip_first and step == 0
             total = name('sum', s.stream)
@@ -289,7 +311,7 @@ class _Generator:
     def output(self) -> str:
         if self.spec.output == 'concat':
             (stream,) = self.plan.streams
-            return f"torch.cat({self.name('history', stream.stream)}, 1)"
+            return f'torch.cat({self.name("history", stream.stream)}, 1)'
         last = [self.last(s) for s in self.plan.streams]
         return last[0] if len(last) == 1 else f'({" + ".join(last)}) * {1 / len(last)!r}'
 
@@ -297,6 +319,7 @@ class _Generator:
 @dataclass(frozen=True)
 class Forward:
     """A generated forward: its source and the kind (``KINDS``) of each variable it assigns."""
+
     code: str
     variables: dict
 
@@ -307,14 +330,23 @@ def generate_forward(plan: Plan, spec: StageSpec) -> Forward:
     term reads any more (fixed merge-and-run's dual) is not kept."""
     generator = _Generator(plan, spec)
     source = generator.generate()
-    shrink = {s.stream: generator.history_lags.get(s.stream, 0) + 1 for s in plan.streams
-              if s.whole_history and not s.fused and spec.output == 'last'}
+    shrink = {
+        s.stream: generator.history_lags.get(s.stream, 0) + 1
+        for s in plan.streams
+        if s.whole_history and not s.fused and spec.output == 'last'
+    }
     unread = {s.stream for s in plan.streams if s.accumulator and s.stream not in generator.sums_read}
     if not shrink and not unread:
         return Forward(source, generator.name.kinds)
-    streams = tuple(replace(s, whole_history=s.whole_history and s.stream not in shrink,
-                            window=max(s.window, shrink.get(s.stream, 0)),
-                            accumulator=s.accumulator and s.stream not in unread) for s in plan.streams)
+    streams = tuple(
+        replace(
+            s,
+            whole_history=s.whole_history and s.stream not in shrink,
+            window=max(s.window, shrink.get(s.stream, 0)),
+            accumulator=s.accumulator and s.stream not in unread,
+        )
+        for s in plan.streams
+    )
     generator = _Generator(replace(plan, streams=streams), spec)
     return Forward(generator.generate(), generator.name.kinds)
 
@@ -328,6 +360,7 @@ def compile_forward(source: str):
     ``dont_inherit``: the ``from __future__`` flags of this module do not leak into the generated code."""
     import torch
     from typing import List, Optional
+
     filename = f'<optnets-stage-{next(_counter)}>'
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     scope = {'torch': torch, 'List': List, 'Optional': Optional}

@@ -4,6 +4,7 @@ A plan knows nothing of torch. It says, per stream, which iterates a step must k
 ones, or the whole history), which history sums run as accumulators, which coefficients exist with their
 initial values, and which transform calls fuse into one convolution over a concatenation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from ..rules.semantics import coefficient_value, evaluate, output
 @dataclass(frozen=True)
 class Coefficient:
     """A coefficient symbol of the rule: ``indexed`` ones (``a[j]``) have one value per history entry."""
+
     name: str
     indexed: bool
     inits: dict  # init name -> value or schedule (step, j) -> float
@@ -36,6 +38,7 @@ class Coefficient:
 class IdentityPath:
     """Where the stage input goes when every T is zero (as a zero-initialised last BN starts it): the gain of the
     stage output over ``steps`` steps of the rule's plain terms, at one initialisation."""
+
     init: str
     steps: int
     gain: float  # |output| / |input|; the concatenated history of a dense stage always carries its input
@@ -53,10 +56,15 @@ class IdentityPath:
         if self.dense:
             return f'{self.init}: preserved (the concatenated history carries the input)'
         if not self.alive:
-            return (f'{self.init}: dies (0 after {self.steps} steps): T must carry the signal, so it is not '
-                    'zero-initialised')
-        verdict = 'preserved' if abs(self.rate - 1) < 0.01 else \
-            f'{"decays" if self.rate < 1 else "grows"} like {self.rate:.2f}^k'
+            return (
+                f'{self.init}: dies (0 after {self.steps} steps): T must carry the signal, so it is not '
+                'zero-initialised'
+            )
+        verdict = (
+            'preserved'
+            if abs(self.rate - 1) < 0.01
+            else f'{"decays" if self.rate < 1 else "grows"} like {self.rate:.2f}^k'
+        )
         return f'{self.init}: {verdict} (gain {self.gain:.3g} after {self.steps} steps)'
 
 
@@ -97,8 +105,9 @@ class Plan:
         values = {c.name: c for c in self.coefficients}
         value = lambda name, k, j: values[name].value(init, k, j)  # noqa: E731
         try:
-            history = evaluate(self.rule, 1.0, steps, lambda k, s, j: lambda v: 0.0, value,
-                               (lambda v: max(v, 0.0)) if relu else None)
+            history = evaluate(
+                self.rule, 1.0, steps, lambda k, s, j: lambda v: 0.0, value, (lambda v: max(v, 0.0)) if relu else None
+            )
         except ZeroDivisionError:
             raise self._division_by_zero(init, steps, value) from None
         return IdentityPath(init, steps, abs(output(self.rule, history)))
@@ -112,10 +121,12 @@ class Plan:
                         coefficient_value(term.coeff, lambda name, i: value(name, step, i), j)  # noqa: B023
                     except ZeroDivisionError:
                         return RuleError.in_rule(
-                            self.rule, f'{term.coeff} divides by zero at step {step} with coeff_init={init!r} (a '
+                            self.rule,
+                            f'{term.coeff} divides by zero at step {step} with coeff_init={init!r} (a '
                             'coefficient without an initial value starts at 0): give its divisor a nonzero initial '
                             'value',
-                            str(term.coeff))
+                            str(term.coeff),
+                        )
         raise AssertionError('a division by zero that no coefficient makes')
 
     def kept_tensors(self) -> int:
@@ -127,8 +138,10 @@ class Plan:
         return sum(s.window + s.accumulator for s in self.streams)
 
     def __str__(self) -> str:
-        lines = [f'Plan for rule {self.rule.name or "(unnamed)"}: {len(self.streams)} stream(s) '
-                 f'{", ".join(self.stream_names)}, one transform T per step and stream']
+        lines = [
+            f'Plan for rule {self.rule.name or "(unnamed)"}: {len(self.streams)} stream(s) '
+            f'{", ".join(self.stream_names)}, one transform T per step and stream'
+        ]
         lines.extend(f'  {update}' for update in self.rule.updates)
         if self.rule.reading:
             lines.append(f'  reading: {READINGS[self.rule.reading]}')
@@ -158,8 +171,10 @@ class Plan:
         for s in fused:
             term = next(t for t in s.terms if isinstance(t.value, HistorySum) and t.value.transformed)
             coeff = str(term.coeff)
-            lines.append(f'    {s.stream}: sum_j {coeff}*T(x[j]) = tail(conv(concat_j({coeff} * P(x[j])))) '
-                         f'with P the per-channel head of T; {coeff} folds into the conv weight slices')
+            lines.append(
+                f'    {s.stream}: sum_j {coeff}*T(x[j]) = tail(conv(concat_j({coeff} * P(x[j])))) '
+                f'with P the per-channel head of T; {coeff} folds into the conv weight slices'
+            )
         return '\n'.join(lines)
 
 
@@ -179,13 +194,20 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
         sums = [t for t in reads if isinstance(t.value, HistorySum) and t.value.stream == name]
         indexed_or_transformed = [t for t in sums if t.value.transformed or _indexed(t)]
         own_sums = [t for t in update.terms if isinstance(t.value, HistorySum) and t.value.transformed]
-        streams.append(StreamPlan(
-            stream=name, terms=update.terms, window=max([0, *lags]) + 1,
-            whole_history=bool(indexed_or_transformed), accumulator=len(sums) > len(indexed_or_transformed),
-            fused=bool(own_sums) and linear_head))
+        streams.append(
+            StreamPlan(
+                stream=name,
+                terms=update.terms,
+                window=max([0, *lags]) + 1,
+                whole_history=bool(indexed_or_transformed),
+                accumulator=len(sums) > len(indexed_or_transformed),
+                fused=bool(own_sums) and linear_head,
+            )
+        )
     coefficients = tuple(
         Coefficient(name, indexed, {init: values[name] for init, values in rule.inits.items() if name in values})
-        for name, indexed in rule.symbols.items())
+        for name, indexed in rule.symbols.items()
+    )
     plan = Plan(rule, tuple(streams), coefficients, linear_head)
     _check_compilable(plan)
     return plan
@@ -195,17 +217,24 @@ def _check_compilable(plan: Plan):
     """Refuse, with the position, the rules whose stages the compiler cannot build."""
     rule = plan.rule
     if plan.dense and len(plan.streams) > 1:
-        raise RuleError.in_rule(rule, 'a rule that sums T over the history (a dense stage, whose output is the '
-                                      'concatenated history) has one stream', stream=plan.streams[1].stream)
+        raise RuleError.in_rule(
+            rule,
+            'a rule that sums T over the history (a dense stage, whose output is the '
+            'concatenated history) has one stream',
+            stream=plan.streams[1].stream,
+        )
     for stream in plan.streams:
         if stream.fused:
             transform = next((t for t in stream.terms if isinstance(t.value, Transform)), None)
             if transform is not None:
-                raise RuleError.in_rule(rule, 'T(...) beside sum_j a[j]*T(x[j]): with linear-head fusion the '
-                                              "step's T runs once, over the whole history", str(transform.value),
-                                        stream.stream)
+                raise RuleError.in_rule(
+                    rule,
+                    'T(...) beside sum_j a[j]*T(x[j]): with linear-head fusion the '
+                    "step's T runs once, over the whole history",
+                    str(transform.value),
+                    stream.stream,
+                )
 
 
 def _indexed(term: Term) -> bool:
     return any(sym.index is not None for sym in symbols(term.coeff))
-

@@ -7,6 +7,7 @@ two after it, re-runs that step's T with a graph, and takes its gradients: for t
 coefficients. Activation memory is then flat in the number of steps (Momentum ResNets do this for one fixed rule;
 here any such rule, with learnable coefficients). Reads before the stage's start give its input (``x[-1] = x[0]``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,11 +26,15 @@ class InvertibleStep:
     def __init__(self, plan, activation: bool):
         rule = plan.rule
         if activation:
-            raise NotInvertible('an activation after the sum (a ReLU) is not invertible: build the stage without '
-                                'one (e.g. step_act=False)')
+            raise NotInvertible(
+                'an activation after the sum (a ReLU) is not invertible: build the stage without '
+                'one (e.g. step_act=False)'
+            )
         if len(rule.updates) != 1 or plan.dense:
-            raise NotInvertible(f'reversible memory needs one stream and no history sums; {str(rule)!r} has '
-                                f'{"a sum over the history" if plan.dense else f"{len(rule.updates)} streams"}')
+            raise NotInvertible(
+                f'reversible memory needs one stream and no history sums; {str(rule)!r} has '
+                f'{"a sum over the history" if plan.dense else f"{len(rule.updates)} streams"}'
+            )
         (update,) = rule.updates
         self.stream = update.stream
         self.transform, self.current, self.previous = [], [], []
@@ -40,11 +45,12 @@ class InvertibleStep:
             elif isinstance(value, Iterate) and value.lag in (0, 1) and value.stream == update.stream:
                 (self.current if value.lag == 0 else self.previous).append(term.coeff)
             else:
-                raise NotInvertible(f'the term {term} is not one of T(x[k]), x[k] and x[k-1]: a step is run '
-                                    'backwards from the two iterates after it')
+                raise NotInvertible(
+                    f'the term {term} is not one of T(x[k]), x[k] and x[k-1]: a step is run '
+                    'backwards from the two iterates after it'
+                )
         if not self.previous:
-            raise NotInvertible(f'{str(rule)!r} has no x[k-1] term, so x[k-1] cannot be rebuilt from x[k+1] and '
-                                'x[k]')
+            raise NotInvertible(f'{str(rule)!r} has no x[k-1] term, so x[k-1] cannot be rebuilt from x[k+1] and x[k]')
 
     def coefficients(self, lookup) -> tuple:
         """``(alpha, beta, gamma)`` of one step; ``lookup(name, j)`` gives a symbol's value there."""
@@ -59,8 +65,11 @@ def vanishes(gamma, tolerance: float = 1e-6) -> bool:
 
 def _snapshot_norms(module: torch.nn.Module) -> list:
     """Running statistics of the BatchNorms in ``module``: a re-run in backward must not count a batch twice."""
-    return [(m, [b.clone() for b in m.buffers()]) for m in module.modules()
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    return [
+        (m, [b.clone() for b in m.buffers()])
+        for m in module.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
 
 
 def _restore_norms(snapshot: list):
@@ -95,8 +104,9 @@ the forward's iterates, far below float32's rounding (6e-8); from about 50 on th
 16 steps."""
 
 
-def run_steps(stage, x0: torch.Tensor, step_rng: list | None = None, anchors: dict | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def run_steps(
+    stage, x0: torch.Tensor, step_rng: list | None = None, anchors: dict | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The steps without a graph; returns the last two iterates in the carried precision, one wider than the
     input's (float64 for float32): T runs in the input's dtype, but the sums are kept so exactly that dividing by
     gamma in backward, step after step, does not amplify rounding. Rounding still grows along the rebuilt steps
@@ -110,8 +120,11 @@ def run_steps(stage, x0: torch.Tensor, step_rng: list | None = None, anchors: di
                 step_rng.append(_rng_state(x0.device))
             if anchors is not None and k and k % ANCHOR_EVERY == 0:
                 anchors[k] = (x, x_prev)
-            alpha, beta, gamma = (_wide(c, wide) for c in stage.invertible.coefficients(
-                lambda name, j: stage._value(name, k, j)))  # noqa: B023
+
+            def value(name: str, j: int | None, step: int = k):
+                return stage._value(name, step, j)
+
+            alpha, beta, gamma = (_wide(c, wide) for c in stage.invertible.coefficients(value))
             x_prev, x = x, combine(transforms[k](x.to(x0.dtype)).to(wide), x, x_prev, alpha, beta, gamma)
     return x, x_prev
 
@@ -132,7 +145,7 @@ class ReversibleSteps(torch.autograd.Function):
     def backward(ctx, grad_out):
         stage, dtype = ctx.stage, grad_out.dtype
         x_next, x, *pairs = (saved.detach() for saved in ctx.saved_tensors)  # the output itself when already wide
-        anchors = {k: pairs[2 * i:2 * i + 2] for i, k in enumerate(ctx.anchor_steps)}
+        anchors = {k: pairs[2 * i : 2 * i + 2] for i, k in enumerate(ctx.anchor_steps)}
         grad_next, grad = grad_out, torch.zeros_like(grad_out)  # d/dx[k+1] (complete), d/dx[k] (partial)
         totals = {p: torch.zeros_like(p) for p in ctx.params if p.requires_grad}
         transforms = getattr(stage, f'T_{stage.invertible.stream}')
@@ -153,8 +166,10 @@ class ReversibleSteps(torch.autograd.Function):
             elif k:  # x[k-1] rebuilt from x[k+1] and x[k]; before the stage's start, a read gives its input
                 wide_gamma = _wide(gamma, x.dtype)
                 if vanishes(wide_gamma):
-                    raise FloatingPointError(f'step {k}: the x[k-1] coefficient is 0, so x[k-1] cannot be rebuilt '
-                                             '(reversible memory needs it away from 0)')
+                    raise FloatingPointError(
+                        f'step {k}: the x[k-1] coefficient is 0, so x[k-1] cannot be rebuilt '
+                        '(reversible memory needs it away from 0)'
+                    )
                 before = rebuild(x_next, x, t.detach(), *(_wide(c, x.dtype) for c in coeffs))
             else:
                 before = x
@@ -183,8 +198,9 @@ def combine(t, x, x_prev, alpha, beta, gamma) -> torch.Tensor:
 def rebuild(x_next, x, t, alpha, beta, gamma) -> torch.Tensor:
     """``x_prev = (x_next - alpha*t - beta*x) / gamma``: the step run backwards, in ``x_next``'s precision (``t``
     is read in its own dtype, with no converted copy and no copy of ``x_next``)."""
-    difference = (torch.add(x_next, t, alpha=-alpha) if not torch.is_tensor(alpha) else
-                  torch.addcmul(x_next, t, alpha, value=-1))
+    difference = (
+        torch.add(x_next, t, alpha=-alpha) if not torch.is_tensor(alpha) else torch.addcmul(x_next, t, alpha, value=-1)
+    )
     return _add_scaled(difference, -beta, x).div_(gamma)
 
 

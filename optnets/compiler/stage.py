@@ -1,4 +1,5 @@
 """The compiled stage: K steps of a plan, with one transform T per step and stream, as an ``nn.Module``."""
+
 from __future__ import annotations
 
 import functools
@@ -35,20 +36,20 @@ class CompiledStage(nn.Module):
     """
 
     def __init__(
-            self,
-            plan: Plan | Rule | str,
-            steps: int,
-            transform: TransformFactory,
-            width: int,
-            in_width: int | None = None,
-            learn_coeffs: bool = True,
-            coeff_init: str = 'special',
-            coeff_shape: str = 'scalar',
-            activation: nn.Module | None = None,
-            transition: nn.Module | None = None,
-            memory: str = 'stored',
-            device=None,
-            dtype=None,
+        self,
+        plan: Plan | Rule | str,
+        steps: int,
+        transform: TransformFactory,
+        width: int,
+        in_width: int | None = None,
+        learn_coeffs: bool = True,
+        coeff_init: str = 'special',
+        coeff_shape: str = 'scalar',
+        activation: nn.Module | None = None,
+        transition: nn.Module | None = None,
+        memory: str = 'stored',
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         plan = plan if isinstance(plan, Plan) else compile_rule(plan)
@@ -63,29 +64,43 @@ class CompiledStage(nn.Module):
             raise ValueError(f'steps must be >= 0, got {steps}')
         in_width = width if in_width is None else in_width
         if in_width != width and not plan.dense:
-            raise ValueError(f'a {plan.rule.name or "rule"} stage keeps its width ({width}), got input width '
-                             f'{in_width}: put a transition before it')
+            raise ValueError(
+                f'a {plan.rule.name or "rule"} stage keeps its width ({width}), got input width '
+                f'{in_width}: put a transition before it'
+            )
         if plan.dense and coeff_shape == 'channel':
-            raise ValueError("coeff_shape='channel' needs iterates of one width; a dense stage's history mixes "
-                             f'{in_width} and {width} channels')
+            raise ValueError(
+                "coeff_shape='channel' needs iterates of one width; a dense stage's history mixes "
+                f'{in_width} and {width} channels'
+            )
         self.plan, self.steps, self.width, self.in_width = plan, steps, width, in_width
         self.transition = transition  # runs first; the stage's x[0] is its output (history reset)
         self.coeff_shape = coeff_shape
         self.out_width = in_width + steps * width if plan.dense else width
         for stream in plan.streams:
-            self.add_module(f'T_{stream.stream}', nn.ModuleList(
-                transform(step, stream.stream, [in_width] + [width] * step if stream.fused else [width])
-                for step in range(steps)))
+            self.add_module(
+                f'T_{stream.stream}',
+                nn.ModuleList(
+                    transform(step, stream.stream, [in_width] + [width] * step if stream.fused else [width])
+                    for step in range(steps)
+                ),
+            )
         self.act = activation
         self.coeff = nn.Module()
         for c in plan.coefficients:
             if hasattr(self.coeff, c.name):
-                raise RuleError.in_rule(plan.rule, f'coefficient {c.name!r} would be stored as coeff.{c.name}, '
-                                                   'which torch.nn.Module uses: rename it', c.name)
+                raise RuleError.in_rule(
+                    plan.rule,
+                    f'coefficient {c.name!r} would be stored as coeff.{c.name}, which torch.nn.Module uses: rename it',
+                    c.name,
+                )
         self._constants = {}  # fixed coefficients: name -> values per step (and history entry)
         for c in plan.coefficients if steps else ():
-            values = [c.value(coeff_init, step, j) for step in range(steps)
-                      for j in (range(step + 1) if c.indexed else [None])]
+            values = [
+                c.value(coeff_init, step, j)
+                for step in range(steps)
+                for j in (range(step + 1) if c.indexed else [None])
+            ]
             if learn_coeffs:  # on the default device (meta, when timm builds on it), then device/dtype
                 values = torch.tensor(values, dtype=torch.float64)
                 shape = values.shape + ((width, 1, 1) if coeff_shape == 'channel' else ())
@@ -102,9 +117,11 @@ class CompiledStage(nn.Module):
             for k in range(steps):
                 gamma = self.invertible.coefficients(lambda name, j: self._value(name, k, j))[2]  # noqa: B023
                 if vanishes(gamma):
-                    raise NotInvertible(f'the x[k-1] coefficient is 0 at step {k} with coeff_init={coeff_init!r}, so '
-                                        'x[k-1] cannot be rebuilt (the step is then a ResNet step): start it away '
-                                        'from 0 (for heavy ball, coeff_init=\'theory\')')
+                    raise NotInvertible(
+                        f'the x[k-1] coefficient is 0 at step {k} with coeff_init={coeff_init!r}, so '
+                        'x[k-1] cannot be rebuilt (the step is then a ResNet step): start it away '
+                        "from 0 (for heavy ball, coeff_init='theory')"
+                    )
         self._build()
 
     # -- code generation ----------------------------------------------------------------------------------------
@@ -154,16 +171,22 @@ class CompiledStage(nn.Module):
     def _build(self):
         if self.memory == 'reversible':
             self.code = REVERSIBLE_FORWARD.format(
-                transition='    x_in = self.transition(x_in)\n' if self.transition is not None else '')
+                transition='    x_in = self.transition(x_in)\n' if self.transition is not None else ''
+            )
             self._variables = {}  # the steps run in optnets.compiler.reversible, not in generated code
             self.__class__ = stage_class(self.code)
             return
         spec = StageSpec(
-            steps=self.steps, resolve=self._resolve, row=self._row, activation=self.act is not None,
-            skip_first=self.plan.dense and self.in_width != self.width, widths=(self.in_width, self.width),
+            steps=self.steps,
+            resolve=self._resolve,
+            row=self._row,
+            activation=self.act is not None,
+            skip_first=self.plan.dense and self.in_width != self.width,
+            widths=(self.in_width, self.width),
             folded=self._folded,
             transition=self.transition is not None,
-            output='concat' if self.plan.dense else 'last')
+            output='concat' if self.plan.dense else 'last',
+        )
         forward = generate_forward(self.plan, spec)
         self.code, self._variables = forward.code, forward.variables
         self.__class__ = stage_class(self.code)
@@ -184,15 +207,20 @@ class CompiledStage(nn.Module):
         mine = getattr(self, 'folded', None)
         where = prefix.rstrip('.') or 'stage'
         if saved is not None and mine is None:
-            raise RuntimeError(f'{where}: this state was saved after fuse(), with its coefficients folded into the '
-                               'weights: call fuse() on this model before loading it')
+            raise RuntimeError(
+                f'{where}: this state was saved after fuse(), with its coefficients folded into the '
+                'weights: call fuse() on this model before loading it'
+            )
         if saved is None and mine is not None:
             raise RuntimeError(f'{where}: this state was saved before fuse(): load it, then call fuse()')
         if saved is not None and saved.tolist() != mine.tolist():
             raise RuntimeError(f'{where}: this state folds its coefficients into other steps than this model')
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        loaded = {name: state_dict[f'{prefix}coeff.{name}'] for name in sorted(self._inlined)
-                  if f'{prefix}coeff.{name}' in state_dict}
+        loaded = {
+            name: state_dict[f'{prefix}coeff.{name}']
+            for name in sorted(self._inlined)
+            if f'{prefix}coeff.{name}' in state_dict
+        }
         mismatched = [name for name, value in loaded.items() if value.shape != getattr(self.coeff, name).shape]
         if loaded and not mismatched:  # the literals of the generated code follow the loaded buffers
             self._constants.update({name: value.double().tolist() for name, value in loaded.items()})
@@ -226,8 +254,9 @@ class CompiledStage(nn.Module):
                     scales = [emit_coeff(fused_sums[0].coeff, value, j) for j in range(step + 1)]
                     module.scale_inputs_(torch.stack([torch.as_tensor(s, dtype=torch.float64) for s in scales]))
                 elif len(transform_terms) == 1 and not fused_sums and hasattr(module, 'scale_output_'):
-                    module.scale_output_(torch.as_tensor(emit_coeff(transform_terms[0].coeff, value, None),
-                                                         dtype=torch.float64))  # no float32 rounding
+                    module.scale_output_(
+                        torch.as_tensor(emit_coeff(transform_terms[0].coeff, value, None), dtype=torch.float64)
+                    )  # no float32 rounding
                 else:
                     continue
                 folded.add((step, stream.stream))
@@ -251,18 +280,19 @@ class CompiledStage(nn.Module):
         return f'{rule!r}, steps={self.steps}, width={self.width}, in_width={self.in_width}'
 
 
-UNTRACEABLE = ('runs a custom autograd Function whose forward depends on values, which {tool} cannot capture: '
-               "build the model with memory='stored' for it (the same state_dict loads into it)")
-REVERSIBLE_FORWARD = '''def forward(self, x_in: torch.Tensor) -> torch.Tensor:
+UNTRACEABLE = (
+    'runs a custom autograd Function whose forward depends on values, which {tool} cannot capture: '
+    "build the model with memory='stored' for it (the same state_dict loads into it)"
+)
+REVERSIBLE_FORWARD = """def forward(self, x_in: torch.Tensor) -> torch.Tensor:
 {transition}    return self.reversible_steps(x_in)
-'''
+"""
 
 
 @functools.lru_cache(maxsize=1024)
 def stage_class(code: str) -> type:
     """One class per distinct generated forward: stages compiled from the same plan and settings share it."""
-    return type(CompiledStage.__name__, (CompiledStage,), {'forward': compile_forward(code),
-                                                            '__module__': __name__})
+    return type(CompiledStage.__name__, (CompiledStage,), {'forward': compile_forward(code), '__module__': __name__})
 
 
 def _rebuild_stage(state: dict) -> CompiledStage:
@@ -273,5 +303,6 @@ def _rebuild_stage(state: dict) -> CompiledStage:
 
 def compile_stage(rule: Rule | str, steps: int, transform: TransformFactory, width: int, **kwargs) -> CompiledStage:
     """Rule (or its text) -> plan -> stage, in one call."""
-    return CompiledStage(compile_rule(rule, linear_head=kwargs.pop('linear_head', True)), steps, transform, width,
-                         **kwargs)
+    return CompiledStage(
+        compile_rule(rule, linear_head=kwargs.pop('linear_head', True)), steps, transform, width, **kwargs
+    )

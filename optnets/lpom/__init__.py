@@ -1,4 +1,5 @@
 """LPOM: backprop-free training of feed-forward networks by lifted proximal operator machines."""
+
 from ..extras import require
 
 require('lpom')

@@ -4,6 +4,7 @@
 
 The solver only ever evaluates phi; f and g serve ``LPOM.objective`` and the tests.
 """
+
 import functools
 import inspect
 from dataclasses import dataclass
@@ -37,37 +38,45 @@ def relu() -> Activation:
 
 
 def leaky_relu(alpha: float = 0.01) -> Activation:
-    return Activation('leaky_relu', lambda x: F.leaky_relu(x, alpha), max(1.0, alpha),
-                      lambda: nn.LeakyReLU(alpha), f=lambda x: _quadratic_below(x, 1 / alpha),
-                      g=lambda x: _quadratic_below(x, alpha))
+    return Activation(
+        'leaky_relu',
+        lambda x: F.leaky_relu(x, alpha),
+        max(1.0, alpha),
+        lambda: nn.LeakyReLU(alpha),
+        f=lambda x: _quadratic_below(x, 1 / alpha),
+        g=lambda x: _quadratic_below(x, alpha),
+    )
 
 
 def sigmoid() -> Activation:
     def f(x):
-        return torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x) - x ** 2 / 2
+        return torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x) - x**2 / 2
 
     def g(x):
-        return F.softplus(x) - torch.log(torch.tensor(2.0, dtype=x.dtype)) - x ** 2 / 2
+        return F.softplus(x) - torch.log(torch.tensor(2.0, dtype=x.dtype)) - x**2 / 2
+
     return Activation('sigmoid', torch.sigmoid, 0.25, nn.Sigmoid, f=f, g=g)
 
 
 def tanh() -> Activation:
     def f(x):
-        return x * torch.atanh(x) + torch.log1p(-x ** 2) / 2 - x ** 2 / 2
+        return x * torch.atanh(x) + torch.log1p(-(x**2)) / 2 - x**2 / 2
 
     def g(x):  # log cosh x, stably
-        return x.abs() + F.softplus(-2 * x.abs()) - torch.log(torch.tensor(2.0, dtype=x.dtype)) - x ** 2 / 2
+        return x.abs() + F.softplus(-2 * x.abs()) - torch.log(torch.tensor(2.0, dtype=x.dtype)) - x**2 / 2
+
     return Activation('tanh', torch.tanh, 1.0, nn.Tanh, f=f, g=g)
 
 
 def elu(alpha: float = 1.0) -> Activation:
     def f(x):
         below = torch.clamp(x, max=0)
-        return torch.where(x < -alpha, torch.inf, (alpha + below) * torch.log1p(below / alpha) - below - below ** 2 / 2)
+        return torch.where(x < -alpha, torch.inf, (alpha + below) * torch.log1p(below / alpha) - below - below**2 / 2)
 
     def g(x):
         below = torch.clamp(x, max=0)
-        return alpha * torch.expm1(below) - alpha * below - below ** 2 / 2
+        return alpha * torch.expm1(below) - alpha * below - below**2 / 2
+
     return Activation('elu', lambda x: F.elu(x, alpha), max(1.0, alpha), lambda: nn.ELU(alpha), f=f, g=g)
 
 
@@ -80,7 +89,8 @@ def hardtanh() -> Activation:
         return torch.where(x.abs() > 1, torch.inf, 0.0)
 
     def g(x):
-        return -torch.clamp(x.abs() - 1, min=0) ** 2 / 2
+        return -(torch.clamp(x.abs() - 1, min=0) ** 2) / 2
+
     return Activation('hardtanh', F.hardtanh, 1.0, nn.Hardtanh, f=f, g=g)
 
 
@@ -108,13 +118,17 @@ def from_callable(fn: Fn, name: str = 'custom') -> Activation:
     values = fn(grid)
     if not isinstance(values, torch.Tensor) or values.shape != grid.shape:
         shape = tuple(values.shape) if isinstance(values, torch.Tensor) else ''
-        raise ValueError(f'activation {name!r} must map a tensor to a tensor of its shape, elementwise; it returned '
-                         f'{type(values).__name__}{shape}')
+        raise ValueError(
+            f'activation {name!r} must map a tensor to a tensor of its shape, elementwise; it returned '
+            f'{type(values).__name__}{shape}'
+        )
     slopes = torch.diff(values) / torch.diff(grid)
     if not torch.isfinite(values).all() or slopes.min() < -1e-9:
         worst = grid[int(slopes.argmin())].item()
-        raise ValueError(f'activation {name!r} is not non-decreasing (it falls near x={worst:.3g}): LPOM needs '
-                         'a non-decreasing activation such as relu, sigmoid, tanh or leaky_relu')
+        raise ValueError(
+            f'activation {name!r} is not non-decreasing (it falls near x={worst:.3g}): LPOM needs '
+            'a non-decreasing activation such as relu, sigmoid, tanh or leaky_relu'
+        )
     return Activation(name, fn, float(slopes.max()), lambda: _Callable(fn))
 
 
@@ -135,8 +149,10 @@ def get_activation(spec, **kwargs) -> Activation:
         except TypeError:  # unhashable: estimated each time
             return from_callable(spec, getattr(spec, '__name__', 'custom'))
     if spec in NOT_MONOTONE:
-        raise ValueError(f'activation {spec!r} is not non-decreasing, so the LPOM objective is not convex in each '
-                         f'block: use one of {", ".join(ACTIVATIONS)}')
+        raise ValueError(
+            f'activation {spec!r} is not non-decreasing, so the LPOM objective is not convex in each '
+            f'block: use one of {", ".join(ACTIVATIONS)}'
+        )
     if spec not in ACTIVATIONS:
         raise ValueError(f'unknown activation {spec!r}: use one of {", ".join(ACTIVATIONS)} or a callable')
     parameters = inspect.signature(ACTIVATIONS[spec]).parameters

@@ -13,6 +13,7 @@ with stride 2; ``conv32x5bn`` adds batch normalization, see :class:`Conv`; ``con
 adds a skip, the identity path of a residual step), ``avg2`` (2x2 average pooling, joined to the convolution
 before it), ``fc128`` (flatten, then 128 units); the output layer (one unit a class) is added by the estimator.
 """
+
 import functools
 import math
 import re
@@ -48,18 +49,33 @@ class Conv:
     averages (``use_running``). The map stays linear in the weights: the weight update solves for the scaled
     weights and maps back."""
 
-    def __init__(self, channels_in: int, channels_out: int, kernel: int, pool: int = 1, norm: bool = False,
-                 stride: int = 1, skip: float = 0.0):
+    def __init__(
+        self,
+        channels_in: int,
+        channels_out: int,
+        kernel: int,
+        pool: int = 1,
+        norm: bool = False,
+        stride: int = 1,
+        skip: float = 0.0,
+    ):
         if skip and (channels_in != channels_out or stride != 1):
-            raise ValueError(f'a skip needs the input\'s shape at the output: {channels_in} -> {channels_out} '
-                             f'channels, stride {stride}')
+            raise ValueError(
+                f"a skip needs the input's shape at the output: {channels_in} -> {channels_out} "
+                f'channels, stride {stride}'
+            )
         self.channels_in, self.channels_out, self.kernel, self.pool = channels_in, channels_out, kernel, pool
         self.stride, self.skip = stride, skip
         self.norm, self.scale, self.shift = norm, None, None
         # the running averages, as PyTorch's BatchNorm starts them; updated in place, so that whoever holds these
         # tensors (the estimator's state, a LightningModule's buffers) holds the statistics
-        self.running = dict(mean=torch.zeros(channels_out), var=torch.ones(channels_out),
-                            batches=torch.zeros((), dtype=torch.long)) if norm else {}
+        self.running = (
+            dict(
+                mean=torch.zeros(channels_out), var=torch.ones(channels_out), batches=torch.zeros((), dtype=torch.long)
+            )
+            if norm
+            else {}
+        )
 
     def refresh(self, weight, x, momentum: float = 0.1, eps: float = 1e-5):
         """Normalization from ``x``'s batch (and the running averages updated with it: the first batch's
@@ -92,8 +108,9 @@ class Conv:
         """The inverse of :meth:`folded`."""
         if self.scale is None:
             return folded
-        return torch.cat([folded[:, :-1] / self.scale[:, None], ((folded[:, -1] - self.shift) / self.scale)[:, None]],
-                         1)
+        return torch.cat(
+            [folded[:, :-1] / self.scale[:, None], ((folded[:, -1] - self.shift) / self.scale)[:, None]], 1
+        )
 
     def conv_size(self, size: int) -> int:
         """The convolution's output size along one side (before pooling)."""
@@ -104,7 +121,7 @@ class Conv:
         return self.channels_out, self.conv_size(height) // self.pool, self.conv_size(width) // self.pool
 
     def fan_in(self):
-        return self.channels_in * self.kernel ** 2
+        return self.channels_in * self.kernel**2
 
     def spread(self, dtype) -> torch.Tensor:
         """:func:`spread` of this layer's kernel size, stride and pooling."""
@@ -149,8 +166,9 @@ class Conv:
 
     def module(self, weight) -> nn.Module:
         weight = self.folded(weight)
-        conv = nn.Conv2d(self.channels_in, self.channels_out, self.kernel, self.stride, padding=self.kernel // 2,
-                         dtype=weight.dtype)
+        conv = nn.Conv2d(
+            self.channels_in, self.channels_out, self.kernel, self.stride, padding=self.kernel // 2, dtype=weight.dtype
+        )
         with torch.no_grad():
             conv.weight.copy_(weight[:, :-1].reshape_as(conv.weight))
             conv.bias.copy_(weight[:, -1])
@@ -225,12 +243,14 @@ def parse(architecture, input_shape, classes: int) -> list:
     """The layers of a spec like ``('conv32x5', 'avg2', 'conv64x3s2', 'fc128')`` on images of ``input_shape``,
     then the output layer; every layer's map is linear (max pooling is refused, and says why)."""
     if isinstance(architecture, str):
-        raise ValueError(f'architecture is a sequence of layer specs such as ("conv32x5", "avg2"), got the string '
-                         f'{architecture!r}')
+        raise ValueError(
+            f'architecture is a sequence of layer specs such as ("conv32x5", "avg2"), got the string {architecture!r}'
+        )
     layers, shape = [], tuple(input_shape)
     if len(shape) not in (1, 3) or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in shape):
-        raise ValueError(f'input_shape is (channels, height, width) or (features,), each at least 1, got '
-                         f'{input_shape!r}')
+        raise ValueError(
+            f'input_shape is (channels, height, width) or (features,), each at least 1, got {input_shape!r}'
+        )
     for item in architecture:
         conv, pool, dense = (re.fullmatch(p, str(item)) for p in (CONV, r'avg(\d+)', r'fc(\d+)'))
         if conv:
@@ -253,8 +273,9 @@ def parse(architecture, input_shape, classes: int) -> list:
                 raise ValueError(f'{item!r} must follow a convolution: average pooling joins its linear map')
             size = int(pool[1])
             if not 1 <= size <= min(shape[1:]):
-                raise ValueError(f'{item!r}: the pooling window must be between 1 and the map\'s size '
-                                 f'{shape[1]}x{shape[2]}')
+                raise ValueError(
+                    f"{item!r}: the pooling window must be between 1 and the map's size {shape[1]}x{shape[2]}"
+                )
             layers[-1].pool = size
             shape = (shape[0], *(side // size for side in shape[1:]))
             continue
@@ -263,11 +284,15 @@ def parse(architecture, input_shape, classes: int) -> list:
                 raise ValueError(f'{item!r}: a dense layer needs at least 1 unit')
             layers.append(Dense(math.prod(shape), int(dense[1]), shape))
         elif str(item).startswith('max'):
-            raise ValueError(f'{item!r}: max pooling is not linear, so it cannot be part of an LPOM layer\'s map '
-                             '(the lifted objective needs L linear in X and in W); use avgN or a strided layer')
+            raise ValueError(
+                f"{item!r}: max pooling is not linear, so it cannot be part of an LPOM layer's map "
+                '(the lifted objective needs L linear in X and in W); use avgN or a strided layer'
+            )
         else:
-            raise ValueError(f'unknown layer {item!r}: use convCxK (convCxKsS strided, convCxKbn normalized, '
-                             'convCxK+x residual), avgN or fcN')
+            raise ValueError(
+                f'unknown layer {item!r}: use convCxK (convCxKsS strided, convCxKbn normalized, '
+                'convCxK+x residual), avgN or fcN'
+            )
         shape = layers[-1].out_shape(shape)
     return layers + [Dense(math.prod(shape), classes, shape)]
 
@@ -297,8 +322,9 @@ def update(i, layers, xs, weights, acts, mu, loss, target, ratio=None):
 def weight_step(i, layers, xs, weights, acts, iters, reg):
     """``W[i]`` by the MLP's accelerated proximal gradient on the layer's patches (never raises the objective)."""
     layer = layers[i]
-    folded = solver.weight_update(layer.folded(weights[i]), layer.rows(xs[i]), layer.to_rows(xs[i + 1]), acts[i],
-                                  iters, reg, layer.offset(xs[i]))  # normalized: solved for the folded weights
+    folded = solver.weight_update(
+        layer.folded(weights[i]), layer.rows(xs[i]), layer.to_rows(xs[i + 1]), acts[i], iters, reg, layer.offset(xs[i])
+    )  # normalized: solved for the folded weights
     return layer.unfold_weight(folded)
 
 
@@ -319,8 +345,10 @@ def contraction_factors(layers, weights, acts, input_shape, iters: int = 20) -> 
     shapes = [tuple(input_shape)]
     for layer in layers:
         shapes.append(layer.out_shape(shapes[-1]))
-    return [acts[i - 1].lipschitz * acts[i].lipschitz * operator_norm_squared(layers[i], weights[i], shapes[i], iters)
-            for i in range(1, len(weights))]
+    return [
+        acts[i - 1].lipschitz * acts[i].lipschitz * operator_norm_squared(layers[i], weights[i], shapes[i], iters)
+        for i in range(1, len(weights))
+    ]
 
 
 def objective(layers, xs, weights, acts, mu, loss, target) -> torch.Tensor:
@@ -339,12 +367,29 @@ class LPOMConv(LPOM):
 
     Fitted attributes: ``layers_`` (the linear maps) besides LPOM's.
     """
+
     hidden_layer_sizes, schedule, parallel_weights = (), 'serial', False  # fixed here
 
-    def __init__(self, architecture=('conv32x5', 'avg2', 'conv64x5', 'avg2'), input_shape=(1, 28, 28),
-                 activation='relu', out_activation='identity', mu=DEFAULT_MU, loss='cross_entropy',
-                 activation_iters=5, weight_iters=3, pinv_reg=1e-3, activation_kwargs=None, rho_max=None, max_iter=1,
-                 batch_size=100, warm_start=False, random_state=None, monitor=False, progress=False):
+    def __init__(
+        self,
+        architecture=('conv32x5', 'avg2', 'conv64x5', 'avg2'),
+        input_shape=(1, 28, 28),
+        activation='relu',
+        out_activation='identity',
+        mu=DEFAULT_MU,
+        loss='cross_entropy',
+        activation_iters=5,
+        weight_iters=3,
+        pinv_reg=1e-3,
+        activation_kwargs=None,
+        rho_max=None,
+        max_iter=1,
+        batch_size=100,
+        warm_start=False,
+        random_state=None,
+        monitor=False,
+        progress=False,
+    ):
         self.architecture = architecture
         self.input_shape = input_shape
         self.activation = activation
@@ -375,7 +420,7 @@ class LPOMConv(LPOM):
         shapes = []
         for layer in parse(self.architecture, self.input_shape, n_outputs):
             d_out = layer.channels_out if isinstance(layer, Conv) else layer.features_out
-            spread = layer.kernel ** 2 if isinstance(layer, Conv) else 1
+            spread = layer.kernel**2 if isinstance(layer, Conv) else 1
             shapes.append((layer.fan_in(), d_out, layer.fan_in(), d_out * spread))
         return shapes
 
@@ -385,8 +430,10 @@ class LPOMConv(LPOM):
         checked = super()._inputs(flat, reset, y, training)
         rows = checked[0] if training else checked
         if rows.shape[1] != math.prod(self.input_shape):
-            raise ValueError(f'X has {rows.shape[1]} features per sample, input_shape {tuple(self.input_shape)} '
-                             f'needs {math.prod(self.input_shape)}')
+            raise ValueError(
+                f'X has {rows.shape[1]} features per sample, input_shape {tuple(self.input_shape)} '
+                f'needs {math.prod(self.input_shape)}'
+            )
         images = rows.reshape(-1, *self.input_shape)
         return (images, checked[1]) if training else images
 
@@ -396,10 +443,16 @@ class LPOMConv(LPOM):
         value = (lambda: float(objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
         xs = forward(layers, weights, x, acts, refresh=True)  # the maps this step's updates use, BN's from x
         factors = self._contraction_factors(acts) if self.monitor or self.rho_max else None
-        record = dict(rho=solver.rhos(factors, mu) if self.monitor else None,
-                      output_rho=solver.output_rho(acts, mu, self.loss), objective=[])
-        ratios = solver.capped_ratios(factors, mu, self.rho_max, solver.output_factor(acts, self.loss)) \
-            if self.rho_max else {}
+        record = dict(
+            rho=solver.rhos(factors, mu) if self.monitor else None,
+            output_rho=solver.output_rho(acts, mu, self.loss),
+            objective=[],
+        )
+        ratios = (
+            solver.capped_ratios(factors, mu, self.rho_max, solver.output_factor(acts, self.loss))
+            if self.rho_max
+            else {}
+        )
         for _ in range(self.activation_iters):
             for i in range(1, len(weights) + 1):
                 before = value() if watch else None

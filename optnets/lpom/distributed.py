@@ -94,8 +94,11 @@ class LayerParallelLPOM:
         ratios = solver.contracting_ratios(weights, acts, mu, est.rho_max, est.loss) if est.rho_max else None
         halves = 2 * est.activation_iters
         # (neighbour, the activation I send it, the one it sends me)
-        sides = [(peer, ours, theirs) for peer, ours, theirs in ((rank - 1, first, first - 1),
-                                                                 (rank + 1, last, last + 1)) if 0 <= peer < world]
+        sides = [
+            (peer, ours, theirs)
+            for peer, ours, theirs in ((rank - 1, first, first - 1), (rank + 1, last, last + 1))
+            if 0 <= peer < world
+        ]
         inboxes = {peer: _Inbox(peer, xs[theirs], halves) for peer, _, theirs in sides}
         sends = []
         for half in range(halves):
@@ -112,7 +115,8 @@ class LayerParallelLPOM:
         for _, work in sends:
             work.wait()
         for i in mine:
-            weights[i].copy_(solver.weight_update(weights[i], xs[i], xs[i + 1], acts[i], est.weight_iters,
-                                                  est.pinv_reg))
+            weights[i].copy_(
+                solver.weight_update(weights[i], xs[i], xs[i + 1], acts[i], est.weight_iters, est.pinv_reg)
+            )
         for i, owner in enumerate(owners):
             dist.broadcast(weights[i], src=owner)

@@ -1,4 +1,5 @@
 """``LPOM``: a scikit-learn classifier that trains an MLP without backpropagation."""
+
 import math
 from numbers import Integral, Real
 
@@ -59,10 +60,27 @@ class LPOM(ClassifierMixin, BaseEstimator):
     and the objective before and after each block update).
     """
 
-    def __init__(self, hidden_layer_sizes=(300,), activation='relu', out_activation='identity', mu=DEFAULT_MU,
-                 loss='cross_entropy', schedule='serial', parallel_weights=False, activation_iters=5,
-                 weight_iters=3, pinv_reg=1e-3, activation_kwargs=None, rho_max=None, max_iter=1, batch_size=100,
-                 warm_start=False, random_state=None, monitor=False, progress=False):
+    def __init__(
+        self,
+        hidden_layer_sizes=(300,),
+        activation='relu',
+        out_activation='identity',
+        mu=DEFAULT_MU,
+        loss='cross_entropy',
+        schedule='serial',
+        parallel_weights=False,
+        activation_iters=5,
+        weight_iters=3,
+        pinv_reg=1e-3,
+        activation_kwargs=None,
+        rho_max=None,
+        max_iter=1,
+        batch_size=100,
+        warm_start=False,
+        random_state=None,
+        monitor=False,
+        progress=False,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.out_activation = out_activation
@@ -98,11 +116,13 @@ class LPOM(ClassifierMixin, BaseEstimator):
         for name in ('activation_iters', 'weight_iters', 'max_iter', 'batch_size'):
             value = getattr(self, name)
             if not isinstance(value, Integral) or value < (0 if name == 'activation_iters' else 1):
-                raise ValueError(f'{name} must be an integer >= {0 if name == "activation_iters" else 1}, '
-                                 f'got {value!r}')
+                raise ValueError(
+                    f'{name} must be an integer >= {0 if name == "activation_iters" else 1}, got {value!r}'
+                )
         if not (isinstance(self.pinv_reg, Real) and self.pinv_reg > 0):
-            raise ValueError(f'pinv_reg must be positive (the ridge that makes the solve well posed), got '
-                             f'{self.pinv_reg!r}')
+            raise ValueError(
+                f'pinv_reg must be positive (the ridge that makes the solve well posed), got {self.pinv_reg!r}'
+            )
         if self.rho_max is not None and not (isinstance(self.rho_max, Real) and 0 < self.rho_max < 1):
             raise ValueError(f'rho_max must lie in (0, 1) (a contraction), got {self.rho_max!r}')
         if self.loss not in LOSSES:
@@ -115,8 +135,9 @@ class LPOM(ClassifierMixin, BaseEstimator):
         except (TypeError, ValueError):
             mu = None
         if mu is None or mu.ndim != (0 if number else 1):
-            raise ValueError(f'mu must be a positive number or a list of one per layer after the input ({layers}), '
-                             f'got {self.mu!r}')
+            raise ValueError(
+                f'mu must be a positive number or a list of one per layer after the input ({layers}), got {self.mu!r}'
+            )
         mu = [float(mu)] * layers if number else mu.tolist()
         if len(mu) != layers:
             raise ValueError(f'mu needs one value per layer after the input ({layers}), got {len(mu)}')
@@ -130,13 +151,18 @@ class LPOM(ClassifierMixin, BaseEstimator):
         """``X`` as a float32 tensor; in training also ``y``, checked against it."""
         if training and y is None:
             raise ValueError(f'{type(self).__name__} requires y to be passed, but the target y is None')
-        x, y = validate_data(self, x, y, reset=reset, dtype=np.float32) if training else (
-            validate_data(self, x, reset=reset, dtype=np.float32), None)
+        x, y = (
+            validate_data(self, x, y, reset=reset, dtype=np.float32)
+            if training
+            else (validate_data(self, x, reset=reset, dtype=np.float32), None)
+        )
         limit = math.sqrt(torch.finfo(torch.float32).max / (x.shape[1] + 1) / max(self.batch_size, 1)) / 1e3
         if x.size and np.abs(x).max() > limit:  # the weight update's Gram matrix would overflow float32
-            raise ValueError(f'X has values up to {np.abs(x).max():.3g}: the least-squares weight update squares '
-                             f'them and would overflow float32 (above {limit:.3g} here); scale the features, e.g. '
-                             'with sklearn.preprocessing.StandardScaler')
+            raise ValueError(
+                f'X has values up to {np.abs(x).max():.3g}: the least-squares weight update squares '
+                f'them and would overflow float32 (above {limit:.3g} here); scale the features, e.g. '
+                'with sklearn.preprocessing.StandardScaler'
+            )
         x = torch.from_numpy(np.ascontiguousarray(x))
         return (x, y) if training else x
 
@@ -185,8 +211,9 @@ class LPOM(ClassifierMixin, BaseEstimator):
         target = self._targets(y)
         for epoch in range(self.max_iter):
             batches = torch.randperm(x.shape[0], generator=self.generator_).split(self.batch_size)
-            for batch in tqdm(batches, desc=f'LPOM epoch {epoch + 1}/{self.max_iter}', disable=not self.progress,
-                              leave=False):
+            for batch in tqdm(
+                batches, desc=f'LPOM epoch {epoch + 1}/{self.max_iter}', disable=not self.progress, leave=False
+            ):
                 self._step(x[batch], target[batch], acts, mu)
             self.n_iter_ += 1
         return self
@@ -200,8 +227,9 @@ class LPOM(ClassifierMixin, BaseEstimator):
         known = self._classes(classes) if first else self.classes_
         unseen = np.setdiff1d(column_or_1d(y), known) if y is not None else []
         if len(unseen):  # refused before any state changes
-            raise ValueError(f'y has labels {unseen[:5].tolist()} that are not in classes{"" if first else "_"} '
-                             f'{known.tolist()}')
+            raise ValueError(
+                f'y has labels {unseen[:5].tolist()} that are not in classes{"" if first else "_"} {known.tolist()}'
+            )
         x, y = self._inputs(X, first, y, training=True)
         if first:
             self._initialize(self.n_features_in_, known)
@@ -213,22 +241,26 @@ class LPOM(ClassifierMixin, BaseEstimator):
         check_classification_targets(labels)
         classes = unique_labels(labels)
         if len(classes) < 2:
-            raise ValueError(f'{type(self).__name__} needs samples of at least 2 classes; got {len(classes)} class: '
-                             f'{classes.tolist()}')
+            raise ValueError(
+                f'{type(self).__name__} needs samples of at least 2 classes; got {len(classes)} class: '
+                f'{classes.tolist()}'
+            )
         return classes
 
     def _step(self, x: torch.Tensor, target: torch.Tensor, acts, mu) -> 'LPOM':
         """Activation sweeps, then every layer's weights; with ``monitor`` records rho and the objective."""
         weights = self.weights_
         ratios = solver.contracting_ratios(weights, acts, mu, self.rho_max, self.loss) if self.rho_max else None
-        record = dict(rho=solver.contraction(weights, acts, mu) if self.monitor else None,
-                      output_rho=solver.output_rho(acts, mu, self.loss), objective=[])
+        record = dict(
+            rho=solver.contraction(weights, acts, mu) if self.monitor else None,
+            output_rho=solver.output_rho(acts, mu, self.loss),
+            objective=[],
+        )
         watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
         value = (lambda xs, ws: float(solver.objective(xs, ws, acts, mu, self.loss, target))) if watch else None
         xs = solver.forward(weights, x, acts)
         for _ in range(self.activation_iters):
-            for i, update in solver.activation_updates(xs, weights, acts, mu, self.loss, target, self.schedule,
-                                                       ratios):
+            for i, update in solver.activation_updates(xs, weights, acts, mu, self.loss, target, self.schedule, ratios):
                 before = value(xs, weights) if watch else None
                 xs[i] = update()
                 if watch:
@@ -267,12 +299,12 @@ class LPOM(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         scores = self._scores(X)
-        return self.classes_[scores[:, :len(self.classes_)].argmax(1).numpy()]
+        return self.classes_[scores[:, : len(self.classes_)].argmax(1).numpy()]
 
     def predict_proba(self, X) -> np.ndarray:
         if self.loss != 'cross_entropy':
             raise AttributeError('predict_proba needs loss="cross_entropy" (softmax outputs); an mse model has none')
-        return torch.softmax(self._scores(X)[:, :len(self.classes_)], 1).numpy()
+        return torch.softmax(self._scores(X)[:, : len(self.classes_)], 1).numpy()
 
     def objective(self, X, y) -> float:
         """The LPOM objective at the consistent activations of ``X`` (needs closed-form f and g)."""

@@ -3,6 +3,7 @@
 Layer ``i`` maps ``X[i]`` to ``X[i+1] = phi_i([X[i], 1] W[i]^T)``: biases by homogeneous coordinates. ``mu[i]``
 weighs the terms of layer ``i`` (``mu[0]`` is unused). Only ``phi`` is evaluated, never its inverse or derivative.
 """
+
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
@@ -86,8 +87,9 @@ def activation_updates(xs, weights, acts, mu, loss: str, target, schedule: str =
     yield from ((i, lambda i=i: new(i)) for i in order)
 
 
-def activation_sweep(xs, weights, acts, mu, loss: str, target, schedule: str = 'serial', ratios=None
-                     ) -> list[torch.Tensor]:
+def activation_sweep(
+    xs, weights, acts, mu, loss: str, target, schedule: str = 'serial', ratios=None
+) -> list[torch.Tensor]:
     """One pass of :func:`activation_updates`; returns the new activations."""
     xs = list(xs)
     for i, update in activation_updates(xs, weights, acts, mu, loss, target, schedule, ratios):
@@ -108,8 +110,9 @@ def pinv_solver(x: torch.Tensor, reg: float) -> Callable[[torch.Tensor], torch.T
     return lambda r: torch.cholesky_solve(xa.T @ r, factor)
 
 
-def weight_update(weight, x, target, act: Activation, iters: int = 1, reg: float = 1e-3,
-                  offset: torch.Tensor | None = None) -> torch.Tensor:
+def weight_update(
+    weight, x, target, act: Activation, iters: int = 1, reg: float = 1e-3, offset: torch.Tensor | None = None
+) -> torch.Tensor:
     """Accelerated proximal gradient on ``1'g(W X + O)1 + 1/2 ||X' - W X - O||^2`` (``O`` a fixed offset, 0 when
     None): ``W <- Y - (1/beta)(phi(Y X + O) - X') pinv(X)`` with ``Y`` the Nesterov extrapolation, restarted
     whenever the step points uphill (O'Donoghue and Candes), so that the objective of the block never increases."""
@@ -162,8 +165,10 @@ def spectral_norm_squared(weight: torch.Tensor) -> float:
 
 def _factors(weights, acts) -> list[float]:
     """``beta[i-1] beta[i] ||W[i]||_2^2`` of each hidden update: Theorem 2's rho without its ``mu`` ratio."""
-    return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared(weights[i][:, :-1])
-            for i in range(1, len(weights))]
+    return [
+        acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared(weights[i][:, :-1])
+        for i in range(1, len(weights))
+    ]
 
 
 def contraction(weights, acts, mu) -> list[float]:

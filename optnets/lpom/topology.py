@@ -9,6 +9,7 @@ layers, which LPOM's objective (a sum of terms over consecutive layers) does not
 weights, not coefficients, so these are fixed at one of the rule's initialisations (heavy ball at ``special``,
 ``b2 = 0``, is ResNet and trains; at ``theory`` it reads ``x[k-1]`` and is refused).
 """
+
 from __future__ import annotations
 
 from ..compiler.codegen import emit_coeff
@@ -17,8 +18,9 @@ from ..rules.ir import Iterate, Transform
 from ..rules.rule import Rule
 
 
-def stage_specs(rule: Rule | str, steps: int, channels: int, kernel: int = 3, init: str = 'special',
-                norm: bool = False) -> tuple[str, ...]:
+def stage_specs(
+    rule: Rule | str, steps: int, channels: int, kernel: int = 3, init: str = 'special', norm: bool = False
+) -> tuple[str, ...]:
     """The specs of one stage: a transition convolution to ``channels`` (as the zoo's stages start), then
     ``steps`` steps of ``rule`` with its coefficients at ``init``."""
     plan = compile_rule(rule)
@@ -29,8 +31,10 @@ def stage_specs(rule: Rule | str, steps: int, channels: int, kernel: int = 3, in
     bn = 'bn' if norm else ''
     specs = [f'conv{channels}x{kernel}{bn}']
     for step in range(steps):
+
         def value(expr, step=step):
             return emit_coeff(expr, lambda name, j: coefficients[name].value(init, step, j), None)
+
         transform, skip = 0.0, 0.0
         for term in stream.terms:
             coeff = value(term.coeff)
@@ -41,9 +45,11 @@ def stage_specs(rule: Rule | str, steps: int, channels: int, kernel: int = 3, in
             elif isinstance(term.value, Iterate) and term.value.lag == 0 and term.value.stream == stream.stream:
                 skip += coeff
             else:
-                raise ValueError(f'{term} (at {init!r}, step {step}): an LPOM layer reads only the layer before it, '
-                                 'x[k] through T or a skip; this term couples more layers than the lifted objective '
-                                 'has')
+                raise ValueError(
+                    f'{term} (at {init!r}, step {step}): an LPOM layer reads only the layer before it, '
+                    'x[k] through T or a skip; this term couples more layers than the lifted objective '
+                    'has'
+                )
         if transform == 0.0:
             raise ValueError(f'{plan.rule} at {init!r}, step {step}: no T(x[k]) term, so no weights to learn')
         specs.append(f'conv{channels}x{kernel}{bn}' + (f'{"+" if skip > 0 else "-"}{abs(skip)!r}x' if skip else ''))

@@ -1,4 +1,5 @@
 """The timm families: importing this registers every optnets model with timm."""
+
 from dataclasses import dataclass
 
 import timm
@@ -13,11 +14,11 @@ from .momentum_net import MomentumResNet
 from .network import DenseOptNet, OptNet, ResidualOptNet
 
 
-
 @dataclass(frozen=True)
 class Family:
     """A model family: the built-in rule its members follow, and the architecture its ``special`` initialisation
     is exactly (what ``learn_coeffs=False`` keeps it as: the baseline it is compared with)."""
+
     rule: str
     special_case: str
 
@@ -42,6 +43,18 @@ def family_of(name: str) -> str:
     return family
 
 
-__all__ = ['FAMILIES', 'Family', 'family_of', 'OptNet', 'ResidualOptNet', 'DenseOptNet', 'GDNet', 'HBNet', 'AGDNet', 'ADMMNet',
-           'MomentumResNet', 'LMResNet',
-           'register']
+__all__ = [
+    'FAMILIES',
+    'Family',
+    'family_of',
+    'OptNet',
+    'ResidualOptNet',
+    'DenseOptNet',
+    'GDNet',
+    'HBNet',
+    'AGDNet',
+    'ADMMNet',
+    'MomentumResNet',
+    'LMResNet',
+    'register',
+]

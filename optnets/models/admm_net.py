@@ -9,6 +9,7 @@ flat in depth), and the x update reads the y already updated this step. Each ste
 presets use about half as many steps as the ResNet they are sized against: ``admm_net_34`` / ``admm_net_50`` stay
 within 10% of ResNet-34 / ResNet-50 in parameters and FLOPs. Between stages the two streams travel as their mean.
 """
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import admm
@@ -25,11 +26,13 @@ class ADMMNet(ResidualOptNet):
         super().__init__(admm, steps, block=block, **kwargs)
 
 
-default_cfgs = generate_default_cfgs({
-    'admm_net_56_cifar': cifar_cfg(),
-    'admm_net_34': cfg(),
-    'admm_net_50': cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        'admm_net_56_cifar': cifar_cfg(),
+        'admm_net_34': cfg(),
+        'admm_net_50': cfg(),
+    }
+)
 
 
 @register_model

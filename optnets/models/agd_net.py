@@ -6,6 +6,7 @@ concatenated history with each slice scaled by ``a[j]`` (linear-head fusion), so
 checkpoints load through ``checkpoint_filter_fn``. The ``b[j]*x[j]`` sums read the steps' own iterates (the
 stage input ``x[0]`` has another width).
 """
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import agd
@@ -20,14 +21,15 @@ class AGDNet(DenseOptNet):
     """A DenseNet whose layers follow the AGD history rule."""
 
     def __init__(self, steps, growth_rate: int = 32, bn_size=4, compression: float = 0.5, **kwargs):
-        super().__init__(agd, steps, growth_rate=growth_rate, bn_size=bn_size,
-                         compression=compression, **kwargs)
+        super().__init__(agd, steps, growth_rate=growth_rate, bn_size=bn_size, compression=compression, **kwargs)
 
 
 DENSENET_KEYS = [
     # torchvision's legacy names: norm.1 -> norm1
-    (r'^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$',
-     lambda m: m[1] + m[2]),
+    (
+        r'^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$',
+        lambda m: m[1] + m[2],
+    ),
 ]
 DENSENET_STAGES = [
     (r'^features\.conv0\.', 'stem.conv.'),
@@ -48,14 +50,16 @@ def checkpoint_filter_fn(state_dict: dict, model: AGDNet) -> dict:
     return keep_missing_coefficients(state_dict, model)
 
 
-default_cfgs = generate_default_cfgs({
-    'agd_net_40_cifar': cifar_cfg(),
-    'agd_net_52_cifar': cifar_cfg(),
-    'agd_net_121': cfg(),
-    'agd_net_169': cfg(),
-    'agd_net_201': cfg(),
-    **pretrained_cfgs('agd_net', cfg),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        'agd_net_40_cifar': cifar_cfg(),
+        'agd_net_52_cifar': cifar_cfg(),
+        'agd_net_121': cfg(),
+        'agd_net_169': cfg(),
+        'agd_net_201': cfg(),
+        **pretrained_cfgs('agd_net', cfg),
+    }
+)
 
 
 @register_model

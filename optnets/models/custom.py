@@ -1,4 +1,5 @@
 """``register``: a timm model from any update rule, on the CIFAR or ImageNet skeleton of a given depth."""
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..compiler import compile_rule
@@ -12,8 +13,10 @@ __all__ = ['register']
 default_cfgs = {}
 
 PRESETS = {  # (preset, dense) -> the skeleton of that depth
-    ('cifar', False): cifar_resnet, ('imagenet', False): resnet,
-    ('cifar', True): cifar_densenet, ('imagenet', True): densenet,
+    ('cifar', False): cifar_resnet,
+    ('imagenet', False): resnet,
+    ('cifar', True): cifar_densenet,
+    ('imagenet', True): densenet,
 }
 
 
@@ -29,8 +32,16 @@ def checkpoint_filter_fn(state_dict: dict, model: OptNet) -> dict:
     return agd_net.checkpoint_filter_fn(state_dict, model)
 
 
-def register(name: str, rule: Rule | str, preset: str = 'cifar', depth: int = 56, special: dict | None = None,
-             theory: dict | None = None, inits: dict | None = None, **model_kwargs):
+def register(
+    name: str,
+    rule: Rule | str,
+    preset: str = 'cifar',
+    depth: int = 56,
+    special: dict | None = None,
+    theory: dict | None = None,
+    inits: dict | None = None,
+    **model_kwargs,
+):
     """Register ``name`` with timm as ``rule`` compiled on a preset skeleton; returns the entrypoint.
 
     Rules that sum transforms over the history get DenseNet's skeleton, the others ResNet's (a ResNet block as

@@ -2,6 +2,7 @@
 
 It has no coefficients; it is the baseline that the accelerated families improve on.
 """
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import gd
@@ -18,10 +19,12 @@ class GDNet(ResidualOptNet):
         super().__init__(gd, steps, block=block, shortcut=False, **kwargs)
 
 
-default_cfgs = generate_default_cfgs({
-    'gd_net_56_cifar': cifar_cfg(),
-    'gd_net_34': cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        'gd_net_56_cifar': cifar_cfg(),
+        'gd_net_34': cfg(),
+    }
+)
 
 
 @register_model

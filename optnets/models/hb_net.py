@@ -5,6 +5,7 @@ initialisation) it is exactly ResNet, so timm and torchvision ResNet checkpoints
 ``checkpoint_filter_fn``; ``learn_coeffs=False`` fixes those values (the baseline). ``theory`` is heavy ball
 itself, ``b1 = 1 + beta, b2 = -beta`` with beta = 0.9 (also Momentum ResNet's form, without its 1 - g on T).
 """
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import heavy_ball
@@ -26,16 +27,18 @@ def checkpoint_filter_fn(state_dict: dict, model: HBNet) -> dict:
     return resnet_checkpoint_filter(state_dict, model)
 
 
-default_cfgs = generate_default_cfgs({
-    **pretrained_cfgs('hb_net', cfg),  # first: a '*' entry after them stays its architecture's default
-    'hb_net_20_cifar.*': cifar_cfg(),  # CIFAR's 3 channels, not the .fmnist tags' 1
-    'hb_net_56_cifar': cifar_cfg(),
-    'hb_net_110_cifar': cifar_cfg(),
-    'hb_net_18': cfg(),
-    'hb_net_34': cfg(),
-    'hb_net_50': cfg(),
-    'hb_net_101': cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        **pretrained_cfgs('hb_net', cfg),  # first: a '*' entry after them stays its architecture's default
+        'hb_net_20_cifar.*': cifar_cfg(),  # CIFAR's 3 channels, not the .fmnist tags' 1
+        'hb_net_56_cifar': cifar_cfg(),
+        'hb_net_110_cifar': cifar_cfg(),
+        'hb_net_18': cfg(),
+        'hb_net_34': cfg(),
+        'hb_net_50': cfg(),
+        'hb_net_101': cfg(),
+    }
+)
 
 
 @register_model

@@ -4,6 +4,7 @@ with a learnable c per step (the paper's k_n).
 With c = 0 (``special``, and ``theory``: forward Euler) it is exactly ResNet, so ResNet checkpoints load with
 identical logits, and c learns from there.
 """
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import linear_multistep
@@ -25,14 +26,16 @@ def checkpoint_filter_fn(state_dict: dict, model: LMResNet) -> dict:
     return resnet_checkpoint_filter(state_dict, model)
 
 
-default_cfgs = generate_default_cfgs({
-    'lm_net_20_cifar': cifar_cfg(),
-    'lm_net_56_cifar': cifar_cfg(),
-    'lm_net_110_cifar': cifar_cfg(),
-    'lm_net_18': cfg(),
-    'lm_net_34': cfg(),
-    'lm_net_50': cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        'lm_net_20_cifar': cifar_cfg(),
+        'lm_net_56_cifar': cifar_cfg(),
+        'lm_net_110_cifar': cifar_cfg(),
+        'lm_net_18': cfg(),
+        'lm_net_34': cfg(),
+        'lm_net_50': cfg(),
+    }
+)
 
 
 @register_model

@@ -5,6 +5,7 @@ As in the paper, g = 0.9 is fixed (``learn_coeffs=False``) and nothing follows t
 each step is invertible; ``learn_coeffs=True`` learns g per step. The forward equals the ``momentumnet``
 package's ``MomentumNet`` given the same T (tests/test_lemmas.py). ResNet checkpoints load (the same layers).
 """
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import momentum
@@ -26,49 +27,52 @@ def checkpoint_filter_fn(state_dict: dict, model: MomentumResNet) -> dict:
     return resnet_checkpoint_filter(state_dict, model)
 
 
-default_cfgs = generate_default_cfgs({
-    'momentum_net_20_cifar': cifar_cfg(),
-    'momentum_net_56_cifar': cifar_cfg(),
-    'momentum_net_110_cifar': cifar_cfg(),
-    'momentum_net_18': cfg(),
-    'momentum_net_34': cfg(),
-    'momentum_net_50': cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        'momentum_net_20_cifar': cifar_cfg(),
+        'momentum_net_56_cifar': cifar_cfg(),
+        'momentum_net_110_cifar': cifar_cfg(),
+        'momentum_net_18': cfg(),
+        'momentum_net_34': cfg(),
+        'momentum_net_50': cfg(),
+    }
+)
 
 
 @register_model
 def momentum_net_20_cifar(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-20 for CIFAR (n=3)."""
-    return build(MomentumResNet, 'momentum_net_20_cifar', pretrained, checkpoint_filter_fn,
-                 **dict(cifar_resnet(20), **kwargs))
+    return build(
+        MomentumResNet, 'momentum_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(20), **kwargs)
+    )
 
 
 @register_model
 def momentum_net_56_cifar(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-56 for CIFAR (n=9)."""
-    return build(MomentumResNet, 'momentum_net_56_cifar', pretrained, checkpoint_filter_fn,
-                 **dict(cifar_resnet(56), **kwargs))
+    return build(
+        MomentumResNet, 'momentum_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(56), **kwargs)
+    )
 
 
 @register_model
 def momentum_net_110_cifar(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-110 for CIFAR (n=18)."""
-    return build(MomentumResNet, 'momentum_net_110_cifar', pretrained, checkpoint_filter_fn,
-                 **dict(cifar_resnet(110), **kwargs))
+    return build(
+        MomentumResNet, 'momentum_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(110), **kwargs)
+    )
 
 
 @register_model
 def momentum_net_18(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-18 (ResNet-18 layout)."""
-    return build(MomentumResNet, 'momentum_net_18', pretrained, checkpoint_filter_fn,
-                 **dict(resnet(18), **kwargs))
+    return build(MomentumResNet, 'momentum_net_18', pretrained, checkpoint_filter_fn, **dict(resnet(18), **kwargs))
 
 
 @register_model
 def momentum_net_34(pretrained=False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-34 (ResNet-34 layout)."""
-    return build(MomentumResNet, 'momentum_net_34', pretrained, checkpoint_filter_fn,
-                 **dict(resnet(34), **kwargs))
+    return build(MomentumResNet, 'momentum_net_34', pretrained, checkpoint_filter_fn, **dict(resnet(34), **kwargs))
 
 
 @register_model

@@ -28,15 +28,25 @@ TRANSFORMS = {'basic': BasicTransform, 'bottleneck': BottleneckTransform}
 def cfg(url: str = '', **kwargs) -> dict:
     """An ImageNet pretrained cfg (timm's fields); CIFAR presets override input size, pool size and stats."""
     return {
-        'url': url, 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
-        'crop_pct': 0.875, 'interpolation': 'bilinear', 'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
-        'first_conv': 'stem.conv', 'classifier': 'fc', 'license': 'apache-2.0', **kwargs,
+        'url': url,
+        'num_classes': 1000,
+        'input_size': (3, 224, 224),
+        'pool_size': (7, 7),
+        'crop_pct': 0.875,
+        'interpolation': 'bilinear',
+        'mean': IMAGENET_DEFAULT_MEAN,
+        'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'stem.conv',
+        'classifier': 'fc',
+        'license': 'apache-2.0',
+        **kwargs,
     }
 
 
 def cifar_cfg(**kwargs) -> dict:
-    return cfg(num_classes=10, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0, mean=CIFAR_MEAN,
-               std=CIFAR_STD, **kwargs)
+    return cfg(
+        num_classes=10, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0, mean=CIFAR_MEAN, std=CIFAR_STD, **kwargs
+    )
 
 
 class OptNet(nn.Module):
@@ -73,8 +83,10 @@ class OptNet(nn.Module):
         plan = compile_rule(rule, linear_head=dense)
         if plan.dense != dense:
             kind = 'DenseOptNet' if plan.dense else 'ResidualOptNet'
-            raise ValueError(f'rule {str(plan.rule)!r} builds a {kind}: rules that sum transforms over the history '
-                             "take DenseNet's skeleton, the others ResNet's")
+            raise ValueError(
+                f'rule {str(plan.rule)!r} builds a {kind}: rules that sum transforms over the history '
+                "take DenseNet's skeleton, the others ResNet's"
+            )
         return plan
 
     @torch.no_grad()
@@ -91,9 +103,17 @@ class OptNet(nn.Module):
     # -- timm model API -----------------------------------------------------------------------------------------
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, object]:
-        return dict(stem=r'^stem', blocks=r'^stages\.(\d+)' if coarse else [
-            (r'^stages\.(\d+)\.transition', None), (r'^stages\.(\d+)\.T_\w+\.(\d+)', None),
-            (r'^stages\.(\d+)\.coeff', (99999,)), (r'^final_norm', (99999,))])
+        return dict(
+            stem=r'^stem',
+            blocks=r'^stages\.(\d+)'
+            if coarse
+            else [
+                (r'^stages\.(\d+)\.transition', None),
+                (r'^stages\.(\d+)\.T_\w+\.(\d+)', None),
+                (r'^stages\.(\d+)\.coeff', (99999,)),
+                (r'^final_norm', (99999,)),
+            ],
+        )
 
     @torch.jit.ignore
     def named_coefficients(self) -> Iterator[Tuple[str, nn.Parameter]]:
@@ -121,7 +141,8 @@ class OptNet(nn.Module):
         if global_pool is None:
             global_pool = self.global_pool.pool_type
         self.global_pool, self.fc = create_classifier(
-            self.num_features, num_classes, pool_type=global_pool, **get_device_dtype(self))
+            self.num_features, num_classes, pool_type=global_pool, **get_device_dtype(self)
+        )
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
         self.global_pool.train(self.training)
         self.fc.train(self.training)
@@ -134,13 +155,13 @@ class OptNet(nn.Module):
         return self
 
     def forward_intermediates(
-            self,
-            x: torch.Tensor,
-            indices: Optional[Union[int, List[int]]] = None,
-            norm: bool = False,
-            stop_early: bool = False,
-            output_fmt: str = 'NCHW',
-            intermediates_only: bool = False,
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = 'NCHW',
+        intermediates_only: bool = False,
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
         """Features of the stem (index 0) and of each stage (1..); ``norm`` applies the final norm to the last."""
         assert output_fmt in ('NCHW',), 'Output shape must be NCHW.'
@@ -165,10 +186,10 @@ class OptNet(nn.Module):
         return self.final_norm(x), intermediates
 
     def prune_intermediate_layers(
-            self,
-            indices: Union[int, List[int]] = 1,
-            prune_norm: bool = False,
-            prune_head: bool = True,
+        self,
+        indices: Union[int, List[int]] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
     ) -> List[int]:
         """Drop the stages (and norm, head) that the features at ``indices`` do not need."""
         take_indices, max_index = feature_take_indices(len(self.stages) + 1, indices)
@@ -223,17 +244,35 @@ class ResidualOptNet(OptNet):
             (``Plan.identity_path``); a step that must carry the signal itself keeps its T live.
     """
 
-    def __init__(self, rule: Rule | str, steps: Sequence[int], widths: Sequence[int] = (64, 128, 256, 512),
-                 block: str = 'basic', stem: str = 'imagenet', shortcut: bool = True, stem_width: int = 64,
-                 learn_coeffs: bool = True, coeff_init: str = 'special', coeff_shape: str = 'scalar',
-                 step_act: bool = True, zero_init_last: bool = True, num_classes: int = 1000, in_chans: int = 3,
-                 global_pool: str = 'avg', drop_rate: float = 0., drop_path_rate: float = 0.,
-                 drop_block_rate: float = 0., memory: str = 'stored', device=None, dtype=None):
+    def __init__(
+        self,
+        rule: Rule | str,
+        steps: Sequence[int],
+        widths: Sequence[int] = (64, 128, 256, 512),
+        block: str = 'basic',
+        stem: str = 'imagenet',
+        shortcut: bool = True,
+        stem_width: int = 64,
+        learn_coeffs: bool = True,
+        coeff_init: str = 'special',
+        coeff_shape: str = 'scalar',
+        step_act: bool = True,
+        zero_init_last: bool = True,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        global_pool: str = 'avg',
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        drop_block_rate: float = 0.0,
+        memory: str = 'stored',
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
         plan = self._plan(rule, dense=False)
         if block not in TRANSFORMS:
-            raise ValueError(f"block must be one of {sorted(TRANSFORMS)} for rule {str(plan.rule)!r}, got {block!r}")
+            raise ValueError(f'block must be one of {sorted(TRANSFORMS)} for rule {str(plan.rule)!r}, got {block!r}')
         T, width = TRANSFORMS[block], stem_width
         self.stem, self.stem_pool, reduction = self._stem(in_chans, width, stem, dd)
         self.stem.add_module('bn', nn.BatchNorm2d(width, **dd))
@@ -242,18 +281,31 @@ class ResidualOptNet(OptNet):
         blocks = sum(1 + n for n in steps)  # timm's stochastic-depth schedule: linear in the block's depth
         drop_path = lambda block: drop_path_rate * block / max(blocks - 1, 1)  # noqa: E731
         stages = []
-        drop_block = ([None] * len(steps) + drop_blocks(drop_block_rate))[-len(steps):]  # timm's: the last 2 stages
+        drop_block = ([None] * len(steps) + drop_blocks(drop_block_rate))[-len(steps) :]  # timm's: the last 2 stages
         for i, (num_steps, out, db) in enumerate(zip(steps, widths, drop_block)):
             stride = 1 if i == 0 else 2
             reduction *= 2 if (i == 0 and stem == 'imagenet') else stride  # the stem's max pool
             first = sum(1 + n for n in steps[:i])
-            transition = ResidualTransition(T(width, out, stride, drop_path(first), db, **dd), width, out, stride,
-                                            shortcut, **dd)
-            stages.append(CompiledStage(
-                plan, num_steps, width=out, transition=transition, activation=nn.ReLU(inplace=True) if step_act
-                else None, learn_coeffs=learn_coeffs, coeff_init=coeff_init, coeff_shape=coeff_shape, memory=memory,
-                transform=lambda k, s, w, out=out, first=first, db=db: T(out, out, 1, drop_path(first + 1 + k), db,
-                                                                         **dd), **dd))
+            transition = ResidualTransition(
+                T(width, out, stride, drop_path(first), db, **dd), width, out, stride, shortcut, **dd
+            )
+            stages.append(
+                CompiledStage(
+                    plan,
+                    num_steps,
+                    width=out,
+                    transition=transition,
+                    activation=nn.ReLU(inplace=True) if step_act else None,
+                    learn_coeffs=learn_coeffs,
+                    coeff_init=coeff_init,
+                    coeff_shape=coeff_shape,
+                    memory=memory,
+                    transform=lambda k, s, w, out=out, first=first, db=db: T(
+                        out, out, 1, drop_path(first + 1 + k), db, **dd
+                    ),
+                    **dd,
+                )
+            )
             width = out
             self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
         self.stages = nn.Sequential(*stages)
@@ -263,8 +315,10 @@ class ResidualOptNet(OptNet):
         if zero_init_last:
             alive = plan.identity_path(coeff_init, relu=step_act).alive
             for stage in self.stages:
-                for transform in [*(stage.transforms() if alive else ()), *(
-                        [stage.transition.transform] if shortcut else [])]:
+                for transform in [
+                    *(stage.transforms() if alive else ()),
+                    *([stage.transition.transform] if shortcut else []),
+                ]:
                     transform.zero_init_last()
 
 
@@ -287,7 +341,6 @@ def resnet_checkpoint_filter(state_dict: dict, model) -> dict:
     return keep_missing_coefficients(state_dict, model)
 
 
-
 class DenseOptNet(OptNet):
     """DenseNet's skeleton (Huang et al. 2017) with the rule's steps: each stage is a dense block whose layers are
     the rule's steps (T is DenseNet's BN-ReLU-conv layer, the history sum runs as one conv over the concatenated
@@ -303,11 +356,26 @@ class DenseOptNet(OptNet):
         drop_rate, proj_drop_rate: dropout before the classifier; inside each layer (DenseNet's ``drop_rate``).
     """
 
-    def __init__(self, rule: Rule | str, steps: Sequence[int], growth_rate: int = 32, bn_size: Optional[int] = 4,
-                 compression: float = 0.5, stem: str = 'imagenet', stem_width: int = 64, learn_coeffs: bool = True,
-                 coeff_init: str = 'special', coeff_shape: str = 'scalar', num_classes: int = 1000,
-                 in_chans: int = 3, global_pool: str = 'avg', drop_rate: float = 0., proj_drop_rate: float = 0.,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        rule: Rule | str,
+        steps: Sequence[int],
+        growth_rate: int = 32,
+        bn_size: Optional[int] = 4,
+        compression: float = 0.5,
+        stem: str = 'imagenet',
+        stem_width: int = 64,
+        learn_coeffs: bool = True,
+        coeff_init: str = 'special',
+        coeff_shape: str = 'scalar',
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        global_pool: str = 'avg',
+        drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        device=None,
+        dtype=None,
+    ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
         plan = self._plan(rule, dense=True)
@@ -321,10 +389,20 @@ class DenseOptNet(OptNet):
             reduction *= 2 if (i > 0 or stem == 'imagenet') else 1  # a transition's pool, or the stem's max pool
             transition = None if i == 0 else DenseTransition(width, int(width * compression), **dd)
             width = width if i == 0 else int(width * compression)
-            stages.append(CompiledStage(
-                plan, num_steps, width=growth_rate, in_width=width, transition=transition, learn_coeffs=learn_coeffs,
-                coeff_init=coeff_init, coeff_shape=coeff_shape,
-                transform=lambda k, s, w: DenseLayer(w, growth_rate, bn_size, proj_drop_rate, **dd), **dd))
+            stages.append(
+                CompiledStage(
+                    plan,
+                    num_steps,
+                    width=growth_rate,
+                    in_width=width,
+                    transition=transition,
+                    learn_coeffs=learn_coeffs,
+                    coeff_init=coeff_init,
+                    coeff_shape=coeff_shape,
+                    transform=lambda k, s, w: DenseLayer(w, growth_rate, bn_size, proj_drop_rate, **dd),
+                    **dd,
+                )
+            )
             width = stages[-1].out_width
             self.feature_info.append(dict(num_chs=width, reduction=reduction, module=f'stages.{i}'))
         self.stages = nn.Sequential(*stages)
@@ -358,12 +436,19 @@ def build(model_cls, variant: str, pretrained: bool, filter_fn=None, **kwargs):
     Published weights are resolved and verified against the manifest before timm loads them."""
     loaded = lambda: None  # noqa: E731
     if pretrained:
-        kwargs['pretrained_cfg_overlay'], loaded = verified_overlay(variant, kwargs.get('pretrained_cfg'),
-                                                                    kwargs.get('pretrained_cfg_overlay'))
+        kwargs['pretrained_cfg_overlay'], loaded = verified_overlay(
+            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay')
+        )
         kwargs['pretrained_cfg_overlay'] = _widened_grayscale(variant, kwargs.get('in_chans'), kwargs)
     out_indices = tuple(range(len(kwargs['steps']) + 1))
-    model = build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=_widening(filter_fn),
-                                 feature_cfg=dict(feature_cls='getter', out_indices=out_indices), **kwargs)
+    model = build_model_with_cfg(
+        model_cls,
+        variant,
+        pretrained,
+        pretrained_filter_fn=_widening(filter_fn),
+        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
+        **kwargs,
+    )
     loaded()  # the file loaded into the model: its hash may be pinned now
     return model
 
@@ -373,18 +458,25 @@ def _widened_grayscale(variant: str, in_chans: int | None, kwargs: dict) -> dict
     repeated per channel, so that timm's data config feeds the grey image on every channel (as timm's
     ``validate.py``, which asks for 3 channels unless told, does with ``input_img_mode='RGB'``)."""
     from timm.models import resolve_pretrained_cfg
+
     overlay = kwargs.get('pretrained_cfg_overlay')
     cfg = {**resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.get('pretrained_cfg')).to_dict(), **(overlay or {})}
     channels, *size = cfg['input_size']
     if channels != 1 or in_chans in (None, 1):
         return overlay
-    return {**(overlay or {}), 'input_size': (in_chans, *size), 'test_input_size': None,
-            'mean': tuple(cfg['mean']) * in_chans, 'std': tuple(cfg['std']) * in_chans}
+    return {
+        **(overlay or {}),
+        'input_size': (in_chans, *size),
+        'test_input_size': None,
+        'mean': tuple(cfg['mean']) * in_chans,
+        'std': tuple(cfg['std']) * in_chans,
+    }
 
 
 def _widening(filter_fn):
     """``filter_fn``, then a one-channel stem repeated over the model's channels and divided by their number:
     the same output on an image whose channels are equal, as timm's ``adapt_input_conv`` does for 3 channels."""
+
     def filtered(state_dict: dict, model: nn.Module) -> dict:
         state_dict = filter_fn(state_dict, model) if filter_fn else state_dict
         key = f'{model.pretrained_cfg["first_conv"]}.weight'
@@ -392,4 +484,5 @@ def _widening(filter_fn):
         if weight is not None and weight.shape[1] == 1 and channels > 1:
             state_dict[key] = weight.repeat(1, channels, 1, 1) / channels
         return state_dict
+
     return filtered

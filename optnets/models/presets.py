@@ -5,6 +5,7 @@ A residual stage is compiled as its first block (the transition, which changes w
 ``steps=(2, 3, 5, 2)``. A dense stage is DenseNet's dense block: every layer is a step, and the transition sits
 between blocks (the dense presets leave ``block``: it is the rule's kind).
 """
+
 RESNET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 DENSENET_LAYERS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}
 BOTTLENECK_FROM = 50  # ResNet-50 and deeper use bottleneck blocks
@@ -42,5 +43,6 @@ def cifar_densenet(depth: int) -> dict:
     """The CIFAR DenseNet of depth L = 3n+4, growth 12, without bottleneck or compression: n layers a block."""
     if depth < 7 or (depth - 4) % 3:
         raise ValueError(f'a dense CIFAR network has depth 3n+4 (40, 52, ...), got {depth}')
-    return dict(steps=((depth - 4) // 3,) * 3, growth_rate=12, bn_size=None, compression=1.0,
-                stem='cifar', stem_width=16)
+    return dict(
+        steps=((depth - 4) // 3,) * 3, growth_rate=12, bn_size=None, compression=1.0, stem='cifar', stem_width=16
+    )

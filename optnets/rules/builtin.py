@@ -22,6 +22,7 @@ Derivations, with ``x[-1] = x[0]`` (the history reset at a stage start):
   so ``u[k] = sum_t (y[t] - x[t])`` (a running sum) and, with T = G - I,
   ``y[k+1] = T(y[k]) + (1-c) y[k] + c x[k] - c u[k]``, ``x[k+1] = T(x[k]) + (1-c) x[k] + c y[k+1] + c u[k]``.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,6 +38,7 @@ ADMM_STEP = 0.5  # c = alpha * rho: the y and x steps are then averages, as merg
 @dataclass(frozen=True)
 class Latest:
     """``value`` on the newest history entry (``j == step``), ``rest`` on the older ones."""
+
     value: float
     rest: float = 0.0
 
@@ -63,6 +65,7 @@ def nesterov_beta(step: int) -> float:
 @dataclass(frozen=True)
 class NesterovSchedule:
     """``scale * beta_k + offset``: b1 = 1 + beta_k and b2 = -beta_k of the extrapolation x + beta (x - x_prev)."""
+
     scale: float
     offset: float = 0.0
 
@@ -88,42 +91,63 @@ class NesterovHistory:
 gd = Rule.parse('x[k+1] = T(x[k])', name='gd', reading='step', special={}, theory={})
 
 heavy_ball = Rule.parse(
-    'x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]', name='heavy_ball', reading='increment',
+    'x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]',
+    name='heavy_ball',
+    reading='increment',
     special={'b1': 1.0, 'b2': 0.0},  # ResNet
     theory={'b1': 1 + HEAVY_BALL_BETA, 'b2': -HEAVY_BALL_BETA},
 )
 
 nesterov = Rule.parse(
-    'x[k+1] = T(b1*x[k] + b2*x[k-1])', name='nesterov', reading='step',
+    'x[k+1] = T(b1*x[k] + b2*x[k-1])',
+    name='nesterov',
+    reading='step',
     special={'b1': 1.0, 'b2': 0.0},  # plain CNN
     theory={'b1': NesterovSchedule(1.0, 1.0), 'b2': NesterovSchedule(-1.0)},
 )
 
 agd = Rule.parse(
-    'x[k+1] = sum_j a[j]*T(x[j]) + sum_j b[j]*x[j]', name='agd', reading='step',
+    'x[k+1] = sum_j a[j]*T(x[j]) + sum_j b[j]*x[j]',
+    name='agd',
+    reading='step',
     special={'a': 1.0, 'b': 0.0},  # DenseNet
     theory={'a': NesterovHistory(), 'b': 0.0},
 )
 
 admm = Rule.parse(
     'y[k+1] = T(y[k]) + a1*y[k] + a2*x[k] - a3*sum_t (y[t] - x[t])\n'
-    'x[k+1] = T(x[k]) + b1*x[k] + b2*y[k] + b3*y[k+1] + b4*sum_t (y[t] - x[t])', name='admm', reading='increment',
+    'x[k+1] = T(x[k]) + b1*x[k] + b2*y[k] + b3*y[k+1] + b4*sum_t (y[t] - x[t])',
+    name='admm',
+    reading='increment',
     # merge-and-run: both streams add the mean of the previous pair, no dual
     special={'a1': 0.5, 'a2': 0.5, 'a3': 0.0, 'b1': 0.5, 'b2': 0.5, 'b3': 0.0, 'b4': 0.0},
-    theory={'a1': 1 - ADMM_STEP, 'a2': ADMM_STEP, 'a3': ADMM_STEP,
-            'b1': 1 - ADMM_STEP, 'b2': 0.0, 'b3': ADMM_STEP, 'b4': ADMM_STEP},
+    theory={
+        'a1': 1 - ADMM_STEP,
+        'a2': ADMM_STEP,
+        'a3': ADMM_STEP,
+        'b1': 1 - ADMM_STEP,
+        'b2': 0.0,
+        'b3': ADMM_STEP,
+        'b4': ADMM_STEP,
+    },
 )
 
 momentum = Rule.parse(
-    'x[k+1] = (1 - g)*T(x[k]) + (1 + g)*x[k] - g*x[k-1]', name='momentum', reading='increment',
+    'x[k+1] = (1 - g)*T(x[k]) + (1 + g)*x[k] - g*x[k-1]',
+    name='momentum',
+    reading='increment',
     # v <- g v + (1-g) T(x), x <- x + v: heavy ball with beta = g and T scaled by 1-g (Momentum ResNet)
-    special={'g': MOMENTUM_GAMMA}, theory={'g': MOMENTUM_GAMMA},
+    special={'g': MOMENTUM_GAMMA},
+    theory={'g': MOMENTUM_GAMMA},
 )
 
 linear_multistep = Rule.parse(
-    'x[k+1] = T(x[k]) + (1 - c)*x[k] + c*x[k-1]', name='linear_multistep', reading='increment',
+    'x[k+1] = T(x[k]) + (1 - c)*x[k] + c*x[k-1]',
+    name='linear_multistep',
+    reading='increment',
     # LM-ResNet (Lu et al., 2018); c = 0 is ResNet, and forward Euler, the one consistent choice with T's scale 1
-    special={'c': 0.0}, theory={'c': 0.0},
+    special={'c': 0.0},
+    theory={'c': 0.0},
 )
 
 BUILTIN = {rule.name: rule for rule in (gd, heavy_ball, nesterov, agd, admm, momentum, linear_multistep)}

@@ -1,4 +1,5 @@
 """``RuleError``: a rule that cannot be parsed or compiled, shown with its line, column and a caret."""
+
 from __future__ import annotations
 
 import re
@@ -7,6 +8,7 @@ import re
 class RuleError(ValueError):
     """A rule that cannot be parsed or makes no sense; the message shows where, with a caret (the line echoed with
     each unprintable character, an ANSI escape say, as ``?``)."""
+
     WIDTH = 100  # characters of the offending line shown around the caret
 
     def __init__(self, message: str, text: str = '', pos: int | None = None):
@@ -19,13 +21,16 @@ class RuleError(ValueError):
         line_no = self.text.count('\n', 0, self.pos) + 1
         start = self.text.rfind('\n', 0, self.pos) + 1
         end = self.text.find('\n', self.pos)
-        line = ''.join(c if c.isprintable() else '?' for c in self.text[start:end if end >= 0 else len(self.text)])
+        line = ''.join(c if c.isprintable() else '?' for c in self.text[start : end if end >= 0 else len(self.text)])
         column = self.pos - start + 1
         shown, caret = line, column - 1
         if len(line) > self.WIDTH:  # a long line is shown around the caret
             first = max(0, min(caret - self.WIDTH // 2, len(line) - self.WIDTH))
-            shown = ('...' if first else '') + line[first:first + self.WIDTH] + \
-                ('...' if first + self.WIDTH < len(line) else '')
+            shown = (
+                ('...' if first else '')
+                + line[first : first + self.WIDTH]
+                + ('...' if first + self.WIDTH < len(line) else '')
+            )
             caret += (3 if first else 0) - first
         return f'{self.message} (line {line_no}, column {column})\n    {shown}\n    {" " * caret}^'
 

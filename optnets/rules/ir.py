@@ -5,6 +5,7 @@ where the value reads the past: an :class:`Iterate` ``x[k-lag]``, a :class:`Tran
 linear combination of iterates, or a :class:`HistorySum` ``sum_j coeff(j) * x[j]`` / ``T(x[j])``.
 Coefficients are small arithmetic trees of numbers and symbols (:class:`Num`, :class:`Sym`, :class:`BinOp`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class Num:
 @dataclass(frozen=True)
 class Sym:
     """A coefficient symbol: a learnable scalar ``b1`` or, with ``index``, one per history entry ``a[j]``."""
+
     name: str
     index: str | None = None
 
@@ -43,8 +45,13 @@ class BinOp:
         prec = _PRECEDENCE[self.op]
         left = _wrap(self.left, prec, strict=False)
         right = _wrap(self.right, prec, strict=True)  # a + (b - c) re-parses as the same tree
-        return f'{left} {self.op} {right}' if self.op in '+-' else f'{left}*{right}' if self.op == '*' \
+        return (
+            f'{left} {self.op} {right}'
+            if self.op in '+-'
+            else f'{left}*{right}'
+            if self.op == '*'
             else f'{left}/{right}'
+        )
 
 
 Coeff = Union[Num, Sym, BinOp]
@@ -144,6 +151,7 @@ def is_negative(expr: Coeff) -> bool:
 class Iterate:
     """``stream[k-lag]``: the iterate ``lag`` steps back (lag 0 is the current one; lag -1 is ``stream[k+1]``,
     already computed this step by an earlier update: a Gauss-Seidel read)."""
+
     stream: str
     lag: int = 0
 
@@ -156,6 +164,7 @@ class Iterate:
 @dataclass(frozen=True)
 class Transform:
     """``T(c1*x[k] + c2*x[k-1] + ...)``: the step's transform of a linear combination of iterates."""
+
     terms: tuple['Term', ...]
 
     def __str__(self) -> str:
@@ -165,6 +174,7 @@ class Transform:
 @dataclass(frozen=True)
 class HistorySum:
     """``sum_j x[j]`` or ``sum_j T(x[j])`` over every iterate so far; the term's coefficient may read ``a[j]``."""
+
     index: str
     stream: str
     transformed: bool = False
@@ -206,6 +216,7 @@ def format_terms(terms: tuple[Term, ...]) -> str:
 @dataclass(frozen=True)
 class Update:
     """``stream[k+1] = terms``."""
+
     stream: str
     terms: tuple[Term, ...]
 

@@ -16,6 +16,7 @@ where it is written. Limits, each refused with its position: nesting depth ``MAX
 terms per update ``MAX_TERMS``, operators per coefficient ``MAX_COEFF_OPS``, streams ``MAX_STREAMS``. Coefficient
 names may not be Python keywords or start with ``_``; ``T`` and ``k`` are reserved.
 """
+
 from __future__ import annotations
 
 import keyword
@@ -38,8 +39,10 @@ MAX_STREAMS = 32
 """Streams of one rule."""
 
 
-_TOKEN = re.compile(r'(?P<space>[ \t\r]+|#[^\n]*)|(?P<number>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)'
-                    r'|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*/()\[\]=;\n])')
+_TOKEN = re.compile(
+    r'(?P<space>[ \t\r]+|#[^\n]*)|(?P<number>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)'
+    r'|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*/()\[\]=;\n])'
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,13 @@ class _Parser:
 
     def expect(self, text: str, what: str | None = None) -> Token:
         if self.tok.text != text or self.tok.kind == 'end':
-            found = 'the end of the rule' if self.tok.kind == 'end' else 'a line break' if self.tok.text == '\n' \
+            found = (
+                'the end of the rule'
+                if self.tok.kind == 'end'
+                else 'a line break'
+                if self.tok.text == '\n'
                 else repr(self.tok.text)
+            )
             self.error(f'expected {what or repr(text)}, found {found}')
         self.i += 1
         return self.tokens[self.i - 1]
@@ -112,8 +120,9 @@ class _Parser:
                 if tok.text in names:
                     raise RuleError(f'stream {tok.text!r} is assigned twice', self.text, tok.pos)
                 if len(names) == MAX_STREAMS:
-                    raise RuleError(f'more than {MAX_STREAMS} streams: a rule has at most {MAX_STREAMS}',
-                                    self.text, tok.pos)
+                    raise RuleError(
+                        f'more than {MAX_STREAMS} streams: a rule has at most {MAX_STREAMS}', self.text, tok.pos
+                    )
                 names[tok.text] = tok.pos
             start = tok.kind == 'sep'
         return names
@@ -167,8 +176,10 @@ class _Parser:
             return self.coefficient((add if op.text == '+' else sub)(left.expr, right.expr), left.pos, op.pos)
         if isinstance(left, _Coeff) or isinstance(right, _Coeff):
             constant = left if isinstance(left, _Coeff) else right
-            self.error('a term without an iterate is not linear in the iterates: '
-                       'multiply it by an iterate or T(...)', constant.pos)
+            self.error(
+                'a term without an iterate is not linear in the iterates: multiply it by an iterate or T(...)',
+                constant.pos,
+            )
         if op.text == '-':
             right = _Linear([Term(mul(Num(-1.0), t.coeff), t.value) for t in right.terms], right.pos)
         return self.linear(left.terms + right.terms, left.pos, op.pos)
@@ -234,7 +245,7 @@ class _Parser:
 
     def history_sum(self):
         tok = self.tok
-        index = tok.text[len('sum_'):]
+        index = tok.text[len('sum_') :]
         if not index.isidentifier() or index in ('k', 'T') or index in self.streams:
             self.error(f'expected a history index such as sum_j, found {tok.text!r}')
         if self.index is not None:
@@ -250,8 +261,9 @@ class _Parser:
         terms = []
         for term in body.terms:
             if not isinstance(term.value, HistorySum):
-                self.error(f'sum_{index} reads {term.value}; its body may read only x[{index}] and T(x[{index}])',
-                           body.pos)
+                self.error(
+                    f'sum_{index} reads {term.value}; its body may read only x[{index}] and T(x[{index}])', body.pos
+                )
             terms.append(term)
         return _Linear(terms, tok.pos)
 
@@ -272,8 +284,7 @@ class _Parser:
             if self.tok.text == '[':
                 return self.indexed(tok)
             return _Coeff(self.symbol(tok, None), tok.pos)
-        found = 'the end of the rule' if tok.kind == 'end' else 'a line break' if tok.text == '\n' \
-            else repr(tok.text)
+        found = 'the end of the rule' if tok.kind == 'end' else 'a line break' if tok.text == '\n' else repr(tok.text)
         self.error(f'expected a number, a coefficient, an iterate such as x[k], T(...) or sum_j, found {found}')
 
     def transform(self):
@@ -291,8 +302,11 @@ class _Parser:
         history = [t for t in inner.terms if isinstance(t.value, HistorySum)]
         if history:
             if len(inner.terms) != 1 or inner.terms[0].coeff != ONE:
-                self.error(f'inside a history sum, T may read only one iterate: T({history[0].value.stream}'
-                           f'[{history[0].value.index}])', inner.pos)
+                self.error(
+                    f'inside a history sum, T may read only one iterate: T({history[0].value.stream}'
+                    f'[{history[0].value.index}])',
+                    inner.pos,
+                )
             read = history[0].value
             return _Linear([Term(ONE, HistorySum(read.index, read.stream, transformed=True))], tok.pos)
         return _Linear([Term(ONE, Transform(tuple(inner.terms)))], tok.pos)
@@ -313,20 +327,27 @@ class _Parser:
                 lag = steps if sign.text == '-' else -steps
                 read = f'{name.text}[k{sign.text}{digits if len(digits) <= 6 else digits[:6] + "..."}]'
                 if lag > MAX_LAG:
-                    self.error(f'{read} reads further back than the window limit, '
-                               f'{name.text}[k-{MAX_LAG}]: use a history sum for long memories')
+                    self.error(
+                        f'{read} reads further back than the window limit, '
+                        f'{name.text}[k-{MAX_LAG}]: use a history sum for long memories'
+                    )
                 self.i += 1
             self.expect(']')
             if name.text not in self.streams:
-                self.error(f'undefined stream {name.text!r}: streams are assigned as {name.text}[k+1] = ...',
-                           name.pos)
+                self.error(f'undefined stream {name.text!r}: streams are assigned as {name.text}[k+1] = ...', name.pos)
             if lag == -1 and name.text not in self.updated:
-                this = 'its own update' if name.text == self.current else f'an update before {name.text}[k+1]\'s'
-                self.error(f'{name.text}[k+1] is read in {this}: an update may read the new iterate only of a '
-                           'stream assigned before it (Gauss-Seidel)', name.pos)
+                this = 'its own update' if name.text == self.current else f"an update before {name.text}[k+1]'s"
+                self.error(
+                    f'{name.text}[k+1] is read in {this}: an update may read the new iterate only of a '
+                    'stream assigned before it (Gauss-Seidel)',
+                    name.pos,
+                )
             if lag < -1:
-                self.error(f'{read} reads the future: the right side may read only '
-                           f'{name.text}[k+1] of earlier streams, {name.text}[k], {name.text}[k-1], ...', name.pos)
+                self.error(
+                    f'{read} reads the future: the right side may read only '
+                    f'{name.text}[k+1] of earlier streams, {name.text}[k], {name.text}[k-1], ...',
+                    name.pos,
+                )
             return _Linear([Term(ONE, Iterate(name.text, lag))], name.pos)
         if index.kind != 'name' or index.text == 'T':
             self.error(f'expected an index: k, k-1, ... or a history index such as j, found {index.text!r}')
@@ -334,8 +355,11 @@ class _Parser:
         self.expect(']')
         if index.text != self.index:
             where = 'outside any sum' if self.index is None else f'inside sum_{self.index}'
-            self.error(f'{name.text}[{index.text}] uses the index {index.text!r} {where}: '
-                       f'history indices are bound by sum_{index.text}', index.pos)
+            self.error(
+                f'{name.text}[{index.text}] uses the index {index.text!r} {where}: '
+                f'history indices are bound by sum_{index.text}',
+                index.pos,
+            )
         if name.text in self.streams:
             return _Linear([Term(ONE, HistorySum(index.text, name.text))], name.pos)
         return _Coeff(self.symbol(name, index.text), name.pos)
@@ -344,8 +368,11 @@ class _Parser:
         if tok.text in self.streams:
             self.error(f'{tok.text!r} is a stream: read it as {tok.text}[k] or {tok.text}[k-1]', tok.pos)
         if tok.text in ('k', 'T') or keyword.iskeyword(tok.text) or tok.text.startswith('_'):
-            self.error(f'{tok.text!r} is reserved and cannot be a coefficient: T, k, Python keywords and names '
-                       "starting with '_' are", tok.pos)
+            self.error(
+                f'{tok.text!r} is reserved and cannot be a coefficient: T, k, Python keywords and names '
+                "starting with '_' are",
+                tok.pos,
+            )
         indexed = index is not None
         seen = self.symbol_kinds.setdefault(tok.text, (indexed, tok.pos))
         if seen[0] != indexed:

@@ -1,5 +1,6 @@
 """A rule: the updates of its streams (``ir``), and what is not part of its identity: its name, its reading of T
 and its named initialisations. ``Rule.parse`` is where rule text enters (``parser``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,8 +9,8 @@ from .ir import Transform, Update, symbols
 from .parser import parse
 
 READINGS = {
-    'step': 'T is the algorithm\'s whole step G(x) = prox(x - alpha*grad f(x))',
-    'increment': 'T is the increment G(x) - x of the algorithm\'s step G (so x + T(x) is one step of it)',
+    'step': "T is the algorithm's whole step G(x) = prox(x - alpha*grad f(x))",
+    'increment': "T is the increment G(x) - x of the algorithm's step G (so x + T(x) is one step of it)",
 }
 
 
@@ -21,6 +22,7 @@ class Rule:
     ``inits`` maps an initialisation name (``"special"``, ``"theory"``) to ``{symbol: value or schedule}``;
     a schedule is a callable ``(step, j) -> float`` (``j`` is the history index for ``a[j]``, else ``None``).
     """
+
     updates: tuple[Update, ...]
     name: str = field(default='', compare=False)
     inits: dict = field(default_factory=dict, compare=False, hash=False)

@@ -19,6 +19,7 @@ This is the definition the compiler is tested against. A stage of ``steps`` step
 
 Values only need ``+`` and ``*``: numbers, tensors, anything that adds.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,6 +28,7 @@ from typing import Any, Callable
 
 from .ir import OPERATORS, BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform
 from .rule import Rule
+
 
 def coefficient_value(expr: Coeff, lookup: Callable[[str, int | None], Any], j: int | None = None):
     """The value of a coefficient expression, with ``lookup(name, j)`` for its symbols."""
@@ -38,9 +40,16 @@ def coefficient_value(expr: Coeff, lookup: Callable[[str, int | None], Any], j: 
     return OPERATORS[expr.op](coefficient_value(expr.left, lookup, j), coefficient_value(expr.right, lookup, j))
 
 
-def evaluate(rule: Rule, x0, steps: int, transform: Callable, coefficient: Callable,
-             activation: Callable | None = None, tail: Callable | None = None,
-             skip_input: bool = False) -> dict[str, list]:
+def evaluate(
+    rule: Rule,
+    x0,
+    steps: int,
+    transform: Callable,
+    coefficient: Callable,
+    activation: Callable | None = None,
+    tail: Callable | None = None,
+    skip_input: bool = False,
+) -> dict[str, list]:
     """Every stream's iterates ``[s[0], ..., s[steps]]`` (see the module docstring for the meaning).
 
     ``transform(k, stream, j)`` -> T; ``coefficient(name, k, j)`` -> value; ``activation(v)`` after each step;
@@ -69,8 +78,10 @@ def evaluate(rule: Rule, x0, steps: int, transform: Callable, coefficient: Calla
             if not value.transformed:
                 first = 1 if skip_input else 0
                 return [coefficient_value(term.coeff, lookup, j) * entries[j] for j in range(first, k + 1)]
-            summed = functools.reduce(operator.add, [
-                coefficient_value(term.coeff, lookup, j) * transform(k, owner, j)(entries[j]) for j in range(k + 1)])
+            summed = functools.reduce(
+                operator.add,
+                [coefficient_value(term.coeff, lookup, j) * transform(k, owner, j)(entries[j]) for j in range(k + 1)],
+            )
             return [tail(k, owner)(summed) if tail else summed]
 
         new = {}  # this step's new iterates, in assignment order
@@ -84,8 +95,11 @@ def evaluate(rule: Rule, x0, steps: int, transform: Callable, coefficient: Calla
 
 def output(rule: Rule, history: dict[str, list], concat: Callable | None = None):
     """The stage output: the mean of the streams' last iterates, or ``concat`` of a dense stage's history."""
-    if any(isinstance(term.value, HistorySum) and term.value.transformed
-           for update in rule.updates for term in update.terms):
+    if any(
+        isinstance(term.value, HistorySum) and term.value.transformed
+        for update in rule.updates
+        for term in update.terms
+    ):
         (stream,) = rule.streams
         return concat(history[stream])
     last = [history[stream][-1] for stream in rule.streams]

@@ -4,6 +4,7 @@
 ``optnets.recipes.search.RecipeObjective``, which trains each rule with the Lightning recipe); ``leaderboard`` and
 ``export`` read a study back.
 """
+
 from .space import NAMED, Point, RuleSpace, distance, nearest_named
 from .study import export, leaderboard, run
 

@@ -12,6 +12,7 @@ Two streams (y then x, the x update reading y[k] (Jacobi), y[k+1] (Gauss-Seidel)
 Each coefficient is absent, fixed at a value (a number in the rule's text) or learned (a symbol, whose initial
 value is the ``search`` initialisation). The built-in algorithms are named points of the space (:data:`NAMED`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ INIT = 'search'  # the initialisation a point's learned coefficients start from:
 class Point:
     """A point of the space: the rule (its learned coefficients' initial values as its ``search`` inits), the
     model arguments that keep the skeleton's cost, and the Optuna parameters that name it."""
+
     rule: Rule
     model_kwargs: dict
     params: dict = field(compare=False)
@@ -58,8 +60,16 @@ class RuleSpace:
     ``two_streams`` adds the dual-stream rules, at half the steps so that the T count and cost stay the skeleton's.
     """
 
-    def __init__(self, preset: str = 'cifar', depth: int = 20, window: int = 3, values=(-1.0, 2.0, 0.05),
-                 history_sums: bool = True, two_streams: bool = True, coeff_shapes=('scalar', 'channel')):
+    def __init__(
+        self,
+        preset: str = 'cifar',
+        depth: int = 20,
+        window: int = 3,
+        values=(-1.0, 2.0, 0.05),
+        history_sums: bool = True,
+        two_streams: bool = True,
+        coeff_shapes=('scalar', 'channel'),
+    ):
         if preset not in ('cifar', 'imagenet'):
             raise ValueError(f"preset must be 'cifar' or 'imagenet', got {preset!r}")
         if not 1 <= window <= 8:
@@ -68,14 +78,18 @@ class RuleSpace:
         self.history_sums, self.coeff_shapes = history_sums, tuple(coeff_shapes)
         self.steps = (cifar_resnet if preset == 'cifar' else resnet)(depth)['steps']
         if two_streams and any(s % 2 for s in self.steps):
-            raise ValueError(f'two-stream rules take half the steps of the skeleton to keep its cost, and '
-                             f'{preset} depth {depth} has {self.steps} steps per stage: pass two_streams=False')
+            raise ValueError(
+                f'two-stream rules take half the steps of the skeleton to keep its cost, and '
+                f'{preset} depth {depth} has {self.steps} steps per stage: pass two_streams=False'
+            )
         self.two_streams = two_streams
 
     def __repr__(self) -> str:
-        return (f'RuleSpace(preset={self.preset!r}, depth={self.depth}, window={self.window}, values={self.values}, '
-                f'history_sums={self.history_sums}, two_streams={self.two_streams}, '
-                f'coeff_shapes={self.coeff_shapes})')
+        return (
+            f'RuleSpace(preset={self.preset!r}, depth={self.depth}, window={self.window}, values={self.values}, '
+            f'history_sums={self.history_sums}, two_streams={self.two_streams}, '
+            f'coeff_shapes={self.coeff_shapes})'
+        )
 
     def suggest(self, trial) -> Point:
         """The point an Optuna trial (``trial.suggest_*``) picks; an ``optuna.trial.FixedTrial`` names one."""
@@ -118,10 +132,17 @@ class RuleSpace:
     def _two_streams(self, trial, coefficient) -> str:
         reads = trial.suggest_categorical('x_reads', ('y[k]', 'y[k+1]', 'both'))
         dual = 'sum_t (y[t] - x[t])'
-        y = [('+', 'T(y[k])')] + [_term(c, read) for name, read in (('a_yy', 'y[k]'), ('a_yx', 'x[k]'), ('a_yd', dual))
-                                  if (c := coefficient(name)) is not None]
-        x_terms = [('a_xx', 'x[k]')] + [('a_xy', 'y[k]')] * (reads != 'y[k+1]') + \
-            [('a_xn', 'y[k+1]')] * (reads != 'y[k]') + [('a_xd', dual)]
+        y = [('+', 'T(y[k])')] + [
+            _term(c, read)
+            for name, read in (('a_yy', 'y[k]'), ('a_yx', 'x[k]'), ('a_yd', dual))
+            if (c := coefficient(name)) is not None
+        ]
+        x_terms = (
+            [('a_xx', 'x[k]')]
+            + [('a_xy', 'y[k]')] * (reads != 'y[k+1]')
+            + [('a_xn', 'y[k+1]')] * (reads != 'y[k]')
+            + [('a_xd', dual)]
+        )
         x = [('+', 'T(x[k])')] + [_term(c, read) for name, read in x_terms if (c := coefficient(name)) is not None]
         return f'y[k+1] = {_sum(y)}\nx[k+1] = {_sum(x)}'
 
@@ -146,20 +167,28 @@ NAMED = {
     'heavy_ball special': dict(_ONE, window=2, b0='learned', b0_value=1.0, b1='learned', b1_value=0.0),
     'heavy_ball theory': dict(_ONE, window=2, b0='learned', b0_value=1.9, b1='learned', b1_value=-0.9),
     'nesterov special': dict(_ONE, window=2, c0='learned', c1='learned', c1_value=0.0, b0='absent', b1='absent'),
-    'momentum': dict(_ONE, window=2, g='learned', g_value=0.1, b0='learned', b0_value=1.9, b1='learned',
-                     b1_value=-0.9),
-    'admm special': dict(_TWO, **{name: 'learned' for name in _ADMM},
-                         **dict(zip([f'{n}_value' for n in _ADMM], (0.5, 0.5, 0.0, 0.5, 0.5, 0.0, 0.0)))),
-    'admm theory': dict(_TWO, **{name: 'learned' for name in _ADMM},
-                        **dict(zip([f'{n}_value' for n in _ADMM], (0.5, 0.5, -0.5, 0.5, 0.0, 0.5, 0.5)))),
+    'momentum': dict(_ONE, window=2, g='learned', g_value=0.1, b0='learned', b0_value=1.9, b1='learned', b1_value=-0.9),
+    'admm special': dict(
+        _TWO,
+        **{name: 'learned' for name in _ADMM},
+        **dict(zip([f'{n}_value' for n in _ADMM], (0.5, 0.5, 0.0, 0.5, 0.5, 0.0, 0.0))),
+    ),
+    'admm theory': dict(
+        _TWO,
+        **{name: 'learned' for name in _ADMM},
+        **dict(zip([f'{n}_value' for n in _ADMM], (0.5, 0.5, -0.5, 0.5, 0.0, 0.5, 0.5))),
+    ),
 }
 
 
 def coefficients(params: dict) -> dict[str, tuple[str, float]]:
     """A point's coefficients as ``(state, initial value)``, an absent one at the value that leaves it out (0,
     or 1 for the scale ``g`` of T): the coordinates in which :func:`distance` compares points."""
-    names = ['g'] + [f'{p}{i}' for p in 'cb' for i in range(params.get('window', 0))] + ['h'] \
-        if params['streams'] == 1 else list(_ADMM)
+    names = (
+        ['g'] + [f'{p}{i}' for p in 'cb' for i in range(params.get('window', 0))] + ['h']
+        if params['streams'] == 1
+        else list(_ADMM)
+    )
     return {name: _coordinate(name, params) for name in names}
 
 

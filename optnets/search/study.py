@@ -5,6 +5,7 @@ A storage is an Optuna URL: ``sqlite:///search.db`` (one file, nothing to start;
 workers share (``postgresql://user@host/db``), or ``journal:PATH``, Optuna's journal file on a shared file system.
 A trial whose worker dies is marked failed by the next worker's heartbeat check; the study goes on.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ def storage_of(url: str, heartbeat: int = 60):
     """The Optuna storage of ``url`` (see the module's docstring), with a heartbeat where the storage has one."""
     if url.startswith('journal:'):
         from optuna.storages.journal import JournalFileBackend
+
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix('journal:')))
     with warnings.catch_warnings():  # the heartbeat is what fails a dead worker's trial: wanted, experimental or not
         warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
@@ -55,12 +57,25 @@ def _preset(space: RuleSpace) -> dict:
 
 def register_kwargs(point: Point, space: RuleSpace) -> dict:
     """What ``optnets.register`` takes to make ``point`` a timm model: the rule, its skeleton, its inits."""
-    return dict(rule=str(point.rule), preset=space.preset, depth=space.depth,
-                inits={INIT: dict(point.rule.inits[INIT])}, model_kwargs=dict(point.model_kwargs))
+    return dict(
+        rule=str(point.rule),
+        preset=space.preset,
+        depth=space.depth,
+        inits={INIT: dict(point.rule.inits[INIT])},
+        model_kwargs=dict(point.model_kwargs),
+    )
 
 
-def run(space: RuleSpace, objective: Callable, trials: int, storage: str = DEFAULT_STORAGE,
-        study_name: str = 'rules', seed: int = 0, progress: bool = False, heartbeat: int = 60):
+def run(
+    space: RuleSpace,
+    objective: Callable,
+    trials: int,
+    storage: str = DEFAULT_STORAGE,
+    study_name: str = 'rules',
+    seed: int = 0,
+    progress: bool = False,
+    heartbeat: int = 60,
+):
     """Run (or resume, or join) the study until it holds ``trials`` finished trials, complete or pruned.
 
     ``objective(trial, point, space)`` trains ``point`` and returns its validation accuracy, reporting it after
@@ -70,8 +85,9 @@ def run(space: RuleSpace, objective: Callable, trials: int, storage: str = DEFAU
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource='auto', reduction_factor=3)
     try:
-        study = optuna.create_study(storage=backend, study_name=study_name, direction='maximize', sampler=sampler,
-                                    pruner=pruner)
+        study = optuna.create_study(
+            storage=backend, study_name=study_name, direction='maximize', sampler=sampler, pruner=pruner
+        )
         study.set_user_attr('space', repr(space))
         for name, params in NAMED.items():
             study.enqueue_trial(params, user_attrs={'named': name})
@@ -89,7 +105,7 @@ def run(space: RuleSpace, objective: Callable, trials: int, storage: str = DEFAU
         params, gmacs = cost(point, space)
         trial.set_user_attr('cost', [params, gmacs])
         if refused is None and (params > BUDGET * skeleton[0] or gmacs > BUDGET * skeleton[1]):
-            refused = f'{params} parameters and {gmacs:.4f} GMACs exceed {BUDGET} times the skeleton\'s {skeleton}'
+            refused = f"{params} parameters and {gmacs:.4f} GMACs exceed {BUDGET} times the skeleton's {skeleton}"
         if refused:
             trial.set_user_attr('refused', refused)
             raise optuna.TrialPruned(refused)
@@ -98,8 +114,12 @@ def run(space: RuleSpace, objective: Callable, trials: int, storage: str = DEFAU
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     left = trials - len(study.get_trials(deepcopy=False, states=finished))
     if left > 0:
-        study.optimize(evaluate, n_trials=left, show_progress_bar=progress,
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)])
+        study.optimize(
+            evaluate,
+            n_trials=left,
+            show_progress_bar=progress,
+            callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)],
+        )
     return study
 
 
@@ -110,11 +130,22 @@ def leaderboard(storage: str, study_name: str = 'rules') -> list[dict]:
     for trial in study.get_trials(deepcopy=False):
         params, gmacs = trial.user_attrs.get('cost', (0, 0.0))
         value = trial.value if trial.value is not None else max(trial.intermediate_values.values(), default=None)
-        rows.append(dict(number=trial.number, state=trial.state.name.lower(), rule=trial.user_attrs.get('rule', ''),
-                         named=trial.user_attrs.get('named', ''), params=params, gmacs=gmacs, val_top1=value,
-                         epochs=len(trial.intermediate_values), nearest=trial.user_attrs.get('nearest', ['', 0.0]),
-                         refused=trial.user_attrs.get('refused', ''), register=trial.user_attrs.get('register'),
-                         trial_params=trial.params))
+        rows.append(
+            dict(
+                number=trial.number,
+                state=trial.state.name.lower(),
+                rule=trial.user_attrs.get('rule', ''),
+                named=trial.user_attrs.get('named', ''),
+                params=params,
+                gmacs=gmacs,
+                val_top1=value,
+                epochs=len(trial.intermediate_values),
+                nearest=trial.user_attrs.get('nearest', ['', 0.0]),
+                refused=trial.user_attrs.get('refused', ''),
+                register=trial.user_attrs.get('register'),
+                trial_params=trial.params,
+            )
+        )
     return sorted(rows, key=lambda r: -math.inf if r['val_top1'] is None else -r['val_top1'])
 
 
@@ -124,8 +155,10 @@ def leaderboard_text(rows: list[dict]) -> str:
         value = f'{100 * r["val_top1"]:.2f}' if r['val_top1'] is not None else '-'
         named = f'  ({r["named"]})' if r['named'] else ''
         why = f'  [refused: {r["refused"]}]' if r['refused'] else ''
-        lines.append(f'{r["number"]:4d} {r["state"]:9} {value:>8} {r["epochs"]:6d} {r["params"]:8d} '
-                     f'{r["gmacs"]:7.4f}  {r["rule"]}{named}{why}')
+        lines.append(
+            f'{r["number"]:4d} {r["state"]:9} {value:>8} {r["epochs"]:6d} {r["params"]:8d} '
+            f'{r["gmacs"]:7.4f}  {r["rule"]}{named}{why}'
+        )
     return '\n'.join(lines)
 
 
@@ -134,8 +167,10 @@ def export(storage: str, out: Path, top: int = 3, study_name: str = 'rules') -> 
     each (``searched_<trial>.yaml``, to add after a data config: ``optnets train fit --config search_fashion_mnist
     --config searched_12.yaml``). Files of those names already in ``out`` are not overwritten."""
     study = optuna.load_study(storage=storage_of(storage), study_name=study_name)
-    best = sorted((t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))),
-                  key=lambda t: -t.value)[:top]
+    best = sorted(
+        (t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))),
+        key=lambda t: -t.value,
+    )[:top]
     if not best:
         raise LookupError(f'the study {study_name!r} in {storage} has no complete trial yet')
     out = Path(out)
@@ -152,21 +187,29 @@ def export(storage: str, out: Path, top: int = 3, study_name: str = 'rules') -> 
 
 
 def _register_lines(trials) -> str:
-    lines = ['"""The best rules of an optnets search, as timm models: import this file, then timm.create_model."""',
-             'import optnets', '']
+    lines = [
+        '"""The best rules of an optnets search, as timm models: import this file, then timm.create_model."""',
+        'import optnets',
+        '',
+    ]
     for trial in trials:
         kwargs = trial.user_attrs['register']
         lines.append(f'# trial {trial.number}: validation top-1 {100 * trial.value:.2f}%')
-        lines.append(f'optnets.register({f"searched_{trial.number}"!r}, {kwargs["rule"]!r}, '
-                     f'preset={kwargs["preset"]!r}, depth={kwargs["depth"]}, inits={kwargs["inits"]!r}, '
-                     + ', '.join(f'{k}={v!r}' for k, v in kwargs['model_kwargs'].items()) + ')')
+        lines.append(
+            f'optnets.register({f"searched_{trial.number}"!r}, {kwargs["rule"]!r}, '
+            f'preset={kwargs["preset"]!r}, depth={kwargs["depth"]}, inits={kwargs["inits"]!r}, '
+            + ', '.join(f'{k}={v!r}' for k, v in kwargs['model_kwargs'].items())
+            + ')'
+        )
     return '\n'.join(lines) + '\n'
 
 
 def _model_config(trial) -> str:
     kwargs = trial.user_attrs['register']
-    model = {'model': f'searched_{trial.number}', 'model_kwargs': kwargs['model_kwargs'],
-             'rule': {k: kwargs[k] for k in ('rule', 'preset', 'depth', 'inits')}}
+    model = {
+        'model': f'searched_{trial.number}',
+        'model_kwargs': kwargs['model_kwargs'],
+        'rule': {k: kwargs[k] for k in ('rule', 'preset', 'depth', 'inits')},
+    }
     header = f'# trial {trial.number} of an optnets search: validation top-1 {100 * trial.value:.2f}%\n'
     return header + 'model:\n' + '\n'.join(f'  {key}: {json.dumps(value)}' for key, value in model.items()) + '\n'
-

@@ -2,6 +2,7 @@
 pretrained_cfg_overlay=dict(file=OUT))``: the LightningModule's ``model.`` prefix is stripped, and the EMA
 weights are taken when the run averaged them (Lightning's EMA callback stores the average as the checkpoint's
 ``state_dict``, the raw weights under ``current_model_state``)."""
+
 import os
 import pickle
 import zipfile
@@ -30,8 +31,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(ckpt, dict) or 'state_dict' not in ckpt:
         raise ValueError(f'{path}: a torch file but not a training checkpoint (no state_dict)')
     state = ckpt['state_dict']
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise ValueError(f'{path}: its state_dict is not a mapping of names to tensors')
     return ckpt
 
@@ -39,7 +41,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 def model_weights(ckpt: dict) -> dict:
     """The timm model's state dict inside a recipe checkpoint (its EMA average when the run kept one)."""
     state = ckpt['state_dict']
-    weights = {k[len(PREFIX):]: v.contiguous() for k, v in state.items() if k.startswith(PREFIX)}
+    weights = {k[len(PREFIX) :]: v.contiguous() for k, v in state.items() if k.startswith(PREFIX)}
     weights = {k.replace('_orig_mod.', ''): v for k, v in weights.items()}  # torch.compile'd modules
     if not weights:
         raise ValueError(f'the checkpoint holds no "{PREFIX}*" weights: is it an optnets recipe checkpoint?')
@@ -68,8 +70,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> 
     ckpt = read_checkpoint(checkpoint)
     weights = model_weights(ckpt)
     hparams = ckpt.get('hyper_parameters', {})
-    metadata = {key: str(hparams[key]) for key in ('model', 'num_classes', 'in_chans', 'model_kwargs')
-                if key in hparams}
+    metadata = {
+        key: str(hparams[key]) for key in ('model', 'num_classes', 'in_chans', 'model_kwargs') if key in hparams
+    }
     metadata['ema'] = str('current_model_state' in ckpt)
     partial = out.with_name(out.name + '.partial')
     try:

@@ -5,6 +5,7 @@
 as ``README.md``, and the run's LightningCLI ``config.yaml`` and ``metrics.csv``. ``publish`` uploads the folder
 with huggingface_hub.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,18 +25,23 @@ def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card
     replaced."""
     import timm
     from timm.models import save_for_hf
+
     checkpoint, directory = Path(checkpoint), Path(directory)
     if directory.exists() and not (directory.is_dir() and not any(directory.iterdir())):
-        raise ValueError(f'{directory} exists and is not an empty folder: give a new or empty one (nothing was '
-                         'written)')
+        raise ValueError(
+            f'{directory} exists and is not an empty folder: give a new or empty one (nothing was written)'
+        )
     if not directory.parent.is_dir():
         raise ValueError(f'{directory.parent} is not a folder: create it first (nothing was written)')
     ckpt = read_checkpoint(checkpoint)
     hparams = ckpt.get('hyper_parameters', {})
     if 'model' not in hparams:
         raise ValueError(f'{checkpoint} is not a checkpoint of `optnets train` (no model name)')
-    model_args = dict(num_classes=hparams.get('num_classes', 1000), in_chans=hparams.get('in_chans', 3),
-                      **(hparams.get('model_kwargs') or {}))
+    model_args = dict(
+        num_classes=hparams.get('num_classes', 1000),
+        in_chans=hparams.get('in_chans', 3),
+        **(hparams.get('model_kwargs') or {}),
+    )
     try:
         model = timm.create_model(hparams['model'], **model_args)
     except TypeError as error:
@@ -73,6 +79,7 @@ def run_card(name: str, model_args: dict, dataset: str | None, folder: Path, mod
     """A model card from the run itself: timm's metadata, the data it saw, its last validation metrics (from
     ``metrics.csv``), how to load it, and the paper of its family."""
     import csv
+
     metrics = {}
     if (folder / 'metrics.csv').is_file():
         with open(folder / 'metrics.csv') as f:
@@ -120,12 +127,15 @@ def publish(directory: str | os.PathLike, repo_id: str, private: bool = False) -
     validate_repo_id(repo_id)  # a ValueError that says what a repo id is
     directory = Path(directory)
     if not (directory / 'config.json').is_file():
-        raise FileNotFoundError(f'{directory} is not a hub folder (no config.json): make one with '
-                                '`optnets export CKPT --hub-dir DIR`')
+        raise FileNotFoundError(
+            f'{directory} is not a hub folder (no config.json): make one with `optnets export CKPT --hub-dir DIR`'
+        )
     api = HfApi()
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         return str(api.upload_folder(folder_path=str(directory), repo_id=repo_id, commit_message='optnets publish'))
     except Exception as error:  # noqa: BLE001 - the HTTP client and the hub raise many kinds: one line for each
-        raise ConnectionError(f'could not publish to {repo_id} ({type(error).__name__}: '
-                              f'{str(error).strip().splitlines()[0] if str(error).strip() else "no detail"})') from None
+        raise ConnectionError(
+            f'could not publish to {repo_id} ({type(error).__name__}: '
+            f'{str(error).strip().splitlines()[0] if str(error).strip() else "no detail"})'
+        ) from None

@@ -9,6 +9,7 @@ load is held to it. A mismatch raises :class:`WeightsError` naming the tag and b
 removed from the cache. ``OPTNETS_WEIGHTS_DIR`` (a folder of ``<tag>.safetensors``) and ``HF_HUB_OFFLINE=1`` work
 offline.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,21 @@ from safetensors.torch import load_file
 
 MANIFEST: dict = json.loads(resources.files(__package__).joinpath('manifest.json').read_text())
 WEIGHTS_DIR = 'OPTNETS_WEIGHTS_DIR'
-SOURCE_CFG_KEYS = ('license', 'interpolation', 'crop_pct', 'crop_mode', 'input_size', 'test_input_size',
-                   'test_crop_pct', 'pool_size', 'mean', 'std', 'num_classes', 'origin_url', 'paper_ids')
+SOURCE_CFG_KEYS = (
+    'license',
+    'interpolation',
+    'crop_pct',
+    'crop_mode',
+    'input_size',
+    'test_input_size',
+    'test_crop_pct',
+    'pool_size',
+    'mean',
+    'std',
+    'num_classes',
+    'origin_url',
+    'paper_ids',
+)
 
 
 class WeightsError(RuntimeError):
@@ -47,6 +61,7 @@ def pretrained_cfgs(family: str, base) -> dict:
     """``{tag: cfg}`` of the family's published weights, for ``generate_default_cfgs``. A converted tag copies its
     source's metadata from timm; a shipped one carries its own cfg in the manifest. ``base`` builds the cfg."""
     import timm
+
     cfgs = {}
     for tag, entry in MANIFEST.items():
         if not tag.startswith(family + '_'):
@@ -55,8 +70,10 @@ def pretrained_cfgs(family: str, base) -> dict:
         if 'converted_from' in entry:
             source = timm.models.get_pretrained_cfg(entry['converted_from']).to_dict()
             extra.update({key: source[key] for key in SOURCE_CFG_KEYS if source.get(key) is not None})
-            extra['notes'] = (f"converted from timm's {entry['converted_from']}; with the special coefficients "
-                              "the logits equal the source model's",)
+            extra['notes'] = (
+                f"converted from timm's {entry['converted_from']}; with the special coefficients "
+                "the logits equal the source model's",
+            )
         if 'hub' in entry['source']:
             extra['hf_hub_id'] = entry['source']['hub']
         else:
@@ -107,8 +124,10 @@ def _local_file(tag: str, download: bool) -> tuple[Path | None, bool]:
     try:
         return Path(_download(source['hub'], source['filename'], source.get('revision'))), True
     except Exception as error:  # noqa: BLE001 - httpx and huggingface_hub raise many kinds for one cause
-        raise WeightsError(f'{tag}: cannot fetch it from the Hugging Face hub ({str(error).splitlines()[0][:200]}); '
-                           f'offline, put the file at ${WEIGHTS_DIR}/{tag}.safetensors') from None
+        raise WeightsError(
+            f'{tag}: cannot fetch it from the Hugging Face hub ({str(error).splitlines()[0][:200]}); '
+            f'offline, put the file at ${WEIGHTS_DIR}/{tag}.safetensors'
+        ) from None
 
 
 def _download(repo: str, filename: str, revision: str | None) -> str:
@@ -138,6 +157,7 @@ def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> tupl
     what to call once the model has loaded it: it pins the file's hash where the manifest has none, so that a file
     that does not load (another architecture's) is never pinned."""
     from timm.models import resolve_pretrained_cfg
+
     if overlay and overlay.get('file'):
         return overlay, lambda: None
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg)
@@ -179,8 +199,10 @@ def _pins() -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WeightsError(f'{file} is not valid JSON ({error}): remove it, and hashes are pinned again') from None
     if not isinstance(pins, dict) or not all(isinstance(v, dict) for v in pins.values()):
-        raise WeightsError(f'{file} is not a pins file ({{tag: {{"sha256": ..., "size": ...}}}}): remove it, and '
-                           'hashes are pinned again')
+        raise WeightsError(
+            f'{file} is not a pins file ({{tag: {{"sha256": ..., "size": ...}}}}): remove it, and '
+            'hashes are pinned again'
+        )
     return pins
 
 
