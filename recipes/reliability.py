@@ -64,6 +64,25 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 PARTIAL = '.partial'
 
 
+LOADER_PRIVATES = ('_combined_loader_states_to_load', '_load_combined_loader_states', '_data_fetcher')
+"""The fit loop's private members :func:`apply_restored_loader_position` uses (tests/test_faults.py checks that
+Lightning still has them)."""
+
+
+def apply_restored_loader_position(loop) -> bool:
+    """Apply a restored train loader's saved position, if Lightning left it unapplied; whether it did.
+
+    Waits for Lightning #20550 (the fix proposed upstream: PR #21765): when ``configure_optimizers`` reads
+    ``trainer.estimated_stepping_batches``, the train loader is set up before the checkpoint is restored, and its
+    saved position is never applied. This applies it and starts the loader again from it, as Lightning's own path
+    does; it is the one place that reaches into the fit loop's privates (``LOADER_PRIVATES``)."""
+    if not (loop.restarting and loop._combined_loader_states_to_load):
+        return False
+    loop._load_combined_loader_states()
+    iter(loop._data_fetcher)
+    return True
+
+
 class ExactResume(L.Callback):
     """The global random states in the checkpoint, and both they and the loader's saved position applied when
     training restarts, after the data loading was set up."""
@@ -83,13 +102,7 @@ class ExactResume(L.Callback):
         self.pending = state
 
     def on_train_start(self, trainer, pl_module):
-        loop = trainer.fit_loop
-        if loop.restarting and loop._combined_loader_states_to_load:
-            # Lightning #20550: when configure_optimizers reads trainer.estimated_stepping_batches, the train loader
-            # is set up before the checkpoint is restored and its saved position is never applied: apply it here and
-            # start the loader again from it, as Lightning's own path does (the fix proposed upstream, PR #21765).
-            loop._load_combined_loader_states()
-            iter(loop._data_fetcher)
+        apply_restored_loader_position(trainer.fit_loop)
         if self.pending is not None:
             kind, keys, pos, has_gauss, gauss = self.pending['numpy']
             torch.set_rng_state(self.pending['torch'])

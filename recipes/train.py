@@ -141,16 +141,25 @@ def cli_main(args=None):
         print(f'optnets train: error: {error}', file=sys.stderr)
         sys.exit(1)
     except (ArgumentError, ValueError, FileNotFoundError, MisconfigurationException) as error:
-        chain = [error]
-        while chain[-1].__cause__ is not None:  # jsonargparse wraps the model's or data module's own error
-            chain.append(chain[-1].__cause__)
-        firsts = [str(e).strip().splitlines()[0] for e in chain if str(e).strip()] or [type(error).__name__]
-        where = next((line for line in firsts if line.startswith('Parser key')), '')
-        message = f'{where} {firsts[-1]}' if where and where != firsts[-1] else firsts[-1]
-        if 'not accepted' in message or 'unrecognized arguments' in message:
-            message += ' (`optnets train fit --help` lists the accepted keys)'
-        print(f'optnets train: error: {message}', file=sys.stderr)
+        print(f'optnets train: error: {one_line(error)}', file=sys.stderr)
         sys.exit(2)
+
+
+def one_line(error: Exception) -> str:
+    """A configuration error as one line: the innermost message, after the key jsonargparse names.
+
+    jsonargparse raises its errors as text only, the model's or data module's own error chained as the cause,
+    and names the key in a line ``Parser key "...": ...``: this reads that text (tests/test_cli.py feeds it real
+    errors, so a change of wording upstream fails there)."""
+    chain = [error]
+    while chain[-1].__cause__ is not None:  # jsonargparse wraps the model's or data module's own error
+        chain.append(chain[-1].__cause__)
+    firsts = [str(e).strip().splitlines()[0] for e in chain if str(e).strip()] or [type(error).__name__]
+    where = next((line for line in firsts if line.startswith('Parser key')), '')
+    message = f'{where} {firsts[-1]}' if where and where != firsts[-1] else firsts[-1]
+    if 'not accepted' in message or 'unrecognized arguments' in message:
+        message += ' (`optnets train fit --help` lists the accepted keys)'
+    return message
 
 
 if __name__ == '__main__':

@@ -176,6 +176,16 @@ def uninterrupted(tmp_path_factory):
 
 @needs_fmnist
 @pytest.mark.timeout(600)
+def test_the_fit_loop_still_has_the_privates_the_lightning_20550_workaround_uses():
+    """The workaround reaches into Lightning's fit loop: when this fails, Lightning changed it (perhaps fixed #20550:
+    then check whether the workaround can go, and the resume tests below say whether resuming is still exact)."""
+    import lightning as L
+    from optnets.recipes.reliability import LOADER_PRIVATES
+
+    loop = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False).fit_loop
+    assert all(hasattr(loop, name) for name in LOADER_PRIVATES), LOADER_PRIVATES
+
+
 def test_sigkill_mid_epoch_then_resume_ends_bit_identical_and_leaves_no_workers(uninterrupted, tmp_path):
     """Killed at step 5 (last.ckpt from step 3, mid-epoch, two loader workers): resumed, the run ends with the
     uninterrupted run's weights, momentum, schedule and per-step losses, although that one loaded in-process."""
