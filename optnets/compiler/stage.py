@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..blocks.protocol import ScalesInputs, ScalesOutput
 from ..rules.errors import RuleError
 from ..rules.ir import Transform
 from ..rules.rule import Rule
@@ -250,10 +251,10 @@ class CompiledStage(nn.Module):
                     continue
                 module = getattr(self, f'T_{stream.stream}')[step]
                 value = lambda name, j: self._value(name, step, j)  # noqa: E731,B023
-                if stream.fused and len(fused_sums) == 1 and not transform_terms:
+                if stream.fused and len(fused_sums) == 1 and not transform_terms and isinstance(module, ScalesInputs):
                     scales = [emit_coeff(fused_sums[0].coeff, value, j) for j in range(step + 1)]
                     module.scale_inputs_(torch.stack([torch.as_tensor(s, dtype=torch.float64) for s in scales]))
-                elif len(transform_terms) == 1 and not fused_sums and hasattr(module, 'scale_output_'):
+                elif len(transform_terms) == 1 and not fused_sums and isinstance(module, ScalesOutput):
                     module.scale_output_(
                         torch.as_tensor(emit_coeff(transform_terms[0].coeff, value, None), dtype=torch.float64)
                     )  # no float32 rounding

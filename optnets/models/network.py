@@ -17,6 +17,7 @@ from timm.models._features import feature_take_indices  # the helper timm's own 
 from torch import nn
 
 from ..blocks import BasicTransform, BottleneckTransform, DenseLayer, DenseTransition, ResidualTransition
+from ..blocks.protocol import ScalesOutput
 from ..compiler import CompiledStage, compile_rule
 from ..rules import Rule
 from ..weights.registry import verified_overlay
@@ -319,7 +320,8 @@ class ResidualOptNet(OptNet):
                     *(stage.transforms() if alive else ()),
                     *([stage.transition.transform] if shortcut else []),
                 ]:
-                    transform.zero_init_last()
+                    if isinstance(transform, ScalesOutput):
+                        transform.zero_init_last()
 
 
 RESNET_KEYS = [
