@@ -11,15 +11,13 @@ recipe's settings for all (none tuned), 3 seeds.
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import optnets  # noqa: E402
-from optnets import rules  # noqa: E402
-from optnets.rules.semantics import evaluate, output  # noqa: E402
+import optnets
+from optnets import rules
+from optnets.rules.semantics import evaluate, output
 
 NETWORKS = {  # algorithm -> (timm name, depth to register() it at, or None for a family member)
     'gd': ('avb_gd_20', 20),

@@ -22,16 +22,14 @@ import argparse
 import json
 import multiprocessing
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-from lpom_fmnist import BATCH, grid_points, load, run, trained_by  # noqa: E402  (the same protocol)
+from lpom_fmnist import BATCH, grid_points, load, run, trained_by  # the same protocol (a sibling script)
 
-from optnets.lpom import LPOM, LPOMConv  # noqa: E402
+from optnets.lpom import LPOM, LPOMConv
 
 ARCHITECTURE = ('conv16x5', 'avg2', 'conv32x5', 'avg2')
 WITH_NORM = ('conv16x5bn', 'avg2', 'conv32x5bn', 'avg2')  # LPOM's batch normalization (see optnets.lpom.conv)

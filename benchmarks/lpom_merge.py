@@ -10,8 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from lpom_fmnist import table  # noqa: E402
+from lpom_fmnist import table  # the script's own folder is on the path: its sibling's table
 
 
 def main(argv=None):

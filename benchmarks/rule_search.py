@@ -27,7 +27,9 @@ def finalists(top: int = 3) -> dict[str, dict]:
     """name -> the recipe's model options: the best found rules, ResNet-20, HB-Net-20, the best built-in."""
     from optnets.search import leaderboard
 
-    rows = [r for r in leaderboard(STORAGE) if r['state'] == 'complete']
+    rows = leaderboard(STORAGE)  # complete, or pruned only at the last epoch (Hyperband's last rung)
+    full = max(r['epochs'] for r in rows)
+    rows = [r for r in rows if r['state'] == 'complete' or r['state'] == 'pruned' and r['epochs'] == full]
     found = [r for r in rows if not r['named']][:top]
     named = {r['named']: r for r in rows if r['named']}
     best_named = max(named.values(), key=lambda r: r['val_top1'])
@@ -116,34 +118,63 @@ def main(argv=None):
 
 
 def report():
-    """table.md (the finals; the study's counts and importances) and search.png (every trial's validation accuracy
-    against its distance from the nearest built-in)."""
+    """table.md (the study: its counts, its 10 best trials by validation, fANOVA importances; then the finals,
+    once run) and search.png (every trial's validation accuracy against its distance from the nearest built-in)."""
     import optuna
-    import torch
+
     from optnets.search import leaderboard
     from optnets.search.study import storage_of
 
     rows = leaderboard(STORAGE)
     (OUT / 'leaderboard.json').write_text(json.dumps(rows, indent=1))
     study = optuna.load_study(storage=storage_of(STORAGE), study_name='rules')
-    fanova = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    importances = optuna.importance.get_param_importances(study, evaluator=fanova)
-    runs = [json.loads(p.read_text()) for p in sorted((OUT / 'finals').glob('*.json'))]
-    rule_of = {f'searched_{r["number"]}': (r['rule'], r['named']) for r in rows}
-    rule_of.update(
-        {
-            'resnet_20': ('x[k+1] = T(x[k]) + x[k]', 'ResNet-20, fixed'),
-            'hb_net_20': ('x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]', 'HB-Net-20, from ResNet'),
-        }
+    importances = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
     )
+    states = {state: sum(r['state'] == state for r in rows) for state in ('complete', 'pruned', 'fail')}
+    refused = sum(bool(r['refused']) for r in rows)
     lines = [
-        '| model | rule | params | val top-1 (%) | test top-1 (%) | seeds | s/run |',
+        f'Study: {len(rows)} trials, {states["complete"]} complete, {states["pruned"] - refused} pruned by '
+        f'Hyperband, {refused} refused before training (an exploding identity path), {states["fail"]} failed.',
+        '',
+        '| trial | rule | built-in | val top-1 (%) | epochs | state | nearest built-in (distance) |',
         '|---|---|---|---|---|---|---|',
     ]
+    for r in [r for r in rows if r['val_top1'] is not None][:10]:
+        lines.append(
+            f'| {r["number"]} | `{r["rule"]}` | {r["named"] or "-"} | {100 * r["val_top1"]:.2f} | {r["epochs"]} | '
+            f'{r["state"]} | {r["nearest"][0]} ({r["nearest"][1]:.2f}) |'
+        )
+    lines += ['', '| parameter | importance (fANOVA) |', '|---|---|']
+    lines += [f'| `{name}` | {value:.3f} |' for name, value in importances.items()]
+    lines += finals_table(rows)
+    (OUT / 'table.md').write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+    plot(rows, OUT / 'search.png')
+
+
+def finals_table(rows: list[dict]) -> list[str]:
+    """The finals' rows, best mean test accuracy first (none before the finals have run)."""
+    import torch
+
+    runs = [json.loads(p.read_text()) for p in sorted((OUT / 'finals').glob('*.json'))]
+    if not runs:
+        return []
+    rule_of = {f'searched_{r["number"]}': (r['rule'], r['named']) for r in rows}
+    rule_of['resnet_20'] = ('x[k+1] = T(x[k]) + x[k]', 'ResNet-20, fixed')
+    rule_of['hb_net_20'] = ('x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]', 'HB-Net-20, from ResNet')
     by_name = {}
     for run in runs:
         by_name.setdefault(run['name'], []).append(run)
-    stat = lambda xs: f'{100 * torch.tensor(xs).mean():.2f} ± {100 * torch.tensor(xs).std():.2f}'  # noqa: E731
+
+    def stat(values):
+        return f'{100 * torch.tensor(values).mean():.2f} ± {100 * torch.tensor(values).std():.2f}'
+
+    lines = [
+        '',
+        '| model | rule | params | val top-1 (%) | test top-1 (%) | seeds | s/run |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for name, group in sorted(by_name.items(), key=lambda kv: -sum(r['test_top1'] for r in kv[1]) / len(kv[1])):
         rule, named = rule_of[name]
         lines.append(
@@ -151,20 +182,7 @@ def report():
             f'{stat([r["val_top1"] for r in group])} | {stat([r["test_top1"] for r in group])} | '
             f'{len(group)} | {sum(r["fit_seconds"] for r in group) / len(group):.0f} |'
         )
-    states = {state: sum(r['state'] == state for r in rows) for state in ('complete', 'pruned', 'fail')}
-    refused = sum(bool(r['refused']) for r in rows)
-    lines += [
-        '',
-        f'Study: {len(rows)} trials, {states["complete"]} complete, {states["pruned"] - refused} pruned by '
-        f'Hyperband, {refused} refused before training (an exploding identity path), {states["fail"]} failed.',
-        '',
-        '| parameter | importance (fANOVA) |',
-        '|---|---|',
-    ]
-    lines += [f'| `{name}` | {value:.3f} |' for name, value in importances.items()]
-    (OUT / 'table.md').write_text('\n'.join(lines) + '\n')
-    print('\n'.join(lines))
-    plot(rows, OUT / 'search.png')
+    return lines
 
 
 def plot(rows: list[dict], path: Path):
