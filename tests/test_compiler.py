@@ -121,7 +121,7 @@ def test_accumulator_memory_is_independent_of_depth():
 def test_plan_prints_like_the_formula():
     text = str(compile_rule(rules.admm))
     assert 'x[k+1] = T(x[k]) + b1*x[k] + b2*y[k] + b3*y[k+1] + sum_t b4*y[t] - sum_t b4*x[t]' in text
-    assert 'x: x[k]; running sum S_x = sum_j x[j]' in text  # the dual is two running sums: flat in depth
+    assert 'running difference D = sum_j (y[j] - x[j])' in text  # the dual: one accumulator, flat in depth
     assert 'b3       one per step; special: 0.0, theory: 0.5' in text
     assert 'reading: T is the increment' in text and 'special: preserved' in text
     assert 'a[j]' in str(compile_rule(rules.agd)) and 'whole history' in str(compile_rule(rules.agd))
@@ -372,3 +372,41 @@ def test_a_fused_state_restores_the_learned_coefficients_in_a_new_model():
         x = torch.randn(2, 3, 32, 32)
         with torch.no_grad():
             torch.testing.assert_close(twin(x), model(x), rtol=0, atol=0)
+
+
+DUALS = [
+    'y[k+1] = T(y[k]) + a1*y[k] + a2*x[k] - a3*sum_t (y[t] - x[t])\n'
+    'x[k+1] = T(x[k]) + b1*x[k] + b3*y[k+1] + b4*sum_t (y[t] - x[t])',
+    'y[k+1] = T(y[k]) - 2*sum_t (y[t] - x[t]); x[k+1] = T(x[k]) + 0.5*sum_t (y[t] - x[t])',
+    'y[k+1] = T(y[k]) + y[k]; x[k+1] = T(x[k]) + (c + 1)*sum_t (x[t] - y[t])',
+]
+
+
+@pytest.mark.parametrize('text', DUALS)
+@pytest.mark.parametrize('learn', [True, False])
+def test_a_dual_read_as_a_difference_runs_as_one_running_difference_that_computes_the_rule(text, learn):
+    """ADMM's dual sum_t (y[t] - x[t]): one accumulator D instead of two running sums that are only ever read as
+    their difference (whose cancellation in float32 cost the compiled gradients their precision)."""
+    from rulegen import Case, check
+
+    plan = compile_rule(text)
+    assert plan.difference is not None and not any(s.accumulator for s in plan.streams)
+    assert plan.kept_tensors() == len(plan.streams) + 1
+    for steps in (1, 2, 4):
+        case = Case(
+            text=text,
+            kind='residual',
+            steps=steps,
+            learn=learn,
+            shape='channel',
+            activation='relu',
+            train=True,
+            skip_input=False,
+            seed=steps,
+        )
+        assert check(case) == []
+
+
+def test_sums_read_apart_keep_their_own_accumulators():
+    plan = compile_rule('y[k+1] = T(y[k]) - a*sum_t y[t]; x[k+1] = T(x[k]) + b*sum_t (y[t] - x[t])')
+    assert plan.difference is None and all(s.accumulator for s in plan.streams)

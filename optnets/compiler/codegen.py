@@ -137,10 +137,12 @@ KINDS = {
     'new': '{stream}_new',
     'history': 'h_{stream}',
     'sum': 'S_{stream}',
+    'difference': 'D_{stream}',
     'concat': 'c_{stream}',
 }
 """The variables of a generated forward, by kind: ``x_k-i`` (window), ``x[k+1]`` (new), the kept history, the
-running sum and the concatenated history of a stream; each kind's readable name for a stream ``x``."""
+running sum, the running difference of two streams (``D_y_x``) and the concatenated history of a stream; each
+kind's readable name for a stream ``x``."""
 
 
 class Namespace:
@@ -168,12 +170,13 @@ class Namespace:
 
 
 class _Generator:
-    def __init__(self, plan: Plan, spec: StageSpec):
-        self.plan, self.spec = plan, spec
+    def __init__(self, plan: Plan, spec: StageSpec, keep_difference: bool = True):
+        self.plan, self.spec, self.keep_difference = plan, spec, keep_difference
         self.name = Namespace()
         self.lines = ['def forward(self, x_in: torch.Tensor) -> torch.Tensor:']
         self.history_lags: dict[str, int] = {}  # stream -> oldest lag read from its kept history
         self.sums_read: set[str] = set()  # streams whose running sum some term reads with a nonzero coefficient
+        self.difference_read = False  # whether some term reads the plan's running difference
         self.concatenated: set[str] = set()  # streams whose history this step reads as one concatenation
 
     def emit(self, line: str):
@@ -229,6 +232,8 @@ class _Generator:
         if not value.transformed and not any(s.index is not None for s in symbols(term.coeff)):
             if coeffs[0] == 0.0 or step < first:  # folded away, or the running sum from x[first] is still empty
                 return []
+            if self.plan.difference and stream.stream in self.plan.difference:
+                return self.difference(stream.stream, coeffs[0], step)
             self.sums_read.add(stream.stream)
             return [(coeffs[0], self.name('sum', stream.stream))]
         if value.transformed and owner.fused:
@@ -251,6 +256,15 @@ class _Generator:
                 raise ValueError(f'{term} applies one T to x[0] and to the steps, whose widths differ')
             parts.append((c, f'self.T_{owner.stream}[{step}]({read})' if value.transformed else read))
         return parts
+
+    def difference(self, stream: str, coeff: Code, step: int) -> list[tuple[Code, str]]:
+        """``c*sum_j a[j] - c*sum_j b[j]`` as ``c*D``: the term of ``a`` reads D, ``b``'s is in it. D is zero at
+        step 0, where both streams are the stage input."""
+        a, b = self.plan.difference
+        if stream == b or step == 0:
+            return []
+        self.difference_read = True
+        return [(coeff, self.name('difference', f'{a}_{b}'))]
 
     def fused_sum(self, term: Term, coeffs: list, step: int, owner: StreamPlan, stream: StreamPlan) -> str:
         history = self.name('history', stream.stream)
@@ -292,6 +306,10 @@ class _Generator:
                 self.emit(f'{name("new", s.stream)} = {update}')
             for s in streams:
                 self.advance(s, step)
+            if self.plan.difference and self.keep_difference and step < self.spec.steps - 1:  # else unread
+                a, b = self.plan.difference
+                d, change = name('difference', f'{a}_{b}'), f'({name("new", a)} - {name("new", b)})'
+                self.emit(f'{d} = {change}' if step == 0 else f'{d} = {d} + {change}')
         self.emit(f'return {self.output()}')
         return '\n'.join(self.lines) + '\n'
 
@@ -326,8 +344,8 @@ class Forward:
 
 def generate_forward(plan: Plan, spec: StageSpec) -> Forward:
     """Source of the stage's forward. History analysis runs again after constant folding: a stream kept in full
-    whose folded coefficients leave only its latest iterates read keeps just a window, and a running sum that no
-    term reads any more (fixed merge-and-run's dual) is not kept."""
+    whose folded coefficients leave only its latest iterates read keeps just a window, and a running sum or
+    difference that no term reads any more (fixed merge-and-run's dual) is not kept."""
     generator = _Generator(plan, spec)
     source = generator.generate()
     shrink = {
@@ -336,7 +354,7 @@ def generate_forward(plan: Plan, spec: StageSpec) -> Forward:
         if s.whole_history and not s.fused and spec.output == 'last'
     }
     unread = {s.stream for s in plan.streams if s.accumulator and s.stream not in generator.sums_read}
-    if not shrink and not unread:
+    if not shrink and not unread and generator.difference_read == bool(plan.difference):
         return Forward(source, generator.name.kinds)
     streams = tuple(
         replace(
@@ -347,7 +365,7 @@ def generate_forward(plan: Plan, spec: StageSpec) -> Forward:
         )
         for s in plan.streams
     )
-    generator = _Generator(replace(plan, streams=streams), spec)
+    generator = _Generator(replace(plan, streams=streams), spec, keep_difference=generator.difference_read)
     return Forward(generator.generate(), generator.name.kinds)
 
 

@@ -1,16 +1,17 @@
 """Rule -> Plan: history analysis, coefficient placement and fusion decisions, as printable plain data.
 
 A plan knows nothing of torch. It says, per stream, which iterates a step must keep (a window of the latest
-ones, or the whole history), which history sums run as accumulators, which coefficients exist with their
+ones, or the whole history), which history sums run as accumulators (or as one running difference, where two
+streams' sums are only read as ``c*(S_a - S_b)``), which coefficients exist with their
 initial values, and which transform calls fuse into one convolution over a concatenation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..rules.errors import RuleError
-from ..rules.ir import HistorySum, Iterate, Term, Transform, symbols
+from ..rules.ir import BinOp, Coeff, HistorySum, Iterate, Num, Term, Transform, symbols
 from ..rules.rule import READINGS, Rule, walk_terms
 from ..rules.semantics import coefficient_value, evaluate, output
 
@@ -84,6 +85,7 @@ class Plan:
     streams: tuple[StreamPlan, ...]
     coefficients: tuple[Coefficient, ...]
     linear_head: bool = True
+    difference: tuple[str, str] | None = None  # (a, b): D = sum_j (a[j] - b[j]) replaces the sums of a and b
 
     @property
     def stream_names(self) -> tuple[str, ...]:
@@ -135,7 +137,7 @@ class Plan:
         Returns -1 where some stream keeps its whole history, whose size grows with the step count."""
         if any(s.whole_history for s in self.streams):
             return -1
-        return sum(s.window + s.accumulator for s in self.streams)
+        return sum(s.window + s.accumulator for s in self.streams) + (self.difference is not None)
 
     def __str__(self) -> str:
         lines = [
@@ -164,6 +166,13 @@ class Plan:
             if s.accumulator:
                 keep += f'; running sum S_{s.stream} = sum_j {s.stream}[j], updated S += {s.stream}[k+1]'
             lines.append(f'    {s.stream}: {keep}')
+        if self.difference:
+            a, b = self.difference
+            lines.append(
+                f'    running difference D = sum_j ({a}[j] - {b}[j]), updated D += {a}[k+1] - {b}[k+1]: the sums '
+                f'of {a} and {b} are only read as c*(S_{a} - S_{b}), so one accumulator keeps their difference '
+                'without cancelling two large sums'
+            )
         lines.append('  coefficients:' if self.coefficients else '  coefficients: none')
         lines.extend(f'    {c}' for c in self.coefficients)
         fused = [s for s in self.streams if s.fused]
@@ -208,9 +217,39 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
         Coefficient(name, indexed, {init: values[name] for init, values in rule.inits.items() if name in values})
         for name, indexed in rule.symbols.items()
     )
-    plan = Plan(rule, tuple(streams), coefficients, linear_head)
+    difference = running_difference(rule)
+    if difference:
+        streams = [replace(s, accumulator=False) if s.stream in difference else s for s in streams]
+    plan = Plan(rule, tuple(streams), coefficients, linear_head, difference)
     _check_compilable(plan)
     return plan
+
+
+def running_difference(rule: Rule) -> tuple[str, str] | None:
+    """``(a, b)`` when the plain sums ``sum_j a[j]`` and ``sum_j b[j]`` are read only in pairs ``c*sum_j a[j] -
+    c*sum_j b[j]`` (as ADMM's dual ``sum_t (y[t] - x[t])``): then one running difference replaces both sums."""
+    reads = []  # per update with plain sums: {stream: coefficient}
+    for update in rule.updates:
+        terms = [t for t in update.terms if isinstance(t.value, HistorySum)]  # T(sum_j ...) does not parse
+        if any(t.value.transformed or any(s.index is not None for s in symbols(t.coeff)) for t in terms):
+            return None
+        if terms:
+            streams = [t.value.stream for t in terms]
+            if len(streams) != len(set(streams)):
+                return None
+            reads.append({t.value.stream: t.coeff for t in terms})
+    if not reads or any(len(r) != 2 or set(r) != set(reads[0]) for r in reads):
+        return None
+    a, b = reads[0]
+    return (a, b) if all(_negated(r[a], r[b]) for r in reads) else None
+
+
+def _negated(a: Coeff, b: Coeff) -> bool:
+    """Whether ``b`` is ``-a`` as the parser writes it (``-1 * a``, or the negated number), or ``a`` is ``-b``."""
+    if isinstance(a, Num) and isinstance(b, Num):
+        return a.value == -b.value
+    minus = lambda c, d: isinstance(d, BinOp) and d.op == '*' and d.left == Num(-1.0) and d.right == c  # noqa: E731
+    return minus(a, b) or minus(b, a)
 
 
 def _check_compilable(plan: Plan):

@@ -4,8 +4,8 @@
     x[k+1] = T(x[k]) + b1*x[k] + b2*y[k] + b3*y[k+1] + b4*sum_t (y[t] - x[t])
 
 ``special`` (a1 = a2 = b1 = b2 = 1/2, the rest 0) is the merge-and-run network (DMRNet); ``theory`` is linearised
-ADMM with T the increment of its step: the dual enters the streams with opposite signs as two running sums (memory
-flat in depth), and the x update reads the y already updated this step. Each step has a T per stream, so the
+ADMM with T the increment of its step: the dual enters the streams with opposite signs, kept as one running
+difference (memory flat in depth), and the x update reads the y already updated this step. Each step has a T per stream, so the
 presets use about half as many steps as the ResNet they are sized against: ``admm_net_34`` / ``admm_net_50`` stay
 within 10% of ResNet-34 / ResNet-50 in parameters and FLOPs. Between stages the two streams travel as their mean.
 """
