@@ -132,6 +132,7 @@ def test_a_study_resumes_to_its_trial_count_with_the_built_ins_enqueued_once(tmp
     rows = leaderboard(storage)
     values = [r['val_top1'] for r in rows if r['val_top1'] is not None]
     assert len(rows) == 12 and values == sorted(values, reverse=True)
+    assert [r['val_top1'] for r in rows[len(values) :]] == [None] * (12 - len(values))  # refused ones last
 
 
 def test_export_writes_register_lines_and_configs_and_never_overwrites(tmp_path):

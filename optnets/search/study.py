@@ -146,7 +146,7 @@ def leaderboard(storage: str, study_name: str = 'rules') -> list[dict]:
                 trial_params=trial.params,
             )
         )
-    return sorted(rows, key=lambda r: -math.inf if r['val_top1'] is None else -r['val_top1'])
+    return sorted(rows, key=lambda r: math.inf if r['val_top1'] is None else -r['val_top1'])  # unscored last
 
 
 def leaderboard_text(rows: list[dict]) -> str:
