@@ -133,9 +133,12 @@ def report():
     )
     states = {state: sum(r['state'] == state for r in rows) for state in ('complete', 'pruned', 'fail')}
     refused = sum(bool(r['refused']) for r in rows)
+    full = max(r['epochs'] for r in rows)
+    early = sum(r['state'] == 'pruned' and 0 < r['epochs'] < full for r in rows)
     lines = [
         f'Study: {len(rows)} trials, {states["complete"]} complete, {states["pruned"] - refused} pruned by '
-        f'Hyperband, {refused} refused before training (an exploding identity path), {states["fail"]} failed.',
+        f'Hyperband ({early} before the last epoch), {refused} refused before training (an exploding identity '
+        f'path), {states["fail"]} failed.',
         '',
         '| trial | rule | built-in | val top-1 (%) | epochs | state | nearest built-in (distance) |',
         '|---|---|---|---|---|---|---|',
@@ -145,6 +148,10 @@ def report():
             f'| {r["number"]} | `{r["rule"]}` | {r["named"] or "-"} | {100 * r["val_top1"]:.2f} | {r["epochs"]} | '
             f'{r["state"]} | {r["nearest"][0]} ({r["nearest"][1]:.2f}) |'
         )
+    lines += ['', '| built-in | rule | val top-1 (%) | epochs | state |', '|---|---|---|---|---|']
+    for r in [r for r in rows if r['named']]:
+        value = f'{100 * r["val_top1"]:.2f}' if r['val_top1'] is not None else '-'
+        lines.append(f'| {r["named"]} | `{r["rule"]}` | {value} | {r["epochs"]} | {r["state"]} |')
     lines += ['', '| parameter | importance (fANOVA) |', '|---|---|']
     lines += [f'| `{name}` | {value:.3f} |' for name, value in importances.items()]
     lines += finals_table(rows)

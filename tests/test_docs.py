@@ -59,6 +59,7 @@ STUDIES = {  # docs page -> the results whose table.md it holds
     'benchmarks/vs-timm.md': ['vs_timm', 'vs_timm/repeat'],
     'reversible.md': ['memory'],
     'benchmarks/mutations.md': ['mutations'],
+    'benchmarks/rule-search.md': ['rule_search'],
 }
 
 
