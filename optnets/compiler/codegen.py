@@ -258,10 +258,11 @@ class _Generator:
         return parts
 
     def difference(self, stream: str, coeff: Code, step: int) -> list[tuple[Code, str]]:
-        """``c*sum_j a[j] - c*sum_j b[j]`` as ``c*D``: the term of ``a`` reads D, ``b``'s is in it. D is zero at
-        step 0, where both streams are the stage input."""
+        """``c*sum_j a[j] - c*sum_j b[j]`` as ``c*D``: the term of ``a`` reads D, ``b``'s is in it. D starts as
+        zeros (both streams start as the stage input), still read at step 0 so that ``c`` gets its (zero) gradient
+        there as it did from the two sums: DDP expects every parameter to receive one."""
         a, b = self.plan.difference
-        if stream == b or step == 0:
+        if stream == b:
             return []
         self.difference_read = True
         return [(coeff, self.name('difference', f'{a}_{b}'))]
@@ -294,6 +295,8 @@ class _Generator:
                     self.emit(f'{name("window", s.stream, i)} = x_in')
             if s.accumulator and not self.spec.skip_first:
                 self.emit(f'{name("sum", s.stream)} = x_in')
+        if self.plan.difference and self.keep_difference:
+            self.emit(f'{name("difference", "_".join(self.plan.difference))} = torch.zeros_like(x_in)')
         for step in range(self.spec.steps):
             self.emit(f'# step {step}')
             self.concatenated = set()
@@ -308,8 +311,8 @@ class _Generator:
                 self.advance(s, step)
             if self.plan.difference and self.keep_difference and step < self.spec.steps - 1:  # else unread
                 a, b = self.plan.difference
-                d, change = name('difference', f'{a}_{b}'), f'({name("new", a)} - {name("new", b)})'
-                self.emit(f'{d} = {change}' if step == 0 else f'{d} = {d} + {change}')
+                d = name('difference', f'{a}_{b}')
+                self.emit(f'{d} = {d} + ({name("new", a)} - {name("new", b)})')
         self.emit(f'return {self.output()}')
         return '\n'.join(self.lines) + '\n'
 

@@ -5,9 +5,10 @@
 
 ``special`` (a1 = a2 = b1 = b2 = 1/2, the rest 0) is the merge-and-run network (DMRNet); ``theory`` is linearised
 ADMM with T the increment of its step: the dual enters the streams with opposite signs, kept as one running
-difference (memory flat in depth), and the x update reads the y already updated this step. Each step has a T per stream, so the
-presets use about half as many steps as the ResNet they are sized against: ``admm_net_34`` / ``admm_net_50`` stay
-within 10% of ResNet-34 / ResNet-50 in parameters and FLOPs. Between stages the two streams travel as their mean.
+difference (memory flat in depth), and the x update reads the y already updated this step. Each step has a T per
+stream, so the presets use about half as many steps as the ResNet they are sized against: ``admm_net_34`` /
+``admm_net_50`` stay within 10% of ResNet-34 / ResNet-50 in parameters and FLOPs. Between stages the two streams
+travel as their mean.
 """
 
 from timm.models import generate_default_cfgs, register_model
