@@ -76,7 +76,8 @@ class RuleSpace:
             raise ValueError(f'window must be between 1 and 8, got {window}')
         self.preset, self.depth, self.window, self.values = preset, depth, window, values
         self.history_sums, self.coeff_shapes = history_sums, tuple(coeff_shapes)
-        self.steps = (cifar_resnet if preset == 'cifar' else resnet)(depth)['steps']
+        self.skeleton = (cifar_resnet if preset == 'cifar' else resnet)(depth)  # the preset's model arguments
+        self.steps = self.skeleton['steps']
         if two_streams and any(s % 2 for s in self.steps):
             raise ValueError(
                 f'two-stream rules take half the steps of the skeleton to keep its cost, and '

@@ -19,7 +19,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..extras import require
 from ..models.network import OptNet
-from ..models.presets import cifar_resnet, resnet
 from .space import INIT, NAMED, Point, RuleSpace, nearest_named
 
 require('search')
@@ -45,14 +44,10 @@ def cost(point: Point, space: RuleSpace) -> tuple[int, float]:
     size = 32 if space.preset == 'cifar' else 224
     kwargs = dict(register_kwargs(point, space)['model_kwargs'], num_classes=10 if space.preset == 'cifar' else 1000)
     with torch.device('meta'):
-        model = OptNet.for_rule(point.rule)(rule=point.rule, **{**_preset(space), **kwargs})
+        model = OptNet.for_rule(point.rule)(rule=point.rule, **{**space.skeleton, **kwargs})
         with FlopCounterMode(display=False) as counter:
             model(torch.empty(1, 3, size, size))
     return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 2e9
-
-
-def _preset(space: RuleSpace) -> dict:
-    return (cifar_resnet if space.preset == 'cifar' else resnet)(space.depth)
 
 
 def register_kwargs(point: Point, space: RuleSpace) -> dict:
