@@ -233,7 +233,7 @@ class _Generator:
             if coeffs[0] == 0.0 or step < first:  # folded away, or the running sum from x[first] is still empty
                 return []
             if self.plan.difference and stream.stream in self.plan.difference:
-                return self.difference(stream.stream, coeffs[0], step)
+                return self.difference(stream.stream, coeffs[0])
             self.sums_read.add(stream.stream)
             return [(coeffs[0], self.name('sum', stream.stream))]
         if value.transformed and owner.fused:
@@ -257,7 +257,7 @@ class _Generator:
             parts.append((c, f'self.T_{owner.stream}[{step}]({read})' if value.transformed else read))
         return parts
 
-    def difference(self, stream: str, coeff: Code, step: int) -> list[tuple[Code, str]]:
+    def difference(self, stream: str, coeff: Code) -> list[tuple[Code, str]]:
         """``c*sum_j a[j] - c*sum_j b[j]`` as ``c*D``: the term of ``a`` reads D, ``b``'s is in it. D starts as
         zeros (both streams start as the stage input), still read at step 0 so that ``c`` gets its (zero) gradient
         there as it did from the two sums: DDP expects every parameter to receive one."""
