@@ -19,11 +19,10 @@ from pathlib import Path
 
 import timm
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 import optnets  # noqa: F401
 from optnets.weights import export_checkpoint, registry
-from optnets.models.network import keep_missing_coefficients
+from optnets.models.network import gmacs, keep_missing_coefficients
 from optnets.weights.export import model_weights, read_checkpoint
 from optnets.recipes.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, FashionMNISTDataModule
 
@@ -71,12 +70,6 @@ def test_top1(model, images: int = 10000) -> float:
         total += len(y)
     assert total == images
     return correct / total
-
-
-def gmacs(model) -> float:
-    with FlopCounterMode(display=False) as counter:
-        model(torch.randn(1, 1, 32, 32))
-    return counter.get_total_flops() / 2e9
 
 
 def coefficients(model) -> dict:
@@ -169,7 +162,7 @@ def main(argv=None):
             test_top1_first_1000=test_top1(model, 1000),
             curves=curves(run, args.epoch),
             parameters=sum(p.numel() for p in model.parameters()),
-            gmacs=gmacs(model),
+            gmacs=gmacs(model, (1, 32, 32)),
             coefficients=coefficients(model),
             sha256=manifest[tag]['sha256'],
             size=manifest[tag]['size'],

@@ -7,12 +7,11 @@ import fnmatch
 import sys
 
 import timm
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from . import __version__, rules
 from .compiler import CompiledStage, compile_rule
 from .models import FAMILIES, family_of
+from .models.network import gmacs
 from .extras import MissingExtra
 from .rules import Rule, RuleError
 from .weights.registry import WeightsError
@@ -28,14 +27,12 @@ def facts(name: str) -> dict:
     GMACs at its input size by torch's FLOP counter, its stages and its published tags."""
     model = timm.create_model(name, device='meta')
     size = tuple(model.pretrained_cfg['input_size'])
-    with FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, *size, device='meta'))
     stages = [m for m in model.modules() if isinstance(m, CompiledStage)]
     arch = name.split('.')[0]
     return dict(
         model=model,
         input_size=size,
-        gmacs=counter.get_total_flops() / 2e9,
+        gmacs=gmacs(model, size),
         stages=stages,
         params=sum(p.numel() for p in model.parameters()),
         coefficients=sum(p.numel() for _, p in model.named_coefficients()),

@@ -9,6 +9,7 @@ import re
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import BatchNormAct2d, create_classifier, get_device_dtype
 from timm.models import build_model_with_cfg, checkpoint, checkpoint_seq
@@ -431,6 +432,14 @@ def rename(state_dict: dict, rules: Sequence[Tuple[str, str]]) -> dict:
                 break
         out[key] = value
     return out
+
+
+def gmacs(model: nn.Module, input_size: Sequence[int]) -> float:
+    """Multiply-adds of ``model`` on one image of ``input_size`` (C, H, W), in billions: torch's FLOP counter,
+    halved, on the model's own device (``meta`` counts without allocating)."""
+    with FlopCounterMode(display=False) as counter:
+        model(torch.empty(1, *input_size, device=next(model.parameters()).device))
+    return counter.get_total_flops() / 2e9
 
 
 def build(model_cls, variant: str, pretrained: bool, filter_fn=None, **kwargs):

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..extras import require
-from ..models.network import OptNet
+from ..models.network import OptNet, gmacs
 from .space import INIT, NAMED, Point, RuleSpace, nearest_named
 
 require('search')
@@ -45,9 +44,7 @@ def cost(point: Point, space: RuleSpace) -> tuple[int, float]:
     kwargs = dict(register_kwargs(point, space)['model_kwargs'], num_classes=10 if space.preset == 'cifar' else 1000)
     with torch.device('meta'):
         model = OptNet.for_rule(point.rule)(rule=point.rule, **{**space.skeleton, **kwargs})
-        with FlopCounterMode(display=False) as counter:
-            model(torch.empty(1, 3, size, size))
-    return sum(p.numel() for p in model.parameters()), counter.get_total_flops() / 2e9
+    return sum(p.numel() for p in model.parameters()), gmacs(model, (3, size, size))
 
 
 def register_kwargs(point: Point, space: RuleSpace) -> dict:
