@@ -32,7 +32,7 @@ from lpom_fmnist import BATCH, grid_points, load, run, trained_by  # the same pr
 from optnets.lpom import LPOM, LPOMConv
 
 ARCHITECTURE = ('conv16x5', 'avg2', 'conv32x5', 'avg2')
-WITH_NORM = ('conv16x5bn', 'avg2', 'conv32x5bn', 'avg2')  # LPOM's batch normalization (see optnets.lpom.conv)
+WITH_NORM = ('conv16x5bn', 'avg2', 'conv32x5bn', 'avg2')  # LPOM's batch normalization (see optnets.lpom.layers)
 GRIDS = {
     'SGD': dict(lr=(0.003, 0.01, 0.03, 0.1, 0.3)),
     'Adam': dict(lr=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),

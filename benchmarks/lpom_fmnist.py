@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optnets.lpom import LPOM, get_activation
+from optnets.lpom.layers import parse
 from optnets.lpom.solver import augment, forward, loss_value
 from optnets.recipes.data import fashion_mnist_flat
 
@@ -124,6 +125,7 @@ class PenaltyLifted:
             torch.cat([(torch.rand(o, i, generator=gen) * 2 - 1) * (6 / (i + o)) ** 0.5, torch.zeros(o, 1)], 1)
             for i, o in zip(widths, widths[1:])
         ]
+        self.layers = parse([f'fc{width}' for width in widths[1:-1]], widths[:1], widths[-1])
         self.mu, self.lr, self.iters, self.gen = mu, lr, iters, gen
 
     def _local(self, xs, i, target):
@@ -139,7 +141,7 @@ class PenaltyLifted:
 
     def step(self, x, y):
         target = F.one_hot(y, self.weights[-1].shape[0]).float()
-        xs = forward(self.weights, x, self.acts)
+        xs = forward(self.layers, self.weights, x, self.acts)
         for _ in range(self.iters):
             for i in range(1, len(xs)):
                 block = xs[i].clone().requires_grad_()
@@ -166,7 +168,7 @@ class PenaltyLifted:
 
 def penalty(hidden, activation, seed, mu, lr):
     model = PenaltyLifted((784, *hidden, 10), activation, mu=mu, lr=lr, seed=seed)
-    return model.epoch, lambda x: forward(model.weights, x, model.acts)[-1]
+    return model.epoch, lambda x: forward(model.layers, model.weights, x, model.acts)[-1]
 
 
 METHODS = {  # name -> (make, grid name)

@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from optnets.lpom import LPOM, solver
@@ -83,34 +82,34 @@ def two_processes(hidden, train, epochs, staleness, mu):
 
 def stale_step(model, x, target, acts, mu, delay: int):
     """One mini-batch with every activation update reading its neighbours ``delay`` sweeps late."""
-    weights, n = model.weights_, len(model.weights_)
-    xs = solver.forward(weights, x, acts)
+    layers, weights, n = model.layers_, model.weights_, len(model.weights_)
+    xs = solver.forward(layers, weights, x, acts)
     snapshots = [list(xs)]
     for half in range(2 * model.activation_iters):
-        ratios = solver.contracting_ratios(weights, acts, mu, model.rho_max, model.loss) if model.rho_max else None
+        ratios = (
+            solver.contracting_ratios(layers, weights, acts, mu, model.rho_max, model.loss) if model.rho_max else None
+        )
         seen = snapshots[max(0, len(snapshots) - 1 - 2 * delay)]
         new = {}
         for i in range(1, n + 1):
             if i % 2 == (1 if half % 2 == 0 else 0):
                 view = [*seen[:i], xs[i], *seen[i + 1 :]]  # its own value is current, its neighbours' late
-                new[i] = solver.update(i, view, weights, acts, mu, model.loss, target, ratios)
+                new[i] = solver.update(i, layers, view, weights, acts, mu, model.loss, target, ratios)
         for i, value in new.items():
             xs[i] = value
         snapshots.append(list(xs))
     for i in range(n):
         weights[i].copy_(
-            solver.weight_update(weights[i], xs[i], xs[i + 1], acts[i], model.weight_iters, model.pinv_reg)
+            solver.weight_step(layers[i], weights[i], xs[i], xs[i + 1], acts[i], model.weight_iters, model.pinv_reg)
         )
 
 
 def simulate(hidden, data, epochs, delay, mu, rho_max=None):
     (x, y), (xt, yt) = data
-    model = LPOM(hidden, mu=mu, random_state=0, rho_max=rho_max)._initialize(x.shape[1], np.unique(y))
-    acts, mu = model._settings()
-    images, target = torch.from_numpy(x), model._targets(y)
-    for _ in range(epochs):
-        for batch in torch.randperm(len(x), generator=model.generator_).split(model.batch_size):
-            stale_step(model, images[batch], target[batch], acts, mu, delay)
+    model = LPOM(hidden, mu=mu, random_state=0, rho_max=rho_max, max_iter=epochs)
+    acts, mu = model.settings()
+    for images, target in model.minibatches(x, y):
+        stale_step(model, images, target, acts, mu, delay)
     return model.score(xt, yt)
 
 

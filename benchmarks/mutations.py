@@ -37,8 +37,8 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
     (
         'hidden update: residual sign flipped',
         'optnets/lpom/solver.py',
-        'residual = acts[i].phi(preactivation(weights[i], xs[i])) - xs[i + 1]',
-        'residual = xs[i + 1] - acts[i].phi(preactivation(weights[i], xs[i]))',
+        'residual = acts[i].phi(layers[i].apply(weights[i], xs[i])) - xs[i + 1]',
+        'residual = xs[i + 1] - acts[i].phi(layers[i].apply(weights[i], xs[i]))',
         LPOM_TESTS,
     ),
     (
@@ -107,15 +107,15 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
     (
         'rho without beta[i-1]',
         'optnets/lpom/solver.py',
-        'return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared',
-        'return [acts[i].lipschitz * spectral_norm_squared',
+        'acts[i - 1].lipschitz * acts[i].lipschitz * norm_squared(',
+        'acts[i].lipschitz * norm_squared(',
         LPOM_TESTS,
     ),
     (
         'rho without beta[i]',
         'optnets/lpom/solver.py',
-        'return [acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared',
-        'return [acts[i - 1].lipschitz * spectral_norm_squared',
+        'acts[i - 1].lipschitz * acts[i].lipschitz * norm_squared(',
+        'acts[i - 1].lipschitz * norm_squared(',
         LPOM_TESTS,
     ),
     (
@@ -126,17 +126,17 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
         LPOM_TESTS,
     ),
     (
-        'CNN update: mu ratio inverted',
-        'optnets/lpom/conv.py',
-        'ratio = mu[i + 1] / mu[i] if ratio is None else ratio',
-        'ratio = mu[i] / mu[i + 1] if ratio is None else ratio',
+        'dense adjoint: the bias column kept',
+        'optnets/lpom/layers.py',
+        'return (r @ weight[:, :-1]).reshape(like.shape)',
+        'return (r @ weight[:, 1:]).reshape(like.shape)',
         LPOM_TESTS,
     ),
     (
-        'CNN rho without beta[i-1]',
-        'optnets/lpom/conv.py',
-        'return [acts[i - 1].lipschitz * acts[i].lipschitz * operator_norm_squared',
-        'return [acts[i].lipschitz * operator_norm_squared',
+        'power iteration: one step',
+        'optnets/lpom/layers.py',
+        '    for _ in range(iters):\n        x = x / x.norm()',
+        '    for _ in range(1):\n        x = x / x.norm()',
         LPOM_TESTS,
     ),
     (
@@ -184,8 +184,8 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
     (
         'linear multistep: theory c changed',
         'optnets/rules/builtin.py',
-        "special={'c': 0.0}, theory={'c': 0.0},",
-        "special={'c': 0.0}, theory={'c': 0.1},",
+        "special={'c': 0.0},\n    theory={'c': 0.0},",
+        "special={'c': 0.0},\n    theory={'c': 0.1},",
         COMPILER_TESTS,
     ),
     (

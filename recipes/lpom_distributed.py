@@ -18,7 +18,7 @@ from optnets.lpom.estimator import DEFAULT_MU
 from .data import FashionMNISTDataModule, fashion_mnist_flat
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     """Train LPOM layer-parallel on Fashion-MNIST under torchrun; rank 0 reports and saves the weights."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument('--train', type=int, default=10000, help='first N training images')

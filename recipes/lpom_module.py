@@ -67,7 +67,7 @@ class LPOMClassifier(L.LightningModule):
             LPOMConv(tuple(architecture), (in_chans, image_size, image_size), **shared)
             if architecture
             else LPOM(hidden, schedule=update_schedule, parallel_weights=parallel_weights, **shared)
-        )._initialize(in_chans * image_size**2, range(num_classes))
+        ).initialize(in_chans * image_size**2, range(num_classes))
         # one copy of the weights: the module's parameters (checkpoints hold them, resuming restores them in place),
         # which LPOM updates in place
         self.weights = nn.ParameterList(nn.Parameter(w, requires_grad=False) for w in self.lpom.weights_)
@@ -95,7 +95,7 @@ class LPOMClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lpom.forward(x.flatten(1))
 
-    def training_step(self, batch, batch_idx):
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         self.lpom.partial_fit(x.flatten(1), y)
         self.optimizers().step()  # Lightning's placeholder optimizer: the step is counted (max_steps, checkpoints)
@@ -109,15 +109,15 @@ class LPOMClassifier(L.LightningModule):
                 on_step=True,
             )
 
-    def on_train_epoch_end(self):
+    def on_train_epoch_end(self) -> None:
         self.log_dict({f'rho/{i}': rho for i, rho in enumerate(self.lpom.rho(), 1)})
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
         self.top1(logits, y)
         self.log('val/loss', F.cross_entropy(logits, y))
         self.log('val/top1', self.top1, prog_bar=True)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> None:
         return None  # LPOM is the update; Lightning supplies a placeholder optimizer that only counts steps

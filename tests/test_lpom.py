@@ -8,6 +8,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from optnets.lpom import LPOM, get_activation, solver
+from optnets.lpom.layers import Dense, spectral_norm_squared
 
 CLOSED_FORM = ['relu', 'leaky_relu', 'sigmoid', 'tanh', 'elu']
 torch.set_default_dtype(torch.float32)
@@ -27,16 +28,23 @@ def network(activation, widths=(6, 8, 7, 4), scale=1.0, seed=0, loss='cross_entr
     return weights, acts, mu, x, target
 
 
+def dense(weights):
+    """The MLP's layers for these weights (``d_out x (d_in + 1)`` each): dense maps."""
+    return [Dense(w.shape[1] - 1, w.shape[0], (w.shape[1] - 1,)) for w in weights]
+
+
 @pytest.mark.parametrize('activation', CLOSED_FORM + ['softplus', 'hardtanh'])
 def test_consistent_activations_are_a_fixed_point(activation):
     weights, acts, mu, x, _ = network(activation)
-    xs = solver.forward(weights, x, acts)
+    xs = solver.forward(dense(weights), weights, x, acts)
     for i in range(1, len(weights)):
-        torch.testing.assert_close(solver.hidden_update(i, xs, weights, acts, mu), xs[i], rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            solver.hidden_update(i, dense(weights), xs, weights, acts, mu), xs[i], rtol=0, atol=1e-12
+        )
 
 
 def objective(xs, weights, acts, mu, target, loss='cross_entropy'):
-    return solver.objective(xs, weights, acts, mu, loss, target).item()
+    return solver.objective(dense(weights), xs, weights, acts, mu, loss, target).item()
 
 
 @pytest.mark.parametrize('iters', [1, 3, 10])
@@ -45,8 +53,10 @@ def objective(xs, weights, acts, mu, target, loss='cross_entropy'):
 def test_weight_updates_never_increase_the_objective(activation, loss, iters):
     for seed in range(3):
         weights, acts, mu, x, target = network(activation, seed=seed)
-        xs = solver.forward(weights, x, acts)
-        xs = solver.activation_sweep(xs, weights, acts, mu, loss, target)  # lifted, no longer consistent
+        xs = solver.forward(dense(weights), weights, x, acts)
+        xs = solver.activation_sweep(
+            dense(weights), xs, weights, acts, mu, loss, target
+        )  # lifted, no longer consistent
         for i in range(len(weights)):
             before = objective(xs, weights, acts, mu, target, loss)
             weights[i] = solver.weight_update(weights[i], xs[i], xs[i + 1], acts[i], iters=iters)
@@ -60,17 +70,17 @@ def test_activation_updates_never_increase_the_objective_when_rho_below_one(acti
     for seed in range(3):
         weights, acts, mu, x, target = network(activation, seed=seed, scale=0.3, loss=loss)
         mu = [None, 1.0, 1.0, 1.0]
-        xs = solver.forward(weights, x, acts)
+        xs = solver.forward(dense(weights), weights, x, acts)
         gen = torch.Generator().manual_seed(seed)  # new weights: every activation is now inconsistent
         weights = [w + 0.03 * torch.randn(w.shape, generator=gen, dtype=w.dtype) for w in weights]
-        assert max(solver.contraction(weights, acts, mu)) < 1
+        assert max(solver.contraction(dense(weights), weights, acts, mu)) < 1
         for _ in range(3):
             for i in range(1, len(weights) + 1):
                 before = objective(xs, weights, acts, mu, target, loss)
                 xs[i] = (
-                    solver.hidden_update(i, xs, weights, acts, mu)
+                    solver.hidden_update(i, dense(weights), xs, weights, acts, mu)
                     if i < len(weights)
-                    else solver.output_update(xs, weights, acts, mu, loss, target)
+                    else solver.output_update(dense(weights), xs, weights, acts, mu, loss, target)
                 )
                 after = objective(xs, weights, acts, mu, target, loss)
                 assert after <= before + 1e-9 * abs(before), (seed, i, before, after)
@@ -150,7 +160,7 @@ def test_not_fitted_and_numpy_out():
 def test_objective_and_losses():
     x, y = blobs(n=60)
     model = LPOM((8,), activation='sigmoid', loss='mse', max_iter=0 + 1, batch_size=60, random_state=0)
-    model.set_params(max_iter=1)._initialize(10, np.unique(y))
+    model.set_params(max_iter=1).initialize(10, np.unique(y))
     before = model.objective(x, y)
     model.set_params(max_iter=2, warm_start=True).fit(x, y)
     assert model.objective(x, y) < before
@@ -169,7 +179,7 @@ def test_any_non_decreasing_callable():
     assert get_activation(clamp6).lipschitz == pytest.approx(1.0, abs=1e-3)
     relu6 = LPOM((8,), activation=clamp6, max_iter=2, batch_size=50, random_state=0)
     x, y = blobs(n=200)
-    relu6._initialize(10, np.unique(y))
+    relu6.initialize(10, np.unique(y))
     before = relu6.score(x, y)
     relu6.set_params(warm_start=True).fit(x, y)
     assert relu6.score(x, y) > max(0.8, before)
@@ -266,15 +276,15 @@ def test_capped_ratio_makes_each_hidden_update_a_contraction(activation):
     (A capped update minimises the objective with ``mu[i+1]`` lowered, so the objective itself may rise.)"""
     weights, acts, _, x, target = network(activation, scale=3.0)
     mu, rho_max = [None, 1.0, 30.0, 30.0], 0.5
-    xs = solver.forward(weights, x, acts)
-    assert max(solver.contraction(weights, acts, mu)) > 1
-    ratios = solver.contracting_ratios(weights, acts, mu, rho_max, 'cross_entropy')
+    xs = solver.forward(dense(weights), weights, x, acts)
+    assert max(solver.contraction(dense(weights), weights, acts, mu)) > 1
+    ratios = solver.contracting_ratios(dense(weights), weights, acts, mu, rho_max, 'cross_entropy')
     gen = torch.Generator().manual_seed(5)
     for i in range(1, len(weights)):
         xs[i] = xs[i] + torch.rand(xs[i].shape, generator=gen, dtype=xs[i].dtype)
         changes = []
         for _ in range(6):
-            new = solver.hidden_update(i, xs, weights, acts, mu, ratios[i])
+            new = solver.hidden_update(i, dense(weights), xs, weights, acts, mu, ratios[i])
             changes.append(float((new - xs[i]).norm()))
             xs[i] = new
         assert all(later <= rho_max * earlier * (1 + 1e-9) for earlier, later in zip(changes, changes[1:])), changes
@@ -284,7 +294,7 @@ def test_capped_ratio_makes_each_hidden_update_a_contraction(activation):
 def test_spectral_norm_squared_is_the_largest_singular_value_squared(shape):
     weight = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     expected = torch.linalg.matrix_norm(weight.double(), 2).item() ** 2
-    assert solver.spectral_norm_squared(weight) == pytest.approx(expected, rel=1e-6)
+    assert spectral_norm_squared(weight) == pytest.approx(expected, rel=1e-6)
 
 
 def test_one_class_is_refused_before_any_state_as_scikit_learns_classifiers_do():

@@ -11,16 +11,17 @@ import math
 import pytest
 import torch
 
-from optnets.lpom import conv, get_activation, solver
+from optnets.lpom import get_activation, solver
+from optnets.lpom.layers import Conv, parse, power_norm_squared, preactivation
 
-from test_lpom import network
+from test_lpom import dense, network
 
 
 def block_objective(i, xs, weights, acts, mu):
     """The terms of the LPOM objective that hold ``X[i]`` (a hidden layer): layer i's and layer i+1's."""
 
     def layer(k):
-        z = solver.preactivation(weights[k - 1], xs[k - 1])
+        z = preactivation(weights[k - 1], xs[k - 1])
         return mu[k] * (acts[k - 1].f(xs[k]).sum() + acts[k - 1].g(z).sum() + ((xs[k] - z) ** 2).sum() / 2)
 
     return layer(i) + layer(i + 1)
@@ -30,12 +31,12 @@ def block_objective(i, xs, weights, acts, mu):
 @pytest.mark.parametrize('activation', ['sigmoid', 'tanh'])
 def test_the_hidden_updates_fixed_point_minimises_its_block_with_unequal_mus(activation, mu):
     weights, acts, _, x, target = network(activation, scale=0.5)
-    xs = solver.forward(weights, x, acts)
+    xs = solver.forward(dense(weights), weights, x, acts)
     xs[2] = xs[2] + 0.3 * torch.randn(xs[2].shape, generator=torch.Generator().manual_seed(5), dtype=xs[2].dtype)
     xs[2] = xs[2].clamp(-0.9, 0.9) if activation == 'tanh' else xs[2].clamp(0.05, 0.95)  # inside phi's range
     for _ in range(300):  # the fixed-point iteration (a contraction here: rho well below 1)
-        xs[1] = solver.hidden_update(1, xs, weights, acts, mu)
-    assert solver.contraction(weights, acts, mu)[0] < 0.5  # update 1's rho
+        xs[1] = solver.hidden_update(1, dense(weights), xs, weights, acts, mu)
+    assert solver.contraction(dense(weights), weights, acts, mu)[0] < 0.5  # update 1's rho
     point = xs[1].clone().requires_grad_()
     value = block_objective(1, [xs[0], point, *xs[2:]], weights, acts, mu)
     (gradient,) = torch.autograd.grad(value, point)
@@ -86,21 +87,21 @@ def test_theorem_2s_rho_is_its_definition_on_a_case_computed_by_hand():
     w0 = torch.randn(3, 5, dtype=torch.float64)
     w1 = torch.tensor([[3.0, 0.0, 0.0, 7.0], [0.0, 2.0, 0.0, -7.0]], dtype=torch.float64)  # last column: the bias
     mu = [None, 2.0, 0.5]
-    assert solver.contraction([w0, w1], acts, mu) == pytest.approx([(0.5 / 2.0) * 0.25 * 2.0 * 9.0])
-    layers = conv.parse(('fc3',), (4,), 2)  # the same layers as linear maps: the CNN solver's factor
-    factors = conv.contraction_factors(layers, [w0, w1], acts, (4,), iters=100)
-    assert factors == pytest.approx([0.25 * 2.0 * 9.0], rel=1e-6)
+    assert solver.contraction(dense([w0, w1]), [w0, w1], acts, mu) == pytest.approx([(0.5 / 2.0) * 0.25 * 2.0 * 9.0])
+    layers = parse(('fc3',), (4,), 2)  # the same layers, with the CNN's power iteration for the norm
+    power = lambda layer, weight: power_norm_squared(layer, weight, iters=100)  # noqa: E731
+    assert solver.factors(layers, [w0, w1], acts, power) == pytest.approx([0.25 * 2.0 * 9.0], rel=1e-6)
 
 
 def test_the_output_updates_fixed_point_minimises_the_loss_block():
     """``X[n] = phi(W X[n-1] - (1/mu[n]) dl/dX[n])`` at its fixed point: the loss and layer n's terms are stationary."""
     weights, acts, mu, x, target = network('sigmoid')
-    xs = solver.forward(weights, x, acts)
+    xs = solver.forward(dense(weights), weights, x, acts)
     mu = [None, 1.0, 2.0, 3.0]
     for _ in range(200):
-        xs[3] = solver.output_update(xs, weights, acts, mu, 'cross_entropy', target)
+        xs[3] = solver.output_update(dense(weights), xs, weights, acts, mu, 'cross_entropy', target)
     point = xs[3].clone().requires_grad_()
-    z = solver.preactivation(weights[2], xs[2])
+    z = preactivation(weights[2], xs[2])
     value = solver.loss_value('cross_entropy', point, target) + mu[3] * (
         acts[2].f(point).sum() + acts[2].g(z).sum() + ((point - z) ** 2).sum() / 2
     )
@@ -112,11 +113,11 @@ def output_changes(step, steps=8):
     """How much each repeated output update moves X[n] (mse, mu[n] = 0.3, identity output: beta L / mu = 3.3)."""
     weights, acts, _, x, target = network('relu', loss='mse')
     mu = [None, 1.0, 1.0, 0.3]
-    xs = solver.forward(weights, x, acts)
-    ratios = solver.contracting_ratios(weights, acts, mu, 0.9, 'mse') if step == 'capped' else None
+    xs = solver.forward(dense(weights), weights, x, acts)
+    ratios = solver.contracting_ratios(dense(weights), weights, acts, mu, 0.9, 'mse') if step == 'capped' else None
     changes = []
     for _ in range(steps):
-        new = solver.update(3, xs, weights, acts, mu, 'mse', target, ratios)
+        new = solver.update(3, dense(weights), xs, weights, acts, mu, 'mse', target, ratios)
         changes.append(float((new - xs[3]).norm()))
         xs[3] = new
     return changes, solver.output_rho(acts, mu, 'mse')
@@ -165,12 +166,12 @@ def test_the_accelerated_weight_update_is_nesterovs_second_step():
 
 def test_the_cnn_hidden_updates_fixed_point_minimises_its_block_with_unequal_mus():
     """The convolutional solver's update: the same stationarity as the MLP's, with the maps L in place of W."""
-    layers = conv.parse(('conv3x3', 'conv2x3'), (2, 5, 5), 3)
+    layers = parse(('conv3x3', 'conv2x3'), (2, 5, 5), 3)
     gen = torch.Generator().manual_seed(7)
     weights = [
         0.3
         * torch.randn(
-            layer.channels_out if isinstance(layer, conv.Conv) else layer.features_out,
+            layer.channels_out if isinstance(layer, Conv) else layer.features_out,
             layer.fan_in() + 1,
             generator=gen,
             dtype=torch.float64,
@@ -180,10 +181,10 @@ def test_the_cnn_hidden_updates_fixed_point_minimises_its_block_with_unequal_mus
     acts = [get_activation('sigmoid')] * 2 + [get_activation('identity')]
     mu = [None, 1.0, 0.25, 1.0]
     x = torch.rand(4, 2, 5, 5, generator=gen, dtype=torch.float64)
-    xs = conv.forward(layers, weights, x, acts)
+    xs = solver.forward(layers, weights, x, acts)
     xs[2] = (xs[2] + 0.2 * torch.randn(xs[2].shape, generator=gen, dtype=torch.float64)).clamp(0.05, 0.95)
     for _ in range(300):
-        xs[1] = conv.update(1, layers, xs, weights, acts, mu, 'cross_entropy', None)
+        xs[1] = solver.update(1, layers, xs, weights, acts, mu, 'cross_entropy', None)
     point = xs[1].clone().requires_grad_()
 
     def layer(k, inputs, out):

@@ -4,10 +4,19 @@ from ..extras import require
 
 require('lpom')
 
-from . import solver
+from . import layers, solver
 from .activations import ACTIVATIONS, Activation, get_activation
-from .conv import LPOMConv
-from .estimator import LPOM
+from .estimator import LPOM, BaseLPOM, LPOMConv
 from .topology import stage_specs
 
-__all__ = ['LPOM', 'LPOMConv', 'stage_specs', 'Activation', 'ACTIVATIONS', 'get_activation', 'solver']
+__all__ = [
+    'LPOM',
+    'LPOMConv',
+    'BaseLPOM',
+    'stage_specs',
+    'Activation',
+    'ACTIVATIONS',
+    'get_activation',
+    'layers',
+    'solver',
+]

@@ -139,7 +139,7 @@ def _from_callable_once(fn: Fn) -> Activation:
     return from_callable(fn, getattr(fn, '__name__', 'custom'))
 
 
-def get_activation(spec, **kwargs) -> Activation:
+def get_activation(spec: str | Activation | Callable[[torch.Tensor], torch.Tensor], **kwargs) -> Activation:
     """``'relu'``, ``'leaky_relu'`` (with ``alpha``), ..., an :class:`Activation`, or a callable."""
     if isinstance(spec, Activation):
         return spec

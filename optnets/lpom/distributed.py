@@ -12,12 +12,12 @@ Backend: gloo (LPOM's solver runs on the CPU). ``optnets.recipes.lpom_distribute
 under torchrun.
 """
 
-import numpy as np
 import torch
 import torch.distributed as dist
+from numpy.typing import ArrayLike
 
 from . import solver
-from .estimator import LPOM
+from .estimator import BaseLPOM
 
 
 def owned_layers(layers: int, world: int, rank: int) -> range:
@@ -57,7 +57,8 @@ class _Inbox:
 
 
 class LayerParallelLPOM:
-    """Fits ``estimator`` (an :class:`~optnets.lpom.LPOM`, its parameters unchanged) with its layers split over
+    """Fits ``estimator`` (an :class:`~optnets.lpom.LPOM` or :class:`~optnets.lpom.LPOMConv`, its parameters
+    unchanged) with its layers split over
     the processes of the default group; every process ends with the whole fitted estimator.
 
     ``staleness`` is how many half-sweeps old a neighbour's boundary may be: 0 waits for the current one (the
@@ -65,33 +66,31 @@ class LayerParallelLPOM:
     that has arrived, ``None`` never waits (fully asynchronous). Every step ends with all the boundaries sent.
     """
 
-    def __init__(self, estimator: LPOM, staleness: int | None = 0):
+    def __init__(self, estimator: BaseLPOM, staleness: int | None = 0):
         if staleness is not None and staleness < 0:
             raise ValueError(f'staleness must be None or at least 0, got {staleness}')
         self.estimator, self.staleness = estimator, staleness
 
-    def fit(self, X, y) -> LPOM:
-        est = self.estimator
-        acts, mu = est._settings()
-        fresh = not (est.warm_start and hasattr(est, 'weights_'))
-        x, labels = est._inputs(X, fresh, y, training=True)
-        if fresh:  # every process draws the same weights and order from the same random_state
-            est._initialize(est.n_features_in_, np.unique(labels))
-        target = est._targets(labels)
-        for _ in range(est.max_iter):
-            for batch in torch.randperm(x.shape[0], generator=est.generator_).split(est.batch_size):
-                self._step(x[batch], target[batch], acts, mu)
-            est.n_iter_ += 1
-        return est
+    def fit(self, X: ArrayLike, y: ArrayLike) -> BaseLPOM:
+        """The estimator's own mini-batches (every process draws the same weights and order from the same
+        ``random_state``), each stepped by this process's layers."""
+        acts, mu = self.estimator.settings()
+        for x, target in self.estimator.minibatches(X, y):
+            self._step(x, target, acts, mu)
+        return self.estimator
 
     def _step(self, x, target, acts, mu):
-        est, weights = self.estimator, self.estimator.weights_
+        est, layers, weights = self.estimator, self.estimator.layers_, self.estimator.weights_
         rank, world = dist.get_rank(), dist.get_world_size()
         owners = [r for r in range(world) for _ in owned_layers(len(weights), world, r)]
         mine = owned_layers(len(weights), world, rank)
         first, last = mine.start + 1, mine.stop  # the activations this process updates
-        xs = solver.forward(weights, x, acts)
-        ratios = solver.contracting_ratios(weights, acts, mu, est.rho_max, est.loss) if est.rho_max else None
+        xs = solver.forward(layers, weights, x, acts, refresh=True)
+        ratios = (
+            solver.contracting_ratios(layers, weights, acts, mu, est.rho_max, est.loss, est.norm_squared)
+            if est.rho_max
+            else None
+        )
         halves = 2 * est.activation_iters
         # (neighbour, the activation I send it, the one it sends me)
         sides = [
@@ -104,7 +103,7 @@ class LayerParallelLPOM:
         for half in range(halves):
             for i in range(first, last + 1):
                 if i % 2 == (1 if half % 2 == 0 else 0):  # odd activations, then even ones
-                    xs[i] = solver.update(i, xs, weights, acts, mu, est.loss, target, ratios)
+                    xs[i] = solver.update(i, layers, xs, weights, acts, mu, est.loss, target, ratios)
             outgoing = [(xs[ours].clone(), peer) for peer, ours, _ in sides]  # kept alive until sent
             sends += [(value, dist.isend(value, peer)) for value, peer in outgoing]
             for peer, _, theirs in sides:
@@ -116,7 +115,7 @@ class LayerParallelLPOM:
             work.wait()
         for i in mine:
             weights[i].copy_(
-                solver.weight_update(weights[i], xs[i], xs[i + 1], acts[i], est.weight_iters, est.pinv_reg)
+                solver.weight_step(layers[i], weights[i], xs[i], xs[i + 1], acts[i], est.weight_iters, est.pinv_reg)
             )
         for i, owner in enumerate(owners):
             dist.broadcast(weights[i], src=owner)

@@ -1,9 +1,12 @@
-"""``LPOM``: a scikit-learn classifier that trains an MLP without backpropagation."""
+"""``LPOM`` and ``LPOMConv``: scikit-learn classifiers that train networks without backpropagation, one estimator
+family over :mod:`~optnets.lpom.layers` (the MLP is an architecture of dense layers)."""
 
 import math
 from numbers import Integral, Real
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
@@ -13,7 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import solver
-from .activations import get_activation
+from .activations import Activation, get_activation
+from .layers import parse, power_norm_squared
 
 LOSSES = ('mse', 'cross_entropy')
 SCHEDULES = ('serial', 'parallel', 'odd-even')
@@ -21,22 +25,16 @@ DEFAULT_MU = 10.0
 """The layer weight every LPOM entry point starts from (the estimator, the Lightning recipe, the benchmark)."""
 
 
-def glorot(d_in: int, d_out: int, fan_in: int, fan_out: int, generator) -> torch.Tensor:
-    """A ``d_out x (d_in + 1)`` weight: Glorot uniform over ``fan_in + fan_out``, zero bias (last column)."""
-    bound = math.sqrt(6 / (fan_in + fan_out))
-    return torch.cat([(torch.rand(d_out, d_in, generator=generator) * 2 - 1) * bound, torch.zeros(d_out, 1)], 1)
+class BaseLPOM(ClassifierMixin, BaseEstimator):
+    """Lifted proximal operator machine over any architecture of LPOM layers: block coordinate descent on the
+    LPOM objective (activations by fixed-point iteration, weights by accelerated proximal gradient), with
+    scikit-learn's estimator contract (``clone``, pipelines, grid search). Subclasses say which layers
+    (:meth:`_layers`): :class:`LPOM` dense ones, :class:`LPOMConv` a convolutional spec.
 
-
-class LPOM(ClassifierMixin, BaseEstimator):
-    """Lifted proximal operator machine: an MLP ``n_features -> hidden_layer_sizes... -> n_classes`` trained by
-    block coordinate descent on the LPOM objective (activations by fixed-point iteration, weights by accelerated
-    proximal gradient), with scikit-learn's estimator contract (``clone``, pipelines, grid search).
-
-    Args:
-        hidden_layer_sizes: the hidden widths (the input and output widths come from the data).
+    The parameters every LPOM shares:
         activation: hidden activation: a name (relu, leaky_relu, sigmoid, tanh, elu, softplus, hardtanh), an
             ``Activation`` or any non-decreasing Lipschitz callable; ``activation_kwargs`` e.g. ``{'alpha': 0.1}``.
-        out_activation: the output layer's activation (``identity`` by default: see the README's measurement).
+        out_activation: the output layer's activation (``identity`` by default: see the LPOM benchmark).
         mu: weight of each layer's terms, one number or one per layer (hidden layers and output); all positive.
         loss: ``cross_entropy`` (default) or ``mse`` (the paper's).
         schedule: activation updates in layer order (``serial``), all at once (``parallel``, Jacobi), or odd layers
@@ -54,65 +52,23 @@ class LPOM(ClassifierMixin, BaseEstimator):
         monitor: record, per step, Theorem 2's rho and the mini-batch objective before and after every block
             update in ``history_`` (costs a forward per block update); ``rho()`` gives rho at any time.
 
-    Fitted attributes: ``weights_`` (one ``d_out x (d_in + 1)`` tensor per layer, bias last), ``classes_``,
-    ``n_features_in_``, ``n_iter_`` (epochs run), ``history_`` (with ``monitor``, per step: rho per hidden update,
-    the output update's ``output_rho``
-    and the objective before and after each block update).
+    Fitted attributes: ``layers_`` (the linear maps, :mod:`~optnets.lpom.layers`), ``weights_`` (one
+    ``d_out x (fan_in + 1)`` tensor per layer, bias last), ``classes_``, ``n_features_in_``, ``n_iter_`` (epochs
+    run), ``history_`` (with ``monitor``, per step: rho per hidden update, the output update's ``output_rho`` and
+    the objective before and after each block update).
     """
 
-    def __init__(
-        self,
-        hidden_layer_sizes=(300,),
-        activation='relu',
-        out_activation='identity',
-        mu=DEFAULT_MU,
-        loss='cross_entropy',
-        schedule='serial',
-        parallel_weights=False,
-        activation_iters=5,
-        weight_iters=3,
-        pinv_reg=1e-3,
-        activation_kwargs=None,
-        rho_max=None,
-        max_iter=1,
-        batch_size=100,
-        warm_start=False,
-        random_state=None,
-        monitor=False,
-        progress=False,
-    ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.out_activation = out_activation
-        self.mu = mu
-        self.loss = loss
-        self.schedule = schedule
-        self.parallel_weights = parallel_weights
-        self.activation_iters = activation_iters
-        self.weight_iters = weight_iters
-        self.pinv_reg = pinv_reg
-        self.activation_kwargs = activation_kwargs
-        self.rho_max = rho_max
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.warm_start = warm_start
-        self.random_state = random_state
-        self.monitor = monitor
-        self.progress = progress
+    norm_squared = None
+    """``(layer, weight) -> ||L||_2^2`` for Theorem 2's rho and ``rho_max``'s caps; None: each layer's own."""
+
+    def _layers(self, n_features: int, n_outputs: int) -> list:
+        """The layers for ``n_features`` inputs and ``n_outputs`` classes, the output layer included."""
+        raise NotImplementedError
 
     # -- settings ------------------------------------------------------------------------------------------------
-    def _hidden(self) -> list[int]:
-        hidden = list(np.atleast_1d(self.hidden_layer_sizes))
-        if not all(isinstance(w, Integral) and w >= 1 for w in hidden):
-            raise ValueError(f'hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}')
-        return hidden
-
-    def _layer_count(self) -> int:
-        return len(self._hidden()) + 1
-
-    def _settings(self):
+    def settings(self) -> tuple[list, list]:
         """Check every parameter (before any work) and return the activations and the per-layer mu."""
-        layers = self._layer_count()
+        layers = len(self._layers(1, 2))
         for name in ('activation_iters', 'weight_iters', 'max_iter', 'batch_size'):
             value = getattr(self, name)
             if not isinstance(value, Integral) or value < (0 if name == 'activation_iters' else 1):
@@ -175,55 +131,58 @@ class LPOM(ClassifierMixin, BaseEstimator):
         index = torch.from_numpy(np.searchsorted(self.classes_, y))
         return nn.functional.one_hot(index, max(len(self.classes_), 2)).float()  # as wide as the output layer
 
-    def _initialize(self, n_features: int, classes):
-        """Fresh weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias); nothing is set
-        when they cannot be made."""
-        self._settings()
+    def initialize(self, n_features: int, classes: ArrayLike) -> 'BaseLPOM':
+        """Fresh layers and weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias); nothing
+        is set when they cannot be made."""
+        self.settings()
         classes = self._classes(classes)
         rng = check_random_state(self.random_state)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        shapes = self._weight_shapes(n_features, len(classes))
+        layers = self._layers(n_features, len(classes))
         try:
-            weights = [glorot(d_in, d_out, fan_in, fan_out, generator) for d_in, d_out, fan_in, fan_out in shapes]
+            weights = [layer.init(generator) for layer in layers]
         except (RuntimeError, MemoryError) as error:  # torch reports a failed allocation as a RuntimeError
-            sizes = [(d_out, d_in + 1) for d_in, d_out, *_ in shapes]
+            sizes = [
+                (getattr(layer, 'channels_out', None) or layer.features_out, layer.fan_in() + 1) for layer in layers
+            ]
             raise ValueError(f'weights of shapes {sizes} cannot be allocated ({str(error).splitlines()[0]})') from None
-        self.classes_, self.generator_, self.weights_ = classes, generator, weights
+        self.classes_, self.generator_, self.layers_, self.weights_ = classes, generator, layers, weights
         self.n_iter_, self.history_ = 0, []
         return self
 
-    def _weight_shapes(self, n_features: int, n_outputs: int) -> list[tuple]:
-        """``(d_in, d_out, fan_in, fan_out)`` of each layer's weight (``d_out x (d_in + 1)``, bias last)."""
-        widths = [n_features, *self._hidden(), n_outputs]
-        return [(d_in, d_out, d_in, d_out) for d_in, d_out in zip(widths, widths[1:])]
-
     # -- training ------------------------------------------------------------------------------------------------
-    def fit(self, X, y) -> 'LPOM':
-        """``max_iter`` epochs of shuffled mini-batches, from fresh weights unless ``warm_start``."""
-        acts, mu = self._settings()
+    def minibatches(self, X: ArrayLike, y: ArrayLike) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, target)`` tensors of ``max_iter`` epochs of shuffled mini-batches, from fresh weights unless
+        ``warm_start``: what ``fit`` steps through, and what a solver of one's own (``LayerParallelLPOM``) can."""
         fresh = not (self.warm_start and hasattr(self, 'weights_'))
         if fresh and y is not None:  # refused before any state changes
             self._classes(y)
         x, y = self._inputs(X, fresh, y, training=True)
         check_classification_targets(y)
         if fresh:
-            self._initialize(self.n_features_in_, unique_labels(y))
+            self.initialize(self.n_features_in_, unique_labels(y))
         target = self._targets(y)
         for epoch in range(self.max_iter):
             batches = torch.randperm(x.shape[0], generator=self.generator_).split(self.batch_size)
             for batch in tqdm(
                 batches, desc=f'LPOM epoch {epoch + 1}/{self.max_iter}', disable=not self.progress, leave=False
             ):
-                self._step(x[batch], target[batch], acts, mu)
+                yield x[batch], target[batch]
             self.n_iter_ += 1
+
+    def fit(self, X: ArrayLike, y: ArrayLike) -> 'BaseLPOM':
+        """``max_iter`` epochs of shuffled mini-batches, from fresh weights unless ``warm_start``."""
+        acts, mu = self.settings()
+        for x, target in self.minibatches(X, y):
+            self._step(x, target, acts, mu)
         return self
 
-    def partial_fit(self, X, y, classes=None) -> 'LPOM':
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None) -> 'BaseLPOM':
         """One block-coordinate step on one mini-batch; the first call needs ``classes`` (all labels)."""
         first = not hasattr(self, 'weights_')
         if first and classes is None:
             raise ValueError('the first partial_fit needs classes= (every label the data can hold)')
-        acts, mu = self._settings()
+        acts, mu = self.settings()
         known = self._classes(classes) if first else self.classes_
         unseen = np.setdiff1d(column_or_1d(y), known) if y is not None else []
         if len(unseen):  # refused before any state changes
@@ -232,7 +191,7 @@ class LPOM(ClassifierMixin, BaseEstimator):
             )
         x, y = self._inputs(X, first, y, training=True)
         if first:
-            self._initialize(self.n_features_in_, known)
+            self.initialize(self.n_features_in_, known)
         return self._step(x, self._targets(y), acts, mu)
 
     def _classes(self, labels) -> np.ndarray:
@@ -247,42 +206,58 @@ class LPOM(ClassifierMixin, BaseEstimator):
             )
         return classes
 
-    def _step(self, x: torch.Tensor, target: torch.Tensor, acts, mu) -> 'LPOM':
+    def _step(self, x: torch.Tensor, target: torch.Tensor, acts, mu) -> 'BaseLPOM':
         """Activation sweeps, then every layer's weights; with ``monitor`` records rho and the objective."""
-        weights = self.weights_
-        ratios = solver.contracting_ratios(weights, acts, mu, self.rho_max, self.loss) if self.rho_max else None
+        layers, weights = self.layers_, self.weights_
+        watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
+        value = (lambda: float(solver.objective(layers, xs, weights, acts, mu, self.loss, target))) if watch else None
+        xs = solver.forward(layers, weights, x, acts, refresh=True)  # the maps this step uses, BN's from x
+        factors = solver.factors(layers, weights, acts, self.norm_squared) if self.monitor or self.rho_max else None
         record = dict(
-            rho=solver.contraction(weights, acts, mu) if self.monitor else None,
+            rho=solver.rhos(factors, mu) if self.monitor else None,
             output_rho=solver.output_rho(acts, mu, self.loss),
             objective=[],
         )
-        watch = self.monitor and all(a.f is not None and a.g is not None for a in acts)
-        value = (lambda xs, ws: float(solver.objective(xs, ws, acts, mu, self.loss, target))) if watch else None
-        xs = solver.forward(weights, x, acts)
+        ratios = (
+            solver.capped_ratios(factors, mu, self.rho_max, solver.output_factor(acts, self.loss))
+            if self.rho_max
+            else None
+        )
         for _ in range(self.activation_iters):
-            for i, update in solver.activation_updates(xs, weights, acts, mu, self.loss, target, self.schedule, ratios):
-                before = value(xs, weights) if watch else None
-                xs[i] = update()
+            for i, new in solver.activation_updates(
+                layers, xs, weights, acts, mu, self.loss, target, self.schedule, ratios
+            ):
+                before = value() if watch else None
+                xs[i] = new()
                 if watch:
-                    record['objective'].append((f'X[{i}]', before, value(xs, weights)))
-        updated = solver.weight_sweep(weights, xs, acts, self.weight_iters, self.pinv_reg, self.parallel_weights)
+                    record['objective'].append((f'X[{i}]', before, value()))
+        updated = solver.weight_sweep(
+            layers, weights, xs, acts, self.weight_iters, self.pinv_reg, self.parallel_weights
+        )
         for i, (weight, new) in enumerate(zip(weights, updated)):
-            before = value(xs, weights) if watch else None
+            before = value() if watch else None
             weight.copy_(new)  # in place: whoever shares these tensors (a LightningModule's parameters) sees it
             if watch:
-                record['objective'].append((f'W[{i}]', before, value(xs, weights)))
+                record['objective'].append((f'W[{i}]', before, value()))
         if self.monitor:
             self.history_.append(record)
         return self
 
     def rho(self) -> list[float]:
         """Theorem 2's contraction factor of each hidden activation update at the current weights (below 1: the
-        fixed-point update contracts and never raises the objective)."""
+        fixed-point update contracts and never raises the objective), ``(mu[i+1]/mu[i]) beta[i-1] beta[i]
+        ||L[i]||_2^2``: a dense layer's norm exact, a convolution's by power iteration."""
         check_is_fitted(self)
-        acts, mu = self._settings()
-        return solver.contraction(self.weights_, acts, mu)
+        acts, mu = self.settings()
+        return solver.contraction(self.layers_, self.weights_, acts, mu, self.norm_squared)
 
     # -- inference -----------------------------------------------------------------------------------------------
+    def _inference(self):
+        """Normalizations from their running averages."""
+        for layer in self.layers_:
+            if getattr(layer, 'norm', False):
+                layer.use_running()
+
     def _scores(self, X) -> torch.Tensor:
         check_is_fitted(self)
         return self.forward(self._inputs(X, reset=False))
@@ -290,37 +265,157 @@ class LPOM(ClassifierMixin, BaseEstimator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The output layer's values for a float tensor of samples, as a tensor (torch's side: no data checks)."""
         check_is_fitted(self)
-        return solver.forward(self.weights_, x, self._settings()[0])[-1]
+        self._inference()
+        x = x.reshape(-1, *self.layers_[0].in_shape)
+        return solver.forward(self.layers_, self.weights_, x, self.settings()[0])[-1]
 
-    def decision_function(self, X) -> np.ndarray:
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
         """The output layer's values; for two classes, one column as scikit-learn's binary convention."""
         scores = self._scores(X).numpy()
         return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         scores = self._scores(X)
         return self.classes_[scores[:, : len(self.classes_)].argmax(1).numpy()]
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         if self.loss != 'cross_entropy':
             raise AttributeError('predict_proba needs loss="cross_entropy" (softmax outputs); an mse model has none')
         return torch.softmax(self._scores(X)[:, : len(self.classes_)], 1).numpy()
 
-    def objective(self, X, y) -> float:
+    def objective(self, X: ArrayLike, y: ArrayLike) -> float:
         """The LPOM objective at the consistent activations of ``X`` (needs closed-form f and g)."""
         check_is_fitted(self)
-        acts, mu = self._settings()
-        xs = solver.forward(self.weights_, self._inputs(X, reset=False), acts)
-        return float(solver.objective(xs, self.weights_, acts, mu, self.loss, self._targets(y)))
+        acts, mu = self.settings()
+        xs = solver.forward(self.layers_, self.weights_, self._inputs(X, reset=False), acts)
+        return float(solver.objective(self.layers_, xs, self.weights_, acts, mu, self.loss, self._targets(y)))
 
     def to_torch(self) -> nn.Sequential:
-        """The trained network as ``nn.Sequential`` of ``Linear`` and activation modules (inference is a forward)."""
+        """The trained network as ``nn.Sequential`` of PyTorch layers and activation modules (inference is a
+        forward; normalizations from their running averages, folded into the convolutions)."""
         check_is_fitted(self)
+        self._inference()
         modules = []
-        for weight, act in zip(self.weights_, self._settings()[0]):
-            linear = nn.Linear(weight.shape[1] - 1, weight.shape[0])
-            with torch.no_grad():
-                linear.weight.copy_(weight[:, :-1])
-                linear.bias.copy_(weight[:, -1])
-            modules += [linear, act.module()]
+        for layer, weight, act in zip(self.layers_, self.weights_, self.settings()[0]):
+            modules += [layer.module(weight), act.module()]
         return nn.Sequential(*modules)
+
+
+class LPOM(BaseLPOM):
+    """LPOM for an MLP ``n_features -> hidden_layer_sizes... -> n_classes``, with the parameters of
+    :class:`BaseLPOM` (``hidden_layer_sizes``: the hidden widths; the input and output widths come from the
+    data)."""
+
+    def __init__(
+        self,
+        hidden_layer_sizes: Sequence[int] | int = (300,),
+        activation: str | Activation | Callable = 'relu',
+        out_activation: str | Activation | Callable = 'identity',
+        mu: float | Sequence[float] = DEFAULT_MU,
+        loss: str = 'cross_entropy',
+        schedule: str = 'serial',
+        parallel_weights: bool = False,
+        activation_iters: int = 5,
+        weight_iters: int = 3,
+        pinv_reg: float = 1e-3,
+        activation_kwargs: dict | None = None,
+        rho_max: float | None = None,
+        max_iter: int = 1,
+        batch_size: int = 100,
+        warm_start: bool = False,
+        random_state: int | np.random.RandomState | None = None,
+        monitor: bool = False,
+        progress: bool = False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.out_activation = out_activation
+        self.mu = mu
+        self.loss = loss
+        self.schedule = schedule
+        self.parallel_weights = parallel_weights
+        self.activation_iters = activation_iters
+        self.weight_iters = weight_iters
+        self.pinv_reg = pinv_reg
+        self.activation_kwargs = activation_kwargs
+        self.rho_max = rho_max
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.monitor = monitor
+        self.progress = progress
+
+    def _layers(self, n_features: int, n_outputs: int) -> list:
+        hidden = list(np.atleast_1d(self.hidden_layer_sizes))
+        if not all(isinstance(w, Integral) and w >= 1 for w in hidden):
+            raise ValueError(f'hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}')
+        return parse([f'fc{width}' for width in hidden], (n_features,), n_outputs)
+
+
+class LPOMConv(BaseLPOM):
+    """LPOM for a convolutional network, with the parameters of :class:`BaseLPOM`. ``X`` holds images
+    ``(n, *input_shape)`` or their flattened rows; ``architecture`` is a layer spec of
+    :mod:`~optnets.lpom.layers` such as ``('conv32x5', 'avg2', 'fc128')``, the output layer added. Every
+    layer's ``||L||_2^2``, dense ones included, is estimated by power iteration, as the CNN benchmarks measured it."""
+
+    norm_squared = staticmethod(power_norm_squared)
+
+    def __init__(
+        self,
+        architecture: Sequence[str] = ('conv32x5', 'avg2', 'conv64x5', 'avg2'),
+        input_shape: tuple[int, ...] = (1, 28, 28),
+        activation: str | Activation | Callable = 'relu',
+        out_activation: str | Activation | Callable = 'identity',
+        mu: float | Sequence[float] = DEFAULT_MU,
+        loss: str = 'cross_entropy',
+        schedule: str = 'serial',
+        parallel_weights: bool = False,
+        activation_iters: int = 5,
+        weight_iters: int = 3,
+        pinv_reg: float = 1e-3,
+        activation_kwargs: dict | None = None,
+        rho_max: float | None = None,
+        max_iter: int = 1,
+        batch_size: int = 100,
+        warm_start: bool = False,
+        random_state: int | np.random.RandomState | None = None,
+        monitor: bool = False,
+        progress: bool = False,
+    ):
+        self.architecture = architecture
+        self.input_shape = input_shape
+        self.activation = activation
+        self.out_activation = out_activation
+        self.mu = mu
+        self.loss = loss
+        self.schedule = schedule
+        self.parallel_weights = parallel_weights
+        self.activation_iters = activation_iters
+        self.weight_iters = weight_iters
+        self.pinv_reg = pinv_reg
+        self.activation_kwargs = activation_kwargs
+        self.rho_max = rho_max
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.monitor = monitor
+        self.progress = progress
+
+    def _layers(self, n_features: int, n_outputs: int) -> list:
+        return parse(self.architecture, self.input_shape, n_outputs)
+
+    def _inputs(self, x, reset: bool, y=None, training: bool = False):
+        """Images or their rows, checked as rows, returned as images."""
+        x = np.asarray(x) if not torch.is_tensor(x) else x
+        flat = x.reshape(len(x), -1) if getattr(x, 'ndim', 2) > 2 else x
+        checked = super()._inputs(flat, reset, y, training)
+        rows = checked[0] if training else checked
+        if rows.shape[1] != math.prod(self.input_shape):
+            raise ValueError(
+                f'X has {rows.shape[1]} features per sample, input_shape {tuple(self.input_shape)} '
+                f'needs {math.prod(self.input_shape)}'
+            )
+        images = rows.reshape(-1, *self.input_shape)
+        return (images, checked[1]) if training else images

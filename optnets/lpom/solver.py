@@ -1,17 +1,29 @@
-"""The LPOM block-coordinate solver, in row form (samples are rows, ``X[i]`` is ``m x d_i``).
+"""The LPOM block-coordinate solver over layer maps, in row form (samples are rows).
 
-Layer ``i`` maps ``X[i]`` to ``X[i+1] = phi_i([X[i], 1] W[i]^T)``: biases by homogeneous coordinates. ``mu[i]``
-weighs the terms of layer ``i`` (``mu[0]`` is unused). Only ``phi`` is evaluated, never its inverse or derivative.
+Layer ``i`` maps ``X[i]`` to ``X[i+1] = phi_i(L_i(X[i]))`` with ``L_i`` linear in ``X[i]`` and in its weight
+``W[i]`` (:mod:`optnets.lpom.layers`: a dense layer is ``[X, 1] W^T``, a convolution its patches times ``W^T``).
+``mu[i]`` weighs the terms of layer ``i`` (``mu[0]`` is unused). Only ``phi`` is evaluated, never its inverse or
+derivative. Every function takes the layers, their weights and their activations as lists, so one solver trains
+an MLP, a CNN and any mix of the two.
 """
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .activations import Activation
+from .layers import Layer
+
+Tensors = Sequence[torch.Tensor]
+Layers = Sequence[Layer]
+Activations = Sequence[Activation]
+Mu = Sequence[float | None]
+"""``mu[i]`` weighs layer ``i``'s terms; ``mu[0]`` is None (the input has none)."""
+Ratios = dict[int, float] | None
+"""``{i: the ratio update i uses}`` in place of its ``mu`` ratio (see :func:`contracting_ratios`)."""
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
@@ -19,15 +31,16 @@ def augment(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.new_ones(x.shape[0], 1)], 1)
 
 
-def preactivation(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.addmm(weight[:, -1], x, weight[:, :-1].T)
-
-
-def forward(weights: Sequence[torch.Tensor], x: torch.Tensor, acts: Sequence[Activation]) -> list[torch.Tensor]:
-    """Consistent activations ``X[i+1] = phi_i(W[i] X[i])``: the initialisation, and the network's prediction."""
+def forward(
+    layers: Layers, weights: Tensors, x: torch.Tensor, acts: Sequence[Activation], refresh: bool = False
+) -> list[torch.Tensor]:
+    """Consistent activations ``X[i+1] = phi_i(L_i(X[i]))``: the initialisation, and the network's prediction;
+    ``refresh`` first sets each normalization from the batch it sees."""
     xs = [x]
-    for weight, act in zip(weights, acts):
-        xs.append(act.phi(preactivation(weight, xs[-1])))
+    for layer, weight, act in zip(layers, weights, acts):
+        if refresh and getattr(layer, 'norm', False):
+            layer.refresh(weight, xs[-1])
+        xs.append(act.phi(layer.apply(weight, xs[-1])))
     return xs
 
 
@@ -47,38 +60,70 @@ LOSS_LIPSCHITZ = {'mse': 1.0, 'cross_entropy': 0.5}
 
 
 # -- activation updates --------------------------------------------------------------------------------------------
-def hidden_update(i: int, xs, weights, acts, mu, ratio: float | None = None) -> torch.Tensor:
-    """``X[i] <- phi(W[i-1]X[i-1] - (mu[i+1]/mu[i]) W[i]^T (phi(W[i]X[i]) - X[i+1]))``; ``ratio`` replaces
+def hidden_update(
+    i: int, layers: Layers, xs: Tensors, weights: Tensors, acts: Activations, mu: Mu, ratio: float | None = None
+) -> torch.Tensor:
+    """``X[i] <- phi(L[i-1](X[i-1]) - (mu[i+1]/mu[i]) L[i]^T (phi(L[i](X[i])) - X[i+1]))``; ``ratio`` replaces
     ``mu[i+1]/mu[i]`` when given (see :func:`contracting_ratios`)."""
-    residual = acts[i].phi(preactivation(weights[i], xs[i])) - xs[i + 1]
-    pushed = residual @ weights[i][:, :-1]
+    residual = acts[i].phi(layers[i].apply(weights[i], xs[i])) - xs[i + 1]
+    pushed = layers[i].adjoint(weights[i], residual, xs[i])
     ratio = mu[i + 1] / mu[i] if ratio is None else ratio
-    return acts[i - 1].phi(preactivation(weights[i - 1], xs[i - 1]) - ratio * pushed)
+    return acts[i - 1].phi(layers[i - 1].apply(weights[i - 1], xs[i - 1]) - ratio * pushed)
 
 
-def output_update(xs, weights, acts, mu, loss: str, target: torch.Tensor, step: float | None = None) -> torch.Tensor:
-    """``X[n] <- phi(W[n-1]X[n-1] - (1/mu[n]) dl/dX[n])``; ``step`` replaces ``1/mu[n]`` when given (see
+def output_update(
+    layers: Layers,
+    xs: Tensors,
+    weights: Tensors,
+    acts: Activations,
+    mu: Mu,
+    loss: str,
+    target: torch.Tensor | None,
+    step: float | None = None,
+) -> torch.Tensor:
+    """``X[n] <- phi(L[n-1](X[n-1]) - (1/mu[n]) dl/dX[n])``; ``step`` replaces ``1/mu[n]`` when given (see
     :func:`contracting_ratios`)."""
     n = len(weights)
     step = 1 / mu[n] if step is None else step
-    return acts[n - 1].phi(preactivation(weights[n - 1], xs[n - 1]) - step * loss_gradient(loss, xs[n], target))
+    z = layers[n - 1].apply(weights[n - 1], xs[n - 1])
+    return acts[n - 1].phi(z - step * loss_gradient(loss, xs[n], target))
 
 
-def update(i: int, xs, weights, acts, mu, loss: str, target, ratios=None) -> torch.Tensor:
+def update(
+    i: int,
+    layers: Layers,
+    xs: Tensors,
+    weights: Tensors,
+    acts: Activations,
+    mu: Mu,
+    loss: str,
+    target: torch.Tensor | None,
+    ratios: Ratios = None,
+) -> torch.Tensor:
     """The new ``X[i]``: the output update for the last layer, a hidden update otherwise."""
     if i == len(weights):
-        return output_update(xs, weights, acts, mu, loss, target, (ratios or {}).get(i))
-    return hidden_update(i, xs, weights, acts, mu, (ratios or {}).get(i))
+        return output_update(layers, xs, weights, acts, mu, loss, target, (ratios or {}).get(i))
+    return hidden_update(i, layers, xs, weights, acts, mu, (ratios or {}).get(i))
 
 
-def activation_updates(xs, weights, acts, mu, loss: str, target, schedule: str = 'serial', ratios=None):
+def activation_updates(
+    layers: Layers,
+    xs: Tensors,
+    weights: Tensors,
+    acts: Activations,
+    mu: Mu,
+    loss: str,
+    target: torch.Tensor | None,
+    schedule: str = 'serial',
+    ratios: Ratios = None,
+) -> Iterator[tuple[int, Callable[[], torch.Tensor]]]:
     """One pass over the hidden and output activations, as ``(i, update)`` pairs to apply in turn
     (``xs[i] = update()``): in layer order with the newest values (``serial``); all from the values before the
     pass (``parallel``, Jacobi); or the odd ``i`` first, then the even ones (``odd-even``: an update reads only
     its neighbours, so those of one parity are independent, whatever order or process runs them). ``ratios[i]``
     replaces ``mu[i+1]/mu[i]`` in hidden update ``i``."""
     n = len(weights)
-    new = lambda i: update(i, xs, weights, acts, mu, loss, target, ratios)  # noqa: E731
+    new = lambda i: update(i, layers, xs, weights, acts, mu, loss, target, ratios)  # noqa: E731
     if schedule == 'parallel':
         values = {i: new(i) for i in range(1, n + 1)}
         yield from ((i, lambda i=i: values[i]) for i in values)
@@ -88,12 +133,20 @@ def activation_updates(xs, weights, acts, mu, loss: str, target, schedule: str =
 
 
 def activation_sweep(
-    xs, weights, acts, mu, loss: str, target, schedule: str = 'serial', ratios=None
+    layers: Layers,
+    xs: Tensors,
+    weights: Tensors,
+    acts: Activations,
+    mu: Mu,
+    loss: str,
+    target: torch.Tensor | None,
+    schedule: str = 'serial',
+    ratios: Ratios = None,
 ) -> list[torch.Tensor]:
     """One pass of :func:`activation_updates`; returns the new activations."""
     xs = list(xs)
-    for i, update in activation_updates(xs, weights, acts, mu, loss, target, schedule, ratios):
-        xs[i] = update()
+    for i, new in activation_updates(layers, xs, weights, acts, mu, loss, target, schedule, ratios):
+        xs[i] = new()
     return xs
 
 
@@ -111,7 +164,13 @@ def pinv_solver(x: torch.Tensor, reg: float) -> Callable[[torch.Tensor], torch.T
 
 
 def weight_update(
-    weight, x, target, act: Activation, iters: int = 1, reg: float = 1e-3, offset: torch.Tensor | None = None
+    weight: torch.Tensor,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    act: Activation,
+    iters: int = 1,
+    reg: float = 1e-3,
+    offset: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Accelerated proximal gradient on ``1'g(W X + O)1 + 1/2 ||X' - W X - O||^2`` (``O`` a fixed offset, 0 when
     None): ``W <- Y - (1/beta)(phi(Y X + O) - X') pinv(X)`` with ``Y`` the Nesterov extrapolation, restarted
@@ -135,74 +194,98 @@ def weight_update(
     return weight
 
 
-def weight_sweep(weights, xs, acts, iters: int, reg: float, parallel: bool = False) -> list[torch.Tensor]:
+def weight_step(
+    layer: Layer, weight: torch.Tensor, x: torch.Tensor, x_next: torch.Tensor, act: Activation, iters: int, reg: float
+) -> torch.Tensor:
+    """The layer's new weight: :func:`weight_update` on its rows (a convolution's patches), its skip as the
+    offset; a normalized layer is solved for its folded weight and mapped back."""
+    folded = weight_update(layer.folded(weight), layer.rows(x), layer.to_rows(x_next), act, iters, reg, layer.offset(x))
+    return layer.unfold_weight(folded)
+
+
+def weight_sweep(
+    layers: Layers, weights: Tensors, xs: Tensors, acts: Activations, iters: int, reg: float, parallel: bool = False
+) -> list[torch.Tensor]:
     """Every layer's weights given the activations; the layers are independent, so ``parallel`` runs them at once."""
-    jobs = [(w, xs[i], xs[i + 1], acts[i], iters, reg) for i, w in enumerate(weights)]
+    jobs = [(layers[i], w, xs[i], xs[i + 1], acts[i], iters, reg) for i, w in enumerate(weights)]
     if not parallel:
-        return [weight_update(*job) for job in jobs]
+        return [weight_step(*job) for job in jobs]
     with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(lambda job: weight_update(*job), jobs))
+        return list(pool.map(lambda job: weight_step(*job), jobs))
 
 
 # -- the objective -------------------------------------------------------------------------------------------------
-def objective(xs, weights, acts, mu, loss: str, target) -> torch.Tensor:
-    """``l(X[n], L) + sum_i mu_i (1'f(X[i])1 + 1'g(W[i-1]X[i-1])1 + 1/2 ||X[i] - W[i-1]X[i-1]||^2)``."""
+def objective(
+    layers: Layers, xs: Tensors, weights: Tensors, acts: Activations, mu: Mu, loss: str, target: torch.Tensor | None
+) -> torch.Tensor:
+    """``l(X[n], L) + sum_i mu_i (1'f(X[i])1 + 1'g(L[i-1](X[i-1]))1 + 1/2 ||X[i] - L[i-1](X[i-1])||^2)``."""
     total = loss_value(loss, xs[-1], target)
     for i in range(1, len(xs)):
         act = acts[i - 1]
         if act.f is None or act.g is None:
             raise NotImplementedError(f'no closed-form f and g for activation {act.name!r}')
-        z = preactivation(weights[i - 1], xs[i - 1])
+        z = layers[i - 1].apply(weights[i - 1], xs[i - 1])
         total = total + mu[i] * (act.f(xs[i]).sum() + act.g(z).sum() + ((xs[i] - z) ** 2).sum() / 2)
     return total
 
 
-def spectral_norm_squared(weight: torch.Tensor) -> float:
-    """``||W||_2^2``, the largest eigenvalue of the smaller Gram matrix (several times faster than an SVD)."""
-    gram = weight @ weight.T if weight.shape[0] <= weight.shape[1] else weight.T @ weight
-    return torch.linalg.eigvalsh(gram.double())[-1].item()
+# -- contraction ---------------------------------------------------------------------------------------------------
+NormSquared = Callable[[object, torch.Tensor], float]
+"""``(layer, weight) -> ||L||_2^2``; by default the layer's own ``norm_squared`` (a dense layer's exact)."""
 
 
-def _factors(weights, acts) -> list[float]:
-    """``beta[i-1] beta[i] ||W[i]||_2^2`` of each hidden update: Theorem 2's rho without its ``mu`` ratio."""
+def factors(
+    layers: Layers, weights: Tensors, acts: Activations, norm_squared: NormSquared | None = None
+) -> list[float]:
+    """``beta[i-1] beta[i] ||L[i]||_2^2`` of each hidden update: Theorem 2's rho without its ``mu`` ratio."""
+    norm_squared = norm_squared or (lambda layer, weight: layer.norm_squared(weight))
     return [
-        acts[i - 1].lipschitz * acts[i].lipschitz * spectral_norm_squared(weights[i][:, :-1])
-        for i in range(1, len(weights))
+        acts[i - 1].lipschitz * acts[i].lipschitz * norm_squared(layers[i], weights[i]) for i in range(1, len(weights))
     ]
 
 
-def contraction(weights, acts, mu) -> list[float]:
+def contraction(
+    layers: Layers, weights: Tensors, acts: Activations, mu: Mu, norm_squared: NormSquared | None = None
+) -> list[float]:
     """The paper's convergence factor rho of each hidden fixed-point update (Theorem 2), a contraction when
-    below 1: (mu[i+1]/mu[i]) beta[i-1] beta[i] ||W[i]||_2^2."""
-    return rhos(_factors(weights, acts), mu)
+    below 1: (mu[i+1]/mu[i]) beta[i-1] beta[i] ||L[i]||_2^2."""
+    return rhos(factors(layers, weights, acts, norm_squared), mu)
 
 
-def rhos(factors: Sequence[float], mu) -> list[float]:
+def rhos(factors: Sequence[float], mu: Mu) -> list[float]:
     """Theorem 2's rho of each hidden update, ``(mu[i+1]/mu[i]) * factors[i-1]``, from its factor without the
     ratio (as :func:`capped_ratios` takes it)."""
     return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(factors, start=1)]
 
 
-def output_factor(acts, loss: str) -> float:
+def output_factor(acts: Activations, loss: str) -> float:
     """``beta[n-1] L``: the output update's rho without its ``1/mu[n]`` (``L``: the loss gradient's Lipschitz
     constant). The output update ``X[n] <- phi(Z - (1/mu[n]) dl/dX[n])`` contracts when ``beta[n-1] L / mu[n] < 1``,
     a condition of its own, which Theorem 2's rho of the hidden updates does not cover."""
     return acts[-1].lipschitz * LOSS_LIPSCHITZ[loss]
 
 
-def output_rho(acts, mu, loss: str) -> float:
+def output_rho(acts: Activations, mu: Mu, loss: str) -> float:
     """``beta[n-1] L / mu[n]``: the output update's contraction factor."""
     return output_factor(acts, loss) / mu[-1]
 
 
-def contracting_ratios(weights, acts, mu, rho_max: float, loss: str) -> dict[int, float]:
-    """``{i: min(mu[i+1]/mu[i], rho_max / (beta[i-1] beta[i] ||W[i]||_2^2))}`` for the hidden updates and
+def contracting_ratios(
+    layers: Layers,
+    weights: Tensors,
+    acts: Activations,
+    mu: Mu,
+    rho_max: float,
+    loss: str,
+    norm_squared: NormSquared | None = None,
+) -> dict[int, float]:
+    """``{i: min(mu[i+1]/mu[i], rho_max / (beta[i-1] beta[i] ||L[i]||_2^2))}`` for the hidden updates and
     ``{n: min(1/mu[n], rho_max / (beta[n-1] L))}`` for the output's: what each update uses to stay a contraction
     with factor at most ``rho_max``."""
-    return capped_ratios(_factors(weights, acts), mu, rho_max, output_factor(acts, loss))
+    return capped_ratios(factors(layers, weights, acts, norm_squared), mu, rho_max, output_factor(acts, loss))
 
 
-def capped_ratios(factors: Sequence[float], mu, rho_max: float, output: float) -> dict[int, float]:
+def capped_ratios(factors: Sequence[float], mu: Mu, rho_max: float, output: float) -> dict[int, float]:
     """``{i: min(mu[i+1]/mu[i], rho_max / factors[i-1])}`` for hidden updates ``i = 1, 2, ...``, where
     ``factors[i-1]`` is Theorem 2's rho of update ``i`` without its ratio (``beta[i-1] beta[i] ||L[i]||_2^2``), and
     ``{n: min(1/mu[n], rho_max / output)}`` for the output update, ``output`` its :func:`output_factor`."""
