@@ -24,7 +24,8 @@ import optnets  # noqa: F401
 from optnets.weights import export_checkpoint, registry
 from optnets.models.network import gmacs, keep_missing_coefficients
 from optnets.weights.export import model_weights, read_checkpoint
-from optnets.recipes.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, FashionMNISTDataModule
+from optnets.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from optnets.recipes.data import FashionMNISTDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']

@@ -14,6 +14,7 @@ from .models import FAMILIES, family_of
 from .models.network import gmacs
 from .extras import MissingExtra
 from .rules import Rule, RuleError
+from .search import DEFAULT_STORAGE
 from .weights.registry import WeightsError
 
 
@@ -204,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
     for action in (run, show, export):
         action.add_argument(
             '--storage',
-            default='sqlite:///optnets-search.db',
+            default=DEFAULT_STORAGE,
             help='an Optuna storage: sqlite:///FILE (default), postgresql://..., or journal:PATH',
         )
         action.add_argument('--study', default='rules', help='the study name in that storage')
@@ -241,7 +242,7 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """``optnets``: one dispatcher. ``sys.argv`` is left as it is: DDP's launcher starts each process with it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if (

@@ -16,7 +16,7 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import lightning as L
 import numpy as np
@@ -25,10 +25,9 @@ from torch.utils.data import Dataset, Sampler, Subset, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchvision import datasets, transforms as T
 
-from optnets.models.network import CIFAR_MEAN, CIFAR_STD
+from optnets.constants import CIFAR_MEAN, CIFAR_STD, FASHION_MNIST_MEAN, FASHION_MNIST_STD
 
 DEBIAN_FASHION_MNIST = Path('/usr/share/datasets/fashion-mnist')
-FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 FASHION_MNIST_MD5 = {  # of the decompressed originals: the same whichever gzip packed them (Debian's repacks do)
     'train-images-idx3-ubyte': 'f4a8712d7a061bf5bd6d2ca38dc4d50a',
     'train-labels-idx1-ubyte': '9018921c3c673c538a1fc5bad174d6f9',
@@ -42,7 +41,7 @@ def default_root() -> Path:
 
 
 @contextmanager
-def seeded(seed: int):
+def seeded(seed: int) -> Iterator[None]:
     """Run a block on torch's (CPU), NumPy's and Python's generators seeded with ``seed``. In the main process the
     global states are kept (the training step draws from them too); a loader worker's generators are its own."""
     if get_worker_info() is not None:
@@ -74,7 +73,7 @@ class SeededSampler(Sampler):
     def __init__(self, length: int, seed: int, shuffle: bool):
         self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
 
-    def set_epoch(self, epoch: int):
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -95,7 +94,7 @@ class SeededOrder(Iterator[tuple[int, int]]):
     def state_dict(self) -> dict:
         return {'epoch': self.epoch, 'position': self.position}
 
-    def load_state_dict(self, state: dict):
+    def load_state_dict(self, state: dict) -> None:
         sampler, self.epoch, self.position = self.sampler, state['epoch'], state['position']
         generator = torch.Generator().manual_seed((sampler.seed * 1_000_003 + self.epoch) % 2**63)
         n = sampler.length
@@ -124,7 +123,7 @@ class SeededSamples(Dataset):
             return self.dataset[index]
 
 
-def die_with_parent(worker_id: int):
+def die_with_parent(worker_id: int) -> None:
     """A loader worker ends with its parent process (Linux), so a killed run leaves no orphaned workers."""
     if sys.platform.startswith('linux'):
         PR_SET_PDEATHSIG = 1
@@ -138,7 +137,7 @@ def fashion_mnist_root() -> Path:
     return default_root() / f'fashion-mnist-{key}'
 
 
-def decompress_verified(packed: Path, target: Path, md5: str):
+def decompress_verified(packed: Path, target: Path, md5: str) -> None:
     """Decompress ``packed`` to ``target`` if its content has checksum ``md5``; else raise, writing nothing.
     Each process writes its own partial file, so that runs preparing the same cache at once do not collide."""
     partial, digest = target.with_name(f'{target.name}.{os.getpid()}.partial'), hashlib.md5()
@@ -198,7 +197,7 @@ class ImageDataModule(L.LightningDataModule):
     def state_dict(self) -> dict:
         return {'seed': self.seed}
 
-    def load_state_dict(self, state: dict):
+    def load_state_dict(self, state: dict) -> None:
         self.seed = state['seed']
 
     def datasets(self) -> tuple[Dataset, Dataset]:
@@ -210,7 +209,7 @@ class ImageDataModule(L.LightningDataModule):
         config reproduces this run's preprocessing."""
         raise NotImplementedError
 
-    def setup(self, stage: str = 'fit'):
+    def setup(self, stage: str = 'fit') -> None:
         if self.train_set is None:
             train, test = self.datasets()
             val = test
@@ -261,7 +260,9 @@ class ImageDataModule(L.LightningDataModule):
         return self.val_dataloader()
 
 
-def cifar_transforms(mean, std, size: int = 32, padding: int = 4) -> tuple[T.Compose, T.Compose]:
+def cifar_transforms(
+    mean: Sequence[float], std: Sequence[float], size: int = 32, padding: int = 4
+) -> tuple[T.Compose, T.Compose]:
     """The standard CIFAR augmentation: pad-and-crop plus horizontal flip."""
     normalize = [T.ToTensor(), T.Normalize(mean, std)]
     train = T.Compose([T.RandomCrop(size, padding=padding), T.RandomHorizontalFlip(), *normalize])
@@ -274,7 +275,7 @@ class CIFAR10DataModule(ImageDataModule):
     dataset_cls = 'CIFAR10'
     num_classes = 10
 
-    def prepare_data(self):
+    def prepare_data(self) -> None:
         """Downloads (``download=True``) in one process, before any DDP rank sets up, as Lightning asks."""
         if self.download:
             for train in (True, False):
@@ -290,7 +291,7 @@ class CIFAR10DataModule(ImageDataModule):
             interpolation='bilinear',
         )
 
-    def datasets(self):
+    def datasets(self) -> tuple[Dataset, Dataset]:
         train_tf, val_tf = cifar_transforms(CIFAR_MEAN, CIFAR_STD)
         cls = getattr(datasets, self.dataset_cls)
         try:
@@ -336,7 +337,7 @@ class ImageNetDataModule(ImageDataModule):
             dataset='imagenet-1k', **resolve_data_config(model=timm.create_model(name or 'hb_net_34', device='meta'))
         )
 
-    def datasets(self):
+    def datasets(self) -> tuple[Dataset, Dataset]:
         import timm
         from timm.data import create_transform, resolve_data_config
 
@@ -382,7 +383,7 @@ class FashionMNISTDataModule(ImageDataModule):
             raise ValueError(f'image_size pads the 28x28 images on both sides: 28, 30, 32, ..., got {image_size}')
         self.image_size, self.augment = image_size, augment
 
-    def prepare_data(self):
+    def prepare_data(self) -> None:
         source, cache = self.root, fashion_mnist_root() / 'FashionMNIST' / 'raw'
         if all((source / f'{name}.gz').is_file() for name in FASHION_MNIST_MD5):
             cache.mkdir(parents=True, exist_ok=True)
@@ -405,7 +406,7 @@ class FashionMNISTDataModule(ImageDataModule):
             interpolation='bilinear',
         )
 
-    def datasets(self):
+    def datasets(self) -> tuple[Dataset, Dataset]:
         pad = (self.image_size - 28) // 2
         normalize = [T.Pad(pad), T.ToTensor(), T.Normalize(FASHION_MNIST_MEAN, FASHION_MNIST_STD)]
         augment = [T.RandomCrop(28, padding=2), T.RandomHorizontalFlip()] if self.augment else []
@@ -453,7 +454,7 @@ class SyntheticDataModule(ImageDataModule):
             interpolation='bilinear',
         )
 
-    def datasets(self):
+    def datasets(self) -> tuple[Dataset, Dataset]:
         shape = (self.in_chans, self.image_size, self.image_size)
         make = lambda seed: datasets.FakeData(  # noqa: E731
             self.length,

@@ -6,7 +6,7 @@ are the rule's steps, for rules that sum transforms over the whole history, Dens
 """
 
 import re
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -20,10 +20,10 @@ from torch import nn
 from ..blocks import BasicTransform, BottleneckTransform, DenseLayer, DenseTransition, ResidualTransition
 from ..blocks.protocol import ScalesOutput
 from ..compiler import CompiledStage, compile_rule
+from ..constants import CIFAR_MEAN, CIFAR_STD
 from ..rules import Rule
 from ..weights.registry import verified_overlay
 
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 TRANSFORMS = {'basic': BasicTransform, 'bottleneck': BottleneckTransform}
 
 
@@ -131,14 +131,14 @@ class OptNet(nn.Module):
         return {name for name, _ in self.named_coefficients()}
 
     @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True):
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None):
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         self.num_classes = num_classes
         if global_pool is None:
             global_pool = self.global_pool.pool_type
@@ -267,8 +267,8 @@ class ResidualOptNet(OptNet):
         drop_path_rate: float = 0.0,
         drop_block_rate: float = 0.0,
         memory: str = 'stored',
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
@@ -334,7 +334,7 @@ RESNET_KEYS = [
 ]
 
 
-def resnet_checkpoint_filter(state_dict: dict, model) -> dict:
+def resnet_checkpoint_filter(state_dict: dict, model: nn.Module) -> dict:
     """A timm/torchvision ResNet state dict (or one under a checkpoint's ``state_dict``) mapped onto the ResNet
     skeleton with one stream ``x``, the key map every residual family shares. A state without coefficients (a
     ResNet's, or a model's trained with ``learn_coeffs=False``) keeps the model's initial ones."""
@@ -376,8 +376,8 @@ class DenseOptNet(OptNet):
         global_pool: str = 'avg',
         drop_rate: float = 0.0,
         proj_drop_rate: float = 0.0,
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
@@ -442,7 +442,13 @@ def gmacs(model: nn.Module, input_size: Sequence[int]) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def build(model_cls, variant: str, pretrained: bool, filter_fn=None, **kwargs):
+def build(
+    model_cls: type[nn.Module],
+    variant: str,
+    pretrained: bool,
+    filter_fn: Callable[[dict, nn.Module], dict] | None = None,
+    **kwargs,
+) -> nn.Module:
     """timm's builder with the family's checkpoint filter; ``features_only`` taps the stem and every stage.
     Published weights are resolved and verified against the manifest before timm loads them."""
     loaded = lambda: None  # noqa: E731

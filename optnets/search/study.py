@@ -18,16 +18,16 @@ import torch
 
 from ..extras import require
 from ..models.network import OptNet, gmacs
+from . import DEFAULT_STORAGE
 from .space import INIT, NAMED, Point, RuleSpace, nearest_named
 
 require('search')
 import optuna  # noqa: E402  (after the check that names the extra)
 
-DEFAULT_STORAGE = 'sqlite:///optnets-search.db'
 BUDGET = 1.02  # a point's parameters and GMACs, at most this times the skeleton's (coefficients are all it adds)
 
 
-def storage_of(url: str, heartbeat: int = 60):
+def storage_of(url: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
     """The Optuna storage of ``url`` (see the module's docstring), with a heartbeat where the storage has one."""
     if url.startswith('journal:'):
         from optuna.storages.journal import JournalFileBackend
@@ -67,7 +67,7 @@ def run(
     seed: int = 0,
     progress: bool = False,
     heartbeat: int = 60,
-):
+) -> optuna.Study:
     """Run (or resume, or join) the study until it holds ``trials`` finished trials, complete or pruned.
 
     ``objective(trial, point, space)`` trains ``point`` and returns its validation accuracy, reporting it after
