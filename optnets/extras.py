@@ -17,7 +17,7 @@ class MissingExtra(ImportError):
     """A part of optnets whose extra is not installed."""
 
 
-def require(extra: str):
+def require(extra: str) -> None:
     """Raise :class:`MissingExtra` naming ``extra`` when any of its modules is missing."""
     missing = [module for module in EXTRAS[extra] if find_spec(module) is None]
     if missing:

@@ -29,18 +29,18 @@ class History(L.Callback):
         self.top1, self.seconds = [], []
         self._start = 0.0
 
-    def on_train_epoch_start(self, trainer, module):
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer, module):
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.seconds.append(time.perf_counter() - self._start)
 
-    def on_validation_epoch_end(self, trainer, module):
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.top1.append(float(trainer.callback_metrics['val/top1']))
 
 
-def train_once(model: str, model_kwargs: dict, seed: int, args) -> dict:
+def train_once(model: str, model_kwargs: dict, seed: int, args: argparse.Namespace) -> dict:
     """One seeded Fashion-MNIST run of ``model`` (``model_kwargs`` go to ``timm.create_model``)."""
     L.seed_everything(seed, verbose=False)
     data = FashionMNISTDataModule(
@@ -80,7 +80,7 @@ def summarize(runs: list[dict]) -> str:
     return '\n'.join(lines)
 
 
-def plot(runs: list[dict], path: Path):
+def plot(runs: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -97,7 +97,7 @@ def plot(runs: list[dict], path: Path):
     fig.savefig(path, dpi=120)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--models', nargs='+', default=['hb_net_20_cifar'])
     parser.add_argument('--epochs', type=int, default=1)

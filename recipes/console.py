@@ -17,7 +17,7 @@ class _NoAdverts(logging.Filter):
         return not record.getMessage().startswith(ADVERTS)
 
 
-def quiet(lightning_info: bool = True):
+def quiet(lightning_info: bool = True) -> None:
     """Drop the ``NOTICES`` and ``ADVERTS``; without ``lightning_info`` also Lightning's start-up info lines
     (devices, the loader it reads), as the main job does, whose output is the progress bar and the table."""
     for module, message in NOTICES:

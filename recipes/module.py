@@ -76,7 +76,7 @@ class ImageClassifier(L.LightningModule):
         self.top1 = MulticlassAccuracy(num_classes, top_k=1)
         self.top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes))
 
-    def configure_model(self):
+    def configure_model(self) -> None:
         if self.hparams.compile:
             self.model.compile()
 
@@ -85,7 +85,7 @@ class ImageClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
-    def training_step(self, batch, batch_idx):
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         if self.mixup is not None:
             x, soft = self.mixup(x, y)
@@ -104,24 +104,24 @@ class ImageClassifier(L.LightningModule):
         self.log(f'{split}/top1', self.top1, prog_bar=True)
         self.log(f'{split}/top5', self.top5)
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, 'val')
 
-    def test_step(self, batch, batch_idx):
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, 'test')
 
-    def predict_step(self, batch, batch_idx):
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class probabilities of a batch (``optnets train predict``: the data module's validation images)."""
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         return self(x).softmax(-1)
 
-    def on_save_checkpoint(self, checkpoint: dict):
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The run's preprocessing travels with its weights (``optnets export --hub-dir`` writes it as timm's)."""
         data = getattr(self.trainer, 'datamodule', None) if self._trainer is not None else None
         if hasattr(data, 'data_config'):
             checkpoint['data_config'] = data.data_config()
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> dict:
         hp = self.hparams
         optimizer = create_optimizer_v2(
             self.model, hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum

@@ -20,6 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.loops import _FitLoop
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from optnets.weights.export import first_non_finite
@@ -39,7 +40,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     (a full disk) is one ``CheckpointWriteError`` that names the file and the free space. ``remove_partial``
     clears what a killed save left behind."""
 
-    def save_checkpoint(self, checkpoint, path, storage_options=None):
+    def save_checkpoint(self, checkpoint: dict, path: str | os.PathLike, storage_options: object | None = None) -> None:
         path = Path(path)
         partial = path.with_name(path.name + PARTIAL)
         try:
@@ -55,7 +56,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             partial.unlink(missing_ok=True)
 
     @staticmethod
-    def remove_partial(folder: str | os.PathLike):
+    def remove_partial(folder: str | os.PathLike) -> None:
         """Remove the ``*.ckpt.partial`` files of saves killed mid-write (this writer's own, by their name)."""
         for partial in Path(folder).glob(f'*.ckpt{PARTIAL}'):
             partial.unlink(missing_ok=True)
@@ -69,7 +70,7 @@ LOADER_PRIVATES = ('_combined_loader_states_to_load', '_load_combined_loader_sta
 Lightning still has them)."""
 
 
-def apply_restored_loader_position(loop) -> bool:
+def apply_restored_loader_position(loop: _FitLoop) -> bool:
     """Apply a restored train loader's saved position, if Lightning left it unapplied; whether it did.
 
     Waits for Lightning #20550 (the fix proposed upstream: PR #21765): when ``configure_optimizers`` reads
@@ -98,10 +99,10 @@ class ExactResume(L.Callback):
             'numpy': [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
         }
 
-    def load_state_dict(self, state: dict):
+    def load_state_dict(self, state: dict) -> None:
         self.pending = state
 
-    def on_train_start(self, trainer, pl_module):
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         apply_restored_loader_position(trainer.fit_loop)
         if self.pending is not None:
             kind, keys, pos, has_gauss, gauss = self.pending['numpy']
@@ -114,7 +115,7 @@ class ExactResume(L.Callback):
 class CheckpointOnSIGTERM(L.Callback):
     """On Lightning's SIGTERM exit, save ``last.ckpt`` in the folder of the checkpoint callback that keeps one."""
 
-    def on_exception(self, trainer, pl_module, exception):
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):
             return
         keeper = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, 'save_last', False)), None)
@@ -127,7 +128,9 @@ class StopOnNonFinite(L.Callback):
     statistics) in one fused check, one host sync a step; raise ``NonFiniteError`` on NaN or inf. Lightning runs
     checkpoint callbacks after all others, so the failing state is never saved."""
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object, batch_idx: int
+    ) -> None:
         loss = outputs.get('loss') if isinstance(outputs, dict) else outputs
         named = [('the training loss', loss)] if isinstance(loss, torch.Tensor) else []
         named += [(f'parameter {n}', t) for n, t in pl_module.named_parameters()]

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import lightning as L
 
@@ -25,15 +26,18 @@ from .console import quiet
 from .reliability import NonFiniteError
 from .train import make_cli
 
+if TYPE_CHECKING:
+    import optuna
+
 
 class ReportToTrial(L.Callback):
     """Reports ``monitor`` after each validation epoch to the Optuna trial, and stops the run when the pruner
     says so (the trial is then marked pruned)."""
 
-    def __init__(self, trial, monitor: str = 'val/top1'):
+    def __init__(self, trial: optuna.Trial, monitor: str = 'val/top1'):
         self.trial, self.monitor, self.pruned, self.best = trial, monitor, False, float('-inf')
 
-    def on_validation_epoch_end(self, trainer, module):
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         value = float(trainer.callback_metrics[self.monitor])
@@ -48,7 +52,9 @@ class RecipeObjective:
     (``searched_<trial>``), its logs and checkpoints in ``<root_dir>/trial_<n>``; the best validation accuracy
     is the trial's value."""
 
-    def __init__(self, config: str = 'search_fashion_mnist', overrides=(), root_dir: str = 'runs/search'):
+    def __init__(
+        self, config: str = 'search_fashion_mnist', overrides: Sequence[str] = (), root_dir: str = 'runs/search'
+    ):
         self.config, self.overrides, self.root_dir = config, list(overrides), root_dir
 
     def __call__(self, trial, point, space: RuleSpace) -> float:
@@ -87,7 +93,7 @@ class RecipeObjective:
 OVERRIDES = ('--data', '--trainer', '--model', '--seed_everything', '--optimizer', '--lr_scheduler')
 
 
-def main(args: argparse.Namespace, overrides: list[str]):
+def main(args: argparse.Namespace, overrides: list[str]) -> None:
     """``optnets search`` (the arguments ``optnets.cli`` parsed; ``overrides`` go to each trial)."""
     if args.action == 'show':
         print(leaderboard_text(leaderboard(args.storage, args.study)))

@@ -22,7 +22,7 @@ from pathlib import Path
 import lightning as L
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -47,12 +47,12 @@ TRAINER_DEFAULTS = {
 SIGTERM_EXIT = 143  # 128 + SIGTERM: what a scheduler reads as "terminated, requeue"
 
 
-def default_callbacks():
+def default_callbacks() -> list[L.Callback]:
     return [LearningRateMonitor(), ExactResume(), CheckpointOnSIGTERM(), StopOnNonFinite()]
 
 
 class OptnetsCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Two checkpoint callbacks: the best by val/top1, and the latest state as last.ckpt from a callback of its
         # own (Lightning writes last.ckpt only when its callback saves a top-k checkpoint, so a last.ckpt that shares
         # the monitored callback goes stale whenever validation does not improve).
@@ -64,7 +64,7 @@ class OptnetsCLI(LightningCLI):
         parser.link_arguments('data.num_classes', 'model.init_args.num_classes', apply_on='instantiate')
         parser.link_arguments('data.in_chans', 'model.init_args.in_chans', apply_on='instantiate')
 
-    def instantiate_trainer(self, **kwargs):
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
         config = self._get(self.config_init, 'trainer', default={})
         root = config.get('default_root_dir') or TRAINER_DEFAULTS['default_root_dir']
         if config.get('logger') in (None, True):  # CSV and TensorBoard logs in the run folder, a version a launch
@@ -78,7 +78,7 @@ class OptnetsCLI(LightningCLI):
             AtomicCheckpointIO.remove_partial(callback.dirpath)
         return trainer
 
-    def parse_arguments(self, parser, args):
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)  # a bad --ckpt_path is refused before LightningCLI reads it
         subcommand = self.config.get('subcommand')
         ckpt = self.config.get(subcommand).get('ckpt_path') if subcommand else None
@@ -129,7 +129,7 @@ def make_cli(args: list[str], run: bool = True) -> OptnetsCLI:
     )
 
 
-def cli_main(args=None):
+def cli_main(args: list[str] | None = None) -> LightningCLI | None:
     """Run the CLI; a bad model name, a missing data folder or a bad value ends in one line, before training."""
     quiet()
     try:

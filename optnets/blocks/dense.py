@@ -25,8 +25,8 @@ class DenseLayer(nn.Module):
         growth: int,
         bn_size: int | None = 4,
         drop_rate: float = 0.0,
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
         dd = dict(device=device, dtype=dtype)
@@ -74,6 +74,6 @@ class DenseLayer(nn.Module):
         return F.conv2d(norm.act(norm.drop(x)), self.conv1.weight[:, part], None, 1, self.conv1.padding)
 
     @torch.no_grad()
-    def scale_inputs_(self, scales: torch.Tensor):
+    def scale_inputs_(self, scales: torch.Tensor) -> None:
         """Fold the coefficients into conv1's weight slices (inference)."""
         self.conv1.weight.mul_(self._channel_scale(scales.to(self.conv1.weight)).view(1, -1, 1, 1))

@@ -7,7 +7,9 @@ from timm.layers import DropPath
 from torch import nn
 
 
-def conv_bn(in_chs: int, out_chs: int, kernel: int, stride: int = 1, dd=None) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+def conv_bn(
+    in_chs: int, out_chs: int, kernel: int, stride: int = 1, dd: dict | None = None
+) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
     dd = dd or {}
     conv = nn.Conv2d(in_chs, out_chs, kernel, stride=stride, padding=kernel // 2, bias=False, **dd)
     return conv, nn.BatchNorm2d(out_chs, **dd)
@@ -46,9 +48,9 @@ class BasicTransform(_ScaledOutput):
         out_chs: int,
         stride: int = 1,
         drop_path: float = 0.0,
-        drop_block=None,
-        device=None,
-        dtype=None,
+        drop_block: nn.Module | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__(drop_path)
         dd = dict(device=device, dtype=dtype)
@@ -74,9 +76,9 @@ class BottleneckTransform(_ScaledOutput):
         out_chs: int,
         stride: int = 1,
         drop_path: float = 0.0,
-        drop_block=None,
-        device=None,
-        dtype=None,
+        drop_block: nn.Module | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__(drop_path)
         dd = dict(device=device, dtype=dtype)

@@ -22,8 +22,8 @@ class ResidualTransition(nn.Module):
         out_chs: int,
         stride: int = 1,
         shortcut: bool = True,
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
         self.transform = transform
@@ -44,7 +44,9 @@ class ResidualTransition(nn.Module):
 class DenseTransition(nn.Sequential):
     """BN-ReLU-conv1x1-avgpool between dense stages (timm's ``norm``, ``conv``, ``pool``)."""
 
-    def __init__(self, in_chs: int, out_chs: int, device=None, dtype=None):
+    def __init__(
+        self, in_chs: int, out_chs: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ):
         super().__init__()
         self.norm = BatchNormAct2d(in_chs, device=device, dtype=dtype)
         self.conv = nn.Conv2d(in_chs, out_chs, 1, bias=False, device=device, dtype=dtype)

@@ -21,12 +21,12 @@ from .plan import Plan, StreamPlan
 Code = Union[float, str]  # a folded constant, or Python source of a tensor expression
 
 
-def is_number(code, value: float) -> bool:
+def is_number(code: str | float, value: float) -> bool:
     """Whether ``code`` is the folded constant ``value`` (source text and tensors never are)."""
     return isinstance(code, float) and code == value
 
 
-def fold(op: str, left, right):
+def fold(op: str, left: str | float, right: str | float) -> str | float:
     """``left op right`` with constants folded: two numbers (or two values) compute; ``x*0`` and ``0*x`` are 0;
     ``x*1``, ``1*x``, ``x/1``, ``x+0``, ``0+x`` and ``x-0`` are ``x``; anything else is source text."""
     if not isinstance(left, str) and not isinstance(right, str):
@@ -375,7 +375,7 @@ def generate_forward(plan: Plan, spec: StageSpec) -> Forward:
 _counter = itertools.count()
 
 
-def compile_forward(source: str):
+def compile_forward(source: str) -> Callable:
     """Turn generated source into a function whose source TorchScript and ``inspect`` can read back.
 
     ``dont_inherit``: the ``from __future__`` flags of this module do not leak into the generated code."""

@@ -10,10 +10,21 @@ here any such rule, with learnable coefficients). Reads before the stage's start
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 from ..rules.ir import ONE, Iterate, Term, Transform
 from ..rules.semantics import coefficient_value
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .stage import CompiledStage
+
+Scale = Tensor | float
+"""A coefficient: a learned tensor (scalar or per channel) or a folded number."""
 
 
 class NotInvertible(ValueError):
@@ -23,7 +34,7 @@ class NotInvertible(ValueError):
 class InvertibleStep:
     """The analysis: which terms of the rule are ``T(x[k])``, ``x[k]`` and ``x[k-1]``."""
 
-    def __init__(self, plan, activation: bool):
+    def __init__(self, plan: Plan, activation: bool):
         rule = plan.rule
         if activation:
             raise NotInvertible(
@@ -52,13 +63,13 @@ class InvertibleStep:
         if not self.previous:
             raise NotInvertible(f'{str(rule)!r} has no x[k-1] term, so x[k-1] cannot be rebuilt from x[k+1] and x[k]')
 
-    def coefficients(self, lookup) -> tuple:
+    def coefficients(self, lookup: Callable[[str, int | None], torch.Tensor | float]) -> tuple:
         """``(alpha, beta, gamma)`` of one step; ``lookup(name, j)`` gives a symbol's value there."""
         total = lambda coeffs: sum((coefficient_value(c, lookup) for c in coeffs), 0.0)  # noqa: E731
         return total(self.transform), total(self.current), total(self.previous)
 
 
-def vanishes(gamma, tolerance: float = 1e-6) -> bool:
+def vanishes(gamma: torch.Tensor | float, tolerance: float = 1e-6) -> bool:
     """Whether the x[k-1] coefficient (a number or a tensor per channel) is too close to 0 to divide by."""
     return bool(torch.as_tensor(gamma).abs().min() < tolerance)
 
@@ -105,7 +116,7 @@ the forward's iterates, far below float32's rounding (6e-8); from about 50 on th
 
 
 def run_steps(
-    stage, x0: torch.Tensor, step_rng: list | None = None, anchors: dict | None = None
+    stage: CompiledStage, x0: torch.Tensor, step_rng: list | None = None, anchors: dict | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The steps without a graph; returns the last two iterates in the carried precision, one wider than the
     input's (float64 for float32): T runs in the input's dtype, but the sums are kept so exactly that dividing by
@@ -134,7 +145,7 @@ class ReversibleSteps(torch.autograd.Function):
     pairs and the random states of each step (so that a dropped path is dropped again when the step is re-run)."""
 
     @staticmethod
-    def forward(ctx, x0, stage, *params):
+    def forward(ctx: FunctionCtx, x0: torch.Tensor, stage: CompiledStage, *params: torch.Tensor) -> torch.Tensor:
         step_rng, anchors = [], {}
         x, x_prev = run_steps(stage, x0, step_rng, anchors)
         ctx.stage, ctx.step_rng, ctx.params, ctx.anchor_steps = stage, step_rng, params, list(anchors)
@@ -142,7 +153,7 @@ class ReversibleSteps(torch.autograd.Function):
         return x.to(x0.dtype)
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple:
         stage, dtype = ctx.stage, grad_out.dtype
         x_next, x, *pairs = (saved.detach() for saved in ctx.saved_tensors)  # the output itself when already wide
         anchors = {k: pairs[2 * i : 2 * i + 2] for i, k in enumerate(ctx.anchor_steps)}
@@ -190,12 +201,12 @@ class ReversibleSteps(torch.autograd.Function):
         return (grad_in, None, *(totals.get(p) for p in ctx.params))
 
 
-def combine(t, x, x_prev, alpha, beta, gamma) -> torch.Tensor:
+def combine(t: Tensor, x: Tensor, x_prev: Tensor, alpha: Scale, beta: Scale, gamma: Scale) -> Tensor:
     """``alpha*t + beta*x + gamma*x_prev`` (a step, ``t = T(x)``), in fused operations in ``t``'s storage."""
     return _add_scaled(_add_scaled(t.mul_(alpha), beta, x), gamma, x_prev)
 
 
-def rebuild(x_next, x, t, alpha, beta, gamma) -> torch.Tensor:
+def rebuild(x_next: Tensor, x: Tensor, t: Tensor, alpha: Scale, beta: Scale, gamma: Scale) -> Tensor:
     """``x_prev = (x_next - alpha*t - beta*x) / gamma``: the step run backwards, in ``x_next``'s precision (``t``
     is read in its own dtype, with no converted copy and no copy of ``x_next``)."""
     difference = (

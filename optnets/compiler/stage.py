@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -49,8 +49,8 @@ class CompiledStage(nn.Module):
         activation: nn.Module | None = None,
         transition: nn.Module | None = None,
         memory: str = 'stored',
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
         plan = plan if isinstance(plan, Plan) else compile_rule(plan)
@@ -227,7 +227,7 @@ class CompiledStage(nn.Module):
             self._constants.update({name: value.double().tolist() for name, value in loaded.items()})
             self._build()
 
-    def transforms(self):
+    def transforms(self) -> Iterator[nn.Module]:
         """Every step's T, stream by stream."""
         for stream in self.plan.stream_names:
             yield from getattr(self, f'T_{stream}')

@@ -11,6 +11,8 @@ stream, so the presets use about half as many steps as the ResNet they are sized
 travel as their mean.
 """
 
+from typing import Sequence
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import admm
@@ -23,7 +25,7 @@ __all__ = ['ADMMNet']
 class ADMMNet(ResidualOptNet):
     """A dual-stream residual network whose streams follow the ADMM rule."""
 
-    def __init__(self, steps, block: str = 'basic', **kwargs):
+    def __init__(self, steps: Sequence[int], block: str = 'basic', **kwargs):
         super().__init__(admm, steps, block=block, **kwargs)
 
 
@@ -37,18 +39,18 @@ default_cfgs = generate_default_cfgs(
 
 
 @register_model
-def admm_net_56_cifar(pretrained=False, **kwargs) -> ADMMNet:
+def admm_net_56_cifar(pretrained: bool = False, **kwargs) -> ADMMNet:
     """ADMM-Net for CIFAR sized like ResNet-56: a transition block and 4 two-stream steps per stage."""
     return build(ADMMNet, 'admm_net_56_cifar', pretrained, **{**cifar_resnet(56), 'steps': (4, 4, 4), **kwargs})
 
 
 @register_model
-def admm_net_34(pretrained=False, **kwargs) -> ADMMNet:
+def admm_net_34(pretrained: bool = False, **kwargs) -> ADMMNet:
     """ADMM-Net sized like ResNet-34 (parameters within 10%): a step has two streams, so fewer steps."""
     return build(ADMMNet, 'admm_net_34', pretrained, **{**resnet(34), 'steps': (1, 2, 2, 1), **kwargs})
 
 
 @register_model
-def admm_net_50(pretrained=False, **kwargs) -> ADMMNet:
+def admm_net_50(pretrained: bool = False, **kwargs) -> ADMMNet:
     """ADMM-Net sized like ResNet-50 (bottleneck T)."""
     return build(ADMMNet, 'admm_net_50', pretrained, **{**resnet(50), 'steps': (1, 2, 2, 1), **kwargs})

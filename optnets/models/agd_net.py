@@ -7,6 +7,8 @@ checkpoints load through ``checkpoint_filter_fn``. The ``b[j]*x[j]`` sums read t
 stage input ``x[0]`` has another width).
 """
 
+from typing import Sequence
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import agd
@@ -20,7 +22,9 @@ __all__ = ['AGDNet']
 class AGDNet(DenseOptNet):
     """A DenseNet whose layers follow the AGD history rule."""
 
-    def __init__(self, steps, growth_rate: int = 32, bn_size=4, compression: float = 0.5, **kwargs):
+    def __init__(
+        self, steps: Sequence[int], growth_rate: int = 32, bn_size: int = 4, compression: float = 0.5, **kwargs
+    ):
         super().__init__(agd, steps, growth_rate=growth_rate, bn_size=bn_size, compression=compression, **kwargs)
 
 
@@ -63,30 +67,30 @@ default_cfgs = generate_default_cfgs(
 
 
 @register_model
-def agd_net_40_cifar(pretrained=False, **kwargs) -> AGDNet:
+def agd_net_40_cifar(pretrained: bool = False, **kwargs) -> AGDNet:
     """AGD-Net-40 for CIFAR (DenseNet L=40, k=12)."""
     return build(AGDNet, 'agd_net_40_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_densenet(40), **kwargs))
 
 
 @register_model
-def agd_net_52_cifar(pretrained=False, **kwargs) -> AGDNet:
+def agd_net_52_cifar(pretrained: bool = False, **kwargs) -> AGDNet:
     """AGD-Net-52 for CIFAR (DenseNet L=52, k=12)."""
     return build(AGDNet, 'agd_net_52_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_densenet(52), **kwargs))
 
 
 @register_model
-def agd_net_121(pretrained=False, **kwargs) -> AGDNet:
+def agd_net_121(pretrained: bool = False, **kwargs) -> AGDNet:
     """AGD-Net-121 (DenseNet-121 layout)."""
     return build(AGDNet, 'agd_net_121', pretrained, checkpoint_filter_fn, **dict(densenet(121), **kwargs))
 
 
 @register_model
-def agd_net_169(pretrained=False, **kwargs) -> AGDNet:
+def agd_net_169(pretrained: bool = False, **kwargs) -> AGDNet:
     """AGD-Net-169 (DenseNet-169 layout)."""
     return build(AGDNet, 'agd_net_169', pretrained, checkpoint_filter_fn, **dict(densenet(169), **kwargs))
 
 
 @register_model
-def agd_net_201(pretrained=False, **kwargs) -> AGDNet:
+def agd_net_201(pretrained: bool = False, **kwargs) -> AGDNet:
     """AGD-Net-201 (DenseNet-201 layout)."""
     return build(AGDNet, 'agd_net_201', pretrained, checkpoint_filter_fn, **dict(densenet(201), **kwargs))

@@ -1,6 +1,9 @@
 """``register``: a timm model from any update rule, on the CIFAR or ImageNet skeleton of a given depth."""
 
+from typing import Callable
+
 from timm.models import generate_default_cfgs, register_model
+from torch import nn
 
 from ..compiler import compile_rule
 from ..rules import Rule
@@ -41,7 +44,7 @@ def register(
     theory: dict | None = None,
     inits: dict | None = None,
     **model_kwargs,
-):
+) -> Callable[..., nn.Module]:
     """Register ``name`` with timm as ``rule`` compiled on a preset skeleton; returns the entrypoint.
 
     Rules that sum transforms over the history get DenseNet's skeleton, the others ResNet's (a ResNet block as

@@ -6,6 +6,8 @@ initialisation) it is exactly ResNet, so timm and torchvision ResNet checkpoints
 itself, ``b1 = 1 + beta, b2 = -beta`` with beta = 0.9 (also Momentum ResNet's form, without its 1 - g on T).
 """
 
+from typing import Sequence
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import heavy_ball
@@ -19,7 +21,7 @@ __all__ = ['HBNet']
 class HBNet(ResidualOptNet):
     """A ResNet whose blocks after each stage's first follow the heavy-ball rule."""
 
-    def __init__(self, steps, block: str = 'basic', **kwargs):
+    def __init__(self, steps: Sequence[int], block: str = 'basic', **kwargs):
         super().__init__(heavy_ball, steps, block=block, **kwargs)
 
 
@@ -42,42 +44,42 @@ default_cfgs = generate_default_cfgs(
 
 
 @register_model
-def hb_net_20_cifar(pretrained=False, **kwargs) -> HBNet:
+def hb_net_20_cifar(pretrained: bool = False, **kwargs) -> HBNet:
     """HB-Net-20 for CIFAR (ResNet-20 layout, n=3)."""
     return build(HBNet, 'hb_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(20), **kwargs))
 
 
 @register_model
-def hb_net_56_cifar(pretrained=False, **kwargs) -> HBNet:
+def hb_net_56_cifar(pretrained: bool = False, **kwargs) -> HBNet:
     """HB-Net-56 for CIFAR (ResNet-56 layout, n=9)."""
     return build(HBNet, 'hb_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(56), **kwargs))
 
 
 @register_model
-def hb_net_110_cifar(pretrained=False, **kwargs) -> HBNet:
+def hb_net_110_cifar(pretrained: bool = False, **kwargs) -> HBNet:
     """HB-Net-110 for CIFAR (ResNet-110 layout, n=18)."""
     return build(HBNet, 'hb_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(110), **kwargs))
 
 
 @register_model
-def hb_net_18(pretrained=False, **kwargs) -> HBNet:
+def hb_net_18(pretrained: bool = False, **kwargs) -> HBNet:
     """HB-Net-18 (ResNet-18 layout)."""
     return build(HBNet, 'hb_net_18', pretrained, checkpoint_filter_fn, **dict(resnet(18), **kwargs))
 
 
 @register_model
-def hb_net_34(pretrained=False, **kwargs) -> HBNet:
+def hb_net_34(pretrained: bool = False, **kwargs) -> HBNet:
     """HB-Net-34 (ResNet-34 layout)."""
     return build(HBNet, 'hb_net_34', pretrained, checkpoint_filter_fn, **dict(resnet(34), **kwargs))
 
 
 @register_model
-def hb_net_50(pretrained=False, **kwargs) -> HBNet:
+def hb_net_50(pretrained: bool = False, **kwargs) -> HBNet:
     """HB-Net-50 (ResNet-50 layout, bottleneck T)."""
     return build(HBNet, 'hb_net_50', pretrained, checkpoint_filter_fn, **dict(resnet(50), **kwargs))
 
 
 @register_model
-def hb_net_101(pretrained=False, **kwargs) -> HBNet:
+def hb_net_101(pretrained: bool = False, **kwargs) -> HBNet:
     """HB-Net-101 (ResNet-101 layout, bottleneck T)."""
     return build(HBNet, 'hb_net_101', pretrained, checkpoint_filter_fn, **dict(resnet(101), **kwargs))

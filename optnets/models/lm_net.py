@@ -5,6 +5,8 @@ With c = 0 (``special``, and ``theory``: forward Euler) it is exactly ResNet, so
 identical logits, and c learns from there.
 """
 
+from typing import Sequence
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import linear_multistep
@@ -17,7 +19,7 @@ __all__ = ['LMResNet']
 class LMResNet(ResidualOptNet):
     """A ResNet whose blocks after each stage's first follow the linear two-step scheme."""
 
-    def __init__(self, steps, block: str = 'basic', **kwargs):
+    def __init__(self, steps: Sequence[int], block: str = 'basic', **kwargs):
         super().__init__(linear_multistep, steps, block=block, **kwargs)
 
 
@@ -39,36 +41,36 @@ default_cfgs = generate_default_cfgs(
 
 
 @register_model
-def lm_net_20_cifar(pretrained=False, **kwargs) -> LMResNet:
+def lm_net_20_cifar(pretrained: bool = False, **kwargs) -> LMResNet:
     """LM-ResNet-20 for CIFAR (n=3)."""
     return build(LMResNet, 'lm_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(20), **kwargs))
 
 
 @register_model
-def lm_net_56_cifar(pretrained=False, **kwargs) -> LMResNet:
+def lm_net_56_cifar(pretrained: bool = False, **kwargs) -> LMResNet:
     """LM-ResNet-56 for CIFAR (n=9)."""
     return build(LMResNet, 'lm_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(56), **kwargs))
 
 
 @register_model
-def lm_net_110_cifar(pretrained=False, **kwargs) -> LMResNet:
+def lm_net_110_cifar(pretrained: bool = False, **kwargs) -> LMResNet:
     """LM-ResNet-110 for CIFAR (n=18)."""
     return build(LMResNet, 'lm_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(110), **kwargs))
 
 
 @register_model
-def lm_net_18(pretrained=False, **kwargs) -> LMResNet:
+def lm_net_18(pretrained: bool = False, **kwargs) -> LMResNet:
     """LM-ResNet-18 (ResNet-18 layout)."""
     return build(LMResNet, 'lm_net_18', pretrained, checkpoint_filter_fn, **dict(resnet(18), **kwargs))
 
 
 @register_model
-def lm_net_34(pretrained=False, **kwargs) -> LMResNet:
+def lm_net_34(pretrained: bool = False, **kwargs) -> LMResNet:
     """LM-ResNet-34 (ResNet-34 layout)."""
     return build(LMResNet, 'lm_net_34', pretrained, checkpoint_filter_fn, **dict(resnet(34), **kwargs))
 
 
 @register_model
-def lm_net_50(pretrained=False, **kwargs) -> LMResNet:
+def lm_net_50(pretrained: bool = False, **kwargs) -> LMResNet:
     """LM-ResNet-50 (ResNet-50 layout, bottleneck T)."""
     return build(LMResNet, 'lm_net_50', pretrained, checkpoint_filter_fn, **dict(resnet(50), **kwargs))

@@ -6,6 +6,8 @@ each step is invertible; ``learn_coeffs=True`` learns g per step. The forward eq
 package's ``MomentumNet`` given the same T (tests/test_lemmas.py). ResNet checkpoints load (the same layers).
 """
 
+from typing import Sequence
+
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import momentum
@@ -18,7 +20,9 @@ __all__ = ['MomentumResNet']
 class MomentumResNet(ResidualOptNet):
     """A ResNet whose blocks after each stage's first follow Momentum ResNets' velocity update."""
 
-    def __init__(self, steps, block: str = 'basic', learn_coeffs: bool = False, step_act: bool = False, **kwargs):
+    def __init__(
+        self, steps: Sequence[int], block: str = 'basic', learn_coeffs: bool = False, step_act: bool = False, **kwargs
+    ):
         super().__init__(momentum, steps, block=block, learn_coeffs=learn_coeffs, step_act=step_act, **kwargs)
 
 
@@ -40,7 +44,7 @@ default_cfgs = generate_default_cfgs(
 
 
 @register_model
-def momentum_net_20_cifar(pretrained=False, **kwargs) -> MomentumResNet:
+def momentum_net_20_cifar(pretrained: bool = False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-20 for CIFAR (n=3)."""
     return build(
         MomentumResNet, 'momentum_net_20_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(20), **kwargs)
@@ -48,7 +52,7 @@ def momentum_net_20_cifar(pretrained=False, **kwargs) -> MomentumResNet:
 
 
 @register_model
-def momentum_net_56_cifar(pretrained=False, **kwargs) -> MomentumResNet:
+def momentum_net_56_cifar(pretrained: bool = False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-56 for CIFAR (n=9)."""
     return build(
         MomentumResNet, 'momentum_net_56_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(56), **kwargs)
@@ -56,7 +60,7 @@ def momentum_net_56_cifar(pretrained=False, **kwargs) -> MomentumResNet:
 
 
 @register_model
-def momentum_net_110_cifar(pretrained=False, **kwargs) -> MomentumResNet:
+def momentum_net_110_cifar(pretrained: bool = False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-110 for CIFAR (n=18)."""
     return build(
         MomentumResNet, 'momentum_net_110_cifar', pretrained, checkpoint_filter_fn, **dict(cifar_resnet(110), **kwargs)
@@ -64,18 +68,18 @@ def momentum_net_110_cifar(pretrained=False, **kwargs) -> MomentumResNet:
 
 
 @register_model
-def momentum_net_18(pretrained=False, **kwargs) -> MomentumResNet:
+def momentum_net_18(pretrained: bool = False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-18 (ResNet-18 layout)."""
     return build(MomentumResNet, 'momentum_net_18', pretrained, checkpoint_filter_fn, **dict(resnet(18), **kwargs))
 
 
 @register_model
-def momentum_net_34(pretrained=False, **kwargs) -> MomentumResNet:
+def momentum_net_34(pretrained: bool = False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-34 (ResNet-34 layout)."""
     return build(MomentumResNet, 'momentum_net_34', pretrained, checkpoint_filter_fn, **dict(resnet(34), **kwargs))
 
 
 @register_model
-def momentum_net_50(pretrained=False, **kwargs) -> MomentumResNet:
+def momentum_net_50(pretrained: bool = False, **kwargs) -> MomentumResNet:
     """Momentum ResNet-50 (ResNet-50 layout, bottleneck T)."""
     return build(MomentumResNet, 'momentum_net_50', pretrained, checkpoint_filter_fn, **dict(resnet(50), **kwargs))

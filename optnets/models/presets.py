@@ -6,12 +6,14 @@ A residual stage is compiled as its first block (the transition, which changes w
 between blocks (the dense presets leave ``block``: it is the rule's kind).
 """
 
+from typing import Sequence
+
 RESNET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 DENSENET_LAYERS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32), 201: (6, 12, 48, 32)}
 BOTTLENECK_FROM = 50  # ResNet-50 and deeper use bottleneck blocks
 
 
-def steps_of(layers) -> tuple[int, ...]:
+def steps_of(layers: Sequence[int]) -> tuple[int, ...]:
     """Blocks per stage -> the rule's steps after each stage's transition."""
     return tuple(blocks - 1 for blocks in layers)
 

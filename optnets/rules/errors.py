@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .rule import Rule
 
 
 class RuleError(ValueError):
@@ -35,7 +39,7 @@ class RuleError(ValueError):
         return f'{self.message} (line {line_no}, column {column})\n    {shown}\n    {" " * caret}^'
 
     @classmethod
-    def in_rule(cls, rule, message: str, fragment: str = '', stream: str | None = None) -> 'RuleError':
+    def in_rule(cls, rule: Rule, message: str, fragment: str = '', stream: str | None = None) -> 'RuleError':
         """An error found after parsing, placed in the rule's canonical text: at the first ``fragment`` (a name or
         a term's text) in the update of ``stream`` (any update if None), else at the start of that update."""
         text = str(rule)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ir import Transform, Update, symbols
+from typing import Iterator
+
+from .ir import Term, Transform, Update, symbols
 from .parser import parse
 
 READINGS = {
@@ -59,7 +61,7 @@ class Rule:
         return f'Rule.parse({str(self)!r})'
 
 
-def walk_terms(rule: Rule):
+def walk_terms(rule: Rule) -> Iterator[Term]:
     """Every term of a rule, those inside ``T(...)`` included."""
     for update in rule.updates:
         for term in update.terms:

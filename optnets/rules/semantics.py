@@ -30,7 +30,7 @@ from .ir import OPERATORS, BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Tr
 from .rule import Rule
 
 
-def coefficient_value(expr: Coeff, lookup: Callable[[str, int | None], Any], j: int | None = None):
+def coefficient_value(expr: Coeff, lookup: Callable[[str, int | None], Any], j: int | None = None) -> Any:
     """The value of a coefficient expression, with ``lookup(name, j)`` for its symbols."""
     if isinstance(expr, Num):
         return expr.value
@@ -42,7 +42,7 @@ def coefficient_value(expr: Coeff, lookup: Callable[[str, int | None], Any], j: 
 
 def evaluate(
     rule: Rule,
-    x0,
+    x0: Any,
     steps: int,
     transform: Callable,
     coefficient: Callable,
@@ -93,7 +93,7 @@ def evaluate(
     return history
 
 
-def output(rule: Rule, history: dict[str, list], concat: Callable | None = None):
+def output(rule: Rule, history: dict[str, list], concat: Callable | None = None) -> Any:
     """The stage output: the mean of the streams' last iterates, or ``concat`` of a dense stage's history."""
     if any(
         isinstance(term.value, HistorySum) and term.value.transformed

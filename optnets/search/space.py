@@ -16,10 +16,14 @@ value is the ``search`` initialisation). The built-in algorithms are named point
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
 from ..compiler import compile_rule
 from ..models.presets import cifar_resnet, resnet
 from ..rules import Rule
+
+if TYPE_CHECKING:
+    import optuna
 
 STATES = ('absent', 'fixed', 'learned')
 INIT = 'search'  # the initialisation a point's learned coefficients start from: ``coeff_init='search'``
@@ -65,10 +69,10 @@ class RuleSpace:
         preset: str = 'cifar',
         depth: int = 20,
         window: int = 3,
-        values=(-1.0, 2.0, 0.05),
+        values: tuple[float, float, float] = (-1.0, 2.0, 0.05),
         history_sums: bool = True,
         two_streams: bool = True,
-        coeff_shapes=('scalar', 'channel'),
+        coeff_shapes: Sequence[str] = ('scalar', 'channel'),
     ):
         if preset not in ('cifar', 'imagenet'):
             raise ValueError(f"preset must be 'cifar' or 'imagenet', got {preset!r}")
@@ -92,7 +96,7 @@ class RuleSpace:
             f'coeff_shapes={self.coeff_shapes})'
         )
 
-    def suggest(self, trial) -> Point:
+    def suggest(self, trial: optuna.trial.BaseTrial) -> Point:
         """The point an Optuna trial (``trial.suggest_*``) picks; an ``optuna.trial.FixedTrial`` names one."""
         streams = trial.suggest_categorical('streams', (1, 2) if self.two_streams else (1,))
         shape = trial.suggest_categorical('coeff_shape', self.coeff_shapes)

@@ -7,6 +7,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Iterable
 
 import torch
 from safetensors.torch import save_file
@@ -51,7 +52,7 @@ def model_weights(ckpt: dict) -> dict:
     return weights
 
 
-def first_non_finite(named) -> str | None:
+def first_non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
     """The name of the first floating tensor of ``(name, tensor)`` pairs holding a NaN or inf, or None; one fused
     check (one host sync) when all are finite."""
     floats = [(name, t.detach()) for name, t in named if t.is_floating_point()]

@@ -13,13 +13,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from huggingface_hub import HfApi
 from huggingface_hub.utils import validate_repo_id
 
 from .export import model_weights, read_checkpoint
 
+if TYPE_CHECKING:
+    import torch
 
-def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card: str | os.PathLike | None = None):
+
+def hub_folder(
+    checkpoint: str | os.PathLike, directory: str | os.PathLike, card: str | os.PathLike | None = None
+) -> dict:
     """Write the hub folder of a recipe checkpoint into ``directory`` (new, or an empty folder); returns the model
     arguments stored in its config.json. A folder that holds anything is refused: nothing of the user's is ever
     replaced."""
@@ -75,7 +82,7 @@ def hub_folder(checkpoint: str | os.PathLike, directory: str | os.PathLike, card
     return model_args
 
 
-def run_card(name: str, model_args: dict, dataset: str | None, folder: Path, model) -> str:
+def run_card(name: str, model_args: dict, dataset: str | None, folder: Path, model: torch.nn.Module) -> str:
     """A model card from the run itself: timm's metadata, the data it saw, its last validation metrics (from
     ``metrics.csv``), how to load it, and the paper of its family."""
     import csv

@@ -21,6 +21,7 @@ from typing import Callable
 
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from safetensors.torch import load_file
+from timm.models import PretrainedCfg
 
 MANIFEST: dict = json.loads(resources.files(__package__).joinpath('manifest.json').read_text())
 WEIGHTS_DIR = 'OPTNETS_WEIGHTS_DIR'
@@ -57,7 +58,7 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def pretrained_cfgs(family: str, base) -> dict:
+def pretrained_cfgs(family: str, base: PretrainedCfg) -> dict:
     """``{tag: cfg}`` of the family's published weights, for ``generate_default_cfgs``. A converted tag copies its
     source's metadata from timm; a shipped one carries its own cfg in the manifest. ``base`` builds the cfg."""
     import timm
@@ -152,7 +153,9 @@ def _mismatch(tag: str, path: Path) -> str | None:
     return None
 
 
-def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> tuple[dict | None, Callable[[], None]]:
+def verified_overlay(
+    variant: str, pretrained_cfg: PretrainedCfg | dict, overlay: dict | None
+) -> tuple[dict | None, Callable[[], None]]:
     """``pretrained_cfg_overlay`` with the verified file of the requested tag (a file the caller names wins), and
     what to call once the model has loaded it: it pins the file's hash where the manifest has none, so that a file
     that does not load (another architecture's) is never pinned."""
@@ -168,7 +171,7 @@ def verified_overlay(variant: str, pretrained_cfg, overlay: dict | None) -> tupl
     return {**(overlay or {}), 'file': str(path)}, lambda: pin_file(tag, path)
 
 
-def pin_file(tag: str, path: Path):
+def pin_file(tag: str, path: Path) -> None:
     """Pin ``path``'s hash and size for ``tag``, where the manifest has no hash and none is pinned yet."""
     if expected_sha256(tag) is None:
         _pin(tag, sha256(path), path.stat().st_size)
