@@ -1,7 +1,8 @@
 """A small CNN trained by LPOM against the same CNN trained by SGD and by Adam, and LPOM's own MLP, on
 Fashion-MNIST, with the protocol of lpom_fmnist.py.
 
-    OMP_NUM_THREADS=1 python benchmarks/lpom_cnn.py --train 10000 --epochs 3 --out benchmarks/results/lpom_cnn
+    OMP_NUM_THREADS=1 python benchmarks/lpom_cnn.py --train 10000 --epochs 3 \
+        --out benchmarks/results/lpom_cnn_10k_3ep_tuning
 
 The CNN: conv 16 5x5 + 2x2 average pooling, conv 32 5x5 + 2x2 average pooling, a linear output, relu, Glorot
 initialisation for every method; LPOM, SGD and Adam also with batch normalization after each convolution (LPOM's:
@@ -15,7 +16,8 @@ rest; ``--jobs`` validates points in parallel processes. The long run trains eve
 seed (a rerun of the same command resumes there):
 
     OMP_NUM_THREADS=1 python benchmarks/lpom_cnn.py --train 55000 --epochs 10 \
-        --chosen-from benchmarks/results/lpom_cnn/results.json --out benchmarks/results/lpom_cnn_full
+        --chosen-from benchmarks/results/lpom_cnn_10k_3ep_tuning/results.json \
+        --out benchmarks/results/lpom_cnn_55k_10ep_bn_mu10
 """
 
 import argparse

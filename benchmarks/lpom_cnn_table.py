@@ -3,8 +3,9 @@ test top-1 after the first and after the last epoch, or after ``--at-epoch N`` (
 and seconds per epoch. Runs of one method with the same settings and budget in several files (seeds run in
 separate processes) make one row.
 
-    python benchmarks/lpom_cnn_table.py benchmarks/results/lpom_cnn_full/results.json \
-        benchmarks/results/lpom_cnn_full_others/results.json --out benchmarks/results/lpom_cnn_full/table.md
+    python benchmarks/lpom_cnn_table.py benchmarks/results/lpom_cnn_55k_10ep_bn_mu10/results.json \
+        benchmarks/results/lpom_cnn_55k_10ep_sgd_adam_mlp_from_10k/results.json \
+        --out benchmarks/results/lpom_cnn_55k_10ep_bn_mu10/table.md
 """
 
 import argparse
