@@ -54,76 +54,79 @@ class CompiledStage(nn.Module):
     ):
         super().__init__()
         plan = plan if isinstance(plan, Plan) else compile_rule(plan)
-        if memory not in MEMORY:
-            raise ValueError(f'memory must be one of {MEMORY}, got {memory!r}')
-        inits = (*COEFF_INITS, *(name for name in plan.rule.inits if name not in COEFF_INITS))
-        if coeff_init not in inits:  # the rule's own initialisations are selectable too
-            raise ValueError(f'coeff_init must be one of {inits}, got {coeff_init!r}')
-        if coeff_shape not in COEFF_SHAPES:
-            raise ValueError(f'coeff_shape must be one of {COEFF_SHAPES}, got {coeff_shape!r}')
-        if steps < 0:
-            raise ValueError(f'steps must be >= 0, got {steps}')
         in_width = width if in_width is None else in_width
-        if in_width != width and not plan.dense:
-            raise ValueError(
-                f'a {plan.rule.name or "rule"} stage keeps its width ({width}), got input width '
-                f'{in_width}: put a transition before it'
-            )
-        if plan.dense and coeff_shape == 'channel':
-            raise ValueError(
-                "coeff_shape='channel' needs iterates of one width; a dense stage's history mixes "
-                f'{in_width} and {width} channels'
-            )
+        _check_settings(plan, steps, width, in_width, coeff_init, coeff_shape, memory)
         self.plan, self.steps, self.width, self.in_width = plan, steps, width, in_width
         self.transition = transition  # runs first; the stage's x[0] is its output (history reset)
         self.coeff_shape = coeff_shape
         self.out_width = in_width + steps * width if plan.dense else width
-        for stream in plan.streams:
+        self._add_transforms(transform)
+        self.act = activation  # registered after the T's, as before: the parameters keep their order
+        self._add_coefficients(coeff_init, learn_coeffs, device, dtype)
+        self._inlined = set()  # coefficient buffers (after fuse()) that the generated code reads as literals
+        self.memory, self.invertible = memory, None
+        if memory == 'reversible':
+            self._make_invertible(coeff_init)
+        self._build()
+
+    def _add_transforms(self, transform: TransformFactory):
+        """``T_<stream>``: one T a step, reading the fused history's widths where the plan fuses its calls."""
+        for stream in self.plan.streams:
             self.add_module(
                 f'T_{stream.stream}',
                 nn.ModuleList(
-                    transform(step, stream.stream, [in_width] + [width] * step if stream.fused else [width])
-                    for step in range(steps)
+                    transform(
+                        step, stream.stream, [self.in_width] + [self.width] * step if stream.fused else [self.width]
+                    )
+                    for step in range(self.steps)
                 ),
             )
-        self.act = activation
+
+    def _add_coefficients(self, coeff_init: str, learn: bool, device, dtype):
+        """Each coefficient's values at every step from ``coeff_init``: ``coeff.<name>`` parameters when learned, a
+        float per entry in ``_constants`` (number literals of the generated code) when fixed."""
         self.coeff = nn.Module()
-        for c in plan.coefficients:
+        for c in self.plan.coefficients:
             if hasattr(self.coeff, c.name):
                 raise RuleError.in_rule(
-                    plan.rule,
+                    self.plan.rule,
                     f'coefficient {c.name!r} would be stored as coeff.{c.name}, which torch.nn.Module uses: rename it',
                     c.name,
                 )
         self._constants = {}  # fixed coefficients: name -> values per step (and history entry)
-        for c in plan.coefficients if steps else ():
+        for c in self.plan.coefficients if self.steps else ():
             values = [
                 c.value(coeff_init, step, j)
-                for step in range(steps)
+                for step in range(self.steps)
                 for j in (range(step + 1) if c.indexed else [None])
             ]
-            if learn_coeffs:  # on the default device (meta, when timm builds on it), then device/dtype
-                values = torch.tensor(values, dtype=torch.float64)
-                shape = values.shape + ((width, 1, 1) if coeff_shape == 'channel' else ())
-                param = values.reshape(values.shape + (1,) * (len(shape) - values.dim())).expand(shape)
-                param = param.to(device=device, dtype=dtype or torch.float32, copy=True)  # owns its memory
-                self.coeff.register_parameter(c.name, nn.Parameter(param.contiguous()))
-            else:
+            if not learn:
                 self._constants[c.name] = values
-        self._folded = frozenset()  # (step, stream) whose T-term coefficient was folded into T by fuse()
-        self._inlined = set()  # coefficient buffers (after fuse()) that the generated code reads as literals
-        self.memory, self.invertible = memory, None
-        if memory == 'reversible':
-            self.invertible = InvertibleStep(plan, activation is not None)
-            for k in range(steps):
-                gamma = self.invertible.coefficients(lambda name, j: self._value(name, k, j))[2]  # noqa: B023
-                if vanishes(gamma):
-                    raise NotInvertible(
-                        f'the x[k-1] coefficient is 0 at step {k} with coeff_init={coeff_init!r}, so '
-                        'x[k-1] cannot be rebuilt (the step is then a ResNet step): start it away '
-                        "from 0 (for heavy ball, coeff_init='theory')"
-                    )
-        self._build()
+                continue
+            values = torch.tensor(values, dtype=torch.float64)  # on the default device (meta, when timm builds)
+            shape = values.shape + ((self.width, 1, 1) if self.coeff_shape == 'channel' else ())
+            param = values.reshape(values.shape + (1,) * (len(shape) - values.dim())).expand(shape)
+            param = param.to(device=device, dtype=dtype or torch.float32, copy=True)  # owns its memory
+            self.coeff.register_parameter(c.name, nn.Parameter(param.contiguous()))
+
+    def _make_invertible(self, coeff_init: str):
+        """The analysis that runs the steps backwards; refused where ``x[k-1]``'s coefficient starts at 0."""
+        self.invertible = InvertibleStep(self.plan, self.act is not None)
+        for k in range(self.steps):
+            gamma = self.invertible.coefficients(lambda name, j: self._value(name, k, j))[2]  # noqa: B023
+            if vanishes(gamma):
+                raise NotInvertible(
+                    f'the x[k-1] coefficient is 0 at step {k} with coeff_init={coeff_init!r}, so '
+                    'x[k-1] cannot be rebuilt (the step is then a ResNet step): start it away '
+                    "from 0 (for heavy ball, coeff_init='theory')"
+                )
+
+    def _folded(self) -> frozenset:
+        """``(step, stream)`` whose T-term coefficient ``fuse()`` folded into T: read from the ``folded`` buffer,
+        which the state carries."""
+        folded = getattr(self, 'folded', None)
+        names = self.plan.stream_names
+        return frozenset((step, names[index]) for step, index in folded.tolist()) if folded is not None else frozenset()
 
     # -- code generation ----------------------------------------------------------------------------------------
     @staticmethod
@@ -184,7 +187,7 @@ class CompiledStage(nn.Module):
             activation=self.act is not None,
             skip_first=self.plan.dense and self.in_width != self.width,
             widths=(self.in_width, self.width),
-            folded=self._folded,
+            folded=self._folded(),
             transition=self.transition is not None,
             output='concat' if self.plan.dense else 'last',
         )
@@ -240,9 +243,10 @@ class CompiledStage(nn.Module):
     # -- inference fusion ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def fuse(self) -> 'CompiledStage':
-        """Fold coefficients into the neighbouring conv weights and inline the rest as constants (inference)."""
-        self.memory = 'stored'  # inference keeps no graph: nothing to rebuild
-        folded = set(self._folded)
+        """Fold coefficients into the neighbouring conv weights and inline the rest as constants (inference). A
+        reversible stage becomes a stored one: inference keeps no graph, so there is nothing to rebuild."""
+        self.memory = 'stored'
+        folded = set(self._folded())
         for stream in self.plan.streams:
             transform_terms = [t for t in stream.terms if isinstance(t.value, Transform)]
             fused_sums = [t for t in stream.terms if getattr(t.value, 'transformed', False)]
@@ -261,8 +265,7 @@ class CompiledStage(nn.Module):
                 else:
                     continue
                 folded.add((step, stream.stream))
-        self._folded = frozenset(folded)
-        if folded:  # saved with the state, so that it never loads into an unfused model
+        if folded:  # the one record of it, in the state, so that it never loads into an unfused model
             streams = self.plan.stream_names
             self.register_buffer('folded', torch.tensor(sorted((step, streams.index(s)) for step, s in folded)))
         if self.coeff_shape == 'scalar':  # buffers now, in the state; the code inlines those it can as literals
@@ -279,6 +282,31 @@ class CompiledStage(nn.Module):
     def extra_repr(self) -> str:
         rule = str(self.plan.rule).replace('\n', '; ')
         return f'{rule!r}, steps={self.steps}, width={self.width}, in_width={self.in_width}'
+
+
+def _check_settings(
+    plan: Plan, steps: int, width: int, in_width: int, coeff_init: str, coeff_shape: str, memory: str
+) -> None:
+    """Refuse, in one line each, settings the stage cannot run."""
+    if memory not in MEMORY:
+        raise ValueError(f'memory must be one of {MEMORY}, got {memory!r}')
+    inits = (*COEFF_INITS, *(name for name in plan.rule.inits if name not in COEFF_INITS))
+    if coeff_init not in inits:  # the rule's own initialisations are selectable too
+        raise ValueError(f'coeff_init must be one of {inits}, got {coeff_init!r}')
+    if coeff_shape not in COEFF_SHAPES:
+        raise ValueError(f'coeff_shape must be one of {COEFF_SHAPES}, got {coeff_shape!r}')
+    if steps < 0:
+        raise ValueError(f'steps must be >= 0, got {steps}')
+    if in_width != width and not plan.dense:
+        raise ValueError(
+            f'a {plan.rule.name or "rule"} stage keeps its width ({width}), got input width '
+            f'{in_width}: put a transition before it'
+        )
+    if plan.dense and coeff_shape == 'channel':
+        raise ValueError(
+            "coeff_shape='channel' needs iterates of one width; a dense stage's history mixes "
+            f'{in_width} and {width} channels'
+        )
 
 
 UNTRACEABLE = (
@@ -302,8 +330,9 @@ def _rebuild_stage(state: dict) -> CompiledStage:
     return stage
 
 
-def compile_stage(rule: Rule | str, steps: int, transform: TransformFactory, width: int, **kwargs) -> CompiledStage:
-    """Rule (or its text) -> plan -> stage, in one call."""
-    return CompiledStage(
-        compile_rule(rule, linear_head=kwargs.pop('linear_head', True)), steps, transform, width, **kwargs
-    )
+def compile_stage(
+    rule: Rule | str, steps: int, transform: TransformFactory, width: int, linear_head: bool = True, **kwargs
+) -> CompiledStage:
+    """Rule (or its text) -> plan (``compile_rule(rule, linear_head)``) -> stage (``**kwargs`` are
+    :class:`CompiledStage`'s), in one call."""
+    return CompiledStage(compile_rule(rule, linear_head=linear_head), steps, transform, width, **kwargs)
