@@ -1,7 +1,7 @@
 """Stored, reversible and the ``momentumnet`` package's memory, side by side in one run: Momentum ResNets of
 growing depth (CIFAR widths), then 1000 steps a stage.
 
-    OMP_NUM_THREADS=1 python benchmarks/memory.py --steps 2 8 17 --batch 32 --long-steps 1000 --long-batch 4
+    OMP_NUM_THREADS=1 python -m benchmarks.memory --steps 2 8 17 --batch 32 --long-steps 1000 --long-batch 4
 
 Per depth and mode: the bytes autograd saves for backward in one training forward (exact, through
 ``torch.autograd.graph.saved_tensors_hooks``; parameters excluded; the package's saved iterates and bit stores
@@ -25,6 +25,7 @@ import timm
 import torch
 
 import optnets  # noqa: F401  (registers the models)
+from tests.helpers import randomise_norms
 
 MODES = ('stored', 'reversible', 'momentumnet')
 
@@ -34,10 +35,13 @@ def build(steps: int, memory: str):
     scales and shifts drawn at random (the same in every mode): at timm's initialisation the last BN of each T is
     zero, T is a constant, and every mode would rebuild its iterates trivially."""
     torch.manual_seed(0)
-    model = randomise_norms(
+    model = randomise_norms(  # BN scales in [0.5, 1.5], shifts in [-0.2, 0.2], from the seed above
         timm.create_model(
             'momentum_net_20_cifar', steps=(steps,) * 3, memory='stored' if memory == 'momentumnet' else memory
-        ).train()
+        ).train(),
+        shift=0.2,
+        statistics=False,
+        seed=None,
     )
     if memory == 'momentumnet':
         from momentumnet import MomentumNet
@@ -48,15 +52,6 @@ def build(steps: int, memory: str):
                 for stage in model.stages
             )
         )
-    return model
-
-
-def randomise_norms(model):
-    """BN scales in [0.5, 1.5] and shifts in [-0.2, 0.2] (those of each T's last BN are 0 and 0 at timm's init)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
     return model
 
 

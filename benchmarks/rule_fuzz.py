@@ -1,6 +1,6 @@
 """Fuzz the compiler against the reference semantics: many generated rules, every mismatch counted.
 
-    python benchmarks/rule_fuzz.py --examples 10000 --extreme --out benchmarks/results/rule_fuzz.json
+    python -m benchmarks.rule_fuzz --examples 10000 --extreme --out benchmarks/results/rule_fuzz.json
 
 The same generator and check as tests/test_semantics.py (which runs a fixed, seeded few hundred in CI), with
 hypothesis' shrinking off: each example is checked once and every failure is kept, not only the first.
@@ -18,10 +18,8 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
-from rulegen import UNCOMPARED, cases, check  # noqa: E402
-
-from optnets import Rule, RuleError  # noqa: E402
+from optnets import Rule, RuleError
+from tests.rulegen import UNCOMPARED, cases, check
 
 
 def main(argv=None):

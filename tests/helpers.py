@@ -8,16 +8,21 @@ import torch
 from torch import nn
 
 
-def randomise_norms(module: nn.Module, shift: float = 0.5) -> nn.Module:
-    """Random BN statistics and affine parameters (eval mode), so that equivalences are not trivially true."""
-    torch.manual_seed(1)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-shift, shift)
-            m.running_var.uniform_(0.5, 1.5)
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -shift, shift)
-    return module.eval()
+def randomise_norms(module: nn.Module, shift: float = 0.5, statistics: bool = True, seed: int | None = 1) -> nn.Module:
+    """Random BN scales in [0.5, 1.5] and shifts in [-shift, shift] (each T's last BN is 0 and 0 at timm's init),
+    so that equivalences are not trivially true; with ``statistics`` also random running statistics, in eval
+    mode. ``seed`` seeds torch's generator first (None: draw from its current state)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                if statistics:
+                    m.running_mean.uniform_(-shift, shift)
+                    m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-shift, shift)
+    return module.eval() if statistics else module
 
 
 class WaitAt(L.Callback):

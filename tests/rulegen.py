@@ -22,7 +22,7 @@ from optnets.rules.ir import numbers
 from optnets.rules.rule import walk_terms
 from optnets.rules.semantics import evaluate, output
 
-from helpers import randomise_norms
+from tests.helpers import randomise_norms
 
 NUMBERS = ['0', '1', '2', '0.5', '1.5', '3', '0.25']
 SCALARS = ['c', 'd']  # any value, 0 and 1 included when fixed

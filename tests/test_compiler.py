@@ -10,7 +10,7 @@ import optnets
 from optnets import Rule, compile_rule, compile_stage, rules
 from optnets.blocks import BasicTransform, DenseLayer
 
-from helpers import randomise_norms
+from tests.helpers import randomise_norms
 
 WIDTH, STEPS = 6, 3
 
@@ -387,7 +387,7 @@ DUALS = [
 def test_a_dual_read_as_a_difference_runs_as_one_running_difference_that_computes_the_rule(text, learn):
     """ADMM's dual sum_t (y[t] - x[t]): one accumulator D instead of two running sums that are only ever read as
     their difference (whose cancellation in float32 cost the compiled gradients their precision)."""
-    from rulegen import Case, check
+    from tests.rulegen import Case, check
 
     plan = compile_rule(text)
     assert plan.difference is not None and not any(s.accumulator for s in plan.streams)

@@ -17,7 +17,7 @@ from optnets.cli import main as optnets_command
 from optnets.recipes.data import DEBIAN_FASHION_MNIST, FASHION_MNIST_MD5, FashionMNISTDataModule, fashion_mnist_root
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{REPO / "tests"}', OMP_NUM_THREADS='1')
+ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
 RUN = [
     'fit',
     '--data',
@@ -106,7 +106,7 @@ def interrupt_at(
     ready = root.parent / f'{root.name}.ready'
     process = optnets_train(
         root,
-        '--trainer.callbacks+=helpers.WaitAt',
+        '--trainer.callbacks+=tests.helpers.WaitAt',
         '--trainer.callbacks.step',
         str(step),
         '--trainer.callbacks.ready',

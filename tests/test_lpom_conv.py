@@ -9,7 +9,7 @@ from sklearn.base import clone
 from optnets.lpom import LPOM, LPOMConv, get_activation, solver
 from optnets.lpom.layers import Conv, parse, power_norm_squared
 
-from test_lpom import blobs
+from tests.test_lpom import blobs
 
 GEN = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
 

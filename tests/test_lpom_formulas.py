@@ -14,7 +14,7 @@ import torch
 from optnets.lpom import get_activation, solver
 from optnets.lpom.layers import Conv, parse, power_norm_squared, preactivation
 
-from test_lpom import dense, network
+from tests.test_lpom import dense, network
 
 
 def block_objective(i, xs, weights, acts, mu):

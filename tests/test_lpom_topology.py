@@ -10,7 +10,7 @@ from optnets.compiler.stage import CompiledStage
 from optnets.lpom import LPOMConv
 from optnets.lpom.topology import stage_specs
 
-from test_lpom_conv import squares
+from tests.test_lpom_conv import squares
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import optnets
 
-from helpers import randomise_norms
+from tests.helpers import randomise_norms
 
 NAMES = timm.list_models(module=list(optnets.models.FAMILIES))
 REQUIRED = {

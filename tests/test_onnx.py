@@ -7,7 +7,7 @@ import torch
 
 import optnets  # noqa: F401
 
-from helpers import randomise_norms
+from tests.helpers import randomise_norms
 
 ort = pytest.importorskip('onnxruntime', reason='pip install onnxruntime onnxscript')
 pytest.importorskip('onnxscript', reason='pip install onnxscript')

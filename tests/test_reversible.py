@@ -12,7 +12,7 @@ from optnets.compiler import compile_stage
 from optnets.compiler import reversible
 from optnets.compiler.reversible import ANCHOR_EVERY, NotInvertible
 
-from helpers import randomise_norms
+from tests.helpers import randomise_norms
 
 INVERTIBLE = [  # a fixed-coefficient rule (Momentum ResNet) and learnable ones started at the algorithm's values
     ('momentum_net_20_cifar', {}),

@@ -19,7 +19,7 @@ from optnets.compiler import compile_rule  # noqa: E402
 from optnets.rules.semantics import evaluate, output  # noqa: E402
 from optnets.search import NAMED, RuleSpace, distance, export, leaderboard, nearest_named, run  # noqa: E402
 from optnets.search.study import cost  # noqa: E402
-from rulegen import Case, check  # noqa: E402
+from tests.rulegen import Case, check  # noqa: E402
 
 WORKER = Path(__file__).with_name('search_worker.py')
 BUILTIN_OF = {  # the named point -> (the built-in rule, the initialisation it starts from there)

@@ -2,7 +2,7 @@
 
 from hypothesis import HealthCheck, given, settings
 
-from rulegen import cases, check
+from tests.rulegen import cases, check
 
 
 @settings(

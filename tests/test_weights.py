@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 import optnets  # noqa: F401
 from optnets.weights import registry
 
-from helpers import randomise_norms
+from tests.helpers import randomise_norms
 
 
 @pytest.fixture
