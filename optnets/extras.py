@@ -9,6 +9,7 @@ EXTRAS = {
     'recipes': ('lightning', 'torchmetrics', 'torchdata', 'jsonargparse', 'tensorboard', 'sklearn'),
     'lpom': ('sklearn', 'numpy', 'tqdm'),
     'search': ('optuna',),
+    'recon': ('deepinv',),
 }
 """Extra -> the modules it brings (import names); setup.cfg's extras_require lists their distributions."""
 

@@ -356,7 +356,8 @@ class ImageNetDataModule(ImageDataModule):
 
 
 class FashionMNISTDataModule(ImageDataModule):
-    """Fashion-MNIST, 1 channel, padded from 28 to ``image_size`` (32 fits the CIFAR presets).
+    """Fashion-MNIST, 1 channel, padded from 28 to ``image_size`` (32 fits the CIFAR presets), standardised by
+    the training set's mean and std (``normalize=False``: pixels in [0, 1], as reconstruction compares them).
 
     Reads the four original ``.gz`` files of Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets``, or
     ``root``) through torchvision's own reader, offline; ``download=True`` fetches them when they are missing.
@@ -377,11 +378,12 @@ class FashionMNISTDataModule(ImageDataModule):
         holdout: int = 0,
         image_size: int = 32,
         augment: bool = True,
+        normalize: bool = True,
     ):
         super().__init__(root, download, batch_size, num_workers, train_subset, val_subset, holdout)
         if image_size < 28 or (image_size - 28) % 2:
             raise ValueError(f'image_size pads the 28x28 images on both sides: 28, 30, 32, ..., got {image_size}')
-        self.image_size, self.augment = image_size, augment
+        self.image_size, self.augment, self.normalize = image_size, augment, normalize
 
     def prepare_data(self) -> None:
         source, cache = self.root, fashion_mnist_root() / 'FashionMNIST' / 'raw'
@@ -400,15 +402,16 @@ class FashionMNISTDataModule(ImageDataModule):
         return dict(
             dataset='fashion_mnist',
             input_size=(1, self.image_size, self.image_size),
-            mean=FASHION_MNIST_MEAN,
-            std=FASHION_MNIST_STD,
+            mean=FASHION_MNIST_MEAN if self.normalize else (0.0,),
+            std=FASHION_MNIST_STD if self.normalize else (1.0,),
             crop_pct=self.image_size / 28,
             interpolation='bilinear',
         )
 
     def datasets(self) -> tuple[Dataset, Dataset]:
         pad = (self.image_size - 28) // 2
-        normalize = [T.Pad(pad), T.ToTensor(), T.Normalize(FASHION_MNIST_MEAN, FASHION_MNIST_STD)]
+        normalize = [T.Pad(pad), T.ToTensor()]  # pixels in [0, 1]; then standardised unless ``normalize=False``
+        normalize += [T.Normalize(FASHION_MNIST_MEAN, FASHION_MNIST_STD)] if self.normalize else []
         augment = [T.RandomCrop(28, padding=2), T.RandomHorizontalFlip()] if self.augment else []
         train = datasets.FashionMNIST(fashion_mnist_root(), train=True, transform=T.Compose(augment + normalize))
         val = datasets.FashionMNIST(fashion_mnist_root(), train=False, transform=T.Compose(normalize))

@@ -20,6 +20,7 @@ FLOORS = {  # a module imports only from lower floors, or from its own subpackag
     'lpom': 2,
     'models': 2,
     'search': 3,
+    'recon': 3,
     '': 4,  # optnets itself: the public names
     'cli': 5,
     '__main__': 6,

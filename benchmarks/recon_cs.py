@@ -1,0 +1,205 @@
+"""Compressed sensing of Fashion-MNIST: the optnets reconstruction networks against classical ISTA and FISTA with
+a TV prior and against deepinv's own unfolded proximal gradient with the same learned prior, at equal phases.
+
+    OMP_NUM_THREADS=1 python -m benchmarks.recon_cs --ratios 0.1 0.25 0.5 --train 10000 --epochs 5 --phases 5 \\
+        --out benchmarks/results/recon_cs
+    python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs     # table.md and recon.png
+
+The same data, physics and measurements for every method: per sampling ratio one Gaussian ``A`` (deepinv's
+``CompressedSensing``, seed 0); training images from the first 55,000 of the training set (the first ``--train``),
+validation the last 5,000 (``--val`` of them), test the first ``--test`` test images; pixels in [0, 1]. The
+classical methods run ``--classical-iters`` iterations at step ``1/L`` with their ``lambda`` chosen on the
+validation images from a grid. The learned ones (optnets' ``ista_net``, ``ista_net_plus``, ``fista_net``,
+``admm_net_cs`` and deepinv's unfolded PGD with ISTA-Net+'s prox in every phase, the parameters of
+``ista_net_plus``) train with the same loss (MSE plus ISTA-Net's symmetry term), Adam at lr 1e-3, batch 64,
+``--epochs`` epochs, 3 seeds; the checkpoint of the last epoch is tested. Each run's result is written as it ends, so
+an interrupted run resumes.
+"""
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import deepinv as dinv
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from optnets.recon import presets
+from optnets.recon.network import squared_norm
+from optnets.recon.prox import ISTANetPlusProx, symmetry_loss
+from optnets.recipes.data import fashion_mnist_flat
+
+LEARNED = ('ista_net', 'ista_net_plus', 'fista_net', 'admm_net_cs', 'deepinv_unfolded_pgd')
+CLASSICAL = {'ista_tv': dinv.optim.PGD, 'fista_tv': dinv.optim.FISTA}
+LAMBDAS = (0.003, 0.01, 0.03, 0.1)
+
+
+def images(train: bool, rows: slice) -> torch.Tensor:
+    x, _ = fashion_mnist_flat(train, rows)
+    return x.reshape(-1, 1, 28, 28)
+
+
+def physics_of(ratio: float) -> dinv.physics.CompressedSensing:
+    return dinv.physics.CompressedSensing(
+        m=round(ratio * 784), img_size=(1, 28, 28), rng=torch.Generator().manual_seed(0)
+    )
+
+
+class ProxDenoiser(nn.Module):
+    """ISTA-Net+'s prox as a deepinv denoiser (the noise level is not used): the learned prior of every phase."""
+
+    def __init__(self):
+        super().__init__()
+        self.prox = ISTANetPlusProx(1, 32)
+
+    def forward(self, x: torch.Tensor, sigma: float | None = None, **kwargs) -> torch.Tensor:
+        return self.prox(x)
+
+
+def learned(name: str, phases: int, physics: dinv.physics.Physics) -> nn.Module:
+    if name != 'deepinv_unfolded_pgd':
+        return presets.build(name, phases)
+    step = 1 / squared_norm(physics, torch.zeros(1, 1, 28, 28))
+    return dinv.optim.PGD(
+        unfold=True,
+        data_fidelity=dinv.optim.L2(),
+        prior=[dinv.optim.PnP(denoiser=ProxDenoiser()) for _ in range(phases)],
+        stepsize=[step] * phases,
+        g_param=[0.0] * phases,
+        trainable_params=['stepsize'],
+        max_iter=phases,
+    )
+
+
+def scores(model, physics, x: torch.Tensor, batch: int = 250) -> dict:
+    """Mean PSNR and SSIM (outputs clipped to [0, 1]) and milliseconds per image."""
+    psnr, ssim, seconds = [], [], 0.0
+    with torch.no_grad():
+        for part in x.split(batch):
+            start = time.perf_counter()
+            out = model(physics(part), physics).clamp(0, 1)
+            seconds += time.perf_counter() - start
+            psnr.append(peak_signal_noise_ratio(out, part, data_range=1.0, reduction='none', dim=(1, 2, 3)))
+            ssim.append(structural_similarity_index_measure(out, part, data_range=1.0, reduction='none'))
+    return dict(psnr=float(torch.cat(psnr).mean()), ssim=float(torch.cat(ssim).mean()), ms=1e3 * seconds / len(x))
+
+
+def train(name: str, ratio: float, seed: int, args) -> dict:
+    torch.manual_seed(seed)
+    physics = physics_of(ratio)
+    model = learned(name, args.phases, physics)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = images(True, slice(0, args.train))
+    order = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for _ in range(args.epochs):
+        model.train()
+        for batch in torch.randperm(len(x), generator=order).split(64):
+            target = x[batch]
+            loss = F.mse_loss(model(physics(target), physics), target) + 0.01 * symmetry_loss(model)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return dict(
+        val=scores(model, physics, images(True, slice(60000 - args.val, 60000))),
+        test=scores(model, physics, images(False, slice(0, args.test))),
+        params=params,
+        fit_seconds=time.perf_counter() - start,
+    )
+
+
+def classical(name: str, ratio: float, args) -> dict:
+    physics = physics_of(ratio)
+    step = 1 / squared_norm(physics, torch.zeros(1, 1, 28, 28))
+
+    def build(lam):
+        return CLASSICAL[name](
+            data_fidelity=dinv.optim.L2(),
+            prior=dinv.optim.TVPrior(n_it_max=20),
+            lambda_reg=lam,
+            stepsize=step,
+            max_iter=args.classical_iters,
+        )
+
+    val = images(True, slice(60000 - args.val, 60000))
+    tried = {lam: scores(build(lam), physics, val) for lam in LAMBDAS}
+    lam = max(tried, key=lambda value: tried[value]['psnr'])
+    return dict(
+        val=tried[lam],
+        test=scores(build(lam), physics, images(False, slice(0, args.test))),
+        params=0,
+        lam=lam,
+        grid={str(k): v['psnr'] for k, v in tried.items()},
+    )
+
+
+def run(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    jobs = [  # seed by seed, ratio by ratio (in the order given), the classical methods with the first seed
+        (name, ratio, seed if name in LEARNED else None)
+        for seed in args.seeds
+        for ratio in args.ratios
+        for name in ((*CLASSICAL, *LEARNED) if seed == args.seeds[0] else LEARNED)
+    ]
+    for name, ratio, seed in jobs:
+        path = args.out / f'{name}_{ratio}_{"" if seed is None else f"seed{seed}"}.json'.replace('_.json', '.json')
+        if path.exists():
+            continue
+        result = classical(name, ratio, args) if seed is None else train(name, ratio, seed, args)
+        path.write_text(json.dumps(dict(result, name=name, ratio=ratio, seed=seed, settings=vars_of(args)), indent=1))
+        print(f'{name} {ratio} seed {seed}: test PSNR {result["test"]["psnr"]:.2f}', flush=True)
+
+
+def vars_of(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+
+
+def report(args):
+    runs = [json.loads(p.read_text()) for p in sorted(args.out.glob('*.json'))]
+    groups = {}
+    for r in runs:
+        groups.setdefault((r['ratio'], r['name']), []).append(r)
+
+    def stat(values):
+        mean = sum(values) / len(values)
+        spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+        return f'{mean:.2f} ± {spread:.2f}' if len(values) > 1 else f'{mean:.2f}'
+
+    lines = [
+        '| ratio | method | params | runs | val PSNR | test PSNR | test SSIM | ms/image |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for (ratio, name), group in sorted(groups.items()):
+        lines.append(
+            f'| {ratio:.0%} | {name} | {group[0]["params"]} | {len(group)} | {stat([g["val"]["psnr"] for g in group])} '
+            f'| {stat([g["test"]["psnr"] for g in group])} | {stat([g["test"]["ssim"] for g in group])} '
+            f'| {sum(g["test"]["ms"] for g in group) / len(group):.2f} |'
+        )
+    (args.out / 'table.md').write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--ratios', type=float, nargs='+', default=[0.1, 0.25, 0.5])
+    parser.add_argument('--train', type=int, default=10000)
+    parser.add_argument('--val', type=int, default=1000)
+    parser.add_argument('--test', type=int, default=1000)
+    parser.add_argument('--epochs', type=int, default=5)
+    parser.add_argument('--phases', type=int, default=5)
+    parser.add_argument('--classical-iters', type=int, default=100)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--report', action='store_true', help='write table.md from the runs in --out')
+    parser.add_argument('--out', type=Path, required=True)
+    args = parser.parse_args(argv)
+    report(args) if args.report else run(args)
+
+
+if __name__ == '__main__':
+    main()

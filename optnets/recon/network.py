@@ -1,0 +1,116 @@
+"""A rule compiled with ``T`` = a proximal gradient phase over deepinv's physics: the unrolled network."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable
+
+import torch
+from deepinv.models import Reconstructor
+from deepinv.physics import Physics
+from torch import nn
+
+from ..compiler import CompiledStage, compile_rule
+from ..rules import Rule
+
+
+@torch.no_grad()
+def squared_norm(physics: Physics, like: torch.Tensor, iters: int = 200) -> float:
+    """``||A^T A||_2`` by the power method from a seeded start, so that a network's outputs are a function of its
+    state and its physics alone (deepinv's ``compute_sqnorm`` starts from the global generator)."""
+    x = torch.randn(like.shape, generator=torch.Generator().manual_seed(0)).to(like)
+    value = 0.0
+    for _ in range(iters):
+        x = physics.A_adjoint(physics.A(x / x.norm()))
+        value = float(x.norm())
+    return value
+
+
+class DataTerm:
+    """The measurements ``y`` and the ``physics`` of the forward now running, shared by every phase (set by
+    :meth:`ReconNet.forward`, cleared after it: never part of the state), and ``L = ||A^T A||``, the Lipschitz
+    constant of the data term's gradient (:func:`squared_norm`, once per physics)."""
+
+    def __init__(self):
+        self.y: torch.Tensor | None = None
+        self.physics: Physics | None = None
+        self.lipschitz = 1.0
+        self._norms = weakref.WeakKeyDictionary()  # physics -> ||A^T A||
+
+    def __reduce__(self) -> tuple:
+        """A copy (``deepcopy``, pickle) starts empty: the data of a forward and the measured norms are not state."""
+        return DataTerm, ()
+
+    def set(self, y: torch.Tensor | None, physics: Physics | None, like: torch.Tensor | None = None) -> None:
+        self.y, self.physics = y, physics
+        if physics is not None and physics not in self._norms:
+            self._norms[physics] = squared_norm(physics, like[:1])
+        self.lipschitz = self._norms[physics] if physics is not None else 1.0
+
+    def gradient_step(self, z: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """``z - (step / L) A^T (A z - y)``: a gradient step on ``1/2 ||A z - y||^2``, ``step`` 1 being ISTA's
+        ``1/L``."""
+        if self.physics is None:
+            raise RuntimeError('a reconstruction step runs inside ReconNet.forward(y, physics), which sets the data')
+        return z - step / self.lipschitz * self.physics.A_adjoint(self.physics.A(z) - self.y)
+
+
+class DataStep(nn.Module):
+    """One phase: ``G(z) = P(z - (a/L) A^T(A z - y))``, a gradient step on the data term with a learned step size
+    ``a`` (one per phase; 1 is ISTA's ``1/L``) and a learned proximal map ``P``. As ``T`` it is ``G``
+    (``reading='step'``) or ``G(z) - z`` (``reading='increment'``), so that a rule's ``theory`` coefficients give
+    the algorithm's own iterates."""
+
+    def __init__(self, prox: nn.Module, data: DataTerm, step_size: float = 1.0, increment: bool = False):
+        super().__init__()
+        self.prox, self.data, self.increment = prox, data, increment
+        self.step_size = nn.Parameter(torch.tensor(float(step_size)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        g = self.prox(self.data.gradient_step(z, self.step_size))
+        return g - z if self.increment else g
+
+
+class ReconNet(Reconstructor):
+    """``rule`` unrolled for ``phases`` phases, each stream's ``T`` a :class:`DataStep` with ``prox(phase)`` as its
+    proximal map; ``forward(y, physics)`` starts from ``A^T y`` (deepinv's reconstructor interface, so deepinv's
+    ``Trainer`` and ``test`` run it). ``coeff_init='theory'`` starts from the algorithm's coefficients (FISTA's
+    extrapolation for Nesterov's rule), learned when ``learn_coeffs``. A dense rule (a concatenated history) gives
+    no single image and is refused."""
+
+    def __init__(
+        self,
+        rule: Rule | str,
+        phases: int,
+        prox: Callable[[int], nn.Module],
+        channels: int = 1,
+        step_size: float = 1.0,
+        coeff_init: str = 'theory',
+        learn_coeffs: bool = True,
+    ):
+        super().__init__()
+        plan = compile_rule(rule)
+        if plan.dense:
+            raise ValueError(f'{plan.rule}: a dense rule concatenates its history; a reconstruction needs one image')
+        self.data = DataTerm()
+        increment = plan.rule.reading == 'increment'
+        self.stage = CompiledStage(
+            plan,
+            phases,
+            lambda phase, stream, widths: DataStep(prox(phase), self.data, step_size, increment),
+            channels,
+            coeff_init=coeff_init,
+            learn_coeffs=learn_coeffs,
+        )
+
+    def forward(self, y: torch.Tensor, physics: Physics, **kwargs) -> torch.Tensor:
+        x0 = physics.A_adjoint(y)
+        self.data.set(y, physics, x0)
+        try:
+            return self.stage(x0)
+        finally:
+            self.data.set(None, None)
+
+    def transforms(self) -> list[DataStep]:
+        """Every phase's :class:`DataStep`, stream by stream."""
+        return list(self.stage.transforms())

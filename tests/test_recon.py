@@ -1,0 +1,183 @@
+"""Reconstruction networks over deepinv's physics: the theory coefficients are the algorithms (ISTA, FISTA and
+linearised ADMM with soft-thresholding, iterate for iterate), the network is deepinv's reconstructor (its ``test``
+runs it), the saved state restores it, and the recipe trains it from its shipped config."""
+
+import copy
+import math
+import pickle
+
+import pytest
+import torch
+
+dinv = pytest.importorskip('deepinv', reason='the recon extra: pip install "optnets[recon]"')
+
+from optnets import rules  # noqa: E402
+from optnets.recon import PRESETS, ReconNet, SoftThreshold, fista_net, ista_net, ista_net_plus  # noqa: E402
+from optnets.rules.builtin import ADMM_STEP, nesterov_beta  # noqa: E402
+
+LAMBDA = 0.05  # the l1 weight of the LASSO problems below
+
+
+def problem(seed: int = 0, n: int = 4):
+    torch.manual_seed(seed)
+    physics = dinv.physics.CompressedSensing(m=100, img_size=(1, 16, 16), rng=torch.Generator().manual_seed(seed))
+    x = torch.rand(n, 1, 16, 16) * (torch.rand(n, 1, 16, 16) < 0.2)  # sparse images
+    return physics, x, physics(x)
+
+
+def soft(v, threshold):
+    return torch.sign(v) * torch.relu(v.abs() - threshold)
+
+
+def lasso_network(rule, phases: int) -> ReconNet:
+    """``rule`` with T a proximal gradient step on LASSO: step 1/L and soft-thresholding at LAMBDA/L."""
+    return ReconNet(rule, phases, lambda phase: SoftThreshold(0.0), coeff_init='theory')
+
+
+def set_threshold(net: ReconNet, threshold: float):
+    with torch.no_grad():
+        for step in net.transforms():
+            step.prox.theta.fill_(threshold)
+
+
+def gradient_step(physics, y, z, lipschitz):
+    return z - physics.A_adjoint(physics.A(z) - y) / lipschitz
+
+
+@torch.no_grad()
+def test_ista_nets_theory_start_is_ista_iterate_for_iterate():
+    physics, _, y = problem()
+    net = lasso_network(rules.gd, 6)
+    net(y, physics)  # L is measured on the first forward
+    lipschitz = next(iter(net.data._norms.values()))
+    set_threshold(net, LAMBDA / lipschitz)
+    x = physics.A_adjoint(y)
+    for _ in range(6):
+        x = soft(gradient_step(physics, y, x, lipschitz), LAMBDA / lipschitz)
+    torch.testing.assert_close(net(y, physics), x, rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_fista_nets_theory_start_is_fista_iterate_for_iterate():
+    physics, _, y = problem(1)
+    net = lasso_network(rules.nesterov, 6)
+    net(y, physics)
+    lipschitz = next(iter(net.data._norms.values()))
+    set_threshold(net, LAMBDA / lipschitz)
+    x = previous = physics.A_adjoint(y)
+    for k in range(6):
+        point = x + nesterov_beta(k) * (x - previous)
+        previous, x = x, soft(gradient_step(physics, y, point, lipschitz), LAMBDA / lipschitz)
+    torch.testing.assert_close(net(y, physics), x, rtol=1e-5, atol=1e-6)
+
+
+@torch.no_grad()
+def test_admm_nets_theory_start_is_linearised_admm_iterate_for_iterate():
+    """rules.admm's theory with T the increment of G = prox-gradient step: ``y+ = G(y) - c (y - x + u)``,
+    ``x+ = G(x) - c (x - y+ - u)``, ``u+ = u + y+ - x+``; the output is the streams' mean."""
+    physics, _, y = problem(2)
+    net = lasso_network(rules.admm, 5)
+    net(y, physics)
+    lipschitz = next(iter(net.data._norms.values()))
+    set_threshold(net, LAMBDA / lipschitz)
+    step = lambda z: soft(gradient_step(physics, y, z, lipschitz), LAMBDA / lipschitz)  # noqa: E731
+    a = b = physics.A_adjoint(y)
+    u, c = torch.zeros_like(a), ADMM_STEP
+    for _ in range(5):
+        a = step(a) - c * (a - b + u)
+        b = step(b) - c * (b - a - u)
+        u = u + a - b
+    torch.testing.assert_close(net(y, physics), (a + b) / 2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', sorted(PRESETS))
+def test_every_preset_reconstructs_trains_and_round_trips_its_state(name, tmp_path):
+    physics, x, y = problem(3)
+    net = getattr(__import__('optnets.recon', fromlist=[name]), name)(phases=2, features=4)
+    out = net(y, physics)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    ((out - x) ** 2).mean().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    torch.save(net.state_dict(), tmp_path / 'state.pt')
+    again = getattr(__import__('optnets.recon', fromlist=[name]), name)(phases=2, features=4)
+    again.load_state_dict(torch.load(tmp_path / 'state.pt', weights_only=True))
+    net.eval(), again.eval()
+    copied = pickle.loads(pickle.dumps(copy.deepcopy(net)))  # as torch.save(model) and EMA copies do
+    with torch.no_grad():
+        torch.testing.assert_close(again(y, physics), net(y, physics), rtol=0, atol=0)
+        torch.testing.assert_close(copied(y, physics), net(y, physics), rtol=0, atol=0)
+
+
+def test_deepinv_tests_the_network_as_its_own_reconstructor():
+    physics, x, _ = problem(4, n=8)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(8)), batch_size=4)
+    metrics = dinv.test(
+        ista_net_plus(phases=2, features=4).eval(),
+        loader,
+        physics,
+        metrics=[dinv.loss.PSNR()],
+        online_measurements=True,
+        show_progress_bar=False,
+        verbose=False,
+    )
+    assert math.isfinite(metrics['PSNR']) and math.isfinite(metrics['PSNR no learning'])
+
+
+def test_a_dense_rule_and_a_step_outside_forward_are_refused():
+    with pytest.raises(ValueError, match='dense rule'):
+        ReconNet(rules.agd, 2, lambda phase: SoftThreshold())
+    net = ista_net(phases=1, features=4)
+    with pytest.raises(RuntimeError, match='ReconNet.forward'):
+        net.transforms()[0](torch.zeros(1, 1, 4, 4))
+
+
+def test_fista_net_learns_its_extrapolation_from_fistas():
+    net = fista_net(phases=4, features=4)
+    b1, b2 = net.stage.coeff.b1, net.stage.coeff.b2
+    assert b1.requires_grad and b2.requires_grad
+    torch.testing.assert_close(b1.detach(), torch.tensor([1 + nesterov_beta(k) for k in range(4)]))
+    torch.testing.assert_close(b2.detach(), torch.tensor([-nesterov_beta(k) for k in range(4)]))
+
+
+def test_the_cs_recipe_trains_validates_tests_and_reloads_from_its_checkpoint(tmp_path):
+    from optnets.recipes.recon_module import ReconModule
+    from optnets.recipes.train import cli_main
+
+    cli = cli_main(
+        [
+            'fit',
+            '--config',
+            'cs_fashion_mnist',
+            '--data.train_subset',
+            '64',
+            '--data.holdout',
+            '32',
+            '--data.batch_size',
+            '16',
+            '--data.num_workers',
+            '0',
+            '--model.init_args.phases',
+            '2',
+            '--model.init_args.features',
+            '4',
+            '--trainer.max_epochs',
+            '1',
+            '--trainer.enable_progress_bar',
+            'false',
+            '--trainer.default_root_dir',
+            str(tmp_path),
+        ]
+    )
+    metrics = cli.trainer.callback_metrics
+    assert math.isfinite(float(metrics['val/psnr'])) and 0 < float(metrics['val/ssim']) <= 1
+    assert cli.model.physics.A(torch.zeros(1, 1, 28, 28)).shape == (1, 196)  # 25% of the 784 pixels
+    x, _ = next(iter(cli.datamodule.val_dataloader()))
+    assert 0 <= float(x.min()) and float(x.max()) <= 1  # the images themselves, not standardised
+    best = next((tmp_path / 'checkpoints').glob('best-*.ckpt'))
+    again = ReconModule.load_from_checkpoint(best, weights_only=True).eval()
+    cli.model.eval()
+    y = cli.model.physics(x)
+    with torch.no_grad():
+        torch.testing.assert_close(again(y), cli.model(y), rtol=0, atol=0)
+    (result,) = cli.trainer.test(cli.model, dataloaders=cli.datamodule.val_dataloader(), verbose=False)
+    assert math.isfinite(result['test/psnr'])
