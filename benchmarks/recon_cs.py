@@ -35,7 +35,8 @@ from optnets.recipes.data import fashion_mnist_flat
 
 LEARNED = ('ista_net', 'ista_net_plus', 'fista_net', 'admm_net_cs', 'deepinv_unfolded_pgd')
 CLASSICAL = {'ista_tv': dinv.optim.PGD, 'fista_tv': dinv.optim.FISTA}
-LAMBDAS = (0.003, 0.01, 0.03, 0.1)
+LAMBDAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+"""The classical methods' grid of TV weights (a first grid up to 0.1 chose its edge at 25%)."""
 
 
 def images(train: bool, rows: slice) -> torch.Tensor:
@@ -130,6 +131,8 @@ def classical(name: str, ratio: float, args) -> dict:
     val = images(True, slice(60000 - args.val, 60000))
     tried = {lam: scores(build(lam), physics, val) for lam in LAMBDAS}
     lam = max(tried, key=lambda value: tried[value]['psnr'])
+    if lam in (LAMBDAS[0], LAMBDAS[-1]):
+        print(f'{name} {ratio}: lambda {lam} is at the edge of the grid {LAMBDAS}', flush=True)
     return dict(
         val=tried[lam],
         test=scores(build(lam), physics, images(False, slice(0, args.test))),

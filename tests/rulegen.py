@@ -63,19 +63,22 @@ def iterate_text(streams, updated=()):
 
 
 def term_text(streams, owner: str, kind: str, extreme: bool = False):
-    """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums), 'dense' (one stream, fused
-    transform sum and plain sums), 'dense_unfused' (the same with T applied to each entry, plus T(...))."""
+    """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums, the data gradient G, inside T
+    too), 'dense' (one stream, fused transform sum and plain sums), 'dense_unfused' (the same with T applied to
+    each entry, plus T(...))."""
     coeff = coefficient_text(False, extreme)
     updated = streams[: streams.index(owner)]
     iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
+    gradient = st.builds(
+        lambda c, parts: f'{c}*G({" + ".join(parts)})', coeff, st.lists(iterate, min_size=1, max_size=2)
+    )
+    inside = st.one_of(iterate, iterate, gradient) if kind == 'residual' else iterate
     transform = st.builds(
-        lambda c, parts: f'{c}*T({" + ".join(parts)})',
-        coeff,
-        st.lists(st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated)), min_size=1, max_size=3),
+        lambda c, parts: f'{c}*T({" + ".join(parts)})', coeff, st.lists(inside, min_size=1, max_size=3)
     )
     plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True, extreme), st.sampled_from(streams))
     if kind == 'residual':
-        return st.one_of(iterate, transform, plain_sum)
+        return st.one_of(iterate, transform, plain_sum, gradient)
     if kind == 'dense':
         return plain_sum
     return st.one_of(iterate, transform, plain_sum)
@@ -124,6 +127,20 @@ def cases(draw, extreme: bool = False) -> Case:
 
 
 WIDTH, IN_WIDTH, SIZE, BATCH = 3, 5, 3, 3
+
+
+class AffineData:
+    """A data term for the generated rules: ``G(z) = W z - y`` with a fixed random 1x1 convolution ``W`` and
+    measurements ``y`` (a reconstruction's ``A^T (A z - y)`` is affine in ``z`` too)."""
+
+    def __init__(self, generator: torch.Generator, dtype: torch.dtype):
+        self.weight = torch.randn(WIDTH, WIDTH, 1, 1, generator=generator, dtype=dtype) / WIDTH
+        self.y = torch.randn(1, WIDTH, 1, 1, generator=generator, dtype=dtype)
+
+    def gradient(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(z, self.weight) - self.y
+
+
 ACTIVATIONS = {'none': None, 'relu': nn.ReLU, 'tanh': nn.Tanh}
 
 
@@ -185,6 +202,7 @@ def build(case: Case):
         dtype=dtype,
     )
     randomise_norms(stage)
+    stage.data = AffineData(torch.Generator().manual_seed(case.seed), dtype)  # read only by rules with G(...)
     if case.learn:
         with torch.no_grad():
             for name, param in stage.coeff.named_parameters():
@@ -220,7 +238,15 @@ def reference(rule: Rule, stage, case: Case, x: torch.Tensor, values: dict):
         tail = None
     act = ACTIVATIONS[case.activation]
     history = evaluate(
-        rule, x, case.steps, transform, coefficient, act() if act else None, tail, skip_input=case.skip_input
+        rule,
+        x,
+        case.steps,
+        transform,
+        coefficient,
+        act() if act else None,
+        tail,
+        skip_input=case.skip_input,
+        gradient=stage.data.gradient,
     )
     return output(rule, history, lambda tensors: torch.cat(tensors, 1))
 

@@ -410,3 +410,30 @@ def test_a_dual_read_as_a_difference_runs_as_one_running_difference_that_compute
 def test_sums_read_apart_keep_their_own_accumulators():
     plan = compile_rule('y[k+1] = T(y[k]) - a*sum_t y[t]; x[k+1] = T(x[k]) + b*sum_t (y[t] - x[t])')
     assert plan.difference is None and all(s.accumulator for s in plan.streams)
+
+
+def test_a_stage_that_reads_a_data_term_says_where_to_run_it():
+    """G(...) reads measurements: a stage outside a reconstruction network refuses in one line; with a data term
+    it computes x[k+1] = T(x[k] - a*G(x[k])) (a = 1 here, T the identity: a gradient step on G's objective)."""
+    stage = compile_stage('x[k+1] = T(x[k] - a*G(x[k]))', 2, lambda step, stream, widths: nn.Identity(), 1)
+    with torch.no_grad():
+        stage.coeff.a.fill_(0.5)
+    with pytest.raises(RuntimeError, match='reconstruction network'):
+        stage(torch.ones(1, 1, 2, 2))
+
+    class Half:
+        def gradient(self, z):
+            return z - 2.0  # G of 1/2 ||z - 2||^2
+
+    stage.data = Half()
+    x = torch.ones(1, 1, 2, 2)
+    torch.testing.assert_close(stage(x), 2.0 + (x - 2.0) * 0.25)  # two steps of z - 0.5 (z - 2)
+    with pytest.raises(optnets.compiler.reversible.NotInvertible, match='not one of'):
+        compile_stage(
+            'x[k+1] = T(x[k]) + x[k] - 0.5*x[k-1] - G(x[k])',
+            2,
+            lambda *a: nn.Identity(),
+            1,
+            memory='reversible',
+            coeff_init='special',
+        )

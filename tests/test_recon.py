@@ -11,8 +11,9 @@ import torch
 
 dinv = pytest.importorskip('deepinv', reason='the recon extra: pip install "optnets[recon]"')
 
+import optnets  # noqa: E402
 from optnets import rules  # noqa: E402
-from optnets.recon import PRESETS, ReconNet, SoftThreshold, fista_net, ista_net, ista_net_plus  # noqa: E402
+from optnets.recon import FISTA, ISTA, PRESETS, ReconNet, SoftThreshold, fista_net, ista_net, ista_net_plus  # noqa: E402
 from optnets.rules.builtin import ADMM_STEP, nesterov_beta  # noqa: E402
 
 LAMBDA = 0.05  # the l1 weight of the LASSO problems below
@@ -36,18 +37,19 @@ def lasso_network(rule, phases: int) -> ReconNet:
 
 def set_threshold(net: ReconNet, threshold: float):
     with torch.no_grad():
-        for step in net.transforms():
-            step.prox.theta.fill_(threshold)
+        for step in net.transforms():  # a DataStep's prox, or the prox itself where the rule writes G
+            getattr(step, 'prox', step).theta.fill_(threshold)
 
 
 def gradient_step(physics, y, z, lipschitz):
     return z - physics.A_adjoint(physics.A(z) - y) / lipschitz
 
 
+@pytest.mark.parametrize('rule', [ISTA, rules.gd], ids=['G written out', 'T the whole phase'])
 @torch.no_grad()
-def test_ista_nets_theory_start_is_ista_iterate_for_iterate():
+def test_ista_nets_theory_start_is_ista_iterate_for_iterate(rule):
     physics, _, y = problem()
-    net = lasso_network(rules.gd, 6)
+    net = lasso_network(rule, 6)
     net(y, physics)  # L is measured on the first forward
     lipschitz = next(iter(net.data._norms.values()))
     set_threshold(net, LAMBDA / lipschitz)
@@ -57,10 +59,11 @@ def test_ista_nets_theory_start_is_ista_iterate_for_iterate():
     torch.testing.assert_close(net(y, physics), x, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('rule', [FISTA, rules.nesterov], ids=['G written out', 'T the whole phase'])
 @torch.no_grad()
-def test_fista_nets_theory_start_is_fista_iterate_for_iterate():
+def test_fista_nets_theory_start_is_fista_iterate_for_iterate(rule):
     physics, _, y = problem(1)
-    net = lasso_network(rules.nesterov, 6)
+    net = lasso_network(rule, 6)
     net(y, physics)
     lipschitz = next(iter(net.data._norms.values()))
     set_threshold(net, LAMBDA / lipschitz)
@@ -128,7 +131,9 @@ def test_a_dense_rule_and_a_step_outside_forward_are_refused():
         ReconNet(rules.agd, 2, lambda phase: SoftThreshold())
     net = ista_net(phases=1, features=4)
     with pytest.raises(RuntimeError, match='ReconNet.forward'):
-        net.transforms()[0](torch.zeros(1, 1, 4, 4))
+        net.stage(torch.zeros(1, 1, 4, 4))  # G(...) with no measurements
+    with pytest.raises(RuntimeError, match='reconstruction network'):
+        optnets.compile_stage(ISTA, 1, lambda step, stream, widths: torch.nn.Identity(), 1)(torch.zeros(1, 1, 2, 2))
 
 
 def test_fista_net_learns_its_extrapolation_from_fistas():

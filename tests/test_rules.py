@@ -5,6 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from optnets import Rule, RuleError, rules
 from optnets.rules import HistorySum, Iterate, Transform
+from optnets.rules.ir import DataGradient
 
 ROUND_TRIP = [
     'x[k+1] = T(x[k]) + (1-c)*x[k] + c*x[k-1]',
@@ -16,6 +17,8 @@ ROUND_TRIP = [
     'y[k+1] = T(y[k]) + a1*x[k]; x[k+1] = T(x[k] + y[k+1]) - a3*sum_t (y[t] - x[t])',
     'x[k+1] = (2 - c)*x[k] + c*(d + (e - f))*x[k-1]',
     'x[k+1] = 1.5/(1 + g)*-1*T(x[k]) - (d/g)*x[k-1]',  # a negated quotient prints as -a/b, which parses back
+    'x[k+1] = T(x[k] - a*G(x[k]))',  # ISTA, the data term's gradient written out
+    'x[k+1] = T(b1*x[k] + b2*x[k-1] - a*G(b1*x[k] + b2*x[k-1])) - c*G(x[k-1])',
 ]
 
 
@@ -45,6 +48,15 @@ def test_ir_reads_like_the_rule():
     assert rules.agd.symbols == {'a': True, 'b': True}
 
 
+def test_the_data_gradient_reads_a_linear_combination_inside_or_outside_t():
+    (update,) = Rule.parse('x[k+1] = T(x[k] - a*G(x[k] + b*x[k-1])) + c*G(x[k])').updates
+    inside, outside = update.terms
+    assert outside.value == DataGradient((rules.Term(rules.Num(1.0), Iterate('x', 0)),))
+    step, gradient = inside.value.terms
+    assert step.value == Iterate('x', 0) and isinstance(gradient.value, DataGradient)
+    assert [str(t) for t in gradient.value.terms] == ['x[k]', 'b*x[k-1]']
+
+
 ERRORS = [  # text, message fragment, (line, column)
     ('x[k+1] = T(x[k]', "expected ')' to close T(", (1, 16)),
     ('x[k+1] = T(x[k+1])', 'x[k+1] is read in its own update', (1, 12)),
@@ -52,6 +64,11 @@ ERRORS = [  # text, message fragment, (line, column)
     ('x[k+1] = y[k+1]; y[k+1] = T(y[k])', "y[k+1] is read in an update before y[k+1]'s", (1, 10)),
     ('x[k+1] = T(x[k]) + y[k]', "undefined stream 'y'", (1, 20)),
     ('x[k+1] = T(T(x[k]))', 'T(T(...)) is not supported', (1, 12)),
+    ('x[k+1] = G(G(x[k]))', 'G(G(...)) is not supported', (1, 12)),
+    ('x[k+1] = G(T(x[k]))', 'G(...) reads iterates such as x[k]', (1, 12)),
+    ('x[k+1] = G(sum_j x[j])', 'G(...) reads iterates such as x[k]', (1, 12)),
+    ('x[k+1] = x[k] - G(2)', 'G(...) must be applied to iterates', (1, 19)),
+    ('x[k+1] = G*x[k]', "'G' is reserved", (1, 10)),
     ('x[k+1] = a*x[k] + sum_j a[j]*x[j]', "coefficient 'a' is used with two meanings", (1, 25)),
     ('x[k+1] = x[k]*x[k-1]', 'product of two iterates', (1, 15)),
     ('x[k+1] = T(x[k]) + 1', 'not linear in the iterates', (1, 20)),

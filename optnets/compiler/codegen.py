@@ -15,7 +15,19 @@ import math
 from dataclasses import dataclass, replace
 from typing import Callable, Union
 
-from ..rules.ir import OPERATORS, BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform, symbols
+from ..rules.ir import (
+    OPERATORS,
+    BinOp,
+    Coeff,
+    DataGradient,
+    HistorySum,
+    Iterate,
+    Num,
+    Sym,
+    Term,
+    Transform,
+    symbols,
+)
 from .plan import Plan, StreamPlan
 
 Code = Union[float, str]  # a folded constant, or Python source of a tensor expression
@@ -218,6 +230,8 @@ class _Generator:
             if source is None:
                 raise ValueError(f'{value} reads the dense stage input x[0], whose width differs from the steps')
             return [(coeff, source)]
+        if isinstance(value, DataGradient):
+            return [(coeff, f'self.data_gradient({self.combination(value.terms, step, owner)})')]
         assert isinstance(value, Transform)
         if (step, owner.stream) in self.spec.folded:
             coeff = 1.0

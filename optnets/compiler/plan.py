@@ -108,7 +108,13 @@ class Plan:
         value = lambda name, k, j: values[name].value(init, k, j)  # noqa: E731
         try:
             history = evaluate(
-                self.rule, 1.0, steps, lambda k, s, j: lambda v: 0.0, value, (lambda v: max(v, 0.0)) if relu else None
+                self.rule,
+                1.0,
+                steps,
+                lambda k, s, j: lambda v: 0.0,
+                value,
+                (lambda v: max(v, 0.0)) if relu else None,
+                gradient=lambda v: 0.0,  # no data: the input's own path
             )
         except ZeroDivisionError:
             raise self._division_by_zero(init, steps, value) from None

@@ -235,6 +235,17 @@ class CompiledStage(nn.Module):
         for stream in self.plan.stream_names:
             yield from getattr(self, f'T_{stream}')
 
+    def data_gradient(self, z: torch.Tensor) -> torch.Tensor:
+        """``G(z)`` of a rule that reads a data term: ``data.gradient(z)``, where ``data`` is set by the
+        reconstruction network that runs the stage (:class:`optnets.recon.ReconNet`)."""
+        data = getattr(self, 'data', None)
+        if data is None:
+            raise RuntimeError(
+                f'{self.plan.rule} reads a data term with G(...): run the stage inside a reconstruction network '
+                '(optnets.recon.ReconNet), which gives it the measurements and the physics'
+            )
+        return data.gradient(z)
+
     def kept_tensors(self) -> int:
         """How many tensors the generated code holds between steps (its variables other than new iterates)."""
         kinds = [kind for kind in self._variables.values() if kind != 'new']

@@ -1,9 +1,10 @@
 """Reconstruction networks: unrolled algorithms over deepinv's physics, from the same compiler as the zoo.
 
-A rule's ``T`` is one phase of a proximal gradient method on ``1/2 ||A x - y||^2 + g(x)``: a gradient step on the
-data term through the physics, then a learned proximal map (:class:`DataStep`), read as the rule says (its whole
-step, or its increment). Gradient descent's rule is then ISTA, Nesterov's FISTA, and any rule the language takes is
-an unrolled reconstruction network (:class:`ReconNet`) that takes ``(y, physics)`` as deepinv's reconstructors do.
+The problem is ``min_x 1/2 ||A x - y||^2 + g(x)``. A rule writes the data term's gradient as ``G(...)`` (ISTA is
+``x[k+1] = T(x[k] - a*G(x[k]))``, :data:`ISTA`) and its ``T`` is a learned proximal map; in a rule without ``G``,
+``T`` is a whole phase, a gradient step then the prox (:class:`DataStep`), read as the rule says. Any rule the
+language takes is an unrolled reconstruction network (:class:`ReconNet`) that takes ``(y, physics)`` as
+deepinv's reconstructors do.
 """
 
 from ..extras import require
@@ -11,7 +12,7 @@ from ..extras import require
 require('recon')
 
 from .network import DataStep, DataTerm, ReconNet  # noqa: E402
-from .presets import PRESETS, admm_net_cs, fista_net, ista_net, ista_net_plus  # noqa: E402
+from .presets import FISTA, ISTA, PRESETS, admm_net_cs, fista_net, ista_net, ista_net_plus  # noqa: E402
 from .prox import ISTANetPlusProx, ISTANetProx, SoftThreshold  # noqa: E402
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     'SoftThreshold',
     'ISTANetProx',
     'ISTANetPlusProx',
+    'ISTA',
+    'FISTA',
     'PRESETS',
     'ista_net',
     'ista_net_plus',

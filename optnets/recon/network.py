@@ -1,4 +1,5 @@
-"""A rule compiled with ``T`` = a proximal gradient phase over deepinv's physics: the unrolled network."""
+"""A rule unrolled over deepinv's physics: ``G(...)`` reads the measurements, ``T`` is the learned prox (or, in a
+rule without ``G``, a whole proximal gradient phase)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from torch import nn
 
 from ..compiler import CompiledStage, compile_rule
 from ..rules import Rule
+from ..rules.ir import DataGradient
+from ..rules.rule import walk_terms
 
 
 @torch.no_grad()
@@ -47,12 +50,16 @@ class DataTerm:
             self._norms[physics] = squared_norm(physics, like[:1])
         self.lipschitz = self._norms[physics] if physics is not None else 1.0
 
-    def gradient_step(self, z: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-        """``z - (step / L) A^T (A z - y)``: a gradient step on ``1/2 ||A z - y||^2``, ``step`` 1 being ISTA's
-        ``1/L``."""
+    def gradient(self, z: torch.Tensor) -> torch.Tensor:
+        """``G(z) = (1/L) A^T (A z - y)``: the gradient of ``1/2 ||A z - y||^2`` over its Lipschitz constant, so that
+        ``z - G(z)`` is ISTA's gradient step (what a rule's ``G(...)`` reads)."""
         if self.physics is None:
             raise RuntimeError('a reconstruction step runs inside ReconNet.forward(y, physics), which sets the data')
-        return z - step / self.lipschitz * self.physics.A_adjoint(self.physics.A(z) - self.y)
+        return self.physics.A_adjoint(self.physics.A(z) - self.y) / self.lipschitz
+
+    def gradient_step(self, z: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """``z - step * G(z)``: a gradient step on the data term, ``step`` 1 being ISTA's ``1/L``."""
+        return z - step * self.gradient(z)
 
 
 class DataStep(nn.Module):
@@ -72,11 +79,14 @@ class DataStep(nn.Module):
 
 
 class ReconNet(Reconstructor):
-    """``rule`` unrolled for ``phases`` phases, each stream's ``T`` a :class:`DataStep` with ``prox(phase)`` as its
-    proximal map; ``forward(y, physics)`` starts from ``A^T y`` (deepinv's reconstructor interface, so deepinv's
-    ``Trainer`` and ``test`` run it). ``coeff_init='theory'`` starts from the algorithm's coefficients (FISTA's
-    extrapolation for Nesterov's rule), learned when ``learn_coeffs``. A dense rule (a concatenated history) gives
-    no single image and is refused."""
+    """``rule`` unrolled for ``phases`` phases; ``forward(y, physics)`` starts from ``A^T y`` (deepinv's
+    reconstructor interface, so deepinv's ``Trainer`` and ``test`` run it).
+
+    A rule that writes the data term, ``x[k+1] = T(x[k] - a*G(x[k]))``, gets ``prox(phase)`` as its ``T`` and the
+    measurements as its ``G``; any other rule gets a :class:`DataStep` (a gradient step, then ``prox(phase)``) as
+    its ``T``, read as the rule says. ``coeff_init='theory'`` starts from the algorithm's coefficients (ISTA's
+    step ``a = 1``, FISTA's extrapolation), learned when ``learn_coeffs``. A dense rule (a concatenated history)
+    gives no single image and is refused."""
 
     def __init__(
         self,
@@ -93,15 +103,19 @@ class ReconNet(Reconstructor):
         if plan.dense:
             raise ValueError(f'{plan.rule}: a dense rule concatenates its history; a reconstruction needs one image')
         self.data = DataTerm()
+        reads_data = any(isinstance(term.value, DataGradient) for term in walk_terms(plan.rule))
         increment = plan.rule.reading == 'increment'
         self.stage = CompiledStage(
             plan,
             phases,
-            lambda phase, stream, widths: DataStep(prox(phase), self.data, step_size, increment),
+            lambda phase, stream, widths: (
+                prox(phase) if reads_data else DataStep(prox(phase), self.data, step_size, increment)
+            ),
             channels,
             coeff_init=coeff_init,
             learn_coeffs=learn_coeffs,
         )
+        self.stage.data = self.data  # what G(...) reads
 
     def forward(self, y: torch.Tensor, physics: Physics, **kwargs) -> torch.Tensor:
         x0 = physics.A_adjoint(y)
@@ -111,6 +125,6 @@ class ReconNet(Reconstructor):
         finally:
             self.data.set(None, None)
 
-    def transforms(self) -> list[DataStep]:
-        """Every phase's :class:`DataStep`, stream by stream."""
+    def transforms(self) -> list[nn.Module]:
+        """Every phase's ``T`` (a :class:`DataStep`, or the prox of a rule that writes ``G``), stream by stream."""
         return list(self.stage.transforms())

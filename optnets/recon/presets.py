@@ -1,17 +1,31 @@
 """The papers' networks as rules and presets: ISTA-Net and ISTA-Net+ (Zhang and Ghanem, CVPR 2018: 9 phases,
-32 features, 3x3 kernels), FISTA-Net (Nesterov's rule with FISTA's extrapolation as its ``theory`` start) and an
-ADMM network (the zoo's dual-stream ADMM rule; ``admm_net_cs``, not to clash with the recognition family)."""
+32 features, 3x3 kernels), FISTA-Net (FISTA's extrapolation as its ``theory`` start) and an ADMM network (the zoo's
+dual-stream ADMM rule with ``T`` a whole proximal gradient phase; ``admm_net_cs``, not to clash with the
+recognition family)."""
 
 from __future__ import annotations
 
 from .. import rules
+from ..rules import Rule
+from ..rules.builtin import NesterovSchedule
 from .network import ReconNet
 from .prox import ISTANetPlusProx, ISTANetProx
 
+ISTA = Rule.parse('x[k+1] = T(x[k] - a*G(x[k]))', name='ista', reading='prox', special={'a': 1.0}, theory={'a': 1.0})
+"""ISTA: a gradient step on the data term (``a = 1`` is the step ``1/L``), then the prox ``T``."""
+FISTA = Rule.parse(
+    'x[k+1] = T(b1*x[k] + b2*x[k-1] - a*G(b1*x[k] + b2*x[k-1]))',
+    name='fista',
+    reading='prox',
+    special={'a': 1.0, 'b1': NesterovSchedule(1.0, 1.0), 'b2': NesterovSchedule(-1.0)},
+    theory={'a': 1.0, 'b1': NesterovSchedule(1.0, 1.0), 'b2': NesterovSchedule(-1.0)},
+)
+"""FISTA: ISTA's phase at the extrapolated point ``x[k] + beta_k (x[k] - x[k-1])``."""
+
 PRESETS = {  # name -> (rule, the prox, its phases)
-    'ista_net': (rules.gd, ISTANetProx, 9),
-    'ista_net_plus': (rules.gd, ISTANetPlusProx, 9),
-    'fista_net': (rules.nesterov, ISTANetPlusProx, 9),
+    'ista_net': (ISTA, ISTANetProx, 9),
+    'ista_net_plus': (ISTA, ISTANetPlusProx, 9),
+    'fista_net': (FISTA, ISTANetPlusProx, 9),
     'admm_net_cs': (rules.admm, ISTANetPlusProx, 9),
 }
 
@@ -23,17 +37,17 @@ def build(name: str, phases: int | None = None, channels: int = 1, features: int
 
 
 def ista_net(phases: int | None = None, **kwargs) -> ReconNet:
-    """ISTA-Net: ISTA (gradient descent's rule, ``x[k+1] = T(x[k])``) with ISTA-Net's prox."""
+    """ISTA-Net: :data:`ISTA` with ISTA-Net's prox."""
     return build('ista_net', phases, **kwargs)
 
 
 def ista_net_plus(phases: int | None = None, **kwargs) -> ReconNet:
-    """ISTA-Net+: ISTA with ISTA-Net+'s residual prox."""
+    """ISTA-Net+: :data:`ISTA` with ISTA-Net+'s residual prox."""
     return build('ista_net_plus', phases, **kwargs)
 
 
 def fista_net(phases: int | None = None, **kwargs) -> ReconNet:
-    """FISTA-Net: ``x[k+1] = T(b1*x[k] + b2*x[k-1])``, ``b1, b2`` learned from FISTA's ``1 + beta_k, -beta_k``."""
+    """FISTA-Net: :data:`FISTA`, ``b1, b2`` learned from FISTA's ``1 + beta_k, -beta_k``."""
     return build('fista_net', phases, **kwargs)
 
 

@@ -184,7 +184,19 @@ class HistorySum:
         return f'T({read})' if self.transformed else read
 
 
-Value = Union[Iterate, Transform, HistorySum]
+@dataclass(frozen=True)
+class DataGradient:
+    """``G(c1*x[k] + ...)``: the gradient of a reconstruction's data term at a linear combination of iterates,
+    ``(1/L) A^T (A z - y)``, read through the measurements and the physics the stage is given
+    (:mod:`optnets.recon`); outside a reconstruction a stage with ``G`` has no data to read."""
+
+    terms: tuple['Term', ...]
+
+    def __str__(self) -> str:
+        return f'G({format_terms(self.terms)})'
+
+
+Value = Union[Iterate, Transform, HistorySum, DataGradient]
 
 
 @dataclass(frozen=True)

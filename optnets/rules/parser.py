@@ -6,7 +6,7 @@ Grammar (one assignment per stream, separated by newlines or ``;``, ``#`` starts
     expr    := term (('+' | '-') term)*
     term    := unary (('*' | '/') unary)*
     unary   := ('-' | '+') unary | 'sum_' NAME term | primary
-    primary := NUMBER | NAME | NAME '[' index ']' | 'T' '(' expr ')' | '(' expr ')'
+    primary := NUMBER | NAME | NAME '[' index ']' | 'T' '(' expr ')' | 'G' '(' expr ')' | '(' expr ')'
     index   := 'k' (('+' | '-') INT)? | NAME     (k+1: the new iterate of a stream assigned earlier)
 
 Every sub-expression is either a coefficient (no iterate in it) or a linear form in the iterates; products of
@@ -25,7 +25,24 @@ import re
 from dataclasses import dataclass
 
 from .errors import RuleError
-from .ir import Coeff, HistorySum, Iterate, Num, ONE, Sym, Term, Transform, Update, add, div, mul, numbers, size, sub
+from .ir import (
+    Coeff,
+    DataGradient,
+    HistorySum,
+    Iterate,
+    Num,
+    ONE,
+    Sym,
+    Term,
+    Transform,
+    Update,
+    add,
+    div,
+    mul,
+    numbers,
+    size,
+    sub,
+)
 
 MAX_NESTING = 32
 """Brackets, ``T(...)``, ``sum_j`` and unary signs nested deeper than this are refused."""
@@ -86,6 +103,7 @@ class _Parser:
         self.streams = self._stream_names()
         self.index: str | None = None  # the bound history index inside sum_j
         self.in_transform = False
+        self.in_gradient = False
         self.depth = 0  # unary calls on the stack: how deeply the expression nests
         self.current: str | None = None  # the stream whose update is being read
         self.updated: set[str] = set()  # streams assigned so far: their x[k+1] may be read (Gauss-Seidel)
@@ -143,7 +161,7 @@ class _Parser:
 
     def update(self) -> Update:
         name = self.tok
-        if name.kind != 'name' or name.text in ('T', 'k') or name.text.startswith('sum_'):
+        if name.kind != 'name' or name.text in ('T', 'G', 'k') or name.text.startswith('sum_'):
             self.error('expected a stream name such as x in x[k+1] = ...')
         self.i += 1
         self.expect('[')
@@ -279,6 +297,8 @@ class _Parser:
             return inner
         if tok.text == 'T':
             return self.transform()
+        if tok.text == 'G' and self.tokens[self.i + 1].text == '(':
+            return self.gradient()
         if tok.kind == 'name':
             self.i += 1
             if self.tok.text == '[':
@@ -310,6 +330,24 @@ class _Parser:
             read = history[0].value
             return _Linear([Term(ONE, HistorySum(read.index, read.stream, transformed=True))], tok.pos)
         return _Linear([Term(ONE, Transform(tuple(inner.terms)))], tok.pos)
+
+    def gradient(self):
+        """``G(...)``: the data term's gradient at a linear combination of iterates (no T and no sum inside)."""
+        tok = self.tok
+        self.i += 1
+        self.expect('(', "'(' after G")
+        if self.in_gradient:
+            self.error('G(G(...)) is not supported: one data gradient per term', tok.pos)
+        self.in_gradient = True
+        inner = self.expr()
+        self.in_gradient = False
+        self.expect(')', "')' to close G(")
+        if isinstance(inner, _Coeff):
+            self.error('G(...) must be applied to iterates such as x[k]', inner.pos)
+        inside = next((t for t in inner.terms if not isinstance(t.value, Iterate)), None)
+        if inside is not None:
+            self.error(f'G(...) reads iterates such as x[k] and x[k-1], not {inside.value}', inner.pos)
+        return _Linear([Term(ONE, DataGradient(tuple(inner.terms)))], tok.pos)
 
     def indexed(self, name: Token):
         self.expect('[')
@@ -367,9 +405,9 @@ class _Parser:
     def symbol(self, tok: Token, index: str | None) -> Sym:
         if tok.text in self.streams:
             self.error(f'{tok.text!r} is a stream: read it as {tok.text}[k] or {tok.text}[k-1]', tok.pos)
-        if tok.text in ('k', 'T') or keyword.iskeyword(tok.text) or tok.text.startswith('_'):
+        if tok.text in ('k', 'T', 'G') or keyword.iskeyword(tok.text) or tok.text.startswith('_'):
             self.error(
-                f'{tok.text!r} is reserved and cannot be a coefficient: T, k, Python keywords and names '
+                f'{tok.text!r} is reserved and cannot be a coefficient: T, G, k, Python keywords and names '
                 "starting with '_' are",
                 tok.pos,
             )

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 from typing import Iterator
 
-from .ir import Term, Transform, Update, symbols
+from .ir import DataGradient, Term, Transform, Update, symbols
 from .parser import parse
 
 READINGS = {
     'step': "T is the algorithm's whole step G(x) = prox(x - alpha*grad f(x))",
     'increment': "T is the increment G(x) - x of the algorithm's step G (so x + T(x) is one step of it)",
+    'prox': "T is the proximal map of the prior; the data term's gradient is written out, G(x) = (1/L) A^T(Ax - y)",
 }
 
 
@@ -62,9 +63,13 @@ class Rule:
 
 
 def walk_terms(rule: Rule) -> Iterator[Term]:
-    """Every term of a rule, those inside ``T(...)`` included."""
+    """Every term of a rule, those inside ``T(...)`` and ``G(...)`` included."""
     for update in rule.updates:
-        for term in update.terms:
-            yield term
-            if isinstance(term.value, Transform):
-                yield from term.value.terms
+        yield from _walk(update.terms)
+
+
+def _walk(terms: tuple[Term, ...]) -> Iterator[Term]:
+    for term in terms:
+        yield term
+        if isinstance(term.value, (Transform, DataGradient)):
+            yield from _walk(term.value.terms)

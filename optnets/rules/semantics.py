@@ -10,6 +10,7 @@ This is the definition the compiler is tested against. A stage of ``steps`` step
   ``T(sum c*s[k-lag])`` applies the step's transform of the updated stream, ``transform(k, stream, None)``.
   ``sum_j c(j)*s[j]`` sums ``j = 0 .. k``; ``sum_j c(j)*T(s[j])`` applies ``transform(k, stream, j)`` to each
   ``s[j]`` (a dense layer's T has one weight slice per history entry) and then ``tail(k, stream)`` to the sum.
+  ``G(sum c*s[k-lag])`` applies the data term's gradient, ``gradient``, the same at every step.
 - **Coefficients.** ``coefficient(name, k, j)`` gives a symbol's value at step ``k`` (``j`` is the history entry
   of an indexed symbol ``a[j]``, else None); arithmetic is evaluated as written.
 - **Dense stages whose input has another width** (``skip_input=True``) leave ``s[0]`` out of the plain sums
@@ -26,7 +27,7 @@ import functools
 import operator
 from typing import Any, Callable
 
-from .ir import OPERATORS, BinOp, Coeff, HistorySum, Iterate, Num, Sym, Term, Transform
+from .ir import OPERATORS, BinOp, Coeff, DataGradient, HistorySum, Iterate, Num, Sym, Term, Transform
 from .rule import Rule
 
 
@@ -49,11 +50,13 @@ def evaluate(
     activation: Callable | None = None,
     tail: Callable | None = None,
     skip_input: bool = False,
+    gradient: Callable | None = None,
 ) -> dict[str, list]:
     """Every stream's iterates ``[s[0], ..., s[steps]]`` (see the module docstring for the meaning).
 
     ``transform(k, stream, j)`` -> T; ``coefficient(name, k, j)`` -> value; ``activation(v)`` after each step;
-    ``tail(k, stream)`` -> the map applied after a sum of transforms (identity if None)."""
+    ``tail(k, stream)`` -> the map applied after a sum of transforms (identity if None); ``gradient(v)`` -> the
+    data term's gradient at ``v`` (a rule with ``G(...)`` needs it)."""
     history = {stream: [x0] for stream in rule.streams}
     for k in range(steps):
         lookup = lambda name, j: coefficient(name, k, j)  # noqa: E731,B023
@@ -73,6 +76,10 @@ def evaluate(
                 return [coefficient_value(term.coeff, lookup) * history[value.stream][index]]
             if isinstance(value, Transform):
                 return [coefficient_value(term.coeff, lookup) * transform(k, owner, None)(total(value.terms, owner))]
+            if isinstance(value, DataGradient):
+                if gradient is None:
+                    raise ValueError(f'{value} reads a data term: evaluate the rule with gradient=...')
+                return [coefficient_value(term.coeff, lookup) * gradient(total(value.terms, owner))]
             assert isinstance(value, HistorySum)
             entries = history[value.stream]
             if not value.transformed:
