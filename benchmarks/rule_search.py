@@ -6,7 +6,8 @@
 
 Every finalist trains with the same recipe (search_fashion_mnist with 20,000 training images and 5 epochs), the
 same held-out validation images and the same seeds; only the rule differs. The finals run two at a time, one
-thread each, and each run's result is written as soon as it ends, so an interrupted finals resumes.
+thread each (`--jobs`), seed by seed, and each run's result is written as soon as it ends, so an interrupted
+finals resumes.
 """
 
 import argparse
@@ -104,17 +105,19 @@ def final_run(args: list[str]) -> dict:
     return dict(val_top1=val, test_top1=test, params=params, fit_seconds=seconds)
 
 
-def finals():
-    runs = [(name, options, seed) for name, options in finalists().items() for seed in SEEDS]
-    with ThreadPoolExecutor(2) as pool:
+def finals(jobs: int = 2):
+    """Every finalist at seed 0 first, then seed 1, then seed 2: a partial finals compares all of them."""
+    runs = [(name, options, seed) for seed in SEEDS for name, options in finalists().items()]
+    with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(lambda run: train(*run), runs))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('step', choices=['finals', 'report'])
+    parser.add_argument('--jobs', type=int, default=2, help='finals run at once, one thread each')
     args = parser.parse_args(argv)
-    {'finals': finals, 'report': report}[args.step]()
+    finals(args.jobs) if args.step == 'finals' else report()
 
 
 def report():
