@@ -186,3 +186,24 @@ def test_the_cs_recipe_trains_validates_tests_and_reloads_from_its_checkpoint(tm
         torch.testing.assert_close(again(y), cli.model(y), rtol=0, atol=0)
     (result,) = cli.trainer.test(cli.model, dataloaders=cli.datamodule.val_dataloader(), verbose=False)
     assert math.isfinite(result['test/psnr'])
+
+
+def test_deepinv_trains_the_network_with_its_own_trainer(tmp_path):
+    physics, x, _ = problem(5, n=8)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(8)), batch_size=4)
+    model = ista_net_plus(phases=2, features=4)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = dinv.Trainer(
+        model,
+        physics,
+        torch.optim.Adam(model.parameters(), lr=1e-3),
+        loader,
+        epochs=1,
+        online_measurements=True,
+        save_path=str(tmp_path),
+        show_progress_bar=False,
+        verbose=False,
+    )
+    trained = trainer.train()
+    assert trained is model or isinstance(trained, ReconNet)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
