@@ -58,8 +58,8 @@ class _Inbox:
 
 class LayerParallelLPOM:
     """Fits ``estimator`` (an :class:`~optnets.lpom.LPOM` or :class:`~optnets.lpom.LPOMConv`, its parameters
-    unchanged) with its layers split over
-    the processes of the default group; every process ends with the whole fitted estimator.
+    unchanged) with its layers split over the processes of the default group; every process ends with the whole
+    fitted estimator.
 
     ``staleness`` is how many half-sweeps old a neighbour's boundary may be: 0 waits for the current one (the
     deterministic odd-even schedule), ``k`` waits only for the one ``k`` half-sweeps back and takes any newer one
