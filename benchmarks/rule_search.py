@@ -177,8 +177,9 @@ def finals_table(rows: list[dict]) -> list[str]:
     for run in runs:
         by_name.setdefault(run['name'], []).append(run)
 
-    def stat(values):
-        return f'{100 * torch.tensor(values).mean():.2f} ± {100 * torch.tensor(values).std():.2f}'
+    def stat(values):  # a spread once there are two seeds
+        mean = f'{100 * torch.tensor(values).mean():.2f}'
+        return f'{mean} ± {100 * torch.tensor(values).std():.2f}' if len(values) > 1 else mean
 
     lines = [
         '',

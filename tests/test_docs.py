@@ -46,7 +46,7 @@ def test_the_zoo_table_is_the_registrys(text):
 
 
 STUDIES = {  # docs page -> the results whose table.md it holds
-    'benchmarks/lpom-fmnist.md': ['lpom_fmnist'],
+    'benchmarks/lpom-fmnist.md': ['lpom_fmnist', 'lpom_solver_speed'],
     'benchmarks/lpom-cnn.md': [
         'lpom_cnn_55k_10ep_bn_mu10',
         'lpom_cnn_55k_3ep_capped',
@@ -60,6 +60,7 @@ STUDIES = {  # docs page -> the results whose table.md it holds
     'reversible.md': ['memory'],
     'benchmarks/mutations.md': ['mutations'],
     'benchmarks/rule-search.md': ['rule_search'],
+    'benchmarks/recon-cs.md': ['recon_cs'],
 }
 
 
