@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from deepinv.physics import CompressedSensing
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
@@ -47,11 +48,9 @@ class ReconModule(L.LightningModule):
             rng=torch.Generator().manual_seed(physics_seed),
         )
         self.model = presets.build(model, phases, in_chans, features, **(model_kwargs or {}))
-        self.psnr = {split: PeakSignalNoiseRatio(data_range=1.0) for split in ('val', 'test')}
-        self.ssim = {split: StructuralSimilarityIndexMeasure(data_range=1.0) for split in ('val', 'test')}
-        for split in ('val', 'test'):  # registered, so that they follow the module's device
-            self.add_module(f'{split}_psnr', self.psnr[split])
-            self.add_module(f'{split}_ssim', self.ssim[split])
+        splits = ('val', 'test')  # modules, so that the metrics follow the module's device
+        self.psnr = nn.ModuleDict({split: PeakSignalNoiseRatio(data_range=1.0) for split in splits})
+        self.ssim = nn.ModuleDict({split: StructuralSimilarityIndexMeasure(data_range=1.0) for split in splits})
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.model(y, self.physics)
