@@ -3,7 +3,7 @@ a TV prior and against deepinv's own unfolded proximal gradient with the same le
 
     OMP_NUM_THREADS=1 python -m benchmarks.recon_cs --ratios 0.1 0.25 0.5 --train 10000 --epochs 5 --phases 5 \\
         --out benchmarks/results/recon_cs
-    python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs     # table.md and recon.png
+    python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs     # table.md and recon_<ratio>.png
 
 The same data, physics and measurements for every method: per sampling ratio one Gaussian ``A`` (deepinv's
 ``CompressedSensing``, seed 0); training images from the first 55,000 of the training set (the first ``--train``),
@@ -13,7 +13,7 @@ validation images from a grid. The learned ones (optnets' ``ista_net``, ``ista_n
 ``admm_net_cs`` and deepinv's unfolded PGD with ISTA-Net+'s prox in every phase, the parameters of
 ``ista_net_plus``) train with the same loss (MSE plus ISTA-Net's symmetry term), Adam at lr 1e-3, batch 64,
 ``--epochs`` epochs, 3 seeds; the checkpoint of the last epoch is tested. Each run's result is written as it ends, so
-an interrupted run resumes.
+an interrupted run resumes; beside it, its reconstructions of the first ``SHOWN`` test images, for the figure.
 """
 
 import argparse
@@ -26,6 +26,7 @@ import deepinv as dinv
 import torch
 import torch.nn.functional as F
 from torch import nn
+from safetensors.torch import load_file, save_file
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from optnets.recon import presets
@@ -37,6 +38,8 @@ LEARNED = ('ista_net', 'ista_net_plus', 'fista_net', 'admm_net_cs', 'deepinv_unf
 CLASSICAL = {'ista_tv': dinv.optim.PGD, 'fista_tv': dinv.optim.FISTA}
 LAMBDAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 """The classical methods' grid of TV weights (a first grid up to 0.1 chose its edge at 25%)."""
+SHOWN = 8
+"""Test images whose reconstructions each run saves for the figure."""
 
 
 def images(train: bool, rows: slice) -> torch.Tensor:
@@ -107,12 +110,20 @@ def train(name: str, ratio: float, seed: int, args) -> dict:
             optimizer.step()
     model.eval()
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return dict(
+    result = dict(
         val=scores(model, physics, images(True, slice(60000 - args.val, 60000))),
         test=scores(model, physics, images(False, slice(0, args.test))),
         params=params,
         fit_seconds=time.perf_counter() - start,
     )
+    return result, shown(model, physics)
+
+
+def shown(model, physics) -> torch.Tensor:
+    """The model's reconstructions of the first ``SHOWN`` test images, clipped to [0, 1]."""
+    x = images(False, slice(0, SHOWN))
+    with torch.no_grad():
+        return model(physics(x), physics).clamp(0, 1)
 
 
 def classical(name: str, ratio: float, args) -> dict:
@@ -133,13 +144,14 @@ def classical(name: str, ratio: float, args) -> dict:
     lam = max(tried, key=lambda value: tried[value]['psnr'])
     if lam in (LAMBDAS[0], LAMBDAS[-1]):
         print(f'{name} {ratio}: lambda {lam} is at the edge of the grid {LAMBDAS}', flush=True)
-    return dict(
+    result = dict(
         val=tried[lam],
         test=scores(build(lam), physics, images(False, slice(0, args.test))),
         params=0,
         lam=lam,
         grid={str(k): v['psnr'] for k, v in tried.items()},
     )
+    return result, shown(build(lam), physics)
 
 
 def run(args):
@@ -151,12 +163,18 @@ def run(args):
         for name in ((*CLASSICAL, *LEARNED) if seed == args.seeds[0] else LEARNED)
     ]
     for name, ratio, seed in jobs:
-        path = args.out / f'{name}_{ratio}_{"" if seed is None else f"seed{seed}"}.json'.replace('_.json', '.json')
+        path = saved(args.out, name, ratio, seed).with_suffix('.json')
         if path.exists():
             continue
-        result = classical(name, ratio, args) if seed is None else train(name, ratio, seed, args)
+        result, reconstructions = classical(name, ratio, args) if seed is None else train(name, ratio, seed, args)
+        save_file({'x': reconstructions}, saved(args.out, name, ratio, seed))
         path.write_text(json.dumps(dict(result, name=name, ratio=ratio, seed=seed, settings=vars_of(args)), indent=1))
         print(f'{name} {ratio} seed {seed}: test PSNR {result["test"]["psnr"]:.2f}', flush=True)
+
+
+def saved(out: Path, name: str, ratio: float, seed: int | None) -> Path:
+    """Where a run's reconstructions are saved; its result is the same path with ``.json``."""
+    return out / (f'{name}_{ratio}' + ('' if seed is None else f'_seed{seed}') + '.safetensors')
 
 
 def vars_of(args) -> dict:
@@ -186,6 +204,49 @@ def report(args):
         )
     (args.out / 'table.md').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
+    for ratio in sorted({ratio for ratio, _ in groups}):
+        figure(args.out, ratio, [r for r in runs if r['ratio'] == ratio])
+
+
+def figure(out: Path, ratio: float, runs: list[dict]):
+    """recon_<ratio>.png: the first test images and each method's reconstructions, the learned ones from the first
+    seed at which every learned method saved them (the classical ones have no seed)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    methods = (*CLASSICAL, *LEARNED)
+    runs = sorted(
+        (r for r in runs if saved(out, r['name'], r['ratio'], r['seed']).exists()),
+        key=lambda r: methods.index(r['name']),
+    )
+    learned = {r['name'] for r in runs if r['seed'] is not None}
+    seeds = sorted({r['seed'] for r in runs if r['seed'] is not None})
+    seed = next((s for s in seeds if {r['name'] for r in runs if r['seed'] == s} == learned), None)
+    rows = [(f'{r["name"]}' + ('' if r['seed'] is None else f' (seed {r["seed"]})'), r) for r in runs]
+    rows = [(label, r) for label, r in rows if r['seed'] in (None, seed)]
+    if not rows:
+        return
+    truth = images(False, slice(0, SHOWN))
+    pictures = [('ground truth', truth)] + [
+        (label, load_file(saved(out, r['name'], r['ratio'], r['seed']))['x']) for label, r in rows
+    ]
+    fig, axes = plt.subplots(len(pictures), SHOWN, figsize=(SHOWN * 0.9, len(pictures) * 0.95), squeeze=False)
+    for row, (label, x) in zip(axes, pictures):
+        for i, ax in enumerate(row):
+            ax.imshow(x[i, 0], cmap='gray', vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(label, rotation=0, ha='right', va='center', fontsize=8)
+            if label != 'ground truth':
+                psnr = peak_signal_noise_ratio(x[i : i + 1], truth[i : i + 1], data_range=1.0)
+                ax.set_title(f'{psnr:.1f} dB', fontsize=6, pad=2)
+    fig.suptitle(f'Compressed sensing at {ratio:.0%} sampling: the first {SHOWN} test images', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / f'recon_{round(100 * ratio)}.png', dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None):
