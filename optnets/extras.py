@@ -19,7 +19,7 @@ class MissingExtra(ImportError):
 
 
 def require(extra: str) -> None:
-    """Raise :class:`MissingExtra` naming ``extra`` when any of its modules is missing."""
+    """Raise ``MissingExtra`` naming ``extra`` when any of its modules is missing."""
     missing = [module for module in EXTRAS[extra] if find_spec(module) is None]
     if missing:
         raise MissingExtra(

@@ -17,9 +17,9 @@ from optnets.lpom.estimator import DEFAULT_MU
 class LPOMClassifier(L.LightningModule):
     """An MLP ``in_chans * image_size**2 -> hidden... -> num_classes`` trained by LPOM (no backpropagation), or
     with ``architecture`` (e.g. ``[conv16x5, avg2, conv32x5, avg2]``) a convolutional network
-    (:class:`~optnets.lpom.LPOMConv`, which ignores ``hidden``, ``update_schedule`` and ``parallel_weights``).
+    (``LPOMConv``, which ignores ``hidden``, ``update_schedule`` and ``parallel_weights``).
 
-    The arguments are :class:`~optnets.lpom.LPOM`'s (``hidden`` its ``hidden_layer_sizes``, ``seed`` its
+    The arguments are ``LPOM``'s (``hidden`` its ``hidden_layer_sizes``, ``seed`` its
     ``random_state``); ``update_schedule`` is its ``schedule`` (serial or parallel activation updates), renamed so
     that it never takes the learning-rate ``schedule`` of a config it replaces. Each epoch logs Theorem 2's rho of
     every hidden update (``rho/<i>``); with ``monitor``, each step does, with how many block updates raised the

@@ -66,7 +66,7 @@ PARTIAL = '.partial'
 
 
 LOADER_PRIVATES = ('_combined_loader_states_to_load', '_load_combined_loader_states', '_data_fetcher')
-"""The fit loop's private members :func:`apply_restored_loader_position` uses (tests/test_faults.py checks that
+"""The fit loop's private members ``apply_restored_loader_position`` uses (tests/test_faults.py checks that
 Lightning still has them)."""
 
 

@@ -57,7 +57,7 @@ def fold(op: str, left: str | float, right: str | float) -> str | float:
 
 
 def emit_coeff(expr: Coeff, resolve: Callable[[str, int | None], Code], j: int | None) -> Code:
-    """Source of a coefficient expression, with constants folded by :func:`fold`.
+    """Source of a coefficient expression, with constants folded by ``fold``.
 
     When ``resolve`` gives values (numbers or tensors) instead of source, this evaluates the expression.
     A fixed coefficient of zero that divides raises a ``ValueError`` naming the expression."""

@@ -194,7 +194,7 @@ class Plan:
 
 
 def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
-    """Analyse ``rule`` into a :class:`Plan`.
+    """Analyse ``rule`` into a ``Plan``.
 
     ``linear_head`` says whether the transforms start with per-channel ops followed by a linear conv, which
     lets ``sum_j a[j]*T(x[j])`` run as one conv over the concatenated history.

@@ -26,7 +26,7 @@ MEMORY = ('stored', 'reversible')
 
 
 class CompiledStage(nn.Module):
-    """Executes a :class:`Plan` for ``steps`` steps; ``stage.code`` shows the generated forward.
+    """Executes a ``Plan`` for ``steps`` steps; ``stage.code`` shows the generated forward.
 
     An optional ``transition`` (stride, width change) runs first and its output is x[0] of every stream.
     Coefficients are ``nn.Parameter`` named after their rule symbols: ``coeff.b1`` holds one entry a step,
@@ -237,7 +237,7 @@ class CompiledStage(nn.Module):
 
     def data_gradient(self, z: torch.Tensor) -> torch.Tensor:
         """``G(z)`` of a rule that reads a data term: ``data.gradient(z)``, where ``data`` is set by the
-        reconstruction network that runs the stage (:class:`optnets.recon.ReconNet`)."""
+        reconstruction network that runs the stage (``optnets.recon.ReconNet``)."""
         data = getattr(self, 'data', None)
         if data is None:
             raise RuntimeError(
@@ -345,5 +345,5 @@ def compile_stage(
     rule: Rule | str, steps: int, transform: TransformFactory, width: int, linear_head: bool = True, **kwargs
 ) -> CompiledStage:
     """Rule (or its text) -> plan (``compile_rule(rule, linear_head)``) -> stage (``**kwargs`` are
-    :class:`CompiledStage`'s), in one call."""
+    ``CompiledStage``'s), in one call."""
     return CompiledStage(compile_rule(rule, linear_head=linear_head), steps, transform, width, **kwargs)

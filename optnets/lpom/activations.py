@@ -134,13 +134,13 @@ def from_callable(fn: Fn, name: str = 'custom') -> Activation:
 
 @functools.lru_cache(maxsize=64)
 def _from_callable_once(fn: Fn) -> Activation:
-    """:func:`from_callable` once per callable: its Lipschitz estimate is a grid search, and estimators ask for
+    """``from_callable`` once per callable: its Lipschitz estimate is a grid search, and estimators ask for
     their activations at every forward."""
     return from_callable(fn, getattr(fn, '__name__', 'custom'))
 
 
 def get_activation(spec: str | Activation | Callable[[torch.Tensor], torch.Tensor], **kwargs) -> Activation:
-    """``'relu'``, ``'leaky_relu'`` (with ``alpha``), ..., an :class:`Activation`, or a callable."""
+    """``'relu'``, ``'leaky_relu'`` (with ``alpha``), ..., an ``Activation``, or a callable."""
     if isinstance(spec, Activation):
         return spec
     if callable(spec):

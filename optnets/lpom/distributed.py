@@ -57,7 +57,7 @@ class _Inbox:
 
 
 class LayerParallelLPOM:
-    """Fits ``estimator`` (an :class:`~optnets.lpom.LPOM` or :class:`~optnets.lpom.LPOMConv`, its parameters
+    """Fits ``estimator`` (an ``LPOM`` or ``LPOMConv``, its parameters
     unchanged) with its layers split over the processes of the default group; every process ends with the whole
     fitted estimator.
 

@@ -1,5 +1,5 @@
 """``LPOM`` and ``LPOMConv``: scikit-learn classifiers that train networks without backpropagation, one estimator
-family over :mod:`~optnets.lpom.layers` (the MLP is an architecture of dense layers)."""
+family over ``layers`` (the MLP is an architecture of dense layers)."""
 
 import math
 from numbers import Integral, Real
@@ -29,7 +29,7 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
     """Lifted proximal operator machine over any architecture of LPOM layers: block coordinate descent on the
     LPOM objective (activations by fixed-point iteration, weights by accelerated proximal gradient), with
     scikit-learn's estimator contract (``clone``, pipelines, grid search). Subclasses say which layers
-    (:meth:`_layers`): :class:`LPOM` dense ones, :class:`LPOMConv` a convolutional spec.
+    (``_layers``): ``LPOM`` dense ones, ``LPOMConv`` a convolutional spec.
 
     The parameters every LPOM shares:
         activation: hidden activation: a name (relu, leaky_relu, sigmoid, tanh, elu, softplus, hardtanh), an
@@ -52,7 +52,7 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
         monitor: record, per step, Theorem 2's rho and the mini-batch objective before and after every block
             update in ``history_`` (costs a forward per block update); ``rho()`` gives rho at any time.
 
-    Fitted attributes: ``layers_`` (the linear maps, :mod:`~optnets.lpom.layers`), ``weights_`` (one
+    Fitted attributes: ``layers_`` (the linear maps, ``layers``), ``weights_`` (one
     ``d_out x (fan_in + 1)`` tensor per layer, bias last), ``classes_``, ``n_features_in_``, ``n_iter_`` (epochs
     run), ``history_`` (with ``monitor``, per step: rho per hidden update, the output update's ``output_rho`` and
     the objective before and after each block update).
@@ -303,7 +303,7 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
 
 class LPOM(BaseLPOM):
     """LPOM for an MLP ``n_features -> hidden_layer_sizes... -> n_classes``, with the parameters of
-    :class:`BaseLPOM` (``hidden_layer_sizes``: the hidden widths; the input and output widths come from the
+    ``BaseLPOM`` (``hidden_layer_sizes``: the hidden widths; the input and output widths come from the
     data)."""
 
     def __init__(
@@ -354,9 +354,9 @@ class LPOM(BaseLPOM):
 
 
 class LPOMConv(BaseLPOM):
-    """LPOM for a convolutional network, with the parameters of :class:`BaseLPOM`. ``X`` holds images
+    """LPOM for a convolutional network, with the parameters of ``BaseLPOM``. ``X`` holds images
     ``(n, *input_shape)`` or their flattened rows; ``architecture`` is a layer spec of
-    :mod:`~optnets.lpom.layers` such as ``('conv32x5', 'avg2', 'fc128')``, the output layer added. Every
+    ``layers`` such as ``('conv32x5', 'avg2', 'fc128')``, the output layer added. Every
     layer's ``||L||_2^2``, dense ones included, is estimated by power iteration, as the CNN benchmarks measured it."""
 
     norm_squared = staticmethod(power_norm_squared)

@@ -5,11 +5,11 @@
 gives the solver its map (``apply``), its adjoint ``L^T`` (``adjoint``), its rows and its ``||L||_2^2``.
 
 Strides and average pooling after a convolution are linear and join its map (convolution then average
-pooling is one convolution, with a wider kernel at a larger stride: :func:`spread`); max pooling is not linear
+pooling is one convolution, with a wider kernel at a larger stride: ``spread``); max pooling is not linear
 and is refused. A layer spec is a string: ``conv32x5`` (32 channels, 5x5, padding ``k // 2``; ``conv32x3s2``
-with stride 2; ``conv32x5bn`` adds batch normalization, see :class:`Conv`; ``conv32x3+x`` or ``conv32x3-0.5x``
+with stride 2; ``conv32x5bn`` adds batch normalization, see ``Conv``; ``conv32x3+x`` or ``conv32x3-0.5x``
 adds a skip, the identity path of a residual step), ``avg2`` (2x2 average pooling, joined to the convolution
-before it), ``fc128`` (flatten, then 128 units); the output layer (one unit a class) is added by :func:`parse`.
+before it), ``fc128`` (flatten, then 128 units); the output layer (one unit a class) is added by ``parse``.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def spread(kernel: int, stride: int, pool: int) -> torch.Tensor:
 class Conv:
     """``avg_pool(conv2d(x, W, b, stride, padding=k // 2) + skip * x, pool)``; the weight is ``out x (in*k*k + 1)``,
     bias last. The skip (a residual step's identity path, fixed) is linear in ``x`` and leaves the map linear in
-    ``W``: the weight update solves for ``W`` with the skip's part as a fixed offset (:meth:`offset`).
+    ``W``: the weight update solves for ``W`` with the skip's part as a fixed offset (``offset``).
 
     With ``norm``, batch normalization as LPOM can have it: the output is then ``y * scale + shift`` per channel,
     a fixed affine map during each step's block updates, with ``scale, shift`` set from the step's current
@@ -128,7 +128,7 @@ class Conv:
         return torch.cat([weight[:, :-1] * self.scale[:, None], (weight[:, -1] * self.scale + self.shift)[:, None]], 1)
 
     def unfold_weight(self, folded: torch.Tensor) -> torch.Tensor:
-        """The inverse of :meth:`folded`."""
+        """The inverse of ``folded``."""
         if self.scale is None:
             return folded
         return torch.cat(
@@ -156,11 +156,11 @@ class Conv:
         return glorot(self.fan_in(), self.channels_out, self.fan_in(), self.channels_out * self.kernel**2, generator)
 
     def spread(self, dtype: torch.dtype) -> torch.Tensor:
-        """:func:`spread` of this layer's kernel size, stride and pooling."""
+        """``spread`` of this layer's kernel size, stride and pooling."""
         return spread(self.kernel, self.stride, self.pool).to(dtype)
 
     def convolve(self, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The convolution and its pooling, as one convolution (:func:`spread`), its normalization folded in."""
+        """The convolution and its pooling, as one convolution (``spread``), its normalization folded in."""
         weight = self.folded(weight)
         kernel = weight[:, :-1].reshape(self.channels_out, self.channels_in, self.kernel, self.kernel)
         if self.pool > 1:
@@ -182,7 +182,7 @@ class Conv:
 
     def rows(self, x: torch.Tensor) -> torch.Tensor:
         """The (pooled) patches, one row per output position: ``apply(W, x)`` is ``rows(x) @ W^T`` rearranged.
-        With pooling, the wider patches of :func:`spread`'s convolution, mapped back by ``A`` on each side."""
+        With pooling, the wider patches of ``spread``'s convolution, mapped back by ``A`` on each side."""
         n = x.shape[0]
         a = self.spread(x.dtype)
         wide = a.shape[0]
@@ -203,7 +203,7 @@ class Conv:
             return torch.autograd.grad(self.apply(without_bias(weight), point), point, r)[0]
 
     def norm_squared(self, weight: torch.Tensor) -> float:
-        """``||L||_2^2`` by :func:`power_norm_squared` (the map's matrix is never formed)."""
+        """``||L||_2^2`` by ``power_norm_squared`` (the map's matrix is never formed)."""
         return power_norm_squared(self, weight)
 
     def module(self, weight: torch.Tensor) -> nn.Module:

@@ -1,7 +1,7 @@
 """The LPOM block-coordinate solver over layer maps, in row form (samples are rows).
 
 Layer ``i`` maps ``X[i]`` to ``X[i+1] = phi_i(L_i(X[i]))`` with ``L_i`` linear in ``X[i]`` and in its weight
-``W[i]`` (:mod:`optnets.lpom.layers`: a dense layer is ``[X, 1] W^T``, a convolution its patches times ``W^T``).
+``W[i]`` (``optnets.lpom.layers``: a dense layer is ``[X, 1] W^T``, a convolution its patches times ``W^T``).
 ``mu[i]`` weighs the terms of layer ``i`` (``mu[0]`` is unused). Only ``phi`` is evaluated, never its inverse or
 derivative. Every function takes the layers, their weights and their activations as lists, so one solver trains
 an MLP, a CNN and any mix of the two.
@@ -23,7 +23,7 @@ Activations = Sequence[Activation]
 Mu = Sequence[float | None]
 """``mu[i]`` weighs layer ``i``'s terms; ``mu[0]`` is None (the input has none)."""
 Ratios = dict[int, float] | None
-"""``{i: the ratio update i uses}`` in place of its ``mu`` ratio (see :func:`contracting_ratios`)."""
+"""``{i: the ratio update i uses}`` in place of its ``mu`` ratio (see ``contracting_ratios``)."""
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +64,7 @@ def hidden_update(
     i: int, layers: Layers, xs: Tensors, weights: Tensors, acts: Activations, mu: Mu, ratio: float | None = None
 ) -> torch.Tensor:
     """``X[i] <- phi(L[i-1](X[i-1]) - (mu[i+1]/mu[i]) L[i]^T (phi(L[i](X[i])) - X[i+1]))``; ``ratio`` replaces
-    ``mu[i+1]/mu[i]`` when given (see :func:`contracting_ratios`)."""
+    ``mu[i+1]/mu[i]`` when given (see ``contracting_ratios``)."""
     residual = acts[i].phi(layers[i].apply(weights[i], xs[i])) - xs[i + 1]
     pushed = layers[i].adjoint(weights[i], residual, xs[i])
     ratio = mu[i + 1] / mu[i] if ratio is None else ratio
@@ -82,7 +82,7 @@ def output_update(
     step: float | None = None,
 ) -> torch.Tensor:
     """``X[n] <- phi(L[n-1](X[n-1]) - (1/mu[n]) dl/dX[n])``; ``step`` replaces ``1/mu[n]`` when given (see
-    :func:`contracting_ratios`)."""
+    ``contracting_ratios``)."""
     n = len(weights)
     step = 1 / mu[n] if step is None else step
     z = layers[n - 1].apply(weights[n - 1], xs[n - 1])
@@ -143,7 +143,7 @@ def activation_sweep(
     schedule: str = 'serial',
     ratios: Ratios = None,
 ) -> list[torch.Tensor]:
-    """One pass of :func:`activation_updates`; returns the new activations."""
+    """One pass of ``activation_updates``; returns the new activations."""
     xs = list(xs)
     for i, new in activation_updates(layers, xs, weights, acts, mu, loss, target, schedule, ratios):
         xs[i] = new()
@@ -197,7 +197,7 @@ def weight_update(
 def weight_step(
     layer: Layer, weight: torch.Tensor, x: torch.Tensor, x_next: torch.Tensor, act: Activation, iters: int, reg: float
 ) -> torch.Tensor:
-    """The layer's new weight: :func:`weight_update` on its rows (a convolution's patches), its skip as the
+    """The layer's new weight: ``weight_update`` on its rows (a convolution's patches), its skip as the
     offset; a normalized layer is solved for its folded weight and mapped back."""
     folded = weight_update(layer.folded(weight), layer.rows(x), layer.to_rows(x_next), act, iters, reg, layer.offset(x))
     return layer.unfold_weight(folded)
@@ -254,7 +254,7 @@ def contraction(
 
 def rhos(factors: Sequence[float], mu: Mu) -> list[float]:
     """Theorem 2's rho of each hidden update, ``(mu[i+1]/mu[i]) * factors[i-1]``, from its factor without the
-    ratio (as :func:`capped_ratios` takes it)."""
+    ratio (as ``capped_ratios`` takes it)."""
     return [mu[i + 1] / mu[i] * factor for i, factor in enumerate(factors, start=1)]
 
 
@@ -288,6 +288,6 @@ def contracting_ratios(
 def capped_ratios(factors: Sequence[float], mu: Mu, rho_max: float, output: float) -> dict[int, float]:
     """``{i: min(mu[i+1]/mu[i], rho_max / factors[i-1])}`` for hidden updates ``i = 1, 2, ...``, where
     ``factors[i-1]`` is Theorem 2's rho of update ``i`` without its ratio (``beta[i-1] beta[i] ||L[i]||_2^2``), and
-    ``{n: min(1/mu[n], rho_max / output)}`` for the output update, ``output`` its :func:`output_factor`."""
+    ``{n: min(1/mu[n], rho_max / output)}`` for the output update, ``output`` its ``output_factor``."""
     ratios = {i: min(mu[i + 1] / mu[i], rho_max / max(factor, 1e-30)) for i, factor in enumerate(factors, start=1)}
     return ratios | {len(mu) - 1: min(1 / mu[-1], rho_max / output)}

@@ -1,5 +1,5 @@
 """LPOM architectures from optnets rules: the zoo's ``Rule -> Plan``, read as layer specs for
-:class:`~optnets.lpom.LPOMConv`.
+``LPOMConv``.
 
 A step ``x[k+1] = phi(a*T(x[k]) + c*x[k])`` with ``T`` a convolution is one LPOM layer ``phi(L(x[k]))`` with
 ``L = a*conv + c*I``: linear in ``x`` and in the weights, so the lifted objective holds (``a`` folds into the

@@ -1,7 +1,7 @@
 """The network skeletons: OptNet (stem, compiled stages, head and timm's model API) and its two builders.
 
-A family file picks a rule and a preset (``presets``). :class:`ResidualOptNet` reads like ResNet (a ResNet block
-as each stage's transition, then the rule's steps); :class:`DenseOptNet` like DenseNet (dense blocks whose layers
+A family file picks a rule and a preset (``presets``). ``ResidualOptNet`` reads like ResNet (a ResNet block
+as each stage's transition, then the rule's steps); ``DenseOptNet`` like DenseNet (dense blocks whose layers
 are the rule's steps, for rules that sum transforms over the whole history, DenseNet's transitions between).
 """
 
@@ -53,8 +53,8 @@ def cifar_cfg(**kwargs) -> dict:
 
 class OptNet(nn.Module):
     """A network compiled from an update rule: stem, compiled stages, final norm and timm's head, with timm's
-    model API. The skeletons are its subclasses, each built like its paper: :class:`ResidualOptNet` (ResNet) and
-    :class:`DenseOptNet` (DenseNet); ``OptNet.for_rule`` picks the one a rule's kind takes. A builder sets
+    model API. The skeletons are its subclasses, each built like its paper: ``ResidualOptNet`` (ResNet) and
+    ``DenseOptNet`` (DenseNet); ``OptNet.for_rule`` picks the one a rule's kind takes. A builder sets
     ``stem``, ``stem_pool``, ``stages`` (CompiledStages), ``final_norm`` and ``feature_info``, then ``_head``."""
 
     @staticmethod
@@ -228,13 +228,13 @@ class ResidualOptNet(OptNet):
     which changes width and resolution) followed by ``steps`` compiled steps of the rule at that width.
 
     Args:
-        rule: the update rule (a :class:`~optnets.Rule` or its text), one that does not sum T over the history.
+        rule: the update rule (a ``Rule`` or its text), one that does not sum T over the history.
         steps: the rule's steps per stage, after each stage's transition (``presets.resnet`` derives them).
         widths: the iterates' width per stage.
         block: ``'basic'`` or ``'bottleneck'``: the T of every step and transition (ResNet's branches).
         stem: ``'imagenet'`` (7x7/2 conv + max pool) or ``'cifar'`` (3x3 conv); ``stem_width`` its channels.
         shortcut: whether transitions are ResNet blocks (True) or plain conv blocks (False).
-        learn_coeffs, coeff_init, coeff_shape: the rule's coefficients (see :class:`~optnets.CompiledStage`).
+        learn_coeffs, coeff_init, coeff_shape: the rule's coefficients (see ``CompiledStage``).
         step_act: a ReLU after each step (ResNet's post-activation); Momentum ResNets have none.
         drop_rate, drop_path_rate: dropout before the classifier; stochastic depth of the transforms (timm's
             schedule, rising linearly with the block's depth to ``drop_path_rate``).

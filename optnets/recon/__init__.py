@@ -1,9 +1,9 @@
 """Reconstruction networks: unrolled algorithms over deepinv's physics, from the same compiler as the zoo.
 
 The problem is ``min_x 1/2 ||A x - y||^2 + g(x)``. A rule writes the data term's gradient as ``G(...)`` (ISTA is
-``x[k+1] = T(x[k] - a*G(x[k]))``, :data:`ISTA`) and its ``T`` is a learned proximal map; in a rule without ``G``,
-``T`` is a whole phase, a gradient step then the prox (:class:`DataStep`), read as the rule says. Any rule the
-language takes is an unrolled reconstruction network (:class:`ReconNet`) that takes ``(y, physics)`` as
+``x[k+1] = T(x[k] - a*G(x[k]))``, ``ISTA``) and its ``T`` is a learned proximal map; in a rule without ``G``,
+``T`` is a whole phase, a gradient step then the prox (``DataStep``), read as the rule says. Any rule the
+language takes is an unrolled reconstruction network (``ReconNet``) that takes ``(y, physics)`` as
 deepinv's reconstructors do.
 """
 

@@ -31,8 +31,8 @@ def squared_norm(physics: Physics, like: torch.Tensor, iters: int = 200) -> floa
 
 class DataTerm:
     """The measurements ``y`` and the ``physics`` of the forward now running, shared by every phase (set by
-    :meth:`ReconNet.forward`, cleared after it: never part of the state), and ``L = ||A^T A||``, the Lipschitz
-    constant of the data term's gradient (:func:`squared_norm`, once per physics)."""
+    ``ReconNet.forward``, cleared after it: never part of the state), and ``L = ||A^T A||``, the Lipschitz
+    constant of the data term's gradient (``squared_norm``, once per physics)."""
 
     def __init__(self):
         self.y: torch.Tensor | None = None
@@ -83,7 +83,7 @@ class ReconNet(Reconstructor):
     reconstructor interface, so deepinv's ``Trainer`` and ``test`` run it).
 
     A rule that writes the data term, ``x[k+1] = T(x[k] - a*G(x[k]))``, gets ``prox(phase)`` as its ``T`` and the
-    measurements as its ``G``; any other rule gets a :class:`DataStep` (a gradient step, then ``prox(phase)``) as
+    measurements as its ``G``; any other rule gets a ``DataStep`` (a gradient step, then ``prox(phase)``) as
     its ``T``, read as the rule says. ``coeff_init='theory'`` starts from the algorithm's coefficients (ISTA's
     step ``a = 1``, FISTA's extrapolation), learned when ``learn_coeffs``. A dense rule (a concatenated history)
     gives no single image and is refused."""
@@ -126,5 +126,5 @@ class ReconNet(Reconstructor):
             self.data.set(None, None)
 
     def transforms(self) -> list[nn.Module]:
-        """Every phase's ``T`` (a :class:`DataStep`, or the prox of a rule that writes ``G``), stream by stream."""
+        """Every phase's ``T`` (a ``DataStep``, or the prox of a rule that writes ``G``), stream by stream."""
         return list(self.stage.transforms())

@@ -31,23 +31,23 @@ PRESETS = {  # name -> (rule, the prox, its phases)
 
 
 def build(name: str, phases: int | None = None, channels: int = 1, features: int = 32, **kwargs) -> ReconNet:
-    """``PRESETS[name]`` with ``phases`` phases (the paper's when None); ``kwargs`` go to :class:`ReconNet`."""
+    """``PRESETS[name]`` with ``phases`` phases (the paper's when None); ``kwargs`` go to ``ReconNet``."""
     rule, prox, default_phases = PRESETS[name]
     return ReconNet(rule, phases or default_phases, lambda phase: prox(channels, features), channels=channels, **kwargs)
 
 
 def ista_net(phases: int | None = None, **kwargs) -> ReconNet:
-    """ISTA-Net: :data:`ISTA` with ISTA-Net's prox."""
+    """ISTA-Net: ``ISTA`` with ISTA-Net's prox."""
     return build('ista_net', phases, **kwargs)
 
 
 def ista_net_plus(phases: int | None = None, **kwargs) -> ReconNet:
-    """ISTA-Net+: :data:`ISTA` with ISTA-Net+'s residual prox."""
+    """ISTA-Net+: ``ISTA`` with ISTA-Net+'s residual prox."""
     return build('ista_net_plus', phases, **kwargs)
 
 
 def fista_net(phases: int | None = None, **kwargs) -> ReconNet:
-    """FISTA-Net: :data:`FISTA`, ``b1, b2`` learned from FISTA's ``1 + beta_k, -beta_k``."""
+    """FISTA-Net: ``FISTA``, ``b1, b2`` learned from FISTA's ``1 + beta_k, -beta_k``."""
     return build('fista_net', phases, **kwargs)
 
 

@@ -21,7 +21,7 @@ class SoftThreshold(nn.Module):
 
 class RecordsSymmetry(nn.Module):
     """A prox that records, in training, its symmetry residual of the last forward (``symmetry``), which
-    :func:`symmetry_loss` reads once; copies and pickles leave it out (it holds the forward's graph)."""
+    ``symmetry_loss`` reads once; copies and pickles leave it out (it holds the forward's graph)."""
 
     symmetry: torch.Tensor | None = None
 

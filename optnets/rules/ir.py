@@ -1,9 +1,9 @@
 """The rule IR: an update rule as plain data, with its canonical text.
 
-A rule is one :class:`Update` per stream. Each update is a linear combination of terms ``coeff * value``,
-where the value reads the past: an :class:`Iterate` ``x[k-lag]``, a :class:`Transform` ``T(...)`` of a
-linear combination of iterates, or a :class:`HistorySum` ``sum_j coeff(j) * x[j]`` / ``T(x[j])``.
-Coefficients are small arithmetic trees of numbers and symbols (:class:`Num`, :class:`Sym`, :class:`BinOp`).
+A rule is one ``Update`` per stream. Each update is a linear combination of terms ``coeff * value``,
+where the value reads the past: an ``Iterate`` ``x[k-lag]``, a ``Transform`` ``T(...)`` of a
+linear combination of iterates, or a ``HistorySum`` ``sum_j coeff(j) * x[j]`` / ``T(x[j])``.
+Coefficients are small arithmetic trees of numbers and symbols (``Num``, ``Sym``, ``BinOp``).
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class HistorySum:
 class DataGradient:
     """``G(c1*x[k] + ...)``: the gradient of a reconstruction's data term at a linear combination of iterates,
     ``(1/L) A^T (A z - y)``, read through the measurements and the physics the stage is given
-    (:mod:`optnets.recon`); outside a reconstruction a stage with ``G`` has no data to read."""
+    (``optnets.recon``); outside a reconstruction a stage with ``G`` has no data to read."""
 
     terms: tuple['Term', ...]
 

@@ -420,7 +420,7 @@ class _Parser:
 
 
 def parse(text: str) -> tuple[Update, ...]:
-    """Parse rule text into updates; raises :class:`RuleError` for any bad input."""
+    """Parse rule text into updates; raises ``RuleError`` for any bad input."""
     if not isinstance(text, str):
         raise RuleError(f'a rule is text, not {type(text).__name__}')
     return _Parser(text).rule()

@@ -1,4 +1,4 @@
-"""The space of update rules a search explores, as data: every point is a :class:`Rule` with its initial values.
+"""The space of update rules a search explores, as data: every point is a ``Rule`` with its initial values.
 
 One stream (the residual rules, ResNet's skeleton)::
 
@@ -10,7 +10,7 @@ Two streams (y then x, the x update reading y[k] (Jacobi), y[k+1] (Gauss-Seidel)
     x[k+1] = T(x[k]) + a_xx*x[k] + a_xy*y[k] + a_xn*y[k+1] + a_xd*sum_t (y[t] - x[t])
 
 Each coefficient is absent, fixed at a value (a number in the rule's text) or learned (a symbol, whose initial
-value is the ``search`` initialisation). The built-in algorithms are named points of the space (:data:`NAMED`).
+value is the ``search`` initialisation). The built-in algorithms are named points of the space (``NAMED``).
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ NAMED = {
 
 def coefficients(params: dict) -> dict[str, tuple[str, float]]:
     """A point's coefficients as ``(state, initial value)``, an absent one at the value that leaves it out (0,
-    or 1 for the scale ``g`` of T): the coordinates in which :func:`distance` compares points."""
+    or 1 for the scale ``g`` of T): the coordinates in which ``distance`` compares points."""
     names = (
         ['g'] + [f'{p}{i}' for p in 'cb' for i in range(params.get('window', 0))] + ['h']
         if params['streams'] == 1

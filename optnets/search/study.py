@@ -1,4 +1,4 @@
-"""An Optuna study over a :class:`RuleSpace`: the built-in algorithms first, then TPE, pruned by Hyperband on
+"""An Optuna study over a ``RuleSpace``: the built-in algorithms first, then TPE, pruned by Hyperband on
 the validation accuracy reported after each epoch; its leaderboard, and its best rules written out.
 
 A storage is an Optuna URL: ``sqlite:///search.db`` (one file, nothing to start; the default), a database many
@@ -72,7 +72,7 @@ def run(
 
     ``objective(trial, point, space)`` trains ``point`` and returns its validation accuracy, reporting it after
     each epoch (``trial.report``; ``optnets.recipes.search.RecipeObjective`` does). The first process to create
-    the study enqueues the built-ins (:data:`NAMED`); others join it. Returns the study."""
+    the study enqueues the built-ins (``NAMED``); others join it. Returns the study."""
     backend = storage_of(storage, heartbeat)
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource='auto', reduction_factor=3)

@@ -2,10 +2,10 @@
 
 A tag's source is a file shipped in this package (``package``) or a file on the Hugging Face hub (``hub``,
 ``filename``, optional ``revision``), with its sha256 and size. ``build`` (the families' create function) calls
-:func:`verified_file` before timm loads anything, so a plain ``timm.create_model(tag, pretrained=True)`` is
+``verified_file`` before timm loads anything, so a plain ``timm.create_model(tag, pretrained=True)`` is
 verified. Where the manifest has no hash yet (weights converted from timm's hub files, which this project's
 machines cannot reach to hash), the first file a model loads is pinned in ``<cache>/pins.json`` and every later
-load is held to it. A mismatch raises :class:`WeightsError` naming the tag and both hashes, and the file is
+load is held to it. A mismatch raises ``WeightsError`` naming the tag and both hashes, and the file is
 removed from the cache. ``OPTNETS_WEIGHTS_DIR`` (a folder of ``<tag>.safetensors``) and ``HF_HUB_OFFLINE=1`` work
 offline.
 """
@@ -92,7 +92,7 @@ def package_file(entry: dict) -> Path:
 
 def verified_file(tag: str) -> Path:
     """The local file of ``tag``, downloaded if need be and checked against its size and sha256, or, where no hash
-    is known yet, that it loads as safetensors (its hash is pinned by :func:`pin_file` once a model has loaded it)."""
+    is known yet, that it loads as safetensors (its hash is pinned by ``pin_file`` once a model has loaded it)."""
     if tag not in MANIFEST:
         raise WeightsError(f'no published weights named {tag!r}: `optnets weights list` shows them')
     path, cached = _local_file(tag, download=True)
