@@ -6,11 +6,15 @@ activation memory of a train step, parameters left out: CUDA's peak above the mo
 torch keeps no allocation peak, the bytes of the tensors autograd saves for backward.
 
     python benchmarks/vs_timm.py --out benchmarks/results/vs_timm/run1.json
+    python benchmarks/vs_timm.py --compile --out benchmarks/results/vs_timm/compile/run1.json
 
-Runs of it are summarised by benchmarks/vs_timm_table.py.
+``--compile`` measures ``torch.compile`` (inductor, its caches off so every compile is a cold one) instead: the
+time of the first compiled train step (compilation included), the compiled train step, and the compiled fused
+inference. Runs of it are summarised by benchmarks/vs_timm_table.py.
 """
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -77,74 +81,99 @@ def perturb_coefficients(model, scale=0.05):
             p.add_(torch.randn_like(p) * scale)
 
 
+def interleaved(fns: dict, rounds: int, device) -> dict:
+    """The median time of each function over rounds that run every function once, in turn."""
+    times = {n: [] for n in fns}
+    for _ in range(rounds):
+        for n, fn in fns.items():
+            times[n].append(timed(fn, device))
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+def fused(models: dict) -> dict:
+    """The models in eval mode, fused where they can be, coefficients moved off their special values first."""
+    for m in models.values():
+        m.eval()
+        if hasattr(m, 'fuse'):
+            perturb_coefficients(m)
+            m.fuse()
+    return models
+
+
+def eager_costs(models, x, y, optimizers, rounds, device) -> dict:
+    """Train step (s), activation memory of a train step (bytes), fused inference (s), in eager mode."""
+    memory = {n: train_memory(m.train(), x, y, device) for n, m in models.items()}
+    steps = {n: functools.partial(train_step, m, x, y, optimizers[n]) for n, m in models.items()}
+    for step in steps.values():  # warm-up
+        step()
+    train = interleaved(steps, rounds, device)
+    with torch.inference_mode():
+        forwards = {n: functools.partial(m, x) for n, m in fused(models).items()}
+        for forward in forwards.values():
+            forward()
+        infer = interleaved(forwards, rounds, device)
+    return dict(train_step=train, activation_memory=memory, fused_inference=infer)
+
+
+def compiled_costs(models, x, y, optimizers, rounds, device) -> dict:
+    """Under torch.compile (inductor, cold): the first train step (s, compilation included), the compiled train
+    step (s) and the compiled fused inference (s)."""
+    import torch._functorch.config
+    import torch._inductor.config
+
+    torch._inductor.config.fx_graph_cache = False
+    torch._functorch.config.enable_autograd_cache = False
+    compiled = {n: torch.compile(m.train()) for n, m in models.items()}
+    steps = {n: functools.partial(train_step, m, x, y, optimizers[n]) for n, m in compiled.items()}
+    first = {n: timed(step, device) for n, step in steps.items()}
+    train = interleaved(steps, rounds, device)
+    with torch.inference_mode():
+        forwards = {n: functools.partial(torch.compile(m), x) for n, m in fused(models).items()}
+        for forward in forwards.values():
+            forward()
+        infer = interleaved(forwards, rounds, device)
+    return dict(compile_time=first, compiled_train_step=train, compiled_fused_inference=infer)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--image-size', type=int, default=128)
     parser.add_argument('--rounds', type=int, default=7, help='interleaved rounds; medians are reported')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--compile', action='store_true', help='measure torch.compile instead of eager mode')
+    parser.add_argument('--models', nargs='+', help=f'only these of {[ours for ours, _ in PAIRS]}')
     parser.add_argument('--out', type=Path)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    names = sorted({n for pair in PAIRS for n in pair})
+    pairs = [(ours, base) for ours, base in PAIRS if not args.models or ours in args.models]
+    names = sorted({n for pair in pairs for n in pair})
     models = {n: timm.create_model(n).to(device) for n in names}
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     y = torch.randint(0, 1000, (args.batch_size,), device=device)
     optimizers = {n: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for n, m in models.items()}
 
-    memory = {n: train_memory(m.train(), x, y, device) for n, m in models.items()}
-    train_times = {n: [] for n in names}
-    for n, m in models.items():  # warm-up
-        train_step(m, x, y, optimizers[n])
-    for _ in range(args.rounds):
-        for n, m in models.items():
-            train_times[n].append(timed(lambda: train_step(m, x, y, optimizers[n]), device))  # noqa: B023
-
-    for n, m in models.items():  # noqa: B007
-        m.eval()
-        if hasattr(m, 'fuse'):
-            perturb_coefficients(m)
-            m.fuse()
-    infer_times = {n: [] for n in names}
-    with torch.inference_mode():
-        for m in models.values():
-            m(x)
-        for _ in range(args.rounds):
-            for n, m in models.items():
-                infer_times[n].append(timed(lambda: m(x), device))  # noqa: B023
-
-    median = {
-        k: {n: statistics.median(v) for n, v in times.items()}
-        for k, times in (('train', train_times), ('infer', infer_times))
-    }
-    rows = []
-    for ours, base in PAIRS:
-        rows.append(
-            dict(
-                model=ours,
-                baseline=base,
-                train_step_ratio=median['train'][ours] / median['train'][base],
-                activation_memory_ratio=memory[ours] / memory[base],
-                fused_inference_ratio=median['infer'][ours] / median['infer'][base],
-                train_step_s=median['train'][ours],
-                baseline_train_step_s=median['train'][base],
-                activation_memory_bytes=memory[ours],
-                baseline_activation_memory_bytes=memory[base],
-                inference_s=median['infer'][ours],
-                baseline_inference_s=median['infer'][base],
-            )
+    measure = compiled_costs if args.compile else eager_costs
+    figures = measure(models, x, y, optimizers, args.rounds, device)
+    rows = [
+        dict(
+            model=ours,
+            baseline=base,
+            **{f'{k}_ratio': v[ours] / v[base] for k, v in figures.items()},
+            **{k: v[ours] for k, v in figures.items()},
+            **{f'baseline_{k}': v[base] for k, v in figures.items()},
         )
+        for ours, base in pairs
+    ]
     print(
         f'device {device} ({platform.processor() or platform.machine()}), batch {args.batch_size}, '
         f'{args.image_size}px, median of {args.rounds} interleaved rounds'
+        + (', torch.compile (inductor)' if args.compile else '')
     )
-    print(f'{"model":13} {"baseline":12} {"train step":>11} {"act. memory":>11} {"fused inference":>16}')
+    print(f'{"model":13} {"baseline":12} ' + ' '.join(f'{k:>20}' for k in figures))
     for r in rows:
-        print(
-            f'{r["model"]:13} {r["baseline"]:12} {r["train_step_ratio"]:10.3f}x '
-            f'{r["activation_memory_ratio"]:10.3f}x {r["fused_inference_ratio"]:15.3f}x'
-        )
+        print(f'{r["model"]:13} {r["baseline"]:12} ' + ' '.join(f'{r[f"{k}_ratio"]:19.3f}x' for k in figures))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(

@@ -1,5 +1,5 @@
 """The table of several vs_timm.py runs: per model, each ratio's median over the runs and their range (one run's
-ratios move by up to 0.1 on a noisy machine).
+ratios move by up to 0.1 on a noisy machine). Eager runs and ``--compile`` runs have their own columns.
 
     python benchmarks/vs_timm_table.py benchmarks/results/vs_timm/run*.json --out benchmarks/results/vs_timm/table.md
 """
@@ -9,15 +9,15 @@ import json
 import statistics
 from pathlib import Path
 
-RATIOS = ('train_step_ratio', 'activation_memory_ratio', 'fused_inference_ratio')
-
 
 def table(paths) -> str:
     runs = [json.loads(Path(p).read_text())['rows'] for p in paths]
-    lines = ['| model | baseline | train step | activation memory | fused inference |', '|---|---|---|---|---|']
+    ratios = [k for k in runs[0][0] if k.endswith('_ratio')]
+    heads = [k.removesuffix('_ratio').replace('_', ' ') for k in ratios]
+    lines = ['| model | baseline | ' + ' | '.join(heads) + ' |', '|---|---|' + '---|' * len(ratios)]
     for rows in zip(*runs):
         cells = []
-        for ratio in RATIOS:
+        for ratio in ratios:
             values = [row[ratio] for row in rows]
             cells.append(f'{statistics.median(values):.3f}x ({min(values):.2f}-{max(values):.2f})')
         lines.append(f'| `{rows[0]["model"]}` | `{rows[0]["baseline"]}` | ' + ' | '.join(cells) + ' |')
