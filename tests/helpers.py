@@ -7,6 +7,16 @@ import lightning as L
 import torch
 from torch import nn
 
+SMALLEST = {
+    'gd_net': 'gd_net_56_cifar',
+    'hb_net': 'hb_net_20_cifar',
+    'agd_net': 'agd_net_40_cifar',
+    'admm_net': 'admm_net_56_cifar',
+    'momentum_net': 'momentum_net_20_cifar',
+    'lm_net': 'lm_net_20_cifar',
+}
+"""Each family's smallest registered model."""
+
 
 def randomise_norms(module: nn.Module, shift: float = 0.5, statistics: bool = True, seed: int | None = 1) -> nn.Module:
     """Random BN scales in [0.5, 1.5] and shifts in [-shift, shift] (each T's last BN is 0 and 0 at timm's init),

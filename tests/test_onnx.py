@@ -7,23 +7,10 @@ import torch
 
 import optnets  # noqa: F401
 
-from tests.helpers import randomise_norms
+from tests.helpers import SMALLEST, randomise_norms
 
 ort = pytest.importorskip('onnxruntime', reason='pip install onnxruntime onnxscript')
 pytest.importorskip('onnxscript', reason='pip install onnxscript')
-
-SMALLEST = {
-    'gd_net': 'gd_net_56_cifar',
-    'hb_net': 'hb_net_20_cifar',
-    'agd_net': 'agd_net_40_cifar',
-    'admm_net': 'admm_net_56_cifar',
-    'momentum_net': 'momentum_net_20_cifar',
-    'lm_net': 'lm_net_20_cifar',
-}
-
-
-def test_every_family_is_covered():
-    assert set(SMALLEST) == set(optnets.models.FAMILIES)
 
 
 @pytest.mark.timeout(600)
