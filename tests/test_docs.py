@@ -56,7 +56,7 @@ STUDIES = {  # docs page -> the results whose table.md it holds
         'lpom_cnn_55k_20ep_capped_seed0',
         'lpom_cnn_55k_10ep_sgd_adam_bn',
     ],
-    'benchmarks/vs-timm.md': ['vs_timm', 'vs_timm/repeat'],
+    'benchmarks/vs-timm.md': ['vs_timm', 'vs_timm/repeat', 'vs_timm/compile'],
     'reversible.md': ['memory'],
     'benchmarks/mutations.md': ['mutations'],
     'benchmarks/rule-search.md': ['rule_search'],
