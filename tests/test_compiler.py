@@ -206,12 +206,13 @@ def test_public_api():
     assert optnets.Rule is rules.Rule and issubclass(optnets.RuleError, ValueError)
 
 
-def test_dense_step_computes_the_agd_rule_with_any_coefficients():
-    stage = randomise_norms(compile_stage(rules.agd, STEPS, dense, 4, in_width=WIDTH))
+@pytest.mark.parametrize('in_width', [WIDTH, 8], ids=['input-width-apart', 'input-width-a-multiple'])
+def test_dense_step_computes_the_agd_rule_with_any_coefficients(in_width):
+    stage = randomise_norms(compile_stage(rules.agd, STEPS, dense, 4, in_width=in_width))
     with torch.no_grad():
         for p in stage.coeff.parameters():
             p.copy_(torch.randn_like(p))
-        x = torch.randn(2, WIDTH, 5, 5)
+        x = torch.randn(2, in_width, 5, 5)
         history = [x]
         for k, T in enumerate(stage.T_x):
             a = stage.coeff.a[k * (k + 1) // 2 :][: k + 1]
