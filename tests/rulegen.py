@@ -84,6 +84,9 @@ def term_text(streams, owner: str, kind: str, extreme: bool = False):
     return st.one_of(iterate, transform, plain_sum)
 
 
+WIDTH, IN_WIDTH, SIZE, BATCH = 3, 5, 3, 3
+
+
 @dataclass
 class Case:
     text: str
@@ -95,6 +98,7 @@ class Case:
     train: bool
     skip_input: bool  # dense: the input has another width
     seed: int
+    in_width: int = IN_WIDTH  # with skip_input; a multiple of WIDTH is read as zero-weighted iterates
 
 
 @st.composite
@@ -123,10 +127,8 @@ def cases(draw, extreme: bool = False) -> Case:
         train=draw(st.booleans()),
         skip_input=kind == 'dense' and draw(st.booleans()),
         seed=draw(st.integers(0, 2**16)),
+        in_width=draw(st.sampled_from([IN_WIDTH, 2 * WIDTH])),
     )
-
-
-WIDTH, IN_WIDTH, SIZE, BATCH = 3, 5, 3, 3
 
 
 class AffineData:
@@ -187,7 +189,7 @@ def build(case: Case):
         def transform(step, stream, widths):
             return BasicTransform(WIDTH, WIDTH, dtype=dtype)
 
-    in_width = IN_WIDTH if case.skip_input else WIDTH
+    in_width = case.in_width if case.skip_input else WIDTH
     act = ACTIVATIONS[case.activation]
     stage = compile_stage(
         rule,
