@@ -35,6 +35,10 @@ from optnets.recon.prox import ISTANetPlusProx, symmetry_loss
 from optnets.recipes.data import fashion_mnist_flat
 
 LEARNED = ('ista_net', 'ista_net_plus', 'fista_net', 'admm_net_cs', 'deepinv_unfolded_pgd')
+DIAGNOSTIC = ('ista_net_plus_raw_step',)
+"""Run only when named in ``--methods``: ``ista_net_plus`` whose step ``a`` (in units of ``1/L``) Adam moves at
+``L`` times the learning rate, which under Adam (invariant to a gradient's scale) is learning the raw step ``a/L``
+at the common rate, as deepinv's unfolded PGD does: the one difference between those two networks."""
 CLASSICAL = {'ista_tv': dinv.optim.PGD, 'fista_tv': dinv.optim.FISTA}
 LAMBDAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 """The classical methods' grid of TV weights (a first grid up to 0.1 chose its edge at 25%)."""
@@ -65,6 +69,8 @@ class ProxDenoiser(nn.Module):
 
 
 def learned(name: str, phases: int, physics: dinv.physics.Physics) -> nn.Module:
+    if name == 'ista_net_plus_raw_step':
+        return presets.build('ista_net_plus', phases)
     if name != 'deepinv_unfolded_pgd':
         return presets.build(name, phases)
     step = 1 / squared_norm(physics, torch.zeros(1, 1, 28, 28))
@@ -77,6 +83,16 @@ def learned(name: str, phases: int, physics: dinv.physics.Physics) -> nn.Module:
         trainable_params=['stepsize'],
         max_iter=phases,
     )
+
+
+def parameter_groups(name: str, model: nn.Module, physics) -> list[dict]:
+    """Every parameter at the common rate, but for ``ista_net_plus_raw_step``'s steps (see ``DIAGNOSTIC``)."""
+    if name != 'ista_net_plus_raw_step':
+        return [dict(params=list(model.parameters()))]
+    steps = model.stage.coeff.a  # the step of every phase, in units of 1/L
+    others = [p for p in model.parameters() if p is not steps]
+    lipschitz = squared_norm(physics, torch.zeros(1, 1, 28, 28))
+    return [dict(params=others), dict(params=[steps], lr=1e-3 * lipschitz)]
 
 
 def scores(model, physics, x: torch.Tensor, batch: int = 250) -> dict:
@@ -96,7 +112,7 @@ def train(name: str, ratio: float, seed: int, args) -> dict:
     torch.manual_seed(seed)
     physics = physics_of(ratio)
     model = learned(name, args.phases, physics)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(parameter_groups(name, model, physics), lr=1e-3)
     x = images(True, slice(0, args.train))
     order = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -157,10 +173,11 @@ def classical(name: str, ratio: float, args) -> dict:
 def run(args):
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [  # seed by seed, ratio by ratio (in the order given), the classical methods with the first seed
-        (name, ratio, seed if name in LEARNED else None)
+        (name, ratio, None if name in CLASSICAL else seed)
         for seed in args.seeds
         for ratio in args.ratios
-        for name in ((*CLASSICAL, *LEARNED) if seed == args.seeds[0] else LEARNED)
+        for name in (*CLASSICAL, *LEARNED, *DIAGNOSTIC)
+        if name in args.methods and (seed == args.seeds[0] or name not in CLASSICAL)
     ]
     for name, ratio, seed in jobs:
         path = saved(args.out, name, ratio, seed).with_suffix('.json')
@@ -218,7 +235,7 @@ def figure(out: Path, ratio: float, runs: list[dict]):
 
     methods = (*CLASSICAL, *LEARNED)
     runs = sorted(
-        (r for r in runs if saved(out, r['name'], r['ratio'], r['seed']).exists()),
+        (r for r in runs if r['name'] in methods and saved(out, r['name'], r['ratio'], r['seed']).exists()),
         key=lambda r: methods.index(r['name']),
     )
     learned = {r['name'] for r in runs if r['seed'] is not None}
@@ -259,6 +276,9 @@ def main(argv=None):
     parser.add_argument('--phases', type=int, default=5)
     parser.add_argument('--classical-iters', type=int, default=100)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument(
+        '--methods', nargs='+', default=[*CLASSICAL, *LEARNED], choices=[*CLASSICAL, *LEARNED, *DIAGNOSTIC]
+    )
     parser.add_argument('--report', action='store_true', help='write table.md from the runs in --out')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
