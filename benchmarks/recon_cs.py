@@ -44,6 +44,8 @@ LAMBDAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 """The classical methods' grid of TV weights (a first grid up to 0.1 chose its edge at 25%)."""
 SHOWN = 8
 """Test images whose reconstructions each run saves for the figure."""
+LR = 1e-3
+"""Adam's learning rate, for every learned method."""
 
 
 def images(train: bool, rows: slice) -> torch.Tensor:
@@ -55,6 +57,11 @@ def physics_of(ratio: float) -> dinv.physics.CompressedSensing:
     return dinv.physics.CompressedSensing(
         m=round(ratio * 784), img_size=(1, 28, 28), rng=torch.Generator().manual_seed(0)
     )
+
+
+def lipschitz(physics: dinv.physics.Physics) -> float:
+    """``L = ||A^T A||``: ``1/L`` is the classical methods' step and deepinv's initial one."""
+    return squared_norm(physics, torch.zeros(1, 1, 28, 28))
 
 
 class ProxDenoiser(nn.Module):
@@ -69,11 +76,9 @@ class ProxDenoiser(nn.Module):
 
 
 def learned(name: str, phases: int, physics: dinv.physics.Physics) -> nn.Module:
-    if name == 'ista_net_plus_raw_step':
-        return presets.build('ista_net_plus', phases)
     if name != 'deepinv_unfolded_pgd':
-        return presets.build(name, phases)
-    step = 1 / squared_norm(physics, torch.zeros(1, 1, 28, 28))
+        return presets.build('ista_net_plus' if name == 'ista_net_plus_raw_step' else name, phases)
+    step = 1 / lipschitz(physics)
     return dinv.optim.PGD(
         unfold=True,
         data_fidelity=dinv.optim.L2(),
@@ -91,8 +96,7 @@ def parameter_groups(name: str, model: nn.Module, physics) -> list[dict]:
         return [dict(params=list(model.parameters()))]
     steps = model.stage.coeff.a  # the step of every phase, in units of 1/L
     others = [p for p in model.parameters() if p is not steps]
-    lipschitz = squared_norm(physics, torch.zeros(1, 1, 28, 28))
-    return [dict(params=others), dict(params=[steps], lr=1e-3 * lipschitz)]
+    return [dict(params=others), dict(params=[steps], lr=LR * lipschitz(physics))]
 
 
 def scores(model, physics, x: torch.Tensor, batch: int = 250) -> dict:
@@ -112,7 +116,7 @@ def train(name: str, ratio: float, seed: int, args) -> dict:
     torch.manual_seed(seed)
     physics = physics_of(ratio)
     model = learned(name, args.phases, physics)
-    optimizer = torch.optim.Adam(parameter_groups(name, model, physics), lr=1e-3)
+    optimizer = torch.optim.Adam(parameter_groups(name, model, physics), lr=LR)
     x = images(True, slice(0, args.train))
     order = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -144,7 +148,7 @@ def shown(model, physics) -> torch.Tensor:
 
 def classical(name: str, ratio: float, args) -> dict:
     physics = physics_of(ratio)
-    step = 1 / squared_norm(physics, torch.zeros(1, 1, 28, 28))
+    step = 1 / lipschitz(physics)
 
     def build(lam):
         return CLASSICAL[name](
