@@ -223,6 +223,18 @@ def test_dense_step_computes_the_agd_rule_with_any_coefficients(in_width):
         torch.testing.assert_close(stage(x), torch.cat(history, 1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('widths', [(8, 4, 4, 4), (3, 5, 5, 2, 4, 4, 4), (4, 4, 4)])
+def test_a_dense_layer_is_the_sum_of_its_summands_for_any_input_widths(widths):
+    layer = DenseLayer(widths, growth=3, bn_size=2, dtype=torch.float64)
+    xs = [torch.randn(2, w, 4, 4, dtype=torch.float64) for w in widths]
+    a = torch.randn(len(widths), dtype=torch.float64, requires_grad=True)
+    fused = layer(torch.cat(xs, 1), a)
+    summands = layer.tail(sum(a[j] * layer.head(x, j) for j, x in enumerate(xs)))
+    torch.testing.assert_close(fused, summands)
+    grad = torch.randn_like(fused)
+    torch.testing.assert_close(*(torch.autograd.grad(out, a, grad)[0] for out in (fused, summands)))
+
+
 COMPILE_ERRORS = [  # rule, message fragment, the text under the caret
     ('x[k+1] = sum_j a[j]*T(x[j]); y[k+1] = T(y[k])', 'has one stream', 'y[k+1]'),
     ('x[k+1] = x[k] + sum_j a[j]*T(x[j]) + T(x[k])', 'T(...) beside sum_j', 'T(x[k])'),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from typing import Optional, Sequence
 
 import torch
@@ -40,12 +42,21 @@ class DenseLayer(nn.Module):
             self.conv1 = nn.Conv2d(in_chs, growth, 3, padding=1, bias=False, **dd)
         self.drop = nn.Dropout(drop_rate) if drop_rate else nn.Identity()
         self.in_widths = tuple(in_widths)
-        # which input each channel of the concatenation comes from: a gather, which every exporter takes
-        entry = [j for j, width in enumerate(in_widths) for _ in range(width)]
-        self.register_buffer('channel_entry', torch.tensor(entry, device=device), persistent=False)
+        # (first input, inputs, width) of each run of inputs of one width: a dense stage's input, then its steps
+        self.runs: list[tuple[int, int, int]] = []
+        for width, run in itertools.groupby(self.in_widths):
+            first = sum(n for _, n, _ in self.runs)
+            self.runs.append((first, len(list(run)), width))
 
     def _channel_scale(self, scales: torch.Tensor) -> torch.Tensor:
-        return scales.index_select(0, self.channel_entry)
+        """Input j's coefficient on each of its channels, broadcast over each run of equal widths: every exporter
+        takes it, and its backward is a sum over each block. A gather's is a scatter-add: atomic adds onto a few
+        coefficients, which with the gather were the largest kernels of the compiled train step that DenseNet's
+        has not (``benchmarks/profile_vs.py --compile``)."""
+        parts = []
+        for first, n, width in self.runs:
+            parts.append(scales[first : first + n, None].expand(n, width).reshape(-1))
+        return torch.cat(parts)
 
     def forward(self, history: torch.Tensor, scales: Optional[torch.Tensor]) -> torch.Tensor:
         """``history`` is the concatenation of the inputs x[0..k]; ``scales`` their coefficients (None: ones)."""
