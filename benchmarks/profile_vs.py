@@ -3,12 +3,18 @@ CPU time per op, summed over a few steps of each model, and the difference, larg
 
     python benchmarks/profile_vs.py agd_net_121 densenet121 --image-size 128 --batch-size 8
     python benchmarks/profile_vs.py hb_net_34 resnet34 --inference
+    python benchmarks/profile_vs.py agd_net_121 densenet121 --compile --image-size 64 --batch-size 4
+
+``--compile`` profiles the inductor-compiled step, with inductor's kernels recorded one by one; their names carry
+a graph and a counter that differ between two models, so kernels are summed by what they compute (both dropped).
 """
 
 import argparse
+import re
 
 import timm
 import torch
+import torch._inductor.config
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
@@ -16,7 +22,7 @@ import optnets  # noqa: F401  (registers the families)
 from vs_timm import perturb_coefficients
 
 
-def self_times(name: str, x, y, steps: int, inference: bool) -> dict[str, tuple[float, int]]:
+def self_times(name: str, x, y, steps: int, inference: bool, compiled: bool) -> dict[str, tuple[float, int]]:
     """op -> (self CPU seconds over ``steps`` train steps or fused inference forwards, calls)."""
     model = timm.create_model(name)
     if inference:
@@ -24,15 +30,22 @@ def self_times(name: str, x, y, steps: int, inference: bool) -> dict[str, tuple[
         if hasattr(model, 'fuse'):
             perturb_coefficients(model)
             model.fuse()
-        step = torch.inference_mode()(model)
+    forward = torch.compile(model) if compiled else model
+    if inference:
+        step = torch.inference_mode()(forward)
     else:
-        step = lambda x, y: F.cross_entropy(model(x), y).backward()  # noqa: E731
+        step = lambda x, y: F.cross_entropy(forward(x), y).backward()  # noqa: E731
     for _ in range(2):  # warm-up
         step(x) if inference else step(x, y)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step(x) if inference else step(x, y)
-    return {e.key: (e.self_cpu_time_total / 1e6, e.count) for e in prof.key_averages()}
+    times = {}
+    for e in prof.key_averages():
+        key = re.sub(r'^graph_\d+_(cpp_fused_.*)_\d+$|^(## Call CompiledFxGraph) .*', r'\1\2', e.key)
+        seconds, calls = times.get(key, (0.0, 0))
+        times[key] = (seconds + e.self_cpu_time_total / 1e6, calls + e.count)
+    return times
 
 
 def main(argv=None):
@@ -44,11 +57,13 @@ def main(argv=None):
     parser.add_argument('--steps', type=int, default=3)
     parser.add_argument('--rows', type=int, default=15)
     parser.add_argument('--inference', action='store_true', help='eval() forward after fuse(), as vs_timm.py')
+    parser.add_argument('--compile', action='store_true', help='the torch.compile (inductor) step')
     args = parser.parse_args(argv)
+    torch._inductor.config.cpp.enable_kernel_profile = args.compile
     torch.manual_seed(0)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
     y = torch.randint(0, 1000, (args.batch_size,))
-    ours, base = (self_times(n, x, y, args.steps, args.inference) for n in (args.model, args.baseline))
+    ours, base = (self_times(n, x, y, args.steps, args.inference, args.compile) for n in (args.model, args.baseline))
     total = sum(t for t, _ in ours.values()), sum(t for t, _ in base.values())
     what = 'fused inference forwards' if args.inference else 'train steps'
     print(
