@@ -223,8 +223,10 @@ def test_dense_step_computes_the_agd_rule_with_any_coefficients(in_width):
         torch.testing.assert_close(stage(x), torch.cat(history, 1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('compiling', [False, True], ids=['eager-scales-the-weight', 'compiler-scales-the-input'])
 @pytest.mark.parametrize('widths', [(8, 4, 4, 4), (3, 5, 5, 2, 4, 4, 4), (4, 4, 4)])
-def test_a_dense_layer_is_the_sum_of_its_summands_for_any_input_widths(widths):
+def test_a_dense_layer_is_the_sum_of_its_summands_for_any_input_widths(widths, compiling, monkeypatch):
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: compiling)
     layer = DenseLayer(widths, growth=3, bn_size=2, dtype=torch.float64)
     xs = [torch.randn(2, w, 4, 4, dtype=torch.float64) for w in widths]
     a = torch.randn(len(widths), dtype=torch.float64, requires_grad=True)

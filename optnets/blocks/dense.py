@@ -59,11 +59,19 @@ class DenseLayer(nn.Module):
         return torch.cat(parts)
 
     def forward(self, history: torch.Tensor, scales: Optional[torch.Tensor]) -> torch.Tensor:
-        """``history`` is the concatenation of the inputs x[0..k]; ``scales`` their coefficients (None: ones)."""
+        """``history`` is the concatenation of the inputs x[0..k]; ``scales`` their coefficients (None: ones).
+
+        Eager scales conv1's weight, a pass over a small tensor. A compiler scales conv1's input instead, the same
+        product: inductor fuses it into BN-ReLU's kernels and its gradient into BN's backward, where the weight's
+        scale was kernels of its own, forward and backward (``benchmarks/profile_vs.py --compile``)."""
         x = self.norm1(history)
         weight = self.conv1.weight
         if scales is not None:
-            weight = weight * self._channel_scale(scales.to(weight.dtype)).view(1, -1, 1, 1)
+            scale = self._channel_scale(scales.to(weight.dtype)).view(1, -1, 1, 1)
+            if torch.compiler.is_compiling():
+                x = x * scale
+            else:
+                weight = weight * scale
         return self.tail(F.conv2d(x, weight, None, 1, self.conv1.padding))
 
     def tail(self, x: torch.Tensor) -> torch.Tensor:
