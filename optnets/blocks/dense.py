@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-
 from typing import Optional, Sequence
 
 import torch
@@ -44,9 +43,11 @@ class DenseLayer(nn.Module):
         self.in_widths = tuple(in_widths)
         # (first input, inputs, width) of each run of inputs of one width: a dense stage's input, then its steps
         self.runs: list[tuple[int, int, int]] = []
+        first = 0
         for width, run in itertools.groupby(self.in_widths):
-            first = sum(n for _, n, _ in self.runs)
-            self.runs.append((first, len(list(run)), width))
+            n = len(list(run))
+            self.runs.append((first, n, width))
+            first += n
 
     def _channel_scale(self, scales: torch.Tensor) -> torch.Tensor:
         """Input j's coefficient on each of its channels, broadcast over each run of equal widths: every exporter
