@@ -206,8 +206,10 @@ def test_public_api():
     assert optnets.Rule is rules.Rule and issubclass(optnets.RuleError, ValueError)
 
 
+@pytest.mark.parametrize('compiling', [False, True], ids=['eager-product', 'compiler-reduction'])
 @pytest.mark.parametrize('in_width', [WIDTH, 8], ids=['input-width-apart', 'input-width-a-multiple'])
-def test_dense_step_computes_the_agd_rule_with_any_coefficients(in_width):
+def test_dense_step_computes_the_agd_rule_with_any_coefficients(in_width, compiling, monkeypatch):
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: compiling)
     stage = randomise_norms(compile_stage(rules.agd, STEPS, dense, 4, in_width=in_width))
     with torch.no_grad():
         for p in stage.coeff.parameters():

@@ -254,18 +254,17 @@ class _Generator:
             return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
         row = self.spec.row(term.coeff.name, step, first) if _indexed_symbol(term.coeff) and owner.fused else None
         if not value.transformed and row and step >= first:
-            # sum_j b[j]*x[j] over the concatenation the fused T reads anyway, as one batched product of the row
-            # with each sample's k iterates: one read of the history, no k-times-wide temporary, no extra saved tensor
+            # sum_j b[j]*x[j] over the concatenation the fused T reads anyway (see weighted_iterates): no k-times-wide
+            # temporary, no extra saved tensor
             self.concatenated.add(stream.stream)
-            cat, k = self.name('concat', stream.stream), step + 1 - first
-            n = f'{cat}.shape[0]'
+            cat = self.name('concat', stream.stream)
             in_width, width = self.spec.widths
             if first and in_width % width == 0:
                 # x[0] as in_width/width zero-weighted iterates: the product reads the whole concatenation, whose
                 # gradient then needs no slice_scatter (those kernels nearly doubled inductor's compile time)
-                row, first, k = f'torch.nn.functional.pad({row}, ({in_width // width}, 0))', 0, k + in_width // width
-            history = (f'{cat}[:, {in_width}:]' if first else cat) + f'.reshape({n}, {k}, -1)'
-            return [(1.0, f'torch.bmm({row}.expand({n}, 1, {k}), {history}).view_as({self.last(stream)})')]
+                row, first = f'torch.nn.functional.pad({row}, ({in_width // width}, 0))', 0
+            history = f'{cat}[:, {in_width}:]' if first else cat
+            return [(1.0, f'weighted_iterates({row}, {history}, {self.last(stream)})')]
         parts = []
         for j, c in enumerate(coeffs):
             if c == 0.0 or (j < first and not value.transformed):
@@ -401,8 +400,10 @@ def compile_forward(source: str) -> Callable:
     import torch
     from typing import List, Optional
 
+    from .ops import weighted_iterates
+
     filename = f'<optnets-stage-{next(_counter)}>'
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    scope = {'torch': torch, 'List': List, 'Optional': Optional}
+    scope = {'torch': torch, 'List': List, 'Optional': Optional, 'weighted_iterates': weighted_iterates}
     exec(compile(source, filename, 'exec', dont_inherit=True), scope)
     return scope['forward']
