@@ -225,6 +225,16 @@ def test_dense_step_computes_the_agd_rule_with_any_coefficients(in_width, compil
         torch.testing.assert_close(stage(x), torch.cat(history, 1), rtol=1e-5, atol=1e-5)
 
 
+def test_a_dense_stage_reads_each_learned_coefficient_once_split_into_its_rows():
+    """Each step's row is then a piece of one split, whose gradient is one slice of the coefficient's: a slice of the
+    parameter a step made inductor's backward sum a masked copy of every step's (``vs_timm.py --compile``)."""
+    stage = compile_stage(rules.agd, STEPS, dense, 4, in_width=8)
+    names = [name for name, _ in stage.coeff.named_parameters()]
+    assert names == ['a', 'b']
+    for name in names:
+        assert stage.code.count(f'self.coeff.{name}') == 1 and f'self.coeff.{name}.clone().split(' in stage.code
+
+
 @pytest.mark.parametrize('compiling', [False, True], ids=['eager-scales-the-weight', 'compiler-scales-the-input'])
 @pytest.mark.parametrize('widths', [(8, 4, 4, 4), (3, 5, 5, 2, 4, 4, 4), (4, 4, 4)])
 def test_a_dense_layer_is_the_sum_of_its_summands_for_any_input_widths(widths, compiling, monkeypatch):

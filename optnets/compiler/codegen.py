@@ -76,7 +76,7 @@ def emit_coeff(expr: Coeff, resolve: Callable[[str, int | None], Code], j: int |
 
 
 def _indexed_symbol(expr: Coeff) -> bool:
-    """Whether a coefficient is exactly ``a[j]``, whose values at one step are one slice of its parameter."""
+    """Whether a coefficient is exactly ``a[j]``, whose values at one step are one row of its parameter."""
     return isinstance(expr, Sym) and expr.index is not None
 
 
@@ -135,7 +135,7 @@ class StageSpec:
 
     steps: int
     resolve: Callable[[str, int, int | None], Code]  # coefficient symbol at (step, j) -> code
-    row: Callable[[str, int, int], str | None]  # a[start..step] as one tensor slice, where stored so
+    rows: Callable[[str], str | None]  # source of a[j]'s rows a[0..step], one a step, where a is a tensor
     activation: bool  # apply self.act after each step
     skip_first: bool  # dense stages: x[0] has another width, plain reads of it are left out of sums
     widths: tuple[int, int] = (0, 0)  # dense stages: the input's and each step's width
@@ -151,10 +151,11 @@ KINDS = {
     'sum': 'S_{stream}',
     'difference': 'D_{stream}',
     'concat': 'c_{stream}',
+    'rows': 'rows_{stream}',
 }
 """The variables of a generated forward, by kind: ``x_k-i`` (window), ``x[k+1]`` (new), the kept history, the
-running sum, the running difference of two streams (``D_y_x``) and the concatenated history of a stream; each
-kind's readable name for a stream ``x``."""
+running sum, the running difference of two streams (``D_y_x``), the concatenated history of a stream and the rows
+of a coefficient ``a[j]`` (``rows_a``); each kind's readable name for a stream ``x`` (or coefficient ``a``)."""
 
 
 class Namespace:
@@ -190,6 +191,7 @@ class _Generator:
         self.sums_read: set[str] = set()  # streams whose running sum some term reads with a nonzero coefficient
         self.difference_read = False  # whether some term reads the plan's running difference
         self.concatenated: set[str] = set()  # streams whose history this step reads as one concatenation
+        self.split: set[str] = set()  # coefficients a[j] whose rows the forward has split
 
     def emit(self, line: str):
         self.lines.append('    ' + line)
@@ -210,6 +212,21 @@ class _Generator:
     def combination(self, terms, step: int, stream: StreamPlan) -> str:
         pairs = [pair for t in terms for pair in self.term(t, step, stream)]
         return linear_combination(pairs) or f'torch.zeros_like({self.any_iterate()})'
+
+    def row(self, name: str, step: int, start: int) -> str | None:
+        """``a[start..step]`` at ``step`` as one tensor, where ``a`` is one (None where its values are literals).
+
+        The forward splits ``a`` into its rows once, where it first reads one: each row's gradient is then one
+        slice of ``a``'s. A slice of ``a`` a step made inductor sum a masked copy of every step's gradient into
+        ``a``'s, kernels as long as the stage (``benchmarks/vs_timm.py --compile``)."""
+        split = self.spec.rows(name)
+        if split is None:
+            return None
+        rows = self.name('rows', name)
+        if name not in self.split:
+            self.split.add(name)
+            self.emit(f'{rows} = {split}')
+        return f'{rows}[{step}][{start}:]' if start else f'{rows}[{step}]'
 
     def any_iterate(self) -> str:
         return self.last(self.plan.streams[0])
@@ -252,8 +269,9 @@ class _Generator:
             return [(coeffs[0], self.name('sum', stream.stream))]
         if value.transformed and owner.fused:
             return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
-        row = self.spec.row(term.coeff.name, step, first) if _indexed_symbol(term.coeff) and owner.fused else None
-        if not value.transformed and row and step >= first:
+        fused_row = not value.transformed and step >= first and _indexed_symbol(term.coeff) and owner.fused
+        row = self.row(term.coeff.name, step, first) if fused_row else None
+        if row:
             # sum_j b[j]*x[j] over the concatenation the fused T reads anyway (see weighted_iterates): no k-times-wide
             # temporary, no extra saved tensor
             self.concatenated.add(stream.stream)
@@ -289,8 +307,8 @@ class _Generator:
         history = self.name('history', stream.stream)
         if (step, owner.stream) in self.spec.folded or all(c == 1.0 for c in coeffs):
             scales = 'None'
-        elif _indexed_symbol(term.coeff) and self.spec.row(term.coeff.name, step, 0):
-            scales = self.spec.row(term.coeff.name, step, 0)  # exactly a[j]: one slice of a
+        elif _indexed_symbol(term.coeff) and self.spec.rows(term.coeff.name):
+            scales = self.row(term.coeff.name, step, 0)  # exactly a[j]: one row of a
         else:
             like = f'{history}[0]'
             scales = (

@@ -139,13 +139,12 @@ class CompiledStage(nn.Module):
             return float(self._constants[name][self._position(step, j)])
         return f'self.coeff.{name}[{self._position(step, j)}]'
 
-    def _row(self, name: str, step: int, start: int) -> str | None:
-        """``a[start..step]`` at ``step`` as one slice, where ``a`` is a tensor (not folded into literals)."""
+    def _rows(self, name: str) -> str | None:
+        """``a[j]``'s packed triangle split into its rows ``a[0..step]``, where ``a`` is a tensor (not literals)."""
         if name in self._constants:
             return None
         # a copy, not a view: a view of a parameter made under no_grad confuses torch's module hooks (FLOP counter)
-        first = self._position(step, start)
-        return f'self.coeff.{name}[{first}:{first + step + 1 - start}].clone()'
+        return f'self.coeff.{name}.clone().split({list(range(1, self.steps + 1))})'
 
     def _value(self, name: str, step: int, j: int | None):
         """A coefficient's value at (step, j): a number if fixed, else an entry of its parameter."""
@@ -183,7 +182,7 @@ class CompiledStage(nn.Module):
         spec = StageSpec(
             steps=self.steps,
             resolve=self._resolve,
-            row=self._row,
+            rows=self._rows,
             activation=self.act is not None,
             skip_first=self.plan.dense and self.in_width != self.width,
             widths=(self.in_width, self.width),
@@ -284,7 +283,7 @@ class CompiledStage(nn.Module):
             for name, param in list(self.coeff.named_parameters(recurse=False)):
                 delattr(self.coeff, name)
                 self.coeff.register_buffer(name, param.detach())
-                if not (name in indexed and self.plan.dense):  # a row of a[j] stays one tensor slice
+                if not (name in indexed and self.plan.dense):  # a row of a[j] stays one tensor
                     self._inlined.add(name)
                     self._constants[name] = param.double().tolist()
         self._build()
