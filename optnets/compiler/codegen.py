@@ -214,7 +214,7 @@ class _Generator:
         return linear_combination(pairs) or f'torch.zeros_like({self.any_iterate()})'
 
     def row(self, name: str, step: int, start: int) -> str | None:
-        """``a[start..step]`` at ``step`` as one tensor, where ``a`` is one (None where its values are literals).
+        """``a[start..step]`` at ``step`` as one tensor, where ``a`` is a tensor (None where its values are literals).
 
         The forward splits ``a`` into its rows once, where it first reads one: each row's gradient is then one
         slice of ``a``'s. A slice of ``a`` a step made inductor sum a masked copy of every step's gradient into
@@ -307,8 +307,8 @@ class _Generator:
         history = self.name('history', stream.stream)
         if (step, owner.stream) in self.spec.folded or all(c == 1.0 for c in coeffs):
             scales = 'None'
-        elif _indexed_symbol(term.coeff) and self.spec.rows(term.coeff.name):
-            scales = self.row(term.coeff.name, step, 0)  # exactly a[j]: one row of a
+        elif _indexed_symbol(term.coeff) and (row := self.row(term.coeff.name, step, 0)):
+            scales = row  # exactly a[j]: one row of a
         else:
             like = f'{history}[0]'
             scales = (
