@@ -1,6 +1,7 @@
 """The installed package, not the checkout: a built wheel, installed in a fresh virtual environment, trains with a
 config it ships, named by name, from a folder that has no checkout in it."""
 
+import shutil
 import site
 import subprocess
 import sys
@@ -18,9 +19,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp('dist')
+    """The wheel built from a copy of the files git would commit (as a clean clone has them): built in the
+    checkout, setuptools would reuse its build/ folder, where an earlier build's files hide a missing package."""
+    out, source = tmp_path_factory.mktemp('dist'), tmp_path_factory.mktemp('source')
+    listed = subprocess.run(
+        ['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.decode().split('\0')):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     subprocess.run(
-        [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(out), str(REPO)],
+        [sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -37,6 +50,16 @@ def test_the_wheel_holds_the_recipes_and_their_configs_inside_the_package(wheel)
         'optnets/weights/manifest.json',
     } <= names
     assert not [n for n in names if n.startswith(('recipes/', 'tests/', 'benchmarks/'))]
+
+
+def test_the_wheel_holds_every_package_of_the_tree(wheel):
+    """Every folder with an ``__init__.py`` under optnets/ (and recipes/, as optnets/recipes/) is in the wheel: a
+    package missed by the build fails here, not on a user's machine (an editable install would hide it)."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tree = [p.relative_to(REPO).as_posix() for p in REPO.glob('optnets/**/__init__.py')]
+    tree += ['optnets/' + p.relative_to(REPO).as_posix() for p in REPO.glob('recipes/**/__init__.py')]
+    assert 'optnets/recon/__init__.py' in tree
+    assert [p for p in tree if p not in names] == []
 
 
 def share_site_packages(python: Path):
