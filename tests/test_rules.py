@@ -81,6 +81,11 @@ ERRORS = [  # text, message fragment, (line, column)
     ('x[k+1] = T(x[k]) / x[k-1]', 'cannot divide by an iterate', (1, 20)),
     ('x[k+1] = x[k]/0', 'division by zero', (1, 14)),
     ('x[k+1] = x[k]/(2 - 2*1)', 'division by zero', (1, 14)),
+    ('x[k+1] = T(x[k]) + c/(d-d)*x[k]', 'd - d is 0 for every value', (1, 21)),
+    ('x[k+1] = T(x[k]) + c/(0*d)*x[k]', '0*d is 0 for every value', (1, 21)),
+    ('x[k+1] = T(x[k]) + c/(d*e - e*d)*x[k]', 'is 0 for every value', (1, 21)),
+    ('x[k+1] = T(x[k]) + c/(d/e - d/e)*x[k]', 'is 0 for every value', (1, 21)),
+    ('x[k+1] = x[k]' + ' ' * 10_000, 'a rule of 10013 characters: at most 10000', (1, 10001)),
     ('x[k+1] = 1e999*x[k]', 'number out of range', (1, 10)),
     ('x[k+1] = 1e200*1e200*x[k]', 'number out of range', (1, 15)),
     ('x[k+1] = if*x[k]', "'if' is reserved", (1, 10)),
@@ -225,3 +230,16 @@ def test_a_divisor_that_starts_at_zero_is_a_positioned_error_not_a_crash():
     assert error.value.pos == str(Rule.parse(text)).index('a/b')
     optnets.register('divides_later_net', text, depth=8, special={'b': 1.0})
     timm.create_model('divides_later_net')
+
+
+@pytest.mark.parametrize('divisor', ['d - e', 'd*d - e', '(d - 1)*e', 'd/e - 1'])
+def test_a_divisor_that_is_zero_only_for_some_values_is_allowed(divisor):
+    Rule.parse(f'x[k+1] = T(x[k]) + c/({divisor})*x[k]')
+
+
+def test_a_long_rule_is_refused_before_it_is_read(monkeypatch):
+    from optnets.rules import parser
+
+    monkeypatch.setattr(parser, 'tokenize', lambda text: pytest.fail('a 1.4 MB rule was tokenized'))
+    with pytest.raises(RuleError, match='at most 10000'):
+        Rule.parse('x[k+1] = ' + ' + '.join(['T(x[k])'] * 140_000))

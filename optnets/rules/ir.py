@@ -8,6 +8,7 @@ Coefficients are small arithmetic trees of numbers and symbols (``Num``, ``Sym``
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Union
 
@@ -114,6 +115,29 @@ def sub(left: Coeff, right: Coeff) -> Coeff:
     if isinstance(left, Num) and isinstance(right, Num):
         return Num(left.value - right.value)
     return BinOp('-', left, right)
+
+
+def is_identically_zero(expr: Coeff, draws: int = 3) -> bool:
+    """Whether ``expr`` is zero whatever its symbols hold (``d - d``, ``0*d``): zero at ``draws`` random points
+    (a rational function of a few symbols that is not zero everywhere is zero at a random point with probability
+    0). The draws are seeded, so the answer is the same on every call."""
+    rng = random.Random(0)
+    for _ in range(draws):
+        values = {sym: rng.uniform(0.5, 2.0) for sym in symbols(expr)}
+        try:
+            if _value(expr, values) != 0:
+                return False
+        except ZeroDivisionError:
+            return False
+    return True
+
+
+def _value(expr: Coeff, values: dict) -> float:
+    if isinstance(expr, Num):
+        return expr.value
+    if isinstance(expr, Sym):
+        return values[expr]
+    return OPERATORS[expr.op](_value(expr.left, values), _value(expr.right, values))
 
 
 def numbers(expr: Coeff) -> list[float]:

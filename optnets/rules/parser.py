@@ -13,7 +13,8 @@ Every sub-expression is either a coefficient (no iterate in it) or a linear form
 two linear forms, constants added to them and the like are rejected with the position of the offending term.
 Numbers fold as they are read (``1 - 1`` is ``0``), so a division by zero or a number out of range is refused
 where it is written. Limits, each refused with its position: nesting depth ``MAX_NESTING``, window ``MAX_LAG``,
-terms per update ``MAX_TERMS``, operators per coefficient ``MAX_COEFF_OPS``, streams ``MAX_STREAMS``. Coefficient
+terms per update ``MAX_TERMS``, operators per coefficient ``MAX_COEFF_OPS``, streams ``MAX_STREAMS``, length
+``MAX_CHARS``. Coefficient
 names may not be Python keywords or start with ``_``; ``T`` and ``k`` are reserved.
 """
 
@@ -38,6 +39,7 @@ from .ir import (
     Update,
     add,
     div,
+    is_identically_zero,
     mul,
     numbers,
     size,
@@ -54,6 +56,8 @@ MAX_COEFF_OPS = 32
 """Operators in one coefficient expression."""
 MAX_STREAMS = 32
 """Streams of one rule."""
+MAX_CHARS = 10_000
+"""Characters of a rule's text: a longer one is refused before it is read."""
 
 
 _TOKEN = re.compile(
@@ -227,8 +231,10 @@ class _Parser:
         return left
 
     def combine_product(self, left, right, op: Token):
-        if op.text == '/' and isinstance(right, _Coeff) and right.expr == Num(0.0):
-            self.error('division by zero', op.pos)
+        if op.text == '/' and isinstance(right, _Coeff) and is_identically_zero(right.expr):
+            self.error(
+                'division by zero' + ('' if right.expr == Num(0.0) else f': {right.expr} is 0 for every value'), op.pos
+            )
         if isinstance(left, _Coeff) and isinstance(right, _Coeff):
             value = mul(left.expr, right.expr) if op.text == '*' else div(left.expr, right.expr)
             return self.coefficient(value, left.pos, op.pos)
@@ -423,4 +429,6 @@ def parse(text: str) -> tuple[Update, ...]:
     """Parse rule text into updates; raises ``RuleError`` for any bad input."""
     if not isinstance(text, str):
         raise RuleError(f'a rule is text, not {type(text).__name__}')
+    if len(text) > MAX_CHARS:
+        raise RuleError(f'a rule of {len(text)} characters: at most {MAX_CHARS}', text[: MAX_CHARS + 1], MAX_CHARS)
     return _Parser(text).rule()
