@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.loops import _FitLoop
+from lightning.fabric.utilities.data import _set_sampler_epoch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from optnets.weights.export import first_non_finite
@@ -65,7 +66,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 PARTIAL = '.partial'
 
 
-LOADER_PRIVATES = ('_combined_loader_states_to_load', '_load_combined_loader_states', '_data_fetcher')
+LOADER_PRIVATES = (
+    '_combined_loader',
+    '_combined_loader_states_to_load',
+    '_load_combined_loader_states',
+    '_data_fetcher',
+)
 """The fit loop's private members ``apply_restored_loader_position`` uses (tests/test_faults.py checks that
 Lightning still has them)."""
 
@@ -76,7 +82,18 @@ def apply_restored_loader_position(loop: _FitLoop) -> bool:
     Waits for Lightning #20550 (the fix proposed upstream: PR #21765): when ``configure_optimizers`` reads
     ``trainer.estimated_stepping_batches``, the train loader is set up before the checkpoint is restored, and its
     saved position is never applied. This applies it and starts the loader again from it, as Lightning's own path
-    does; it is the one place that reaches into the fit loop's privates (``LOADER_PRIVATES``)."""
+    does; it is the one place that reaches into the fit loop's privates (``LOADER_PRIVATES``).
+
+    A checkpoint written on an epoch's last batch (``every_n_train_steps`` dividing the epoch) is the other case:
+    Lightning counts that epoch as done and goes on to the next, but the saved position is the old epoch's end, and
+    applied (by Lightning or here) it leaves the next epoch with no batch. There the position is dropped and the
+    loader starts the next epoch from its beginning."""
+    if loop.epoch_loop.restarted_on_train_batch_end and loop.epoch_loop.batch_progress.is_last_batch:
+        loop._combined_loader_states_to_load = []
+        for loader in loop._combined_loader.flattened:  # the next epoch's order, before its iterator draws it
+            _set_sampler_epoch(loader, loop.epoch_progress.current.processed)
+        iter(loop._data_fetcher)
+        return True
     if not (loop.restarting and loop._combined_loader_states_to_load):
         return False
     loop._load_combined_loader_states()

@@ -37,12 +37,22 @@ def randomise_norms(module: nn.Module, shift: float = 0.5, statistics: bool = Tr
 
 class WaitAt(L.Callback):
     """For tests that interrupt real runs: at ``step`` write ``ready`` (holding the process id) and wait to be
-    signalled (SIGTERM hands control back to Lightning, which stops; SIGKILL ends the process)."""
+    signalled (SIGTERM hands control back to Lightning, which stops; SIGKILL ends the process). It waits at the
+    end of that training batch, or with ``before_validation`` as the validation after it starts (by then the
+    checkpoints of that step are written)."""
 
-    def __init__(self, step: int, ready: str, timeout: float = 120.0):
-        self.step, self.ready, self.timeout = step, ready, timeout
+    def __init__(self, step: int, ready: str, timeout: float = 120.0, before_validation: bool = False):
+        self.step, self.ready, self.timeout, self.before_validation = step, ready, timeout, before_validation
 
     def on_train_batch_end(self, trainer, *args):
+        if not self.before_validation:
+            self.wait(trainer)
+
+    def on_validation_start(self, trainer, *args):
+        if self.before_validation and not trainer.sanity_checking:
+            self.wait(trainer)
+
+    def wait(self, trainer):
         if trainer.global_step != self.step:
             return
         with open(self.ready, 'w') as f:

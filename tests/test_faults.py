@@ -203,6 +203,22 @@ def test_sigkill_mid_epoch_then_resume_ends_bit_identical_and_leaves_no_workers(
 
 @needs_fmnist
 @pytest.mark.timeout(600)
+def test_a_kill_after_the_epochs_last_batch_and_before_validation_resumes_that_epochs_end_bit_identical(
+    uninterrupted, tmp_path
+):
+    """last.ckpt written on the last batch of epoch 0 (step 6 of 6, every 3 steps), the process killed before that
+    epoch's validation: resumed, the run still trains epoch 1 and ends where the uninterrupted run does."""
+    root = tmp_path / 'run'
+    code, _, _ = interrupt_at(root, 6, signal.SIGKILL, '--trainer.callbacks.before_validation', 'true')
+    assert code == -signal.SIGKILL and final_state(root)['global_step'] == 6
+    code, err = finish(optnets_train(root, '--ckpt_path', 'last'))
+    assert code == 0, err[-3000:]
+    assert_same_run(final_state(root), final_state(uninterrupted))
+    assert step_losses(root) == step_losses(uninterrupted)
+
+
+@needs_fmnist
+@pytest.mark.timeout(600)
 def test_sigterm_saves_last_ckpt_exits_143_and_resumes_bit_identical(uninterrupted, tmp_path):
     root = tmp_path / 'run'
     code, err, _ = interrupt_at(root, 8, signal.SIGTERM)
