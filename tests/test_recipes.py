@@ -474,7 +474,49 @@ def test_a_hub_folder_carries_the_runs_preprocessing_and_a_card_written_from_the
     assert cfg['mean'] == [0.286] and cfg['std'] == [0.353] and cfg['input_size'] == [1, 32, 32]
     card = (folder / 'README.md').read_text()
     assert 'library_name: timm' in card and '- fashion_mnist' in card and '| val/top1 |' in card
+    assert 'AutoModelForImageClassification.from_pretrained' in card
     optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), str(tmp_path / 'w.safetensors')])
     hint = capsys.readouterr().out.strip().splitlines()[-1].removeprefix('load it: ')
     model = eval(hint, {'timm': timm})  # the printed load hint works as printed, model_kwargs included
     assert model.stages[0].coeff.b1.dim() == 4  # coeff_shape='channel'
+
+
+def test_transformers_loads_an_exported_folder_with_timms_logits_and_eval_transform(tmp_path):
+    """transformers' timm wrapper, as its users call it, on a folder `optnets export --hub-dir` wrote: the logits
+    are the ones timm's own load gives, and AutoImageProcessor is timm's eval transform for that model."""
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    root = tmp_path / 'run'
+    cli_main(
+        [
+            'fit',
+            '--data',
+            'optnets.recipes.data.SyntheticDataModule',
+            '--data.in_chans',
+            '1',
+            '--data.image_size',
+            '32',
+            '--model.model',
+            'hb_net_20_cifar',
+            '--trainer.accelerator',
+            'cpu',
+            '--trainer.max_steps',
+            '1',
+            '--trainer.enable_progress_bar',
+            'false',
+            '--trainer.default_root_dir',
+            str(root),
+        ]
+    )
+    folder = tmp_path / 'hub'
+    assert optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), '--hub-dir', str(folder)]) == 0
+    ours = timm.create_model(f'local-dir:{folder}', pretrained=True).eval()
+    theirs = AutoModelForImageClassification.from_pretrained(folder).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(theirs(x).logits, ours(x))
+    image = Image.fromarray(torch.randint(0, 256, (28, 28), dtype=torch.uint8).numpy(), mode='L')
+    transform = timm.data.create_transform(**timm.data.resolve_data_config(model=ours))
+    pixels = AutoImageProcessor.from_pretrained(folder)(image, return_tensors='pt').pixel_values
+    assert torch.equal(pixels, transform(image).unsqueeze(0))

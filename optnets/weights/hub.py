@@ -8,6 +8,7 @@ with huggingface_hub.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -28,7 +29,7 @@ def hub_folder(
     checkpoint: str | os.PathLike, directory: str | os.PathLike, card: str | os.PathLike | None = None
 ) -> dict:
     """Write the hub folder of a recipe checkpoint into ``directory`` (new, or an empty folder); returns the model
-    arguments stored in its config.json. A folder that holds anything is refused: nothing of the user's is ever
+    arguments stored in its config.json (num_classes is stored beside them). A folder that holds anything is refused: nothing of the user's is ever
     replaced."""
     import timm
     from timm.models import save_for_hf
@@ -44,22 +45,20 @@ def hub_folder(
     hparams = ckpt.get('hyper_parameters', {})
     if 'model' not in hparams:
         raise ValueError(f'{checkpoint} is not a checkpoint of `optnets train` (no model name)')
-    model_args = dict(
-        num_classes=hparams.get('num_classes', 1000),
-        in_chans=hparams.get('in_chans', 3),
-        **(hparams.get('model_kwargs') or {}),
-    )
+    num_classes = hparams.get('num_classes', 1000)
+    model_args = dict(in_chans=hparams.get('in_chans', 3), **(hparams.get('model_kwargs') or {}))
     try:
-        model = timm.create_model(hparams['model'], **model_args)
+        model = timm.create_model(hparams['model'], num_classes=num_classes, **model_args)
     except TypeError as error:
         raise ValueError(f'{checkpoint}: its model {hparams["model"]} does not take {model_args} ({error})') from None
     model.load_state_dict(model_weights(ckpt))
     data = dict(ckpt.get('data_config') or {})
     dataset = data.pop('dataset', None)
-    model.pretrained_cfg = {**model.pretrained_cfg, **data, 'num_classes': model_args['num_classes']}  # the run's
+    model.pretrained_cfg = {**model.pretrained_cfg, **data, 'num_classes': num_classes}  # the run's
     staging = Path(tempfile.mkdtemp(prefix=directory.name + '.', dir=directory.parent))
     try:  # written whole, then moved: an error leaves nothing half-written under the final name
         save_for_hf(model, staging, model_args=model_args, safe_serialization=True)
+        without_num_classes_in_model_args(staging / 'config.json')
         run = checkpoint.parent.parent
         for name in ('config.yaml', 'metrics.csv'):
             found = sorted(run.rglob(name), key=lambda p: p.stat().st_mtime)
@@ -80,6 +79,15 @@ def hub_folder(
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # the staging folder this call made, if still there
     return model_args
+
+
+def without_num_classes_in_model_args(config: Path) -> None:
+    """Drop ``num_classes`` from a timm ``config.json``'s ``model_args`` (timm's ``save_for_hf`` writes it there and
+    as the top-level field): transformers' timm wrapper passes the top-level value itself, and twice is a
+    TypeError. timm reads the top-level field too, so its own loading does not change."""
+    content = json.loads(config.read_text())
+    content.get('model_args', {}).pop('num_classes', None)
+    config.write_text(json.dumps(content, indent=2) + '\n')
 
 
 def run_card(name: str, model_args: dict, dataset: str | None, folder: Path, model: torch.nn.Module) -> str:
@@ -109,7 +117,7 @@ tags:
 
 # {name}, trained with optnets
 
-`{name}` ({', '.join(f'{k}={v!r}' for k, v in model_args.items())}) trained by `optnets train` on
+`{name}` ({', '.join(f'{k}={v!r}' for k, v in {'num_classes': model.num_classes, **model_args}.items())}) trained by `optnets train` on
 {dataset or 'unrecorded data'}; input {size}, normalised with mean {model.pretrained_cfg.get('mean')} and std
 {model.pretrained_cfg.get('std')}. `config.yaml` is the run's full configuration and `metrics.csv` its log.
 
@@ -119,8 +127,17 @@ tags:
 ## Use
 
 ```python
-import timm, optnets
+import timm, optnets  # optnets registers the architecture with timm: without it, timm does not know the name
 model = timm.create_model("local-dir:PATH_TO_THIS_FOLDER", pretrained=True)  # or hf-hub:USER/NAME once published
+```
+
+With transformers (its timm wrapper builds the model through timm, so `import optnets` comes first here too):
+
+```python
+import optnets
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+model = AutoModelForImageClassification.from_pretrained("PATH_TO_THIS_FOLDER")
+processor = AutoImageProcessor.from_pretrained("PATH_TO_THIS_FOLDER")  # timm's eval transform for this model
 ```
 
 ## Citation
