@@ -116,6 +116,8 @@ def _publish(args):
 
 
 def _export(args):
+    if args.hub_dir and args.out:
+        raise ValueError(f'give OUT ({args.out}) or --hub-dir ({args.hub_dir}), not both (nothing was written)')
     if args.hub_dir:
         from .weights.hub import hub_folder
 
@@ -130,7 +132,7 @@ def _export(args):
         raise ValueError('give OUT (a .safetensors file) or --hub-dir DIR')
     from .weights.export import export_checkpoint
 
-    metadata = export_checkpoint(args.checkpoint, args.out)
+    metadata = export_checkpoint(args.checkpoint, args.out, overwrite=args.force)
     model = metadata.get('model', 'MODEL')
     kwargs = metadata.get('model_kwargs')
     extra = ''.join(f', {k}={v!r}' for k, v in (ast.literal_eval(kwargs) or {}).items()) if kwargs else ''
@@ -233,6 +235,7 @@ def parser() -> argparse.ArgumentParser:
         help='instead, write a Hugging Face hub folder (timm config, card, run config) into this new or empty folder',
     )
     export.add_argument('--card', help='with --hub-dir: the model card to include as README.md')
+    export.add_argument('--force', action='store_true', help='replace OUT if it exists (by default it is refused)')
     export.set_defaults(run=_export)
     publish = sub.add_parser('publish', help='upload a hub folder made by optnets export --hub-dir')
     publish.add_argument('directory')

@@ -82,7 +82,11 @@ class OptnetsCLI(LightningCLI):
         super().parse_arguments(parser, args)  # a bad --ckpt_path is refused before LightningCLI reads it
         subcommand = self.config.get('subcommand')
         ckpt = self.config.get(subcommand).get('ckpt_path') if subcommand else None
-        if ckpt and ckpt not in ('last', 'best', 'hpc'):
+        if ckpt == 'last':  # the run folder's last.ckpt, where there is one (else Lightning starts afresh)
+            root = self.config.get(subcommand).get('trainer', {}).get('default_root_dir')
+            last = Path(root or TRAINER_DEFAULTS['default_root_dir'], 'checkpoints', 'last.ckpt')
+            ckpt = str(last) if last.exists() else None
+        if ckpt and ckpt not in ('best', 'hpc'):
             try:
                 read_checkpoint(ckpt)  # tensors and plain data only, as Lightning will load it
             except ValueError as error:

@@ -390,6 +390,25 @@ def test_export_to_a_folder_is_refused_and_leaves_nothing(a_checkpoint, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ['folder'] and not list(folder.iterdir())
 
 
+def test_export_never_replaces_a_file_unless_forced(a_checkpoint, tmp_path, capsys):
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('mine')
+    with pytest.raises(SystemExit) as info:
+        optnets_command(['export', str(a_checkpoint), str(notes)])
+    assert info.value.code == 2 and 'exists' in capsys.readouterr().err and notes.read_text() == 'mine'
+    assert optnets_command(['export', str(a_checkpoint), str(notes), '--force']) == 0
+    assert notes.read_bytes() != b'mine'
+
+
+def test_export_with_both_out_and_hub_dir_is_refused_and_writes_neither(a_checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        optnets_command(
+            ['export', str(a_checkpoint), str(tmp_path / 'w.safetensors'), '--hub-dir', str(tmp_path / 'h')]
+        )
+    assert info.value.code == 2 and 'not both' in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     'args, message',
     [
@@ -434,6 +453,21 @@ def test_bad_settings_are_one_line_and_leave_no_run_folder(args, message, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not root.exists()
+
+
+def test_resuming_from_a_corrupt_last_ckpt_is_one_line_and_keeps_the_file(a_checkpoint, tmp_path, capsys):
+    from optnets.recipes.train import cli_main
+
+    last = tmp_path / 'run' / 'checkpoints' / 'last.ckpt'
+    last.parent.mkdir(parents=True)
+    cut = a_checkpoint.read_bytes()[:100_000]
+    last.write_bytes(cut)
+    with pytest.raises(SystemExit) as info:
+        cli_main(['fit', '--data', 'optnets.recipes.data.SyntheticDataModule', '--trainer.accelerator', 'cpu',
+                  '--trainer.default_root_dir', str(tmp_path / 'run'), '--ckpt_path', 'last'])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and 'last.ckpt: not a checkpoint' in err[0]
+    assert last.read_bytes() == cut and sorted(p.name for p in last.parent.iterdir()) == ['last.ckpt']
 
 
 def a_variant(checkpoint: Path, path: Path, change) -> Path:

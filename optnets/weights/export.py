@@ -61,11 +61,14 @@ def first_non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
     return next(name for name, t in floats if not t.isfinite().all())
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Write the model weights of ``checkpoint`` to ``out``; returns the metadata stored with them."""
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> dict:
+    """Write the model weights of ``checkpoint`` to ``out``, a new file unless ``overwrite``; returns the metadata
+    stored with them."""
     out = Path(out)
     if out.is_dir():
         raise ValueError(f'{out} is a folder: give the .safetensors file to write, or --hub-dir {out}')
+    if out.exists() and not overwrite:
+        raise ValueError(f'{out} exists: give a new file name, or --force to replace it (nothing was written)')
     if not out.parent.is_dir():
         raise ValueError(f'{out.parent} is not a folder: create it first (nothing was written)')
     ckpt = read_checkpoint(checkpoint)
