@@ -96,6 +96,7 @@ def _weights(args):
     tags = [t for t in registry.MANIFEST if fnmatch.fnmatch(t, args.tag or '*')]
     if not tags:
         raise registry.WeightsError(f'no published weights match {args.tag!r}: `optnets weights list` shows them')
+    mismatched = []  # verify: the tags whose file does not match
     for tag in tags:
         entry = registry.MANIFEST[tag]
         source = entry['source'].get('hub') or 'shipped with optnets'
@@ -106,7 +107,11 @@ def _weights(args):
             timm.create_model(tag, pretrained=True)
             print(f'{tag}: {registry.verified_file(tag)} ({registry.status(tag)})')
         else:
-            print(f'{tag:24} {registry.status(tag)}')
+            state = registry.status(tag)
+            print(f'{tag:24} {state}')
+            mismatched += [tag] if state.startswith('MISMATCH') else []
+    if mismatched:
+        raise registry.WeightsError(f'{len(mismatched)} of {len(tags)} files do not match: {", ".join(mismatched)}')
 
 
 def _publish(args):

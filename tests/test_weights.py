@@ -95,8 +95,8 @@ def test_a_file_that_does_not_match_is_refused_and_removed(hub, tmp_path, damage
     found = r'sha256 [0-9a-f]{64}' if damage == 'corrupt' else f'{len(data)} bytes'  # the size is checked first
     with pytest.raises(
         registry.WeightsError,
-        match=rf'hb_net_18\.tv_in1k: .* has {found}, the manifest expects '
-        r'[0-9a-f0-9]+ \(removed from the cache\)',
+        match=rf'hb_net_18\.tv_in1k: .* has {found}, its pin in .*pins\.json expects '
+        r'[0-9a-f0-9]+ \(removed from the cache\)',  # a pinned hash, not the manifest's
     ):
         timm.create_model('hb_net_18.tv_in1k', pretrained=True)
     assert not cached.exists()
@@ -172,17 +172,50 @@ def test_a_file_that_does_not_load_is_never_pinned_so_the_right_file_still_loads
     assert 'hb_net_18.tv_in1k' not in registry._pins()
     source_file('resnet18', garbage)  # the right file, at the same place
     timm.create_model('hb_net_18.tv_in1k', pretrained=True)
-    assert registry._pins()['hb_net_18.tv_in1k']['sha256'] == registry.sha256(garbage)
+    assert 'hb_net_18.tv_in1k' not in registry._pins()  # a file of the user's folder is never pinned
 
 
-@pytest.mark.parametrize('content', ['{not json', '[1, 2]', '{"hb_net_18.tv_in1k": 3}'])
-def test_a_malformed_pins_file_is_one_error_that_names_it(hub, tmp_path, content):
+def test_a_weights_folder_file_is_never_pinned_so_the_genuine_download_still_loads(hub, tmp_path, monkeypatch):
+    """Any file of the right shape in OPTNETS_WEIGHTS_DIR loads, but is not taken as the tag's hash: the genuine
+    download, later, loads and is pinned."""
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    source_file('resnet18', folder / 'hb_net_18.tv_in1k.safetensors')  # right shape, other values
+    monkeypatch.setenv(registry.WEIGHTS_DIR, str(folder))
+    timm.create_model('hb_net_18.tv_in1k', pretrained=True)
+    assert 'hb_net_18.tv_in1k' not in registry._pins()
+    monkeypatch.delenv(registry.WEIGHTS_DIR)
+    source_file('resnet18', tmp_path / 'genuine.safetensors')
+    hub.serve('timm/resnet18.tv_in1k', tmp_path / 'genuine.safetensors')
+    timm.create_model('hb_net_18.tv_in1k', pretrained=True)
+    assert registry._pins()['hb_net_18.tv_in1k']['sha256'] == registry.sha256(tmp_path / 'genuine.safetensors')
+
+
+GOOD_PIN = {'sha256': 'ab' * 32, 'size': 10}
+
+
+@pytest.mark.parametrize(
+    'content',
+    [
+        '{not json',
+        '[1, 2]',
+        '{"hb_net_18.tv_in1k": 3}',
+        *(
+            json.dumps({'hb_net_18.tv_in1k': {**GOOD_PIN, **bad}})
+            for bad in ({'sha256': 5}, {'sha256': 'xyz'}, {'size': '10'}, {'size': -1}, {'size': 0}, {'size': 1.5})
+        ),
+    ],
+)
+def test_a_malformed_pins_file_is_one_error_that_names_it_and_deletes_nothing(hub, tmp_path, content):
     source_file('resnet18', tmp_path / 'resnet18.safetensors')
     hub.serve('timm/resnet18.tv_in1k', tmp_path / 'resnet18.safetensors')
+    registry.verified_file('hb_net_18.tv_in1k')  # downloaded into the cache
+    cached = list((tmp_path / 'hub-cache').rglob('*.safetensors'))
     registry.pins_file().parent.mkdir(parents=True, exist_ok=True)
     registry.pins_file().write_text(content)
     with pytest.raises(registry.WeightsError, match=str(registry.pins_file()).replace('.', r'\.')):
         registry.verified_file('hb_net_18.tv_in1k')
+    assert cached and all(p.is_file() for p in cached)
 
 
 def test_verify_checks_the_file_a_load_would_use(hub, tmp_path, monkeypatch, capsys):
@@ -194,8 +227,10 @@ def test_verify_checks_the_file_a_load_would_use(hub, tmp_path, monkeypatch, cap
     data[len(data) // 2] ^= 0xFF
     override.write_bytes(bytes(data))
     monkeypatch.setenv(registry.WEIGHTS_DIR, str(tmp_path))
-    main(['weights', 'verify', tag])
-    assert 'MISMATCH' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(['weights', 'verify', tag])
+    out, err = capsys.readouterr()
+    assert info.value.code == 2 and 'MISMATCH' in out and err.strip() == f'optnets: 1 of 1 files do not match: {tag}'
     with pytest.raises(registry.WeightsError, match='sha256'):
         timm.create_model(tag, pretrained=True)
 

@@ -93,6 +93,11 @@ def package_file(entry: dict) -> Path:
 def verified_file(tag: str) -> Path:
     """The local file of ``tag``, downloaded if need be and checked against its size and sha256, or, where no hash
     is known yet, that it loads as safetensors (its hash is pinned by ``pin_file`` once a model has loaded it)."""
+    return _verified(tag)[0]
+
+
+def _verified(tag: str) -> tuple[Path, bool]:
+    """``verified_file``'s file, and whether it is the hub cache's (the only kind of file that is ever pinned)."""
     if tag not in MANIFEST:
         raise WeightsError(f'no published weights named {tag!r}: `optnets weights list` shows them')
     path, cached = _local_file(tag, download=True)
@@ -106,7 +111,7 @@ def verified_file(tag: str) -> Path:
         if cached:  # never leave a corrupt file where the next load would find it
             _remove_cached(path)
         raise WeightsError(f'{tag}: {problem}{" (removed from the cache)" if cached else ""}')
-    return path
+    return path, cached
 
 
 def _local_file(tag: str, download: bool) -> tuple[Path | None, bool]:
@@ -142,14 +147,16 @@ def _download(repo: str, filename: str, revision: str | None) -> str:
 def _mismatch(tag: str, path: Path) -> str | None:
     """What is wrong with ``path`` as the file of ``tag``: its size (checked first, without reading it), then its
     sha256, against the manifest's or the pinned ones; None when it matches or nothing is known yet."""
-    expected_size = MANIFEST[tag].get('size') or _pins().get(tag, {}).get('size')
+    pinned = _pins().get(tag, {})
+    source = 'the manifest' if MANIFEST[tag].get('sha256') else f'its pin in {pins_file()}'
+    expected_size = MANIFEST[tag].get('size') or pinned.get('size')
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
-        return f'the file {path} has {size} bytes, the manifest expects {expected_size}'
+        return f'the file {path} has {size} bytes, {source} expects {expected_size}'
     expected = expected_sha256(tag)
     actual = sha256(path) if expected is not None else None
     if expected is not None and actual != expected:
-        return f'the file {path} has sha256 {actual}, the manifest expects {expected}'
+        return f'the file {path} has sha256 {actual}, {source} expects {expected}'
     return None
 
 
@@ -158,7 +165,8 @@ def verified_overlay(
 ) -> tuple[dict | None, Callable[[], None]]:
     """``pretrained_cfg_overlay`` with the verified file of the requested tag (a file the caller names wins), and
     what to call once the model has loaded it: it pins the file's hash where the manifest has none, so that a file
-    that does not load (another architecture's) is never pinned."""
+    that does not load (another architecture's) is never pinned. Only a download is pinned: a file from
+    ``OPTNETS_WEIGHTS_DIR`` is the user's, and pinning it would refuse the genuine file later."""
     from timm.models import resolve_pretrained_cfg
 
     if overlay and overlay.get('file'):
@@ -167,8 +175,8 @@ def verified_overlay(
     tag = f'{variant}.{cfg.tag}' if cfg is not None and cfg.tag else variant
     if tag not in MANIFEST:
         return overlay, lambda: None
-    path = verified_file(tag)
-    return {**(overlay or {}), 'file': str(path)}, lambda: pin_file(tag, path)
+    path, downloaded = _verified(tag)
+    return {**(overlay or {}), 'file': str(path)}, (lambda: pin_file(tag, path)) if downloaded else (lambda: None)
 
 
 def pin_file(tag: str, path: Path) -> None:
@@ -201,12 +209,26 @@ def _pins() -> dict:
         pins = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WeightsError(f'{file} is not valid JSON ({error}): remove it, and hashes are pinned again') from None
-    if not isinstance(pins, dict) or not all(isinstance(v, dict) for v in pins.values()):
+    if not isinstance(pins, dict) or not all(_is_pin(v) for v in pins.values()):
         raise WeightsError(
-            f'{file} is not a pins file ({{tag: {{"sha256": ..., "size": ...}}}}): remove it, and '
+            f'{file} is not a pins file ({{tag: {{"sha256": 64 hex digits, "size": bytes > 0}}}}): remove it, and '
             'hashes are pinned again'
         )
     return pins
+
+
+def _is_pin(entry: object) -> bool:
+    """A pin as ``_pin`` writes it: a sha256 of 64 hex digits and a positive whole size."""
+    if not isinstance(entry, dict) or set(entry) != {'sha256', 'size'}:
+        return False
+    digest, size = entry['sha256'], entry['size']
+    return (
+        isinstance(digest, str)
+        and len(digest) == 64
+        and all(c in '0123456789abcdef' for c in digest)
+        and type(size) is int
+        and size > 0
+    )
 
 
 def _pin(tag: str, digest: str, size: int):
