@@ -29,8 +29,8 @@ def hub_folder(
     checkpoint: str | os.PathLike, directory: str | os.PathLike, card: str | os.PathLike | None = None
 ) -> dict:
     """Write the hub folder of a recipe checkpoint into ``directory`` (new, or an empty folder); returns the model
-    arguments stored in its config.json (num_classes is stored beside them). A folder that holds anything is refused: nothing of the user's is ever
-    replaced."""
+    arguments stored in its config.json (num_classes is stored beside them). A folder that holds anything is
+    refused: nothing of the user's is ever replaced."""
     import timm
     from timm.models import save_for_hf
 
@@ -105,6 +105,7 @@ def run_card(name: str, model_args: dict, dataset: str | None, folder: Path, mod
     shown = ''.join(f'| {k} | {float(v):.4f} |\n' for k, v in sorted(metrics.items()))
     table = f'| metric | value |\n|---|---|\n{shown}' if shown else 'No validation metrics were logged.\n'
     size = 'x'.join(map(str, model.pretrained_cfg.get('input_size', ())))
+    arguments = ', '.join(f'{k}={v!r}' for k, v in {'num_classes': model.num_classes, **model_args}.items())
     return f"""---
 license: apache-2.0
 library_name: timm
@@ -117,7 +118,7 @@ tags:
 
 # {name}, trained with optnets
 
-`{name}` ({', '.join(f'{k}={v!r}' for k, v in {'num_classes': model.num_classes, **model_args}.items())}) trained by `optnets train` on
+`{name}` ({arguments}) trained by `optnets train` on
 {dataset or 'unrecorded data'}; input {size}, normalised with mean {model.pretrained_cfg.get('mean')} and std
 {model.pretrained_cfg.get('std')}. `config.yaml` is the run's full configuration and `metrics.csv` its log.
 
