@@ -5,6 +5,7 @@ runs it), the saved state restores it, and the recipe trains it from its shipped
 import copy
 import math
 import pickle
+import re
 
 import pytest
 import torch
@@ -207,3 +208,23 @@ def test_deepinv_trains_the_network_with_its_own_trainer(tmp_path):
     trained = trainer.train()
     assert trained is model or isinstance(trained, ReconNet)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize(
+    'bad, message',
+    [
+        (lambda y, physics: (y, None), 'physics must be a deepinv Physics, not NoneType'),
+        (lambda y, physics: (y.numpy(), physics), 'must be a tensor, not ndarray'),
+        (lambda y, physics: (y.index_fill(1, torch.tensor([3]), float('nan')), physics), 'hold NaN or inf'),
+        (lambda y, physics: (y.index_fill(1, torch.tensor([3]), float('inf')), physics), 'hold NaN or inf'),
+        (lambda y, physics: (y[:, :50], physics), 'measurements of shape (4, 50) do not fit the physics'),
+        (lambda y, physics: (y.reshape(4, 1, 100), physics), 'measurements of shape (4, 1, 100) do not fit'),
+    ],
+    ids=['no physics', 'not a tensor', 'nan', 'inf', 'too few', 'wrong rank'],
+)
+def test_bad_measurements_or_physics_are_one_clear_error(bad, message):
+    physics, _, y = problem()
+    net = ista_net(phases=2)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        net(*bad(y, physics))
+    assert torch.isfinite(net(y, physics)).all()  # nothing was left behind by the refused call

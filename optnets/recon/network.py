@@ -78,6 +78,27 @@ class DataStep(nn.Module):
         return g - z if self.increment else g
 
 
+def adjoint_of_measurements(y: torch.Tensor, physics: Physics) -> torch.Tensor:
+    """``A^T y``, after checking what a reconstruction is given: a deepinv physics, finite measurements, and
+    measurements of the shape ``physics`` makes (each refused in one ``ValueError`` that says which)."""
+    if not isinstance(physics, Physics):
+        raise ValueError(f'physics must be a deepinv Physics, not {type(physics).__name__}: forward(y, physics)')
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f'the measurements y must be a tensor, not {type(y).__name__}')
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError('the measurements y hold NaN or inf: a reconstruction from them would be non-finite too')
+    try:
+        x0 = physics.A_adjoint(y)
+        fits = physics.A(x0).shape == y.shape
+    except RuntimeError as error:
+        fits, cause = False, f' ({str(error).strip().splitlines()[0]})'
+    else:
+        cause = f' (A(A^T y) has shape {tuple(physics.A(x0).shape)})' if not fits else ''
+    if not fits:
+        raise ValueError(f'measurements of shape {tuple(y.shape)} do not fit the physics{cause}')
+    return x0
+
+
 class ReconNet(Reconstructor):
     """``rule`` unrolled for ``phases`` phases; ``forward(y, physics)`` starts from ``A^T y`` (deepinv's
     reconstructor interface, so deepinv's ``Trainer`` and ``test`` run it).
@@ -118,7 +139,7 @@ class ReconNet(Reconstructor):
         self.stage.data = self.data  # what G(...) reads
 
     def forward(self, y: torch.Tensor, physics: Physics, **kwargs) -> torch.Tensor:
-        x0 = physics.A_adjoint(y)
+        x0 = adjoint_of_measurements(y, physics)
         self.data.set(y, physics, x0)
         try:
             return self.stage(x0)
