@@ -218,6 +218,71 @@ def test_bad_search_options_are_one_line_and_exit_2(tmp_path, capsys):
         main(['search', 'show', '--storage', f'sqlite:///{tmp_path}/nothing.db'])
 
 
+BAD_STORAGES = {  # name -> (URL, with TMP filled in; what the one line says)
+    'not a URL': ('garbage', 'Could not parse'),
+    'empty': ('', 'Could not parse'),
+    'no driver': ('mysql://x', "No module named 'MySQLdb'"),
+    'a folder': ('sqlite:///TMP', 'is a folder'),
+    'corrupt file': ('sqlite:///TMP/corrupt.db', 'file is not a database'),
+    'missing file': ('sqlite:///TMP/missing.db', 'no study storage at'),
+    'missing journal': ('journal:TMP/missing.log', 'no study storage at'),
+    'no server': ('postgresql://nobody@127.0.0.1:9/x', 'Connection refused'),
+}
+
+
+@pytest.mark.parametrize('action', ['show', 'export', 'run'])
+@pytest.mark.parametrize('case', list(BAD_STORAGES))
+def test_every_bad_storage_is_one_line_exit_2_and_creates_nothing(case, action, tmp_path, capsys):
+    from optnets.cli import main
+
+    url, message = BAD_STORAGES[case]
+    url = url.replace('TMP', str(tmp_path))
+    (tmp_path / 'corrupt.db').write_bytes(b'not a database at all')
+    before = sorted(tmp_path.iterdir())
+    if action == 'run' and case.startswith('missing'):
+        return  # run creates a new storage: that is its job
+    extra = ['--trials', '1', '--root-dir', str(tmp_path / 'runs')] if action == 'run' else []
+    with pytest.raises(SystemExit) as exit_:
+        main(['search', action, '--storage', url, *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert sorted(tmp_path.iterdir()) == before and (tmp_path / 'corrupt.db').read_bytes() == b'not a database at all'
+
+
+def test_a_read_only_storage_is_shown_but_a_run_on_it_is_one_line(tmp_path, capsys):
+    """SQLite's read-only mode (a file mode would not stop root, as CI runs)."""
+    from optnets.cli import main
+
+    run(RuleSpace(), toy, 2, f'sqlite:///{tmp_path / "study.db"}')
+    read_only = f'sqlite:///file:{tmp_path / "study.db"}?mode=ro&uri=true'
+    main(['search', 'show', '--storage', read_only])
+    assert 'resnet' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(['search', 'run', '--storage', read_only, '--trials', '4', '--root-dir', str(tmp_path / 'runs')])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and 'readonly' in err[0], err
+
+
+def test_workers_starting_together_on_a_new_sqlite_file_all_open_it(tmp_path):
+    """Workers racing to create a new database's tables: the loser retries instead of dying with an
+    IntegrityError on alembic_version."""
+    code = (
+        'import sys, time\n'
+        'from optnets.search.study import storage_of\n'
+        'time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n'
+        'storage_of(sys.argv[1])\n'
+    )
+    for round_ in range(3):
+        storage, start = f'sqlite:///{tmp_path / f"race{round_}.db"}', time.time() + 3
+        workers = [
+            subprocess.Popen([sys.executable, '-c', code, storage, str(start)], stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        for worker in workers:
+            _, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err[-2000:]
+
+
 @pytest.fixture
 def postgres():
     """A PostgreSQL cluster of its own, started for the test and stopped after it (Debian's ``postgresql``, run

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -23,12 +25,43 @@ from .space import INIT, NAMED, Point, RuleSpace, nearest_named
 
 require('search')
 import optuna  # noqa: E402  (after the check that names the extra)
+import sqlalchemy  # noqa: E402  (Optuna's own database layer)
 
 BUDGET = 1.02  # a point's parameters and GMACs, at most this times the skeleton's (coefficients are all it adds)
 
 
-def storage_of(url: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
-    """The Optuna storage of ``url`` (see the module's docstring), with a heartbeat where the storage has one."""
+class StorageError(ValueError):
+    """A storage that cannot be opened, read or written: its URL and the first line of the cause."""
+
+
+def storage_of(url: str, heartbeat: int = 60, create: bool = True) -> optuna.storages.BaseStorage:
+    """The Optuna storage of ``url`` (see the module's docstring), with a heartbeat where the storage has one.
+
+    With ``create=False`` a file storage that does not exist is a ``LookupError``, never created. Workers that
+    start at once on a new database race to create its tables: the loser retries. Anything else that keeps the
+    storage from opening (a bad URL, a missing driver, a corrupt or unreadable file) is one ``StorageError``."""
+    path = _file_of(url)
+    if path is not None and path.is_dir():
+        raise StorageError(f'{path} is a folder: give the file of a study storage, e.g. sqlite:///{path}/search.db')
+    if not create and path is not None and not path.is_file():
+        raise LookupError(f'no study storage at {path}: `optnets search run --storage {url}` makes one')
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            return _open(url, heartbeat)
+        except Exception as error:  # noqa: BLE001 - SQLAlchemy, its drivers and Optuna raise many kinds for one cause
+            racing = isinstance(error, sqlalchemy.exc.IntegrityError) or (
+                isinstance(error, sqlalchemy.exc.OperationalError) and 'locked' in str(error)
+            )
+            if not racing or attempt == STORAGE_ATTEMPTS - 1:
+                raise StorageError(f'cannot open the storage {url!r}: {_first_line(error)}') from None
+            time.sleep(0.2 * (attempt + 1))
+
+
+STORAGE_ATTEMPTS = 5
+"""Tries to open a storage whose tables another worker is creating at the same moment."""
+
+
+def _open(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
     if url.startswith('journal:'):
         from optuna.storages.journal import JournalFileBackend
 
@@ -36,6 +69,32 @@ def storage_of(url: str, heartbeat: int = 60) -> optuna.storages.BaseStorage:
     with warnings.catch_warnings():  # the heartbeat is what fails a dead worker's trial: wanted, experimental or not
         warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
+
+
+def _file_of(url: str) -> Path | None:
+    """The file of a SQLite or journal URL (``sqlite:///relative.db``, ``sqlite:////absolute.db``), else None."""
+    if url.startswith('journal:'):
+        return Path(url.removeprefix('journal:'))
+    if url.startswith('sqlite:///') and url != 'sqlite:///:memory:':
+        return Path(url.removeprefix('sqlite:///').split('?')[0].removeprefix('file:'))  # file: for ?uri=true
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of the innermost cause (Optuna wraps the database's own error in a generic one)."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Errors of the storage at ``url`` while a study works (a read-only or corrupt file, a lost server) as one
+    ``StorageError``."""
+    try:
+        yield
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        raise StorageError(f'the storage {url!r} failed: {_first_line(error)}') from None
 
 
 def cost(point: Point, space: RuleSpace) -> tuple[int, float]:
@@ -73,7 +132,11 @@ def run(
     ``objective(trial, point, space)`` trains ``point`` and returns its validation accuracy, reporting it after
     each epoch (``trial.report``; ``optnets.recipes.search.RecipeObjective`` does). The first process to create
     the study enqueues the built-ins (``NAMED``); others join it. Returns the study."""
-    backend = storage_of(storage, heartbeat)
+    with storage_errors(storage):
+        return _run(space, objective, trials, storage_of(storage, heartbeat), study_name, seed, progress)
+
+
+def _run(space, objective, trials, backend, study_name, seed, progress) -> optuna.Study:
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource='auto', reduction_factor=3)
     try:
@@ -117,7 +180,21 @@ def run(
 
 def leaderboard(storage: str, study_name: str = 'rules') -> list[dict]:
     """Every trial of the study, best validation accuracy first: rule, cost, accuracy, epochs, state."""
-    study = optuna.load_study(storage=storage_of(storage), study_name=study_name)
+    with storage_errors(storage):
+        return _leaderboard(_load(storage, study_name))
+
+
+def _load(storage: str, study_name: str) -> optuna.Study:
+    """The existing study ``study_name`` of an existing ``storage``; neither is ever created here."""
+    backend = storage_of(storage, create=False)
+    try:
+        return optuna.load_study(storage=backend, study_name=study_name)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+        raise LookupError(f'no study {study_name!r} in {storage} (it holds {names or "none"})') from None
+
+
+def _leaderboard(study: optuna.Study) -> list[dict]:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         params, gmacs = trial.user_attrs.get('cost', (0, 0.0))
@@ -158,11 +235,12 @@ def export(storage: str, out: Path, top: int = 3, study_name: str = 'rules') -> 
     """The ``top`` complete trials as ``register.py`` (``optnets.register`` lines) and one recipe model config
     each (``searched_<trial>.yaml``, to add after a data config: ``optnets train fit --config search_fashion_mnist
     --config searched_12.yaml``). Files of those names already in ``out`` are not overwritten."""
-    study = optuna.load_study(storage=storage_of(storage), study_name=study_name)
-    best = sorted(
-        (t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))),
-        key=lambda t: -t.value,
-    )[:top]
+    with storage_errors(storage):
+        study = _load(storage, study_name)
+        best = sorted(
+            (t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))),
+            key=lambda t: -t.value,
+        )[:top]
     if not best:
         raise LookupError(f'the study {study_name!r} in {storage} has no complete trial yet')
     out = Path(out)
