@@ -8,6 +8,7 @@ uninterrupted run saw, whatever the number of workers.
 
 import copy
 import ctypes
+import errno
 import gzip
 import hashlib
 import os
@@ -149,13 +150,21 @@ def decompress_verified(packed: Path, target: Path, md5: str) -> None:
         if digest.hexdigest() != md5:
             raise ValueError(f'md5 {digest.hexdigest()}, expected {md5}')
         partial.replace(target)  # atomic: an interrupted copy never passes for a complete one
-    except (OSError, EOFError, ValueError) as error:
-        raise ValueError(
-            f"{packed} is not Fashion-MNIST's {packed.name} ({error}): the file is corrupt or "
-            'changed; reinstall dataset-fashion-mnist or point --data.root at the original files'
-        ) from None
+    except OSError as error:
+        if error.errno not in (errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # the writing failed
+            raise _not_fashion_mnist(packed, error) from None
+        raise ValueError(f'cannot write the cache {target} ({error.strerror}): nothing was cached') from None
+    except (EOFError, ValueError) as error:
+        raise _not_fashion_mnist(packed, error) from None
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _not_fashion_mnist(packed: Path, error: Exception) -> ValueError:
+    return ValueError(
+        f"{packed} is not Fashion-MNIST's {packed.name} ({error}): the file is corrupt or "
+        'changed; reinstall dataset-fashion-mnist or point --data.root at the original files'
+    )
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -189,6 +198,8 @@ class ImageDataModule(L.LightningDataModule):
                 f'batch_size must be at least 1 and num_workers and holdout at least 0, got '
                 f'{batch_size}, {num_workers} and {holdout}'
             )
+        if any(subset is not None and subset < 1 for subset in (train_subset, val_subset)):
+            raise ValueError(f'train_subset and val_subset must be at least 1, got {train_subset} and {val_subset}')
         self.train_set: Optional[Dataset] = None
         self.val_set: Optional[Dataset] = None
         self.test_set: Optional[Dataset] = None

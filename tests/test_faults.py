@@ -290,6 +290,26 @@ def test_a_corrupt_or_changed_fashion_mnist_file_is_refused_in_one_line(tmp_path
     assert not list(fashion_mnist_root().rglob('*.partial'))
 
 
+@needs_fmnist
+def test_a_file_size_limit_is_reported_as_a_failed_write_not_a_corrupt_dataset(tmp_path):
+    code = (
+        'import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n'
+        'from optnets.recipes.train import cli_main\n'
+        "cli_main(['fit', '--data', 'optnets.recipes.data.FashionMNISTDataModule', '--trainer.max_steps', '1',"
+        f" '--trainer.default_root_dir', {str(tmp_path / 'run')!r}])\n"
+    )
+    env = dict(ENV, OPTNETS_DATA=str(tmp_path / 'data'))  # an empty cache: the 47 MB images are written anew
+    result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and 'cannot write the cache' in last and 'File too large' in last, last
+    assert 'reinstall' not in result.stderr and not list((tmp_path / 'data').rglob('*.partial'))
+
+
+def test_a_subset_below_one_image_is_refused():
+    with pytest.raises(ValueError, match='train_subset and val_subset must be at least 1, got -5 and None'):
+        FashionMNISTDataModule(train_subset=-5)
+
+
 def _prepare(barrier):
     barrier.wait()  # both processes decompress at the same moment
     FashionMNISTDataModule().prepare_data()
