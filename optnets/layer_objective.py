@@ -5,9 +5,9 @@ the antiderivative of the activation ``phi`` (``Phi(0) = 0``):
     z - grad f(z) = U phi(U z),   so   z[k+1] = z[k] - grad f(z[k])   is   x[k+1] = phi(U^2 x[k]).
 
 The gradient of ``1'Phi(U z)`` is ``U phi(U z)`` because ``U`` is symmetric. ``ANTIDERIVATIVES`` holds ``Phi`` for
-the activations of the method's table: sigmoid, tanh, softplus, softsign, ReLU, leaky ReLU, ELU and swish (the
-last two with their parameter); softplus's and swish's need the dilogarithm ``Li2``, evaluated by its Bernoulli
-series."""
+the activations of the method's table: sigmoid, tanh, softplus, softsign, ReLU, leaky ReLU, ELU and swish (leaky
+ReLU and ELU with their parameter, ``alpha``); softplus's and swish's need the dilogarithm ``Li2``, evaluated by
+its Bernoulli series."""
 
 from __future__ import annotations
 
@@ -67,13 +67,21 @@ ANTIDERIVATIVES: dict[str, Callable] = {
 }
 """``Phi`` with ``Phi' = phi`` and ``Phi(0) = 0``, by activation name (leaky ReLU with slope 0.01, ELU with 1)."""
 
+PARAMETRISED: dict[str, Callable[[float], Callable]] = {'leaky_relu': _leaky, 'elu': _elu}
+"""``alpha -> Phi`` for the activations with a parameter: leaky ReLU's negative slope, ELU's scale."""
 
-def layer_objective(activation: str, U: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+
+def layer_objective(
+    activation: str, U: torch.Tensor, alpha: float | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """``f(z) = 1/2 ||z||^2 - 1'Phi(U z)``, whose gradient step ``z - grad f(z)`` is ``U phi(U z)``: the layer
-    ``phi(U^2 x)`` in ``z = U x``. ``z`` holds one vector per row; ``f`` sums over rows. ``U`` must be symmetric."""
+    ``phi(U^2 x)`` in ``z = U x``. ``z`` holds one vector per row; ``f`` sums over rows. ``U`` must be symmetric.
+    ``alpha`` is the parameter of leaky ReLU (its negative slope) or ELU (its scale); the defaults are torch's."""
     if activation not in ANTIDERIVATIVES:
         raise ValueError(f'no antiderivative for {activation!r}: one of {", ".join(ANTIDERIVATIVES)}')
+    if alpha is not None and activation not in PARAMETRISED:
+        raise ValueError(f'{activation} has no parameter: alpha is for {" and ".join(PARAMETRISED)}')
     if U.dim() != 2 or U.shape[0] != U.shape[1] or not torch.allclose(U, U.T):
         raise ValueError('U must be a symmetric matrix (W = U^2 is then symmetric)')
-    antiderivative = ANTIDERIVATIVES[activation]
+    antiderivative = ANTIDERIVATIVES[activation] if alpha is None else PARAMETRISED[activation](alpha)
     return lambda z: (z**2).sum() / 2 - antiderivative(z @ U).sum()  # rows: (U z)^T = z^T U, U symmetric

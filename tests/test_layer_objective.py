@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import optnets
-from optnets.layer_objective import ANTIDERIVATIVES, li2_of_minus_exp
+from optnets.layer_objective import ANTIDERIVATIVES, PARAMETRISED, li2_of_minus_exp
 
 PHI = {
     'sigmoid': torch.sigmoid,
@@ -79,3 +79,50 @@ def test_the_dilogarithm_against_its_values():
 def test_a_matrix_that_is_not_symmetric_is_refused():
     with pytest.raises(ValueError, match='symmetric'):
         optnets.layer_objective('relu', torch.tensor([[1.0, 2.0], [0.0, 1.0]]))
+
+
+@pytest.mark.parametrize('activation, alpha, phi', [('leaky_relu', 0.2, F.leaky_relu), ('elu', 0.5, F.elu)])
+def test_a_parametrised_activation_takes_its_alpha(activation, alpha, phi):
+    U = symmetric_root(4)
+    f = optnets.layer_objective(activation, U, alpha=alpha)
+    z = torch.randn(4, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 3
+    point = z.clone().requires_grad_()
+    (gradient,) = torch.autograd.grad(f(point), point)
+    torch.testing.assert_close(z - gradient, phi(z @ U, alpha) @ U, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match='tanh has no parameter'):
+        optnets.layer_objective('tanh', U, alpha=0.5)
+
+
+# The talk's Table 1, entry by entry, against the forms here (docs/rules.md, "The talk's table and ours").
+T = torch.linspace(-4, 4, 801, dtype=torch.float64)
+
+
+def slope(antiderivative, t=T):
+    t = t.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(antiderivative(t).sum(), t)
+    return grad
+
+
+def test_the_talks_leaky_relu_objective_has_slope_alpha_squared_and_ours_alpha():
+    alpha = 0.2
+    talks = lambda t: torch.where(t >= 0, t, alpha * alpha * t) * t / 2  # noqa: E731  alpha^2 t^2 / 2 below 0
+    negative = T < 0
+    torch.testing.assert_close(slope(talks)[negative], alpha**2 * T[negative])  # the layer would be alpha^2 t
+    assert not torch.allclose(slope(talks), F.leaky_relu(T, alpha))
+    torch.testing.assert_close(slope(PARAMETRISED['leaky_relu'](alpha)), F.leaky_relu(T, alpha))
+
+
+def test_the_talks_softsign_objective_is_undefined_below_zero_and_ours_everywhere():
+    talks = lambda t: -t - torch.log(t - 1)  # noqa: E731
+    assert torch.isnan(talks(T[T <= 0])).all()
+    ours = ANTIDERIVATIVES['softsign']
+    assert torch.isfinite(ours(T)).all()
+    torch.testing.assert_close(slope(ours), F.softsign(T), rtol=1e-10, atol=1e-12)
+
+
+def test_the_elu_objective_without_its_constant_jumps_at_zero_and_ours_is_continuous():
+    alpha, eps = 1.0, torch.tensor([1e-12], dtype=torch.float64)
+    jumping = lambda t: torch.where(t >= 0, t**2 / 2, alpha * (torch.exp(t) - t))  # noqa: E731  alpha(e^t - t)
+    assert (jumping(-eps) - jumping(eps)).item() == pytest.approx(alpha)  # a jump of alpha at 0
+    ours = ANTIDERIVATIVES['elu']
+    assert abs((ours(-eps) - ours(eps)).item()) < 1e-11

@@ -133,8 +133,17 @@ def test_theory_coefficients_reproduce_the_algorithm(rule, algorithm, problem, k
     expected = algorithm(G, z0, STEPS)
     got = stage_outputs(rule, G, z0, STEPS, **kwargs)
     for k, (a, b) in enumerate(zip(got, expected)):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=f'{rule.name} on {problem}, step {k}')
+        torch.testing.assert_close(
+            a, b, rtol=0, atol=1e-12, msg=f'{rule.name} on {problem}, step {k}'
+        )  # fails for an error of 1e-9
     assert (expected[-1] - expected[1]).abs().max() > 1e-3  # the iterates move: the comparison is not vacuous
+
+
+def test_the_lemmas_catch_a_coefficient_off_by_1e_9(monkeypatch):
+    """The lemma bound (1e-12, float64) is tight enough that heavy ball's theory b1 moved by 1e-9 fails it."""
+    monkeypatch.setitem(rules.heavy_ball.inits, 'theory', {'b1': 1 + BETA + 1e-9, 'b2': -BETA})
+    with pytest.raises(AssertionError, match='heavy_ball on quadratic'):
+        test_theory_coefficients_reproduce_the_algorithm(rules.heavy_ball, *LEMMAS[1][1:2], 'quadratic', {})
 
 
 def test_theory_values_are_the_derived_coefficients():

@@ -194,3 +194,11 @@ def test_the_cnn_hidden_updates_fixed_point_minimises_its_block_with_unequal_mus
     value = layer(1, xs[0], point) + layer(2, point, xs[2])
     (gradient,) = torch.autograd.grad(value, point)
     assert gradient.abs().max() < 1e-8
+
+
+def test_lpoms_elu_f_and_g_are_zero_and_continuous_at_zero():
+    """The LPOM paper's ELU f and g lack the constant that makes them vanish at 0; these have it."""
+    from optnets.lpom.activations import elu
+
+    act, x = elu(0.7), torch.tensor([-1e-9, 0.0, 1e-9], dtype=torch.float64)
+    assert act.f(x).abs().max() < 1e-15 and act.g(x).abs().max() < 1e-15
