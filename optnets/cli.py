@@ -1,5 +1,5 @@
 """The ``optnets`` command: ``plan`` a rule, list ``models`` or one model's ``info``, ``train`` a recipe, ``export``,
-``publish`` and fetch ``weights``."""
+``publish`` and fetch ``weights``, run one of ``timm``'s scripts on optnets models."""
 
 import argparse
 import ast
@@ -156,6 +156,17 @@ def _train(args, rest):
     cli_main(rest)
 
 
+def _timm(args, rest):
+    from .timm_scripts import run
+
+    if not rest:
+        _fail('optnets timm', ValueError("give one of timm's scripts: optnets timm validate.py [ARGS...]"))
+    try:
+        run(rest[0], rest[1:])
+    except FileNotFoundError as error:
+        _fail('optnets timm', error)
+
+
 SEARCH_ACTIONS = ('run', 'show', 'export')
 
 
@@ -196,6 +207,13 @@ def parser() -> argparse.ArgumentParser:
         "CONFIG (optnets train --help: LightningCLI's help)",
     )
     train.set_defaults(run=_train)
+    timm_script = sub.add_parser(
+        'timm',
+        add_help=False,
+        help="run one of timm's scripts on optnets models: optnets timm validate.py FOLDER --model "
+        'hb_net_20_cifar.fmnist --pretrained --in-chans 1 (train.py and benchmark.py alike)',
+    )
+    timm_script.set_defaults(run=_timm)
     search = sub.add_parser(
         'search',
         help='search over update rules on Optuna, each trial trained by a recipe: '
@@ -263,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser().parse_known_args(argv)
     if args.command == 'train':
         _train(args, rest)
+        return 0
+    if args.command == 'timm':
+        _timm(args, rest)
         return 0
     if args.command == 'search':
         _search(args, rest)
