@@ -16,11 +16,11 @@ def test_models_table_counts_what_a_real_forward_counts(capsys):
     main(['models', 'hb_net_20*'])
     header, row = capsys.readouterr().out.strip().splitlines()
     assert header.split()[:3] == ['model', 'params', '(M)']
-    model = timm.create_model('hb_net_20_cifar')
+    model = timm.create_model('hb_net_20_cifar')  # its default tag's input: Fashion-MNIST's one channel
     with FlopCounterMode(display=False) as counter:  # on real tensors, where the table builds on the meta device
-        model(torch.randn(1, 3, 32, 32))
+        model(torch.randn(1, *model.pretrained_cfg['input_size']))
     name, params, gmacs, size, coefficients, *tags = row.split()
-    assert name == 'hb_net_20_cifar' and size == '3x32x32'
+    assert name == 'hb_net_20_cifar' and size == '1x32x32'
     assert float(params) == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6, abs=5e-4)
     assert float(gmacs) == pytest.approx(counter.get_total_flops() / 2e9, abs=5e-4)
     assert int(coefficients) == 3 * 2 * 2  # b1, b2 per step, 2 steps after each of 3 transitions

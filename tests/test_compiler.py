@@ -388,13 +388,13 @@ def test_generated_names_never_collide_whatever_the_stream_names(text):
 def test_a_fused_state_restores_the_learned_coefficients_in_a_new_model():
     """Train, fuse, save; a new model, fused, loads it and computes the same (no coefficient kept outside state)."""
     for name in ('hb_net_20_cifar', 'admm_net_56_cifar', 'agd_net_40_cifar'):
-        model = randomise_norms(timm.create_model(name, coeff_init='theory'))
+        model = randomise_norms(timm.create_model(name, coeff_init='theory', in_chans=3))
         with torch.no_grad():
             for _, p in model.named_coefficients():
                 p.add_(torch.rand_like(p) * 0.5)  # as training leaves them
         model.eval().fuse()
         state = model.state_dict()
-        twin = timm.create_model(name, coeff_init='theory').eval().fuse()
+        twin = timm.create_model(name, coeff_init='theory', in_chans=3).eval().fuse()
         twin.load_state_dict(state)
         x = torch.randn(2, 3, 32, 32)
         with torch.no_grad():

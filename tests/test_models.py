@@ -160,7 +160,7 @@ def test_features_only(name):
 
 
 def test_timm_api():
-    model = timm.create_model('hb_net_20_cifar').eval()
+    model = timm.create_model('hb_net_20_cifar', in_chans=3).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         final, intermediates = model.forward_intermediates(x)
@@ -180,8 +180,8 @@ def test_timm_api():
 @pytest.mark.parametrize('name', ['hb_net_20_cifar', 'admm_net_56_cifar', 'momentum_net_20_cifar'])
 def test_drop_path_rate_is_timms_stochastic_depth(name):
     """timm's schedule (linear in block depth up to the rate), random in training, off in eval, no new weights."""
-    plain = randomise_norms(timm.create_model(name))  # live transforms (zero_init_last silences them at init)
-    model = timm.create_model(name, drop_path_rate=0.2)
+    plain = randomise_norms(timm.create_model(name, in_chans=3))  # live transforms (zero_init_last silences them)
+    model = timm.create_model(name, drop_path_rate=0.2, in_chans=3)
     rates = {m.drop_prob for m in model.modules() if isinstance(m, timm.layers.DropPath)}
     blocks = sum(1 + stage.steps for stage in model.stages)  # a transition and the steps (all streams alike)
     assert sorted(rates) == pytest.approx([0.2 * i / (blocks - 1) for i in range(1, blocks)])  # block 0: rate 0
@@ -198,7 +198,7 @@ def test_drop_path_rate_is_timms_stochastic_depth(name):
 
 @pytest.mark.parametrize('name', ['hb_net_20_cifar', 'agd_net_40_cifar', 'admm_net_56_cifar'])
 def test_model_fuse_keeps_outputs(name):
-    model = randomise_norms(timm.create_model(name, coeff_init='theory'))
+    model = randomise_norms(timm.create_model(name, coeff_init='theory', in_chans=3))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         before = model(x)
@@ -301,7 +301,7 @@ def test_torch_save_round_trips_every_model(name, tmp_path):
 )
 @pytest.mark.parametrize('grad', [True, False])
 def test_flop_counter_works_with_and_without_grad(name, grad):
-    model = timm.create_model(name).eval()
+    model = timm.create_model(name, in_chans=3).eval()
     with torch.set_grad_enabled(grad), FlopCounterMode(display=False) as counter:
         model(torch.randn(1, 3, 32, 32))
     assert counter.get_total_flops() > 0
@@ -331,7 +331,7 @@ def test_every_family_is_alive_at_init(name, init, shape):
     """No dead network: each stage's output varies over a batch, and 20 SGD steps lower the loss on a small batch
     with balanced labels below what constant features allow (the classifier's bias alone cannot beat log(4))."""
     torch.manual_seed(0)
-    model = timm.create_model(name, coeff_init=init, coeff_shape=shape, num_classes=4)
+    model = timm.create_model(name, coeff_init=init, coeff_shape=shape, num_classes=4, in_chans=3)
     x, y = torch.randn(8, 3, 16, 16), torch.arange(8) % 4
     for feature in model.forward_intermediates(x, intermediates_only=True)[1:]:
         assert feature.std(0).max() > 1e-3, 'a stage output is constant over the batch'
@@ -364,12 +364,16 @@ def test_torch_hub_loads_every_model_from_the_repository(tmp_path):
     entries = [name for name in dir(hubconf) if callable(getattr(hubconf, name)) and not name.startswith('_')]
     assert sorted(entries) == sorted(NAMES)  # what torch.hub.list shows for a GitHub repository
     repo = str(repo)
-    tag = dict(pretrained=True, pretrained_cfg='fmnist')  # a shipped tag: no download
-    model = torch.hub.load(repo, 'hb_net_20_cifar', source='local', **tag).eval()
-    reference = timm.create_model('hb_net_20_cifar.fmnist', pretrained=True).eval()
     x = torch.randn(2, 1, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(model(x), reference(x))
+    for tag in ('fmnist', 'fmnist_resnet'):  # shipped tags: no download
+        model = torch.hub.load(repo, 'hb_net_20_cifar', source='local', pretrained=True, pretrained_cfg=tag).eval()
+        reference = timm.create_model(f'hb_net_20_cifar.{tag}', pretrained=True).eval()
+        with torch.no_grad():
+            assert torch.equal(model(x), reference(x))
+    default = torch.hub.load(repo, 'hb_net_20_cifar', source='local', pretrained=True)  # the first tag, as timm's
+    assert default.pretrained_cfg['tag'] == 'fmnist'
+    assert '    fmnist (default): 92.89% top-1 on the Fashion-MNIST test set' in hubconf.hb_net_20_cifar.__doc__
+    assert 'a1_in1k (default): converted from timm' in hubconf.hb_net_18.__doc__
 
 
 def test_a_rules_own_initialisation_is_selectable_by_name():
@@ -385,6 +389,6 @@ def test_a_rules_own_initialisation_is_selectable_by_name():
 @pytest.mark.parametrize('family', optnets.models.FAMILIES)
 def test_every_family_takes_steps_as_a_keyword(family):
     name = next(n for n in NAMES if n.startswith(family) and 'cifar' in n)
-    model = timm.create_model(name, steps=(2, 2, 2))
+    model = timm.create_model(name, steps=(2, 2, 2), in_chans=3)
     assert [s.steps for s in model.stages] == [2, 2, 2]
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)

@@ -178,7 +178,9 @@ def test_fit_checkpoint_resume_and_export(tmp_path):
     out = tmp_path / 'weights.safetensors'
     assert optnets_command(['export', str(last), str(out)]) == 0
     trained = ImageClassifier.load_from_checkpoint(last, weights_only=True).model.eval()
-    reloaded = timm.create_model('hb_net_20_cifar', pretrained=True, pretrained_cfg_overlay=dict(file=str(out)))
+    reloaded = timm.create_model(
+        'hb_net_20_cifar', pretrained=True, in_chans=3, pretrained_cfg_overlay=dict(file=str(out))
+    )
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(reloaded.eval()(x), trained(x))

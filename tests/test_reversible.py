@@ -22,8 +22,8 @@ INVERTIBLE = [  # a fixed-coefficient rule (Momentum ResNet) and learnable ones 
 
 
 def pair(name, kwargs, dtype=torch.float64):
-    stored = randomise_norms(timm.create_model(name, **kwargs)).train().to(dtype)
-    reversible = timm.create_model(name, memory='reversible', **kwargs).train().to(dtype)
+    stored = randomise_norms(timm.create_model(name, in_chans=3, **kwargs)).train().to(dtype)
+    reversible = timm.create_model(name, memory='reversible', in_chans=3, **kwargs).train().to(dtype)
     reversible.load_state_dict(stored.state_dict())
     return stored, reversible
 
@@ -103,12 +103,16 @@ def test_anchored_long_stages_equal_stored(monkeypatch):
     """Anchors every 3 steps in a 10-step stage: rebuilt and anchored steps together give stored's gradients."""
     monkeypatch.setattr(reversible, 'ANCHOR_EVERY', 3)
     stored = (
-        randomise_norms(timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory', step_act=False))
+        randomise_norms(
+            timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory', step_act=False, in_chans=3)
+        )
         .train()
         .double()
     )
     anchored = (
-        timm.create_model('hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory', step_act=False, memory='reversible')
+        timm.create_model(
+            'hb_net_20_cifar', steps=(10, 1, 1), coeff_init='theory', step_act=False, memory='reversible', in_chans=3
+        )
         .train()
         .double()
     )

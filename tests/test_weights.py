@@ -19,6 +19,8 @@ from optnets.weights import registry
 
 from tests.helpers import randomise_norms
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
@@ -156,10 +158,18 @@ def test_shipped_weights_load_for_real_and_score_as_measured(tag):
     assert correct / 1000 == pytest.approx(json.loads(RUNS.read_text())[tag]['test_top1_first_1000'], abs=0.002)
 
 
-def test_an_architecture_keeps_its_own_default_beside_other_datasets_tags():
-    model = timm.create_model('hb_net_20_cifar')
-    assert model.in_chans == 3 and model.pretrained_cfg['input_size'] == (3, 32, 32)
-    assert timm.create_model('hb_net_20_cifar.fmnist').in_chans == 1
+def test_the_bare_name_is_its_first_tag_with_weights_as_in_timm():
+    """timm's convention: an architecture's default is its first tag with weights, so the bare name loads them
+    (timm.create_model and torch.hub alike); CIFAR's three channels are one argument away, and the untrained
+    CIFAR cfg is still listed."""
+    bare, tagged = (timm.create_model(n, pretrained=True).eval() for n in ('hb_net_20_cifar', 'hb_net_20_cifar.fmnist'))
+    assert bare.pretrained_cfg['tag'] == 'fmnist' and bare.in_chans == 1
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(bare(x), tagged(x))
+    cifar = timm.create_model('hb_net_20_cifar', in_chans=3)
+    assert cifar.in_chans == 3 and cifar.pretrained_cfg['input_size'] == (3, 32, 32)
+    assert 'hb_net_20_cifar' in timm.list_pretrained('hb_net_20_cifar*')
 
 
 def test_a_file_that_does_not_load_is_never_pinned_so_the_right_file_still_loads(hub, tmp_path, monkeypatch):
@@ -296,42 +306,82 @@ def test_validate_pys_path_asks_for_three_channels_and_still_scores_the_publishe
     assert correct / len(dataset) == pytest.approx(json.loads(RUNS.read_text())[tag]['test_top1'], abs=1e-4)
 
 
-@pytest.mark.skipif(
+needs_timm_scripts = pytest.mark.skipif(
     not os.environ.get('TIMM_SCRIPTS'),
-    reason="timm's validate.py ships in its repository only, "
-    'not on PyPI: set TIMM_SCRIPTS to a checkout of it to run this',
+    reason="timm's scripts ship in its repository only, not on PyPI: set TIMM_SCRIPTS to a checkout of it",
 )
-def test_timms_validate_py_scores_the_published_accuracy_with_no_extra_flag(test_image_folder):
-    tag = 'hb_net_20_cifar.fmnist'
-    script = Path(os.environ['TIMM_SCRIPTS']) / 'validate.py'
-    code = f'import runpy, sys, optnets;sys.argv[0] = {str(script)!r}; runpy.run_path(sys.argv[0], run_name="__main__")'
+
+
+def timm_script(name: str, *args: str, cwd: Path) -> str:
+    """``optnets timm SCRIPT ARGS``, the documented command, on one of timm's own scripts; its stdout."""
+    script = Path(os.environ['TIMM_SCRIPTS']) / name
     out = subprocess.run(
-        [
-            sys.executable,
-            '-c',
-            code,
-            str(test_image_folder),
-            '--model',
-            tag,
-            '--pretrained',
-            '--device',
-            'cpu',
-            '--workers',
-            '0',
-            '-b',
-            '500',
-        ],
+        [sys.executable, '-m', 'optnets', 'timm', str(script), *args],
         capture_output=True,
         text=True,
-        check=True,
+        cwd=cwd,
+        env=dict(os.environ, OMP_NUM_THREADS='1'),
+        timeout=600,
     )
-    result = json.loads(out.stdout[out.stdout.index('--result') + len('--result') :])
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@needs_timm_scripts
+def test_timms_validate_py_scores_the_published_accuracy_as_the_card_says(test_image_folder, tmp_path):
+    tag = 'hb_net_20_cifar.fmnist'
+    args = ['--model', tag, '--pretrained', '--in-chans', '1', '--device', 'cpu', '--workers', '0', '-b', '500']
+    out = timm_script('validate.py', str(test_image_folder), *args, cwd=tmp_path)
+    result = json.loads(out[out.index('--result') + len('--result') :])
     assert result['top1'] == pytest.approx(100 * json.loads(RUNS.read_text())[tag]['test_top1'], abs=0.01)
 
 
+@needs_timm_scripts
+def test_timms_train_py_and_benchmark_py_run_an_optnets_model(test_image_folder, tmp_path):
+    data = tmp_path / 'data'
+    for split, images in (('train', slice(0, 16)), ('validation', slice(16, 24))):
+        for label in ('0', '1'):
+            (data / split / label).mkdir(parents=True)
+            for image in sorted((test_image_folder / label).iterdir())[images]:
+                shutil.copy(image, data / split / label)
+    args = ['--model', 'hb_net_20_cifar', '--in-chans', '1', '--num-classes', '2', '--epochs', '1', '-b', '8']
+    timm_script('train.py', str(data), *args, '--device', 'cpu', '--workers', '0', '--output', 'out', cwd=tmp_path)
+    assert list((tmp_path / 'out').rglob('model_best.pth.tar'))
+    args = ['--model', 'agd_net_40_cifar', '--bench', 'inference', '-b', '2', '--num-bench-iter', '5']
+    out = timm_script('benchmark.py', *args, '--num-warm-iter', '1', '--device', 'cpu', cwd=tmp_path)
+    assert json.loads(out[out.index('--result') + len('--result') :])['model'] == 'agd_net_40_cifar'
+
+
+def test_a_script_run_by_optnets_timm_sees_the_zoo_its_own_argv_and_main(tmp_path):
+    """The launcher's contract on a small script (timm's own are tested above, where a checkout is given): run
+    plainly, a script that asks timm for an optnets model fails as timm's do; through `optnets timm` it gets the
+    model, its own argv, ``__name__ == '__main__'`` and its folder on ``sys.path``."""
+    (tmp_path / 'helper.py').write_text('WHERE = "beside the script"\n')
+    script = tmp_path / 'script.py'
+    script.write_text(
+        'import sys, timm, helper\n'
+        'if __name__ == "__main__":\n'
+        '    model = timm.create_model(sys.argv[1], pretrained=True)\n'
+        '    print(sys.argv[1:], model.pretrained_cfg["tag"], helper.WHERE)\n'
+    )
+    plain = subprocess.run([sys.executable, str(script), 'hb_net_20_cifar'], capture_output=True, text=True)
+    assert plain.returncode != 0 and 'Unknown model' in plain.stderr
+    out = subprocess.run(
+        [sys.executable, '-m', 'optnets', 'timm', str(script), 'hb_net_20_cifar', '--flag'],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert out.stdout.strip() == "['hb_net_20_cifar', '--flag'] fmnist beside the script", out.stderr[-2000:]
+    missing = subprocess.run(
+        [sys.executable, '-m', 'optnets', 'timm', 'nowhere/validate.py'], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and missing.stderr.count('\n') == 1 and 'pytorch-image-models' in missing.stderr
+
+
 def test_drop_block_rate_is_timms_dropblock_in_the_last_two_stages():
-    model = timm.create_model('hb_net_20_cifar', drop_block_rate=0.1)
+    model = timm.create_model('hb_net_20_cifar', drop_block_rate=0.1, in_chans=3)
     blocks = [type(t.drop_block).__name__ for stage in model.stages for t in stage.transforms()]
     assert blocks == ['Identity'] * 2 + ['DropBlock2d'] * 4  # 2 steps per stage after each transition
-    assert model.state_dict().keys() == timm.create_model('hb_net_20_cifar').state_dict().keys()
+    assert model.state_dict().keys() == timm.create_model('hb_net_20_cifar', in_chans=3).state_dict().keys()
     model(torch.randn(2, 3, 32, 32)).sum().backward()

@@ -178,7 +178,17 @@ sha256: {data['sha256'] or 'pinned on first download (the manifest has none yet:
 (seed {measured['seed']}) and scored on all 10k test images: **{top1:.2f}%** top-1. Over seeds: {spread}.
 
 ```python
+import timm, optnets  # optnets registers its models with timm: without it, timm does not know the name
 model = timm.create_model("{tag}", pretrained=True)   # shipped with optnets, sha256 checked
+```
+
+timm's own scripts (from timm's repository) find optnets models when run through `optnets timm`, which imports
+optnets and then runs the script with its own arguments; a one-channel model is asked for with `--in-chans 1`
+(timm's scripts ask for 3 channels unless told; with 3, the grey stem is repeated over the channels and scores
+the same on grey images):
+
+```bash
+optnets timm validate.py FASHION_MNIST_TEST_FOLDER --model {tag} --pretrained --in-chans 1
 ```
 
 - Parameters: {measured['parameters']}; GMACs at 1x32x32: {measured['gmacs']:.4f}.

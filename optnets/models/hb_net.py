@@ -31,8 +31,8 @@ def checkpoint_filter_fn(state_dict: dict, model: HBNet) -> dict:
 
 default_cfgs = generate_default_cfgs(
     {
-        **pretrained_cfgs('hb_net', cfg),  # first: a '*' entry after them stays its architecture's default
-        'hb_net_20_cifar.*': cifar_cfg(),  # CIFAR's 3 channels, not the .fmnist tags' 1
+        **pretrained_cfgs('hb_net', cfg),  # first: an architecture's first tag with weights is its default
+        'hb_net_20_cifar': cifar_cfg(),  # untrained, CIFAR's 3 channels (the default .fmnist tags have 1)
         'hb_net_56_cifar': cifar_cfg(),
         'hb_net_110_cifar': cifar_cfg(),
         'hb_net_18': cfg(),

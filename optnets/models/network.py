@@ -456,7 +456,7 @@ def build(
         kwargs['pretrained_cfg_overlay'], loaded = verified_overlay(
             variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay')
         )
-        kwargs['pretrained_cfg_overlay'] = _widened_grayscale(variant, kwargs.get('in_chans'), kwargs)
+    kwargs['pretrained_cfg_overlay'] = _widened_grayscale(variant, kwargs.get('in_chans'), kwargs)
     out_indices = tuple(range(len(kwargs['steps']) + 1))
     model = build_model_with_cfg(
         model_cls,
@@ -473,7 +473,8 @@ def build(
 def _widened_grayscale(variant: str, in_chans: int | None, kwargs: dict) -> dict | None:
     """The overlay for ``in_chans`` channels from a one-channel tag: its input size and its mean and std
     repeated per channel, so that timm's data config feeds the grey image on every channel (as timm's
-    ``validate.py``, which asks for 3 channels unless told, does with ``input_img_mode='RGB'``)."""
+    ``validate.py``, which asks for 3 channels unless told, does with ``input_img_mode='RGB'``), and describes the
+    model's input with or without weights (timm's ``benchmark.py`` builds every model with 3 channels)."""
     from timm.models import resolve_pretrained_cfg
 
     overlay = kwargs.get('pretrained_cfg_overlay')

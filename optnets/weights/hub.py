@@ -54,7 +54,8 @@ def hub_folder(
     model.load_state_dict(model_weights(ckpt))
     data = dict(ckpt.get('data_config') or {})
     dataset = data.pop('dataset', None)
-    model.pretrained_cfg = {**model.pretrained_cfg, **data, 'num_classes': num_classes}  # the run's
+    cfg = {k: v for k, v in model.pretrained_cfg.items() if k != 'tag'}  # the run's weights, not the zoo's tag
+    model.pretrained_cfg = {**cfg, **data, 'num_classes': num_classes}  # the run's
     staging = Path(tempfile.mkdtemp(prefix=directory.name + '.', dir=directory.parent))
     try:  # written whole, then moved: an error leaves nothing half-written under the final name
         save_for_hf(model, staging, model_args=model_args, safe_serialization=True)

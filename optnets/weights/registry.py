@@ -173,7 +173,7 @@ def verified_overlay(
         return overlay, lambda: None
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg)
     tag = f'{variant}.{cfg.tag}' if cfg is not None and cfg.tag else variant
-    if tag not in MANIFEST:
+    if tag not in MANIFEST or cfg.source is not None:  # a source of its own (local-dir:, hf-hub:): not the manifest's
         return overlay, lambda: None
     path, downloaded = _verified(tag)
     return {**(overlay or {}), 'file': str(path)}, (lambda: pin_file(tag, path)) if downloaded else (lambda: None)
