@@ -246,6 +246,24 @@ def test_each_skeleton_takes_only_its_own_arguments_and_rules():
         DenseOptNet(optnets.rules.heavy_ball, steps=(1,))
 
 
+def test_a_registered_plain_rule_without_shortcuts_is_gd_nets_skeleton():
+    """register(..., shortcut=False) leaves out the transitions' shortcuts too: gradient descent's rule is then
+    gd_net's plain CNN, module for module; by default the three transitions keep ResNet's."""
+    optnets.register('plain_rule_56_cifar', 'x[k+1] = T(x[k])', depth=56, shortcut=False)
+    optnets.register('transition_skips_56_cifar', 'x[k+1] = T(x[k])', depth=56)
+    shortcuts = lambda m: [t.shortcut for t in m.modules() if type(t).__name__ == 'ResidualTransition']  # noqa: E731
+    plain, gd = timm.create_model('plain_rule_56_cifar'), timm.create_model('gd_net_56_cifar')
+    assert shortcuts(plain) == shortcuts(gd) == [False, False, False]
+    assert shortcuts(timm.create_model('transition_skips_56_cifar')) == [True, True, True]
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in gd.state_dict().items()}
+    plain.load_state_dict(randomise_norms(gd).state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(plain.eval()(x), gd(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match='no shortcut to leave out'):
+        optnets.register('dense_plain_40_cifar', optnets.rules.agd, depth=40, shortcut=False)
+
+
 def test_register_a_dense_rule_on_the_imagenet_skeleton():
     """A rule summing T over the history gets DenseNet-121's skeleton: its parameters plus the coefficients."""
     optnets.register('dense_sum_net_121', 'x[k+1] = sum_j a[j]*T(x[j])', preset='imagenet', depth=121)

@@ -43,6 +43,7 @@ def register(
     special: dict | None = None,
     theory: dict | None = None,
     inits: dict | None = None,
+    shortcut: bool = True,
     **model_kwargs,
 ) -> Callable[..., nn.Module]:
     """Register ``name`` with timm as ``rule`` compiled on a preset skeleton; returns the entrypoint.
@@ -52,11 +53,20 @@ def register(
     ``coeff_init='theory'``; ``timm.create_model(name, ...)`` takes the usual overrides. ``special`` and
     ``theory`` give the coefficients' initial values (``{symbol: value}``); unnamed ones start at 0. ``inits``
     adds initialisations of your own, ``{name: {symbol: value}}``, selected by ``coeff_init=name``.
+
+    ``shortcut``: on ResNet's skeleton, whether each stage's first block (the transition, where width or
+    resolution changes) keeps ResNet's shortcut. ``shortcut=False`` with ``x[k+1] = T(x[k])`` is ``gd_net``'s
+    plain CNN, with no skip anywhere; with the default, the three transitions keep theirs. DenseNet's skeleton
+    has no shortcuts to keep.
     """
     rule = Rule.parse(rule, name=name) if isinstance(rule, str) else rule
     named = {key: value for key, value in (('special', special), ('theory', theory)) if value is not None}
     rule = rule.with_inits(**named, **(inits or {}))
-    defaults = dict(_preset(compile_rule(rule), preset, depth), rule=rule, **model_kwargs)
+    plan = compile_rule(rule)
+    if plan.dense and not shortcut:
+        raise ValueError(f"{name}: a dense rule gets DenseNet's skeleton, which has no shortcut to leave out")
+    skeleton = _preset(plan, preset, depth) | ({} if plan.dense else {'shortcut': shortcut})
+    defaults = dict(skeleton, rule=rule, **model_kwargs)
     default_cfgs.update(generate_default_cfgs({name: cifar_cfg() if preset == 'cifar' else cfg()}))
 
     def entrypoint(pretrained=False, **kwargs):
