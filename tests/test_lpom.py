@@ -313,3 +313,21 @@ def test_partial_fit_refuses_labels_outside_classes_before_any_state():
     with pytest.raises(ValueError, match=r'labels \[7\] that are not in classes'):
         model.partial_fit(x, np.where(y == y[0], 7, y), classes=np.unique(y))
     assert not any(key.endswith('_') for key in vars(model))
+
+
+def test_large_inputs_get_a_warning_and_pixels_in_0_1_none():
+    """LPOM is not invariant to its inputs' scale (benchmarks/lpom_input_scale.py): standardized features, as
+    scikit-learn's MLP docs recommend, warn once at fit; Fashion-MNIST's pixels in [0, 1] do not."""
+    import warnings
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    gen = np.random.default_rng(0)
+    x, y = gen.random((60, 20)).astype(np.float32) * 0.8, np.arange(60) % 3  # RMS 0.46, as pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        LPOM(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(x, y).predict(x)
+    with pytest.warns(UserWarning, match=r'root mean square of 1\.00: LPOM is not invariant') as caught:
+        make_pipeline(StandardScaler(), LPOM(hidden_layer_sizes=(8,), max_iter=1, random_state=0)).fit(x, y)
+    assert len(caught) == 1

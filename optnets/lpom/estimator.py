@@ -2,6 +2,7 @@
 family over ``layers`` (the MLP is an architecture of dense layers)."""
 
 import math
+import warnings
 from numbers import Integral, Real
 from typing import Callable, Iterator, Sequence
 
@@ -23,6 +24,9 @@ LOSSES = ('mse', 'cross_entropy')
 SCHEDULES = ('serial', 'parallel', 'odd-even')
 DEFAULT_MU = 10.0
 """The layer weight every LPOM entry point starts from (the estimator, the Lightning recipe, the benchmark)."""
+INPUT_RMS_WARNING = 0.75
+"""Training inputs with a larger root mean square get a warning: between Fashion-MNIST's pixels (0.45) and the
+scales that fit worse in benchmarks/lpom_input_scale.py (standardized, 1.0; pixels times 3, 1.36)."""
 
 
 class BaseLPOM(ClassifierMixin, BaseEstimator):
@@ -118,6 +122,15 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
                 f'X has values up to {np.abs(x).max():.3g}: the least-squares weight update squares '
                 f'them and would overflow float32 (above {limit:.3g} here); scale the features, e.g. '
                 'with sklearn.preprocessing.StandardScaler'
+            )
+        size = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+        if training and reset and size > INPUT_RMS_WARNING:
+            warnings.warn(
+                f'X has a root mean square of {size:.2f}: LPOM is not invariant to the scale of its inputs, and its '
+                'defaults were set on pixels in [0, 1] (0.45 on Fashion-MNIST); standardized or larger inputs fit '
+                'less well there (docs/lpom.md, "Inputs")',
+                UserWarning,
+                stacklevel=3,
             )
         x = torch.from_numpy(np.ascontiguousarray(x))
         return (x, y) if training else x
