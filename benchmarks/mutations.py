@@ -1,5 +1,6 @@
-"""Mutation testing of the LPOM solver and the compiler: each named mutation changes one formula, and the tests
-must fail on it. A mutation no test kills is a survivor: a test is missing, or the mutant is equivalent.
+"""Mutation testing of the LPOM solver, the compiler and the reconstruction networks: each named mutation changes
+one formula, and the tests must fail on it. A mutation no test kills is a survivor: a test is missing, or the
+mutant is equivalent.
 
     python benchmarks/mutations.py --out benchmarks/results/mutations/results.json   # and table.md beside it
 
@@ -26,6 +27,7 @@ LPOM_TESTS = [
     'tests/test_lpom_distributed.py',
 ]
 COMPILER_TESTS = ['tests/test_compiler.py', 'tests/test_semantics.py', 'tests/test_rules.py', 'tests/test_lemmas.py']
+RECON_TESTS = ['tests/test_recon.py']
 MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover it)
     (
         'hidden update: mu ratio inverted',
@@ -194,6 +196,34 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
         'return mul(mul(left, right.left), right.right)',
         "return BinOp('*', left, right)",
         COMPILER_TESTS,
+    ),
+    (
+        "pseudo-inverse ridge: the Gram diagonal's sum for its mean",
+        'optnets/lpom/solver.py',
+        'eps = reg * gram.diagonal().mean().clamp_min(1e-12)',
+        'eps = reg * gram.diagonal().sum().clamp_min(1e-12)',
+        LPOM_TESTS,
+    ),
+    (
+        'fused sum: any coefficient of one for all of them',
+        'optnets/compiler/codegen.py',
+        'all(c == 1.0 for c in coeffs)',
+        'any(c == 1.0 for c in coeffs)',
+        COMPILER_TESTS,
+    ),
+    (
+        'reconstruction: L scaled by 1.5 (not ||A^T A||)',
+        'optnets/recon/network.py',
+        '        value = float(x.norm())\n    return value',
+        '        value = float(x.norm())\n    return 1.5 * value',
+        RECON_TESTS,
+    ),
+    (
+        "ISTA-Net+'s prox without its skip r +",
+        'optnets/recon/prox.py',
+        'return r + self.project(self.backward_transform(self.threshold(code)))',
+        'return self.project(self.backward_transform(self.threshold(code)))',
+        RECON_TESTS,
     ),
 ]
 

@@ -202,3 +202,20 @@ def test_lpoms_elu_f_and_g_are_zero_and_continuous_at_zero():
 
     act, x = elu(0.7), torch.tensor([-1e-9, 0.0, 1e-9], dtype=torch.float64)
     assert act.f(x).abs().max() < 1e-15 and act.g(x).abs().max() < 1e-15
+
+
+def test_the_pseudo_inverse_ridge_is_relative_to_the_mean_of_the_gram_diagonal():
+    """pinv_solver solves (G + eps I) with eps = reg * mean(diag G): the ridge's scale, written out and compared
+    (a ridge scaled by the diagonal's sum instead moves the result far beyond the tolerance)."""
+    from optnets.lpom.solver import augment, pinv_solver
+
+    gen = torch.Generator().manual_seed(0)
+    for rows, cols in ((5, 40), (40, 5)):  # the wide and the tall Gram matrix
+        x = torch.randn(rows, cols, generator=gen, dtype=torch.float64)
+        xa = augment(x)
+        wide = xa.shape[0] <= xa.shape[1]
+        gram = xa @ xa.T if wide else xa.T @ xa
+        ridge = 0.1 * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=torch.float64)
+        r = torch.randn(gram.shape[0] if wide else xa.shape[0], 3, generator=gen, dtype=torch.float64)
+        expected = xa.T @ torch.linalg.solve(gram + ridge, r) if wide else torch.linalg.solve(gram + ridge, xa.T @ r)
+        torch.testing.assert_close(pinv_solver(x, 0.1)(r), expected, rtol=1e-10, atol=1e-12)

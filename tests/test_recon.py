@@ -228,3 +228,28 @@ def test_bad_measurements_or_physics_are_one_clear_error(bad, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         net(*bad(y, physics))
     assert torch.isfinite(net(y, physics)).all()  # nothing was left behind by the refused call
+
+
+def test_the_lipschitz_constant_is_the_largest_eigenvalue_of_a_transpose_a():
+    """L = ||A^T A||_2, against the matrix itself: A applied to the identity basis, its top singular value squared."""
+    from optnets.recon.network import squared_norm
+
+    physics, x, _ = problem(n=1)
+    basis = torch.eye(16 * 16).reshape(-1, 1, 16, 16)
+    matrix = physics.A(basis).reshape(16 * 16, -1).T  # A as an m x n matrix
+    expected = torch.linalg.matrix_norm(matrix, ord=2).item() ** 2
+    assert squared_norm(physics, x) == pytest.approx(expected, rel=1e-4)
+
+
+def test_ista_net_plus_prox_is_its_input_plus_a_residual_branch():
+    """ISTA-Net+'s x = r + H(F~(soft(F(D r)))): with the branch's last map at zero the prox is the identity, and
+    otherwise its output minus its input is the branch alone."""
+    from optnets.recon.prox import ISTANetPlusProx
+
+    torch.manual_seed(0)
+    prox, r = ISTANetPlusProx(features=8).eval(), torch.randn(2, 1, 16, 16)
+    branch = prox.project(prox.backward_transform(prox.threshold(prox.forward_transform(prox.lift(r)))))
+    with torch.no_grad():
+        torch.testing.assert_close(prox(r) - r, branch, rtol=1e-5, atol=1e-6)
+        prox.project.weight.zero_()
+        assert torch.equal(prox(r), r)
