@@ -20,20 +20,26 @@ from optnets.rules.builtin import ADMM_STEP, nesterov_beta  # noqa: E402
 LAMBDA = 0.05  # the l1 weight of the LASSO problems below
 
 
-def problem(seed: int = 0, n: int = 4):
+def problem(seed: int = 0, n: int = 4, dtype: torch.dtype = torch.float32):
     torch.manual_seed(seed)
-    physics = dinv.physics.CompressedSensing(m=100, img_size=(1, 16, 16), rng=torch.Generator().manual_seed(seed))
-    x = torch.rand(n, 1, 16, 16) * (torch.rand(n, 1, 16, 16) < 0.2)  # sparse images
+    physics = dinv.physics.CompressedSensing(
+        m=100, img_size=(1, 16, 16), rng=torch.Generator().manual_seed(seed), dtype=dtype
+    )
+    x = (torch.rand(n, 1, 16, 16) * (torch.rand(n, 1, 16, 16) < 0.2)).to(dtype)  # sparse images
     return physics, x, physics(x)
+
+
+EXACT = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=0, atol=1e-12)}
+"""How close a theory start is to the algorithm's own loop, by dtype: float64 is exact to 1e-12."""
 
 
 def soft(v, threshold):
     return torch.sign(v) * torch.relu(v.abs() - threshold)
 
 
-def lasso_network(rule, phases: int) -> ReconNet:
+def lasso_network(rule, phases: int, dtype: torch.dtype = torch.float32) -> ReconNet:
     """``rule`` with T a proximal gradient step on LASSO: step 1/L and soft-thresholding at LAMBDA/L."""
-    return ReconNet(rule, phases, lambda phase: SoftThreshold(0.0), coeff_init='theory')
+    return ReconNet(rule, phases, lambda phase: SoftThreshold(0.0), coeff_init='theory', dtype=dtype)
 
 
 def set_threshold(net: ReconNet, threshold: float):
@@ -46,25 +52,27 @@ def gradient_step(physics, y, z, lipschitz):
     return z - physics.A_adjoint(physics.A(z) - y) / lipschitz
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('rule', [ISTA, rules.gd], ids=['G written out', 'T the whole phase'])
 @torch.no_grad()
-def test_ista_nets_theory_start_is_ista_iterate_for_iterate(rule):
-    physics, _, y = problem()
-    net = lasso_network(rule, 6)
+def test_ista_nets_theory_start_is_ista_iterate_for_iterate(rule, dtype):
+    physics, _, y = problem(dtype=dtype)
+    net = lasso_network(rule, 6, dtype)
     net(y, physics)  # L is measured on the first forward
     lipschitz = next(iter(net.data._norms.values()))
     set_threshold(net, LAMBDA / lipschitz)
     x = physics.A_adjoint(y)
     for _ in range(6):
         x = soft(gradient_step(physics, y, x, lipschitz), LAMBDA / lipschitz)
-    torch.testing.assert_close(net(y, physics), x, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(net(y, physics), x, **EXACT[dtype])
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('rule', [FISTA, rules.nesterov], ids=['G written out', 'T the whole phase'])
 @torch.no_grad()
-def test_fista_nets_theory_start_is_fista_iterate_for_iterate(rule):
-    physics, _, y = problem(1)
-    net = lasso_network(rule, 6)
+def test_fista_nets_theory_start_is_fista_iterate_for_iterate(rule, dtype):
+    physics, _, y = problem(1, dtype=dtype)
+    net = lasso_network(rule, 6, dtype)
     net(y, physics)
     lipschitz = next(iter(net.data._norms.values()))
     set_threshold(net, LAMBDA / lipschitz)
@@ -72,15 +80,16 @@ def test_fista_nets_theory_start_is_fista_iterate_for_iterate(rule):
     for k in range(6):
         point = x + nesterov_beta(k) * (x - previous)
         previous, x = x, soft(gradient_step(physics, y, point, lipschitz), LAMBDA / lipschitz)
-    torch.testing.assert_close(net(y, physics), x, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(net(y, physics), x, **EXACT[dtype])
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @torch.no_grad()
-def test_admm_nets_theory_start_is_linearised_admm_iterate_for_iterate():
+def test_admm_nets_theory_start_is_linearised_admm_iterate_for_iterate(dtype):
     """rules.admm's theory with T the increment of G = prox-gradient step: ``y+ = G(y) - c (y - x + u)``,
     ``x+ = G(x) - c (x - y+ - u)``, ``u+ = u + y+ - x+``; the output is the streams' mean."""
-    physics, _, y = problem(2)
-    net = lasso_network(rules.admm, 5)
+    physics, _, y = problem(2, dtype=dtype)
+    net = lasso_network(rules.admm, 5, dtype)
     net(y, physics)
     lipschitz = next(iter(net.data._norms.values()))
     set_threshold(net, LAMBDA / lipschitz)
@@ -91,7 +100,7 @@ def test_admm_nets_theory_start_is_linearised_admm_iterate_for_iterate():
         a = step(a) - c * (a - b + u)
         b = step(b) - c * (b - a - u)
         u = u + a - b
-    torch.testing.assert_close(net(y, physics), (a + b) / 2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(net(y, physics), (a + b) / 2, **EXACT[dtype])
 
 
 @pytest.mark.parametrize('name', sorted(PRESETS))

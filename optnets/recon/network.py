@@ -68,10 +68,17 @@ class DataStep(nn.Module):
     (``reading='step'``) or ``G(z) - z`` (``reading='increment'``), so that a rule's ``theory`` coefficients give
     the algorithm's own iterates."""
 
-    def __init__(self, prox: nn.Module, data: DataTerm, step_size: float = 1.0, increment: bool = False):
+    def __init__(
+        self,
+        prox: nn.Module,
+        data: DataTerm,
+        step_size: float = 1.0,
+        increment: bool = False,
+        dtype: torch.dtype | None = None,
+    ):
         super().__init__()
         self.prox, self.data, self.increment = prox, data, increment
-        self.step_size = nn.Parameter(torch.tensor(float(step_size)))
+        self.step_size = nn.Parameter(torch.tensor(float(step_size), dtype=dtype))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         g = self.prox(self.data.gradient_step(z, self.step_size))
@@ -107,7 +114,7 @@ class ReconNet(Reconstructor):
     measurements as its ``G``; any other rule gets a ``DataStep`` (a gradient step, then ``prox(phase)``) as
     its ``T``, read as the rule says. ``coeff_init='theory'`` starts from the algorithm's coefficients (ISTA's
     step ``a = 1``, FISTA's extrapolation), learned when ``learn_coeffs``. A dense rule (a concatenated history)
-    gives no single image and is refused."""
+    gives no single image and is refused. ``dtype`` casts the whole network (its coefficients included)."""
 
     def __init__(
         self,
@@ -118,6 +125,7 @@ class ReconNet(Reconstructor):
         step_size: float = 1.0,
         coeff_init: str = 'theory',
         learn_coeffs: bool = True,
+        dtype: torch.dtype | None = None,
     ):
         super().__init__()
         plan = compile_rule(rule)
@@ -130,13 +138,16 @@ class ReconNet(Reconstructor):
             plan,
             phases,
             lambda phase, stream, widths: (
-                prox(phase) if reads_data else DataStep(prox(phase), self.data, step_size, increment)
+                prox(phase) if reads_data else DataStep(prox(phase), self.data, step_size, increment, dtype)
             ),
             channels,
             coeff_init=coeff_init,
             learn_coeffs=learn_coeffs,
+            dtype=dtype,  # the coefficients made in it, not rounded to float32 first (FISTA's to 1e-12)
         )
         self.stage.data = self.data  # what G(...) reads
+        if dtype is not None:  # the proxes, as ``prox(phase)`` made them
+            self.to(dtype)
 
     def forward(self, y: torch.Tensor, physics: Physics, **kwargs) -> torch.Tensor:
         x0 = adjoint_of_measurements(y, physics)
