@@ -491,25 +491,7 @@ def test_transformers_loads_an_exported_folder_with_timms_logits_and_eval_transf
 
     root = tmp_path / 'run'
     cli_main(
-        [
-            'fit',
-            '--data',
-            'optnets.recipes.data.SyntheticDataModule',
-            '--data.in_chans',
-            '1',
-            '--data.image_size',
-            '32',
-            '--model.model',
-            'hb_net_20_cifar',
-            '--trainer.accelerator',
-            'cpu',
-            '--trainer.max_steps',
-            '1',
-            '--trainer.enable_progress_bar',
-            'false',
-            '--trainer.default_root_dir',
-            str(root),
-        ]
+        ['fit', *QUICK, '--data.in_chans', '1', '--trainer.max_steps', '1', '--trainer.default_root_dir', str(root)]
     )
     folder = tmp_path / 'hub'
     assert optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), '--hub-dir', str(folder)]) == 0
