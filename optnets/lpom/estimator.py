@@ -123,8 +123,8 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
                 f'them and would overflow float32 (above {limit:.3g} here); scale the features, e.g. '
                 'with sklearn.preprocessing.StandardScaler'
             )
-        size = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-        if training and reset and size > INPUT_RMS_WARNING:
+        size = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if training and reset and x.size else 0.0
+        if size > INPUT_RMS_WARNING:  # measured on a fresh fit's inputs only, never on predict
             warnings.warn(
                 f'X has a root mean square of {size:.2f}: LPOM is not invariant to the scale of its inputs, and its '
                 'defaults were set on pixels in [0, 1] (0.45 on Fashion-MNIST); standardized or larger inputs fit '
