@@ -143,7 +143,7 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
     ),
     (
         'fold: x*0 kept as x',
-        'optnets/compiler/codegen.py',
+        'optnets/compiler/lower.py',
         "if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):\n        return 0.0",
         "if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):\n        return left",
         COMPILER_TESTS,
@@ -157,7 +157,7 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
     ),
     (
         'a read one step off',
-        'optnets/compiler/codegen.py',
+        'optnets/compiler/lower.py',
         'index = max(step - lag, 0)',
         'index = max(step - lag - 1, 0)',
         COMPILER_TESTS,
@@ -171,8 +171,8 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
     ),
     (
         'fuse: T-term coefficient not folded',
-        'optnets/compiler/codegen.py',
-        'if (step, owner.stream) in self.spec.folded:\n            coeff = 1.0',
+        'optnets/compiler/lower.py',
+        'if (step, owner.stream) in self.settings.folded:\n            coeff = 1.0',
         'if False:\n            pass',
         COMPILER_TESTS,
     ),
@@ -206,7 +206,7 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
     ),
     (
         'fused sum: any coefficient of one for all of them',
-        'optnets/compiler/codegen.py',
+        'optnets/compiler/lower.py',
         'all(c == 1.0 for c in coeffs)',
         'any(c == 1.0 for c in coeffs)',
         COMPILER_TESTS,

@@ -7,9 +7,11 @@ import fnmatch
 import sys
 
 import timm
+from torch import nn
 
 from . import __version__, rules
 from .compiler import CompiledStage, compile_rule
+from .compiler.lower import Program
 from .models import FAMILIES, family_of
 from .models.network import gmacs
 from .extras import MissingExtra
@@ -19,8 +21,16 @@ from .weights.registry import WeightsError
 
 
 def _plan(args):
-    rule = rules.BUILTIN.get(args.rule) or Rule.parse(args.rule)
-    print(compile_rule(rule))
+    print(program_of(rules.BUILTIN.get(args.rule) or Rule.parse(args.rule), args.steps, not args.fixed, args.init))
+
+
+def program_of(rule: Rule, steps: int, learn_coeffs: bool, coeff_init: str) -> Program:
+    """The program a stage of ``rule`` runs with these settings: the stage itself is compiled (with identity
+    transforms, which are never called), so what prints is what runs."""
+    stage = CompiledStage(
+        compile_rule(rule), steps, lambda *_: nn.Identity(), 1, learn_coeffs=learn_coeffs, coeff_init=coeff_init
+    )
+    return stage.program
 
 
 def facts(name: str) -> dict:
@@ -80,14 +90,14 @@ def _info(args):
     if arch not in timm.list_models(module=list(FAMILIES)) or tag and args.name not in timm.list_pretrained(arch):
         raise LookupError(f'{args.name!r} is not an optnets model: `optnets models` lists them')
     f = facts(args.name)
-    plan = f['stages'][0].plan
+    program = f['stages'][0].program
     print(
         f'{args.name}: {f["params"] / 1e6:.3f}M parameters ({f["coefficients"]} of them coefficients), '
         f'{f["gmacs"]:.3f} GMACs at {"x".join(map(str, f["input_size"]))}'
     )
     print(f'stages: {", ".join(f"{s.steps} steps of width {s.width}" for s in f["stages"])}')
     print(f'pretrained tags: {", ".join(f["tags"]) or "none"}')
-    print(plan)
+    print(f'first stage: {program}')
 
 
 def _weights(args):
@@ -186,8 +196,13 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog='optnets', description=__doc__)
     root.add_argument('--version', action='version', version=f'optnets {__version__}')
     sub = root.add_subparsers(dest='command', required=True)
-    plan = sub.add_parser('plan', help='print the compiled plan of a built-in rule or of rule text')
+    plan = sub.add_parser(
+        'plan', help='print the plan of a built-in rule or of rule text, and the program a stage of it runs'
+    )
     plan.add_argument('rule', help=f'one of {", ".join(rules.BUILTIN)} or rule text')
+    plan.add_argument('--steps', type=int, default=3, help="the stage's steps (default: 3)")
+    plan.add_argument('--fixed', action='store_true', help='fixed coefficients, folded into the program as numbers')
+    plan.add_argument('--init', default='special', help="the coefficients' initialisation (default: special)")
     plan.set_defaults(run=_plan)
     models = sub.add_parser('models', help='a table of the optnets models: parameters, GMACs, coefficients, tags')
     models.add_argument('pattern', nargs='?', default='', help="a name pattern such as 'hb_net*'")

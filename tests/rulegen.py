@@ -204,7 +204,6 @@ def build(case: Case):
         dtype=dtype,
     )
     randomise_norms(stage)
-    stage.data = AffineData(torch.Generator().manual_seed(case.seed), dtype)  # read only by rules with G(...)
     if case.learn:
         with torch.no_grad():
             for name, param in stage.coeff.named_parameters():
@@ -214,10 +213,16 @@ def build(case: Case):
                 param.copy_(table.view(param.shape))
     stage.train(case.train)
     x = torch.randn(BATCH, in_width, SIZE, SIZE, dtype=dtype, requires_grad=True)
-    return rule, stage, x, values
+    data = AffineData(torch.Generator().manual_seed(case.seed), dtype)  # read only by rules with G(...)
+    return rule, stage, x, values, data
 
 
-def reference(rule: Rule, stage, case: Case, x: torch.Tensor, values: dict):
+def run(stage, x: torch.Tensor, data: AffineData) -> torch.Tensor:
+    """The stage's output, given the data where its rule reads G(...)."""
+    return stage(x, data) if stage.program.reads_data else stage(x)
+
+
+def reference(rule: Rule, stage, case: Case, x: torch.Tensor, values: dict, data: AffineData):
     def coefficient(name, step, j):
         position = step * (step + 1) // 2 + j if j is not None else step
         if case.learn and hasattr(stage.coeff, name):
@@ -248,7 +253,7 @@ def reference(rule: Rule, stage, case: Case, x: torch.Tensor, values: dict):
         act() if act else None,
         tail,
         skip_input=case.skip_input,
-        gradient=stage.data.gradient,
+        gradient=data.gradient,
     )
     return output(rule, history, lambda tensors: torch.cat(tensors, 1))
 
@@ -283,19 +288,19 @@ def check(case: Case) -> list[str]:
         Rule.parse(case.text)
     except RuleError as error:  # extreme numbers: refused where they fold out of range, never elsewhere
         return [] if error.pos is not None and 'out of range' in error.message else [f'RuleError: {error}']
-    rule, stage, x, values = build(case)
+    rule, stage, x, values, data = build(case)
     if Rule.parse(str(rule)) != rule:
         problems.append(f'round trip: {str(rule)!r} re-parses differently')
     if extreme(rule):
-        stage(x)
+        run(stage, x, data)
         with torch.no_grad():
-            copy.deepcopy(stage).eval().fuse()(x)
+            run(copy.deepcopy(stage).eval().fuse(), x, data)
         return problems or [UNCOMPARED]
     inputs = [x, *stage.coeff.parameters()]
-    compiled = stage(x)
+    compiled = run(stage, x, data)
     weights = torch.randn_like(compiled)
     compiled_grads = gradients(compiled, weights, inputs)
-    expected = reference(rule, stage, case, x, values)
+    expected = reference(rule, stage, case, x, values, data)
     if not torch.isfinite(expected).all():  # finite numbers whose products overflow float64 at run time
         return [UNCOMPARED]
     if not close(compiled, expected):
@@ -313,7 +318,7 @@ def check(case: Case) -> list[str]:
     if not case.train:
         fused = copy.deepcopy(stage).fuse()
         with torch.no_grad():
-            after = fused(x)
+            after = run(fused, x, data)
         if not close(after, expected.detach()):
             problems.append(
                 f'fuse() changes the output by {float((after - expected.detach()).abs().max()):.3g}\n{fused.code}'

@@ -1,5 +1,7 @@
 """The compiler: plans, special-case equivalences, accumulators, fuse() and training of any rule."""
 
+import inspect
+
 import pytest
 import timm
 import torch
@@ -104,7 +106,7 @@ def test_accumulator_memory_is_independent_of_depth():
     plan = compile_rule(rule)
     assert plan.streams[0].accumulator and not plan.streams[0].whole_history
     shallow, deep = (compile_stage(rule, k, basic, WIDTH) for k in (4, 32))
-    assert shallow.kept_tensors() == deep.kept_tensors() == plan.kept_tensors() == 2
+    assert shallow.kept_tensors() == deep.kept_tensors() == 2
     x = torch.randn(1, WIDTH, 4, 4)
     s = x.clone()
     y = x
@@ -121,12 +123,14 @@ def test_accumulator_memory_is_independent_of_depth():
 def test_plan_prints_like_the_formula():
     text = str(compile_rule(rules.admm))
     assert 'x[k+1] = T(x[k]) + b1*x[k] + b2*y[k] + b3*y[k+1] + sum_t b4*y[t] - sum_t b4*x[t]' in text
-    assert 'running difference D = sum_j (y[j] - x[j])' in text  # the dual: one accumulator, flat in depth
     assert 'b3       one per step; special: 0.0, theory: 0.5' in text
     assert 'reading: T is the increment' in text and 'special: preserved' in text
-    assert 'a[j]' in str(compile_rule(rules.agd)) and 'whole history' in str(compile_rule(rules.agd))
-    dense_text = str(compile_rule(rules.agd))
-    assert 'fused transform calls:\n    x: sum_j a[j]*T(x[j]) = tail(conv(concat_j(a[j] * P(x[j]))))' in dense_text
+    program = str(compile_stage(rules.admm, 3, basic, WIDTH).program)
+    assert program.startswith(text) and 'running difference D = sum_j (y[j] - x[j])' in program  # one accumulator
+    assert 'step 2: x[3] = T_x[2](x[2]) + b1[2]*x[2] + b2[2]*y[2] + b3[2]*y[3] + b4[2]*D' in program
+    agd = compile_stage(rules.agd, 2, dense, 4).program
+    assert 'a[j]' in str(agd.plan) and 'whole history' in str(agd)
+    assert 'fused transform calls:\n    x: sum_j a[j]*T(x[j]) = tail(conv(concat_j(a[j] * P(x[j]))))' in str(agd.plan)
 
 
 FUSE_CASES = [
@@ -353,13 +357,13 @@ def test_a_fused_state_never_loads_into_an_unfused_stage():
     ],
 )
 def test_constant_folding_decisions(op, left, right, expected):
-    from optnets.compiler.codegen import fold
+    from optnets.compiler.lower import fold
 
     assert fold(op, left, right) == expected
 
 
 def test_folding_refuses_a_fixed_zero_divisor():
-    from optnets.compiler.codegen import fold
+    from optnets.compiler.lower import fold
 
     for left in ('c', 1.0):
         with pytest.raises(ZeroDivisionError):
@@ -418,7 +422,7 @@ def test_a_dual_read_as_a_difference_runs_as_one_running_difference_that_compute
 
     plan = compile_rule(text)
     assert plan.difference is not None and not any(s.accumulator for s in plan.streams)
-    assert plan.kept_tensors() == len(plan.streams) + 1
+    assert compile_stage(text, 3, basic, WIDTH).kept_tensors() == len(plan.streams) + 1
     for steps in (1, 2, 4):
         case = Case(
             text=text,
@@ -439,9 +443,9 @@ def test_sums_read_apart_keep_their_own_accumulators():
     assert plan.difference is None and all(s.accumulator for s in plan.streams)
 
 
-def test_a_stage_that_reads_a_data_term_says_where_to_run_it():
-    """G(...) reads measurements: a stage outside a reconstruction network refuses in one line; with a data term
-    it computes x[k+1] = T(x[k] - a*G(x[k])) (a = 1 here, T the identity: a gradient step on G's objective)."""
+def test_a_stage_that_reads_a_data_term_takes_it_as_an_argument():
+    """G(...) reads measurements: called without them a stage refuses in one line; given a data term as an argument
+    it computes x[k+1] = T(x[k] - a*G(x[k])) (T the identity: a gradient step on G's objective), and keeps none."""
     stage = compile_stage('x[k+1] = T(x[k] - a*G(x[k]))', 2, lambda step, stream, widths: nn.Identity(), 1)
     with torch.no_grad():
         stage.coeff.a.fill_(0.5)
@@ -452,9 +456,10 @@ def test_a_stage_that_reads_a_data_term_says_where_to_run_it():
         def gradient(self, z):
             return z - 2.0  # G of 1/2 ||z - 2||^2
 
-    stage.data = Half()
     x = torch.ones(1, 1, 2, 2)
-    torch.testing.assert_close(stage(x), 2.0 + (x - 2.0) * 0.25)  # two steps of z - 0.5 (z - 2)
+    before = dict(vars(stage))
+    torch.testing.assert_close(stage(x, Half()), 2.0 + (x - 2.0) * 0.25)  # two steps of z - 0.5 (z - 2)
+    assert vars(stage) == before and 'data' in inspect.signature(stage.forward).parameters
     with pytest.raises(optnets.compiler.reversible.NotInvertible, match='not one of'):
         compile_stage(
             'x[k+1] = T(x[k]) + x[k] - 0.5*x[k-1] - G(x[k])',

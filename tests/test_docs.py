@@ -34,15 +34,21 @@ def test_the_site_builds_strictly_with_its_api_reference(tmp_path):
     assert (tmp_path / 'site' / 'results' / 'memory' / 'memory.png').is_file()  # the studies' figures
 
 
-@pytest.mark.parametrize('text', ['README.md', 'docs/zoo.md'])
-def test_the_zoo_table_is_the_registrys(text):
+@pytest.fixture(scope='module')
+def zoo_table() -> str:
+    """`optnets models --format markdown`, made once (each model's GMACs are counted by running it)."""
     from optnets.cli import models_table
     import timm
     from optnets.models import FAMILIES
 
+    return models_table(timm.list_models(module=list(FAMILIES)))
+
+
+@pytest.mark.parametrize('text', ['README.md', 'docs/zoo.md'])
+def test_the_zoo_table_is_the_registrys(text, zoo_table):
     body = (ROOT / text).read_text()
     table = body.split('<!-- zoo: optnets models --format markdown -->\n', 1)[1].split('\n<!-- /zoo -->', 1)[0]
-    assert table == models_table(timm.list_models(module=list(FAMILIES)))
+    assert table == zoo_table
 
 
 STUDIES = {  # docs page -> the results whose table.md it holds

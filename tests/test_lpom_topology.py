@@ -39,7 +39,11 @@ def test_stage_specs_take_the_coefficients_at_each_step():
 @pytest.mark.parametrize(
     'rule, init, message',
     [
-        (rules.heavy_ball, 'theory', r'b2\*x\[k-1\] .*reads only the layer before it'),
+        (
+            rules.heavy_ball,
+            'theory',
+            r'-0.9\*x\[0\] \(at .theory., step 1\): an LPOM layer reads only the layer before it',
+        ),
         ('x[k+1] = T(x[k] + x[k-1])', 'special', 'reads only the layer before it'),
         ('x[k+1] = sum_j T(x[j])', 'special', 'reads only the layer before it'),
         ('x[k+1] = T(y[k])\ny[k+1] = T(x[k+1])', 'special', 'one chain'),

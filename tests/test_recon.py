@@ -16,6 +16,7 @@ import optnets  # noqa: E402
 from optnets import rules  # noqa: E402
 from optnets.recon import FISTA, ISTA, PRESETS, ReconNet, SoftThreshold, fista_net, ista_net, ista_net_plus  # noqa: E402
 from optnets.rules.builtin import ADMM_STEP, nesterov_beta  # noqa: E402
+from optnets.recon.network import lipschitz as measured_lipschitz  # noqa: E402
 
 LAMBDA = 0.05  # the l1 weight of the LASSO problems below
 
@@ -59,7 +60,7 @@ def test_ista_nets_theory_start_is_ista_iterate_for_iterate(rule, dtype):
     physics, _, y = problem(dtype=dtype)
     net = lasso_network(rule, 6, dtype)
     net(y, physics)  # L is measured on the first forward
-    lipschitz = next(iter(net.data._norms.values()))
+    lipschitz = measured_lipschitz(physics, physics.A_adjoint(y))  # measured once, on the first forward
     set_threshold(net, LAMBDA / lipschitz)
     x = physics.A_adjoint(y)
     for _ in range(6):
@@ -74,7 +75,7 @@ def test_fista_nets_theory_start_is_fista_iterate_for_iterate(rule, dtype):
     physics, _, y = problem(1, dtype=dtype)
     net = lasso_network(rule, 6, dtype)
     net(y, physics)
-    lipschitz = next(iter(net.data._norms.values()))
+    lipschitz = measured_lipschitz(physics, physics.A_adjoint(y))  # measured once, on the first forward
     set_threshold(net, LAMBDA / lipschitz)
     x = previous = physics.A_adjoint(y)
     for k in range(6):
@@ -91,7 +92,7 @@ def test_admm_nets_theory_start_is_linearised_admm_iterate_for_iterate(dtype):
     physics, _, y = problem(2, dtype=dtype)
     net = lasso_network(rules.admm, 5, dtype)
     net(y, physics)
-    lipschitz = next(iter(net.data._norms.values()))
+    lipschitz = measured_lipschitz(physics, physics.A_adjoint(y))  # measured once, on the first forward
     set_threshold(net, LAMBDA / lipschitz)
     step = lambda z: soft(gradient_step(physics, y, z, lipschitz), LAMBDA / lipschitz)  # noqa: E731
     a = b = physics.A_adjoint(y)
@@ -136,13 +137,13 @@ def test_deepinv_tests_the_network_as_its_own_reconstructor():
     assert math.isfinite(metrics['PSNR']) and math.isfinite(metrics['PSNR no learning'])
 
 
-def test_a_dense_rule_and_a_step_outside_forward_are_refused():
+def test_a_dense_rule_and_a_stage_called_without_its_data_are_refused():
     with pytest.raises(ValueError, match='dense rule'):
         ReconNet(rules.agd, 2, lambda phase: SoftThreshold())
     net = ista_net(phases=1, features=4)
-    with pytest.raises(RuntimeError, match='ReconNet.forward'):
+    with pytest.raises(RuntimeError, match=r'stage\(x, data\)'):
         net.stage(torch.zeros(1, 1, 4, 4))  # G(...) with no measurements
-    with pytest.raises(RuntimeError, match='reconstruction network'):
+    with pytest.raises(RuntimeError, match=r'stage\(x, data\), as a reconstruction network'):
         optnets.compile_stage(ISTA, 1, lambda step, stream, widths: torch.nn.Identity(), 1)(torch.zeros(1, 1, 2, 2))
 
 
@@ -262,3 +263,54 @@ def test_ista_net_plus_prox_is_its_input_plus_a_residual_branch():
         torch.testing.assert_close(prox(r) - r, branch, rtol=1e-5, atol=1e-6)
         prox.project.weight.zero_()
         assert torch.equal(prox(r), r)
+
+
+@pytest.mark.parametrize('rule', [ISTA, rules.gd], ids=['G written out', 'T the whole phase'])
+@torch.no_grad()
+def test_two_threads_reconstruct_at_once_as_one_after_the_other(rule):
+    """The data is an argument of the stage, never state set around a call: one network, two physics, two threads
+    started together give the outputs of two calls in turn, and no attribute of any module changes in a forward."""
+    import threading
+
+    net = lasso_network(rule, 4)
+    set_threshold(net, 0.01)
+    (physics_a, _, y_a), (physics_b, _, y_b) = problem(seed=1), problem(seed=2)
+    expected = [net(y_a, physics_a), net(y_b, physics_b)]
+    attributes = {name: dict(vars(m)) for name, m in net.named_modules()}
+    outputs, start = [None, None], threading.Barrier(2)
+
+    def reconstruct(i, y, physics):
+        start.wait()
+        for _ in range(20):
+            outputs[i] = net(y, physics)
+
+    threads = [threading.Thread(target=reconstruct, args=a) for a in ((0, y_a, physics_a), (1, y_b, physics_b))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, want in zip(outputs, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert {name: dict(vars(m)) for name, m in net.named_modules()} == attributes
+
+
+@pytest.mark.parametrize('rule', [ISTA, rules.gd], ids=['G written out', 'T the whole phase'])
+def test_torch_export_takes_the_measurements_as_an_input(rule):
+    """torch.export sees the data: the exported program takes y as its input (the physics, a Python object, is
+    fixed at export, as any module attribute is) and reconstructs as the network does from other measurements."""
+    net = lasso_network(rule, 3).eval()
+    set_threshold(net, 0.01)
+    physics, _, y = problem(seed=3)
+
+    class FixedPhysics(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, y):
+            return self.net(y, physics)
+
+    measured_lipschitz(physics, physics.A_adjoint(y))  # measured before export: tracing runs no power method
+    exported = torch.export.export(FixedPhysics(), (y,))
+    other = physics(problem(seed=4)[1])
+    torch.testing.assert_close(exported.module()(other), net(other, physics))

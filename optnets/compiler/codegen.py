@@ -1,8 +1,9 @@
-"""Plan -> Python source of a stage's ``forward``, unrolled over its steps.
+"""Program -> Python source of a stage's ``forward``, unrolled over its steps; and the program as readable text.
 
-Generating code, as torch.fx does, keeps the executed program free of interpretation overhead, makes it
-readable (``stage.code``) and lets TorchScript and FX see plain tensor code. Coefficients that are fixed
-become number literals, so fixed special values fold away: ``1*T(x) + 1*x + 0*x_prev`` is emitted as ``T(x) + x``.
+Printing code from the lowered program (``lower.py``), as torch.fx prints its Graph, keeps the executed program
+free of interpretation overhead, makes it readable (``stage.code``) and lets TorchScript and FX see plain tensor
+code. Fixed coefficients are number literals, so fixed special values fold away: ``1*T(x) + 1*x + 0*x_prev`` is
+emitted as ``T(x) + x``.
 """
 
 from __future__ import annotations
@@ -11,101 +12,39 @@ import builtins
 import itertools
 import keyword
 import linecache
-import math
-from dataclasses import dataclass, replace
-from typing import Callable, Union
+from dataclasses import dataclass
+from typing import Callable
 
-from ..rules.ir import (
-    OPERATORS,
-    BinOp,
-    Coeff,
-    DataGradient,
-    HistorySum,
-    Iterate,
-    Num,
-    Sym,
-    Term,
-    Transform,
-    symbols,
+from .lower import (
+    CallT,
+    Code,
+    Combination,
+    Concat,
+    Gradient,
+    Latest,
+    New,
+    Padded,
+    Program,
+    Read,
+    Row,
+    RunningDifference,
+    RunningSum,
+    Stack,
+    Weighted,
+    Zeros,
+    is_number,
+    literal,
 )
-from .plan import Plan, StreamPlan
-
-Code = Union[float, str]  # a folded constant, or Python source of a tensor expression
 
 
-def is_number(code: str | float, value: float) -> bool:
-    """Whether ``code`` is the folded constant ``value`` (source text and tensors never are)."""
-    return isinstance(code, float) and code == value
-
-
-def fold(op: str, left: str | float, right: str | float) -> str | float:
-    """``left op right`` with constants folded: two numbers (or two values) compute; ``x*0`` and ``0*x`` are 0;
-    ``x*1``, ``1*x``, ``x/1``, ``x+0``, ``0+x`` and ``x-0`` are ``x``; anything else is source text."""
-    if not isinstance(left, str) and not isinstance(right, str):
-        if op == '/' and is_number(right, 0.0):
-            raise ZeroDivisionError
-        return OPERATORS[op](left, right)
-    if op == '*' and (is_number(left, 0.0) or is_number(right, 0.0)):
-        return 0.0
-    if (op == '*' and is_number(left, 1.0)) or (op == '+' and is_number(left, 0.0)):
-        return right
-    if (op in '*/' and is_number(right, 1.0)) or (op in '+-' and is_number(right, 0.0)):
-        return left
-    if op == '/' and is_number(right, 0.0):
-        raise ZeroDivisionError
-    return f'({_literal(left)} {op} {_literal(right)})'
-
-
-def emit_coeff(expr: Coeff, resolve: Callable[[str, int | None], Code], j: int | None) -> Code:
-    """Source of a coefficient expression, with constants folded by ``fold``.
-
-    When ``resolve`` gives values (numbers or tensors) instead of source, this evaluates the expression.
-    A fixed coefficient of zero that divides raises a ``ValueError`` naming the expression."""
-    if isinstance(expr, Num):
-        return expr.value
-    if isinstance(expr, Sym):
-        return resolve(expr.name, j if expr.index is not None else None)
-    assert isinstance(expr, BinOp)
-    left, right = emit_coeff(expr.left, resolve, j), emit_coeff(expr.right, resolve, j)
-    try:
-        return fold(expr.op, left, right)
-    except ZeroDivisionError:
-        raise ValueError(
-            f'{expr} divides by zero: its fixed coefficients need values that keep {expr.right} nonzero'
-        ) from None
-
-
-def _indexed_symbol(expr: Coeff) -> bool:
-    """Whether a coefficient is exactly ``a[j]``, whose values at one step are one row of its parameter."""
-    return isinstance(expr, Sym) and expr.index is not None
-
-
-def _literal(code: Code) -> str:
-    """Source of a folded constant or tensor expression; a constant folded out of range (two terms of -1e308
-    that read the same iterate) is ``float('-inf')``, as the sum it stands for overflows too."""
-    if not isinstance(code, float):
-        return code
-    return repr(code) if math.isfinite(code) else f"float('{code}')"
-
-
-def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
-    """Source of ``sum coeff * value`` as fused multiply-adds: ``torch.addcmul`` for tensor coefficients,
-    ``torch.add(alpha=)`` for numbers, a plain ``+`` for ones; zero terms vanish (None when all do).
-
-    Terms reading the same tensor (``x[k]`` and ``x[k-1]`` at a stage's first step) merge into one coefficient.
-    The first operation makes a new tensor and the later ones accumulate into it in place (``add_``, ``addcmul_``):
-    none of them saves its output for backward, and no input is overwritten."""
-    merged: dict[str, Code] = {}
-    for coeff, value in pairs:
-        merged[value] = fold('+', merged[value], coeff) if value in merged else coeff
-    pairs = sorted(
-        [(c, v) for v, c in merged.items() if not is_number(c, 0.0)], key=lambda p: not is_number(p[0], 1.0)
-    )  # stable: unit terms first
-    if not pairs:
-        return None
+def linear_combination(pairs: list[tuple[Code, str]]) -> str:
+    """Source of ``sum coeff * value`` (the pairs of a ``Combination``: merged, nonzero, unit terms first) as fused
+    multiply-adds: ``torch.addcmul`` for tensor coefficients, ``torch.add(alpha=)`` for numbers, a plain ``+`` for
+    ones. The first operation makes a new tensor and the later ones accumulate into it in place (``add_``,
+    ``addcmul_``): none of them saves its output for backward, and no input is overwritten."""
     coeff, value = pairs[0]
     fresh = not is_number(coeff, 1.0)  # total is a tensor made here, safe to accumulate into
-    total = f'{_literal(coeff)} * {value}' if fresh else value
+    total = f'{literal(coeff)} * {value}' if fresh else value
     infix = fresh  # total ends in an operator expression: parenthesise before a method call
     for coeff, value in pairs[1:]:
         head = f'({total})' if infix else total
@@ -114,9 +53,9 @@ def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
         elif isinstance(coeff, float):
             total, infix = (
                 (
-                    f'{head}.add_({value}, alpha={_literal(coeff)})'
+                    f'{head}.add_({value}, alpha={literal(coeff)})'
                     if fresh
-                    else f'torch.add({total}, {value}, alpha={_literal(coeff)})'
+                    else f'torch.add({total}, {value}, alpha={literal(coeff)})'
                 ),
                 False,
             )
@@ -127,21 +66,6 @@ def linear_combination(pairs: list[tuple[Code, str]]) -> str | None:
             )
         fresh = True
     return total
-
-
-@dataclass
-class StageSpec:
-    """What the generator needs besides the plan."""
-
-    steps: int
-    resolve: Callable[[str, int, int | None], Code]  # coefficient symbol at (step, j) -> code
-    rows: Callable[[str], str | None]  # source of a[j]'s rows a[0..step], one a step, where a is a tensor
-    activation: bool  # apply self.act after each step
-    skip_first: bool  # dense stages: x[0] has another width, plain reads of it are left out of sums
-    widths: tuple[int, int] = (0, 0)  # dense stages: the input's and each step's width
-    folded: frozenset = frozenset()  # (step, stream) whose T-term coefficient lives in T's weights
-    output: str = 'last'  # 'last' (mean of the streams' last iterates) or 'concat' (the whole history)
-    transition: bool = False  # call self.transition on the input first
 
 
 KINDS = {
@@ -164,7 +88,7 @@ class Namespace:
     needs: ``self``, ``torch``, ``x_in``, builtins and keywords) holds it. Streams ``S`` and ``new`` both want
     ``S_new``; the second one gets ``S_new_1``."""
 
-    RESERVED = frozenset({'self', 'torch', 'x_in', 'List', 'Optional', *keyword.kwlist, *dir(builtins)})
+    RESERVED = frozenset({'self', 'torch', 'x_in', 'data', 'List', 'Optional', *keyword.kwlist, *dir(builtins)})
 
     def __init__(self):
         self.names: dict[tuple, str] = {}
@@ -182,177 +106,111 @@ class Namespace:
         return self.names[key]
 
 
-class _Generator:
-    def __init__(self, plan: Plan, spec: StageSpec, keep_difference: bool = True):
-        self.plan, self.spec, self.keep_difference = plan, spec, keep_difference
+class _Printer:
+    """Prints a program: each value as source, with names from a ``Namespace``."""
+
+    def __init__(self, program: Program, rows: Callable[[str], str]):
+        self.program, self.rows = program, rows
         self.name = Namespace()
         self.lines = ['def forward(self, x_in: torch.Tensor) -> torch.Tensor:']
-        self.history_lags: dict[str, int] = {}  # stream -> oldest lag read from its kept history
-        self.sums_read: set[str] = set()  # streams whose running sum some term reads with a nonzero coefficient
-        self.difference_read = False  # whether some term reads the plan's running difference
-        self.concatenated: set[str] = set()  # streams whose history this step reads as one concatenation
+        if program.reads_data:  # the data is an argument: never state set around a call
+            self.lines = ['def forward(self, x_in: torch.Tensor, data=None) -> torch.Tensor:']
+            self.emit('data = self.data_term(data)')
+        self.data = ', data' if program.settings.transforms_read_data else ''  # passed on to each T
         self.split: set[str] = set()  # coefficients a[j] whose rows the forward has split
 
     def emit(self, line: str):
         self.lines.append('    ' + line)
 
-    def read(self, stream: StreamPlan, lag: int, step: int) -> str | None:
-        """Source that reads ``stream[k-lag]`` at ``step``; reads before the stage start give its input, and
-        ``stream[k+1]`` (lag -1) is the new iterate an earlier update of this step assigned."""
-        if lag < 0:
-            return self.name('new', stream.stream)
-        index = max(step - lag, 0)
-        if self.spec.skip_first and index == 0:
-            return None
-        if stream.whole_history:
-            self.history_lags[stream.stream] = max(self.history_lags.get(stream.stream, 0), step - index)
-            return f'{self.name("history", stream.stream)}[{index}]'
-        return self.name('window', stream.stream, min(lag, step))
+    def source(self, value, step: int) -> str:
+        """Source of ``value`` at ``step``."""
+        name, program = self.name, self.program
+        if isinstance(value, Read):
+            if program.stream(value.stream).whole_history:
+                return f'{name("history", value.stream)}[{value.index}]'
+            return name('window', value.stream, step - value.index)
+        if isinstance(value, Latest):
+            if program.stream(value.stream).whole_history:
+                return f'{name("history", value.stream)}[-1]'
+            return name('window', value.stream)
+        if isinstance(value, New):
+            return name('new', value.stream)
+        if isinstance(value, RunningSum):
+            return name('sum', value.stream)
+        if isinstance(value, RunningDifference):
+            return name('difference', f'{value.a}_{value.b}')
+        if isinstance(value, Concat):
+            return name('concat', value.stream)
+        if isinstance(value, Zeros):
+            return f'torch.zeros_like({self.source(value.like, step)})'
+        if isinstance(value, Combination):
+            return linear_combination([(c, self.source(v, step)) for c, v in value.pairs])
+        if isinstance(value, Gradient):
+            return f'data.gradient({self.source(value.arg, step)})'
+        if isinstance(value, CallT):
+            arg = self.source(value.arg, step) if not value.fused else None
+            if value.fused:
+                scales = 'None' if value.scales is None else self.source(value.scales, step)
+                arg = f'{self.source(value.arg, step)}, {scales}'
+            return f'self.T_{value.stream}[{value.step}]({arg}{self.data})'
+        if isinstance(value, Row):
+            return self.row(value)
+        if isinstance(value, Padded):
+            return f'torch.nn.functional.pad({self.source(value.row, step)}, ({value.left}, 0))'
+        if isinstance(value, Stack):
+            like = self.source(value.like, step)
+            scales = (f'{like}.new_full((), {literal(c)})' if isinstance(c, float) else c for c in value.scales)
+            return f'torch.stack([{", ".join(scales)}])'
+        assert isinstance(value, Weighted), value
+        row, history = self.source(value.row, step), self.source(value.history, step)
+        history = f'{history}[:, {value.start}:]' if value.start else history
+        return f'weighted_iterates({row}, {history}, {self.source(value.last, step)})'
 
-    def combination(self, terms, step: int, stream: StreamPlan) -> str:
-        pairs = [pair for t in terms for pair in self.term(t, step, stream)]
-        return linear_combination(pairs) or f'torch.zeros_like({self.any_iterate()})'
-
-    def row(self, name: str, step: int, start: int) -> str | None:
-        """``a[start..step]`` at ``step`` as one tensor, where ``a`` is a tensor (None where its values are literals).
-
-        The forward splits ``a`` into its rows once, where it first reads one: each row's gradient is then one
-        slice of ``a``'s. A slice of ``a`` a step made inductor sum a masked copy of every step's gradient into
-        ``a``'s, kernels as long as the stage (``benchmarks/vs_timm.py --compile``)."""
-        split = self.spec.rows(name)
-        if split is None:
-            return None
-        rows = self.name('rows', name)
-        if name not in self.split:
-            self.split.add(name)
-            self.emit(f'{rows} = {split}')
-        return f'{rows}[{step}][{start}:]' if start else f'{rows}[{step}]'
-
-    def any_iterate(self) -> str:
-        return self.last(self.plan.streams[0])
-
-    def last(self, s: StreamPlan) -> str:
-        """The stream's latest iterate."""
-        return f'{self.name("history", s.stream)}[-1]' if s.whole_history else self.name('window', s.stream)
-
-    def term(self, term: Term, step: int, owner: StreamPlan) -> list[tuple[Code, str]]:
-        """The ``(coefficient, tensor source)`` pairs that a term contributes at ``step``."""
-        value = term.value
-        resolve = lambda name, j: self.spec.resolve(name, step, j)  # noqa: E731
-        if isinstance(value, HistorySum):
-            return self.history_sum(term, step, owner, resolve)
-        coeff = emit_coeff(term.coeff, resolve, None)
-        if isinstance(value, Iterate):
-            source = self.read(self.plan.stream(value.stream), value.lag, step)
-            if source is None:
-                raise ValueError(f'{value} reads the dense stage input x[0], whose width differs from the steps')
-            return [(coeff, source)]
-        if isinstance(value, DataGradient):
-            return [(coeff, f'self.data_gradient({self.combination(value.terms, step, owner)})')]
-        assert isinstance(value, Transform)
-        if (step, owner.stream) in self.spec.folded:
-            coeff = 1.0
-        inner = self.combination(value.terms, step, owner)
-        return [(coeff, f'self.T_{owner.stream}[{step}]({inner})')]
-
-    def history_sum(self, term: Term, step: int, owner: StreamPlan, resolve) -> list[tuple[Code, str]]:
-        value = term.value
-        stream = self.plan.stream(value.stream)
-        first = 1 if self.spec.skip_first else 0
-        coeffs = [emit_coeff(term.coeff, resolve, j) for j in range(step + 1)]
-        if not value.transformed and not any(s.index is not None for s in symbols(term.coeff)):
-            if coeffs[0] == 0.0 or step < first:  # folded away, or the running sum from x[first] is still empty
-                return []
-            if self.plan.difference and stream.stream in self.plan.difference:
-                return self.difference(stream.stream, coeffs[0])
-            self.sums_read.add(stream.stream)
-            return [(coeffs[0], self.name('sum', stream.stream))]
-        if value.transformed and owner.fused:
-            return [(1.0, self.fused_sum(term, coeffs, step, owner, stream))]
-        fused_row = not value.transformed and step >= first and _indexed_symbol(term.coeff) and owner.fused
-        row = self.row(term.coeff.name, step, first) if fused_row else None
-        if row:
-            # sum_j b[j]*x[j] over the concatenation the fused T reads anyway (see weighted_iterates): no k-times-wide
-            # temporary, no extra saved tensor
-            self.concatenated.add(stream.stream)
-            cat = self.name('concat', stream.stream)
-            in_width, width = self.spec.widths
-            if first and in_width % width == 0:
-                # x[0] as in_width/width zero-weighted iterates: the product reads the whole concatenation, whose
-                # gradient then needs no slice_scatter (those kernels nearly doubled inductor's compile time)
-                row, first = f'torch.nn.functional.pad({row}, ({in_width // width}, 0))', 0
-            history = f'{cat}[:, {in_width}:]' if first else cat
-            return [(1.0, f'weighted_iterates({row}, {history}, {self.last(stream)})')]
-        parts = []
-        for j, c in enumerate(coeffs):
-            if c == 0.0 or (j < first and not value.transformed):
-                continue
-            read = self.read(stream, step - j, step)
-            if read is None:
-                raise ValueError(f'{term} applies one T to x[0] and to the steps, whose widths differ')
-            parts.append((c, f'self.T_{owner.stream}[{step}]({read})' if value.transformed else read))
-        return parts
-
-    def difference(self, stream: str, coeff: Code) -> list[tuple[Code, str]]:
-        """``c*sum_j a[j] - c*sum_j b[j]`` as ``c*D``: the term of ``a`` reads D, ``b``'s is in it. D starts as
-        zeros (both streams start as the stage input), still read at step 0 so that ``c`` gets its (zero) gradient
-        there as it did from the two sums: DDP expects every parameter to receive one."""
-        a, b = self.plan.difference
-        if stream == b:
-            return []
-        self.difference_read = True
-        return [(coeff, self.name('difference', f'{a}_{b}'))]
-
-    def fused_sum(self, term: Term, coeffs: list, step: int, owner: StreamPlan, stream: StreamPlan) -> str:
-        history = self.name('history', stream.stream)
-        if (step, owner.stream) in self.spec.folded or all(c == 1.0 for c in coeffs):
-            scales = 'None'
-        elif _indexed_symbol(term.coeff) and (row := self.row(term.coeff.name, step, 0)):
-            scales = row  # exactly a[j]: one row of a
-        else:
-            like = f'{history}[0]'
-            scales = (
-                'torch.stack(['
-                + ', '.join(f'{like}.new_full((), {_literal(c)})' if isinstance(c, float) else c for c in coeffs)
-                + '])'
-            )
-        self.concatenated.add(stream.stream)
-        return f'self.T_{owner.stream}[{step}]({self.name("concat", stream.stream)}, {scales})'
+    def row(self, row: Row) -> str:
+        """``a[start..step]``. The forward splits ``a`` into its rows once, where it first reads one: each row's
+        gradient is then one slice of ``a``'s. A slice of ``a`` a step made inductor sum a masked copy of every
+        step's gradient into ``a``'s, kernels as long as the stage (``benchmarks/vs_timm.py --compile``)."""
+        rows = self.name('rows', row.name)
+        if row.name not in self.split:
+            self.split.add(row.name)
+            self.emit(f'{rows} = {self.rows(row.name)}')
+        return f'{rows}[{row.step}][{row.start}:]' if row.start else f'{rows}[{row.step}]'
 
     def generate(self) -> str:
-        streams, name = self.plan.streams, self.name
-        if self.spec.transition:
+        program, name = self.program, self.name
+        settings = program.settings
+        if settings.transition:
             self.emit('x_in = self.transition(x_in)')
-        for s in streams:
+        for s in program.streams:
             if s.whole_history:
                 self.emit(f'{name("history", s.stream)} = [x_in]')
             else:
                 for i in range(s.window):
                     self.emit(f'{name("window", s.stream, i)} = x_in')
-            if s.accumulator and not self.spec.skip_first:
+            if s.accumulator and not settings.skip_first:
                 self.emit(f'{name("sum", s.stream)} = x_in')
-        if self.plan.difference and self.keep_difference:
-            self.emit(f'{name("difference", "_".join(self.plan.difference))} = torch.zeros_like(x_in)')
-        for step in range(self.spec.steps):
-            self.emit(f'# step {step}')
-            self.concatenated = set()
-            updates = [(s, self.combination(s.terms, step, s)) for s in streams]
-            for stream in sorted(self.concatenated):
+        if program.difference:
+            self.emit(f'{name("difference", "_".join(program.difference))} = torch.zeros_like(x_in)')
+        for step in program.steps:
+            k = step.index
+            self.emit(f'# step {k}')
+            updates = [(stream, self.source(value, k)) for stream, value in step.updates]
+            for stream in step.concats:
                 self.emit(f'{name("concat", stream)} = torch.cat({name("history", stream)}, 1)')
-            for s, update in updates:
-                if self.spec.activation:
+            for stream, update in updates:
+                if settings.activation:
                     update = f'self.act({update})'
-                self.emit(f'{name("new", s.stream)} = {update}')
-            for s in streams:
-                self.advance(s, step)
-            if self.plan.difference and self.keep_difference and step < self.spec.steps - 1:  # else unread
-                a, b = self.plan.difference
+                self.emit(f'{name("new", stream)} = {update}')
+            for s in program.streams:
+                self.advance(s, k)
+            if program.difference and k < settings.steps - 1:  # else unread
+                a, b = program.difference
                 d = name('difference', f'{a}_{b}')
                 self.emit(f'{d} = {d} + ({name("new", a)} - {name("new", b)})')
         self.emit(f'return {self.output()}')
         return '\n'.join(self.lines) + '\n'
 
-    def advance(self, s: StreamPlan, step: int):
+    def advance(self, s, step: int):
         name, new = self.name, self.name('new', s.stream)
         if s.whole_history:
             self.emit(f'{name("history", s.stream)}.append({new})')
@@ -361,15 +219,16 @@ class _Generator:
                 self.emit(f'{name("window", s.stream, i)} = {name("window", s.stream, i - 1)}')
             self.emit(f'{name("window", s.stream)} = {new}')
         if s.accumulator:  # a dense stage's sum leaves out x[0], whose width differs
-            start = self.spec.skip_first and step == 0
+            start = self.program.settings.skip_first and step == 0
             total = name('sum', s.stream)
             self.emit(f'{total} = {"" if start else f"{total} + "}{new}')
 
     def output(self) -> str:
-        if self.spec.output == 'concat':
-            (stream,) = self.plan.streams
+        streams = self.program.streams
+        if self.program.settings.output == 'concat':
+            (stream,) = streams
             return f'torch.cat({self.name("history", stream.stream)}, 1)'
-        last = [self.last(s) for s in self.plan.streams]
+        last = [self.source(Latest(s.stream), self.program.settings.steps) for s in streams]
         return last[0] if len(last) == 1 else f'({" + ".join(last)}) * {1 / len(last)!r}'
 
 
@@ -381,31 +240,11 @@ class Forward:
     variables: dict
 
 
-def generate_forward(plan: Plan, spec: StageSpec) -> Forward:
-    """Source of the stage's forward. History analysis runs again after constant folding: a stream kept in full
-    whose folded coefficients leave only its latest iterates read keeps just a window, and a running sum or
-    difference that no term reads any more (fixed merge-and-run's dual) is not kept."""
-    generator = _Generator(plan, spec)
-    source = generator.generate()
-    shrink = {
-        s.stream: generator.history_lags.get(s.stream, 0) + 1
-        for s in plan.streams
-        if s.whole_history and not s.fused and spec.output == 'last'
-    }
-    unread = {s.stream for s in plan.streams if s.accumulator and s.stream not in generator.sums_read}
-    if not shrink and not unread and generator.difference_read == bool(plan.difference):
-        return Forward(source, generator.name.kinds)
-    streams = tuple(
-        replace(
-            s,
-            whole_history=s.whole_history and s.stream not in shrink,
-            window=max(s.window, shrink.get(s.stream, 0)),
-            accumulator=s.accumulator and s.stream not in unread,
-        )
-        for s in plan.streams
-    )
-    generator = _Generator(replace(plan, streams=streams), spec, keep_difference=generator.difference_read)
-    return Forward(generator.generate(), generator.name.kinds)
+def generate_forward(program: Program, rows: Callable[[str], str]) -> Forward:
+    """Source of the stage's forward: ``program`` printed line by line; ``rows(a)`` is the source that splits a
+    learned ``a[j]`` into its rows, printed where a step first reads one."""
+    printer = _Printer(program, rows)
+    return Forward(printer.generate(), printer.name.kinds)
 
 
 _counter = itertools.count()

@@ -1,4 +1,5 @@
-"""Rule -> Plan: history analysis, coefficient placement and fusion decisions, as printable plain data.
+"""Rule -> Plan: history analysis, coefficient placement and fusion decisions, as printable plain data (what a
+stage of some number of steps then runs and keeps is its ``Program``, ``lower.py``).
 
 A plan knows nothing of torch. It says, per stream, which iterates a step must keep (a window of the latest
 ones, or the whole history), which history sums run as accumulators (or as one running difference, where two
@@ -137,14 +138,6 @@ class Plan:
                         )
         raise AssertionError('a division by zero that no coefficient makes')
 
-    def kept_tensors(self) -> int:
-        """Tensors held between steps (windows plus accumulators): the same at any depth.
-
-        Returns -1 where some stream keeps its whole history, whose size grows with the step count."""
-        if any(s.whole_history for s in self.streams):
-            return -1
-        return sum(s.window + s.accumulator for s in self.streams) + (self.difference is not None)
-
     def __str__(self) -> str:
         lines = [
             f'Plan for rule {self.rule.name or "(unnamed)"}: {len(self.streams)} stream(s) '
@@ -163,22 +156,6 @@ class Plan:
             verdict = str(relu).split(': ', 1)[1]
             after = '' if str(linear) == str(relu) else f'; with a ReLU after each step: {verdict}'
             lines.append(f'    {linear}{after}')
-        lines.append('  kept between steps:')
-        for s in self.streams:
-            if s.whole_history:
-                keep = f'the whole history {s.stream}[0..k] (a sum reads each {s.stream}[j] separately)'
-            else:
-                keep = ', '.join([f'{s.stream}[k]'] + [f'{s.stream}[k-{i}]' for i in range(1, s.window)])
-            if s.accumulator:
-                keep += f'; running sum S_{s.stream} = sum_j {s.stream}[j], updated S += {s.stream}[k+1]'
-            lines.append(f'    {s.stream}: {keep}')
-        if self.difference:
-            a, b = self.difference
-            lines.append(
-                f'    running difference D = sum_j ({a}[j] - {b}[j]), updated D += {a}[k+1] - {b}[k+1]: the sums '
-                f'of {a} and {b} are only read as c*(S_{a} - S_{b}), so one accumulator keeps their difference '
-                'without cancelling two large sums'
-            )
         lines.append('  coefficients:' if self.coefficients else '  coefficients: none')
         lines.extend(f'    {c}' for c in self.coefficients)
         fused = [s for s in self.streams if s.fused]

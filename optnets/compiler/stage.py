@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -12,12 +12,22 @@ from ..blocks.protocol import ScalesInputs, ScalesOutput
 from ..rules.errors import RuleError
 from ..rules.ir import Transform
 from ..rules.rule import Rule
-from .codegen import StageSpec, compile_forward, emit_coeff, generate_forward
+from .codegen import compile_forward, generate_forward
+from .lower import Settings, emit_coeff, lower
 from .plan import Plan, compile_rule
 from .reversible import InvertibleStep, NotInvertible, ReversibleSteps, run_steps, vanishes
 
 TransformFactory = Callable[[int, str, Sequence[int]], nn.Module]
-"""``(step, stream, in_widths) -> T``. A T for a fused history sum takes ``(inputs, scales)``, else one tensor."""
+"""``(step, stream, in_widths) -> T``. A T for a fused history sum takes ``(inputs, scales)``, else one tensor (and
+the stage's data after it, with ``transforms_read_data``)."""
+
+
+class Data(Protocol):
+    """What a stage whose rule reads ``G(...)`` is called with: ``gradient(z)`` is ``G`` at ``z``
+    (``optnets.recon.DataTerm``: the measurements and the physics)."""
+
+    def gradient(self, z: torch.Tensor) -> torch.Tensor: ...
+
 
 COEFF_INITS = ('special', 'theory')
 """The initialisations every rule has (a coefficient they do not name starts at 0); a rule may add its own."""
@@ -26,14 +36,15 @@ MEMORY = ('stored', 'reversible')
 
 
 class CompiledStage(nn.Module):
-    """Executes a ``Plan`` for ``steps`` steps; ``stage.code`` shows the generated forward.
+    """Executes a ``Plan`` for ``steps`` steps: ``stage.program`` is the lowered program it runs (what ``optnets
+    plan`` prints), ``stage.code`` the forward printed from it.
 
     An optional ``transition`` (stride, width change) runs first and its output is x[0] of every stream.
     Coefficients are ``nn.Parameter`` named after their rule symbols: ``coeff.b1`` holds one entry a step,
     ``coeff.a`` of ``a[j]`` the packed lower triangle ``j <= step`` (``steps * (steps + 1) / 2`` entries), with a
-    trailing ``(width, 1, 1)`` when per channel. Fixed
-    coefficients (``learn_coeffs=False``) are number literals in the generated code, so fixed special values
-    compile to a plain residual add or concatenation.
+    trailing ``(width, 1, 1)`` when per channel. Fixed coefficients (``learn_coeffs=False``) are number literals in
+    the generated code, so fixed special values compile to a plain residual add or concatenation. A stage whose rule
+    reads ``G(...)``, or built with ``transforms_read_data``, takes its data as an argument: ``stage(x, data)``.
     """
 
     def __init__(
@@ -49,6 +60,7 @@ class CompiledStage(nn.Module):
         activation: nn.Module | None = None,
         transition: nn.Module | None = None,
         memory: str = 'stored',
+        transforms_read_data: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ):
@@ -56,6 +68,8 @@ class CompiledStage(nn.Module):
         plan = plan if isinstance(plan, Plan) else compile_rule(plan)
         in_width = width if in_width is None else in_width
         _check_settings(plan, steps, width, in_width, coeff_init, coeff_shape, memory)
+        if memory == 'reversible' and transforms_read_data:
+            raise NotInvertible("memory='reversible' runs T on one tensor; these transforms read data too")
         self.plan, self.steps, self.width, self.in_width = plan, steps, width, in_width
         self.transition = transition  # runs first; the stage's x[0] is its output (history reset)
         self.coeff_shape = coeff_shape
@@ -65,6 +79,7 @@ class CompiledStage(nn.Module):
         self._add_coefficients(coeff_init, learn_coeffs, device, dtype)
         self._inlined = set()  # coefficient buffers (after fuse()) that the generated code reads as literals
         self.memory, self.invertible = memory, None
+        self.transforms_read_data = transforms_read_data
         if memory == 'reversible':
             self._make_invertible(coeff_init)
         self._build()
@@ -139,10 +154,8 @@ class CompiledStage(nn.Module):
             return float(self._constants[name][self._position(step, j)])
         return f'self.coeff.{name}[{self._position(step, j)}]'
 
-    def _rows(self, name: str) -> str | None:
-        """``a[j]``'s packed triangle split into its rows ``a[0..step]``, where ``a`` is a tensor (not literals)."""
-        if name in self._constants:
-            return None
+    def _rows(self, name: str) -> str:
+        """A learned ``a[j]``'s packed triangle split into its rows ``a[0..step]``."""
         # a copy, not a view: a view of a parameter made under no_grad confuses torch's module hooks (FLOP counter)
         return f'self.coeff.{name}.clone().split({list(range(1, self.steps + 1))})'
 
@@ -172,26 +185,28 @@ class CompiledStage(nn.Module):
         return run_steps(self, x)[0].to(x.dtype)
 
     def _build(self):
+        self.program = lower(
+            self.plan,
+            Settings(
+                steps=self.steps,
+                activation=self.act is not None,
+                skip_first=self.plan.dense and self.in_width != self.width,
+                widths=(self.in_width, self.width),
+                folded=self._folded(),
+                transition=self.transition is not None,
+                output='concat' if self.plan.dense else 'last',
+                transforms_read_data=self.transforms_read_data,
+            ),
+            self._resolve,
+            lambda name: name not in self._constants,
+        )
         if self.memory == 'reversible':
             self.code = REVERSIBLE_FORWARD.format(
                 transition='    x_in = self.transition(x_in)\n' if self.transition is not None else ''
             )
-            self._variables = {}  # the steps run in optnets.compiler.reversible, not in generated code
             self.__class__ = stage_class(self.code)
             return
-        spec = StageSpec(
-            steps=self.steps,
-            resolve=self._resolve,
-            rows=self._rows,
-            activation=self.act is not None,
-            skip_first=self.plan.dense and self.in_width != self.width,
-            widths=(self.in_width, self.width),
-            folded=self._folded(),
-            transition=self.transition is not None,
-            output='concat' if self.plan.dense else 'last',
-        )
-        forward = generate_forward(self.plan, spec)
-        self.code, self._variables = forward.code, forward.variables
+        self.code = generate_forward(self.program, self._rows).code
         self.__class__ = stage_class(self.code)
 
     def __prepare_scriptable__(self):
@@ -234,21 +249,19 @@ class CompiledStage(nn.Module):
         for stream in self.plan.stream_names:
             yield from getattr(self, f'T_{stream}')
 
-    def data_gradient(self, z: torch.Tensor) -> torch.Tensor:
-        """``G(z)`` of a rule that reads a data term: ``data.gradient(z)``, where ``data`` is set by the
-        reconstruction network that runs the stage (``optnets.recon.ReconNet``)."""
-        data = getattr(self, 'data', None)
+    def data_term(self, data: Data | None) -> Data:
+        """The data a stage that reads ``G(...)`` (or whose transforms read data) is called with:
+        ``stage(x, data)``, where ``data.gradient(z)`` is G (``optnets.recon.DataTerm``)."""
         if data is None:
             raise RuntimeError(
-                f'{self.plan.rule} reads a data term with G(...): run the stage inside a reconstruction network '
-                '(optnets.recon.ReconNet), which gives it the measurements and the physics'
+                f'{self.plan.rule} reads data: call the stage as stage(x, data), as a reconstruction network '
+                '(optnets.recon.ReconNet) does with its measurements and physics'
             )
-        return data.gradient(z)
+        return data
 
     def kept_tensors(self) -> int:
-        """How many tensors the generated code holds between steps (its variables other than new iterates)."""
-        kinds = [kind for kind in self._variables.values() if kind != 'new']
-        return sum(self.steps + 1 if kind == 'history' else 1 for kind in kinds)  # a history lists every step
+        """Tensors held between steps (``Program.kept_tensors``); a reversible stage keeps its last two iterates."""
+        return 2 if self.memory == 'reversible' else self.program.kept_tensors()
 
     # -- inference fusion ---------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""LPOM architectures from optnets rules: the zoo's ``Rule -> Plan``, read as layer specs for
+"""LPOM architectures from optnets rules: the zoo's ``Rule -> Plan -> Program``, read as layer specs for
 ``LPOMConv``.
 
 A step ``x[k+1] = phi(a*T(x[k]) + c*x[k])`` with ``T`` a convolution is one LPOM layer ``phi(L(x[k]))`` with
@@ -12,9 +12,8 @@ weights, not coefficients, so these are fixed at one of the rule's initialisatio
 
 from __future__ import annotations
 
-from ..compiler.codegen import emit_coeff
+from ..compiler.lower import CallT, Combination, Read, Settings, Zeros, describe, lower
 from ..compiler.plan import compile_rule
-from ..rules.ir import Iterate, Transform
 from ..rules.rule import Rule
 
 
@@ -22,41 +21,43 @@ def stage_specs(
     rule: Rule | str, steps: int, channels: int, kernel: int = 3, init: str = 'special', norm: bool = False
 ) -> tuple[str, ...]:
     """The specs of one stage: a transition convolution to ``channels`` (as the zoo's stages start), then
-    ``steps`` steps of ``rule`` with its coefficients at ``init``."""
+    ``steps`` steps of ``rule`` with its coefficients at ``init``, read from the stage's lowered program."""
     plan = compile_rule(rule)
     if len(plan.streams) != 1:
         raise ValueError(f'{plan.rule}: LPOM layers form one chain; a rule with streams {plan.stream_names} does not')
-    (stream,) = plan.streams
     coefficients = {c.name: c for c in plan.coefficients}
+    program = lower(
+        plan,
+        Settings(steps=steps, activation=False, skip_first=False),
+        lambda name, step, j: coefficients[name].value(init, step, j),
+        learned=lambda name: False,
+    )
     bn = 'bn' if norm else ''
     specs = [f'conv{channels}x{kernel}{bn}']
-    for step in range(steps):
-
-        def value(expr, step=step):
-            return emit_coeff(expr, lambda name, j: coefficients[name].value(init, step, j), None)
-
-        transform, skip = 0.0, 0.0
-        for term in stream.terms:
-            coeff = value(term.coeff)
-            if coeff == 0.0:
-                continue
-            if isinstance(term.value, Transform) and _reads_only_the_last(term.value, value):
+    for step in program.steps:
+        ((stream, update),) = step.updates
+        pairs = (
+            update.pairs if isinstance(update, Combination) else () if isinstance(update, Zeros) else ((1.0, update),)
+        )
+        transform, skip, latest = 0.0, 0.0, Read(stream, step.index)
+        for coeff, value in pairs:
+            if isinstance(value, CallT) and _reads_only(value.arg, latest):
                 transform += coeff
-            elif isinstance(term.value, Iterate) and term.value.lag == 0 and term.value.stream == stream.stream:
+            elif value == latest:
                 skip += coeff
             else:
+                term = describe(Combination(((coeff, value),)), step.index)
                 raise ValueError(
-                    f'{term} (at {init!r}, step {step}): an LPOM layer reads only the layer before it, '
-                    'x[k] through T or a skip; this term couples more layers than the lifted objective '
-                    'has'
+                    f'{term} (at {init!r}, step {step.index}): an LPOM layer reads only the layer before it, '
+                    f'{stream}[{step.index}] through T or a skip; this term couples more layers than the lifted '
+                    'objective has'
                 )
         if transform == 0.0:
-            raise ValueError(f'{plan.rule} at {init!r}, step {step}: no T(x[k]) term, so no weights to learn')
+            raise ValueError(f'{plan.rule} at {init!r}, step {step.index}: no T(x[k]) term, so no weights to learn')
         specs.append(f'conv{channels}x{kernel}{bn}' + (f'{"+" if skip > 0 else "-"}{abs(skip)!r}x' if skip else ''))
     return tuple(specs)
 
 
-def _reads_only_the_last(transform: Transform, value) -> bool:
-    """Whether ``T(...)`` is ``T(c*x[k])`` (``c`` folds into the convolution's weights)."""
-    terms = [t for t in transform.terms if value(t.coeff) != 0.0]
-    return len(terms) == 1 and isinstance(terms[0].value, Iterate) and terms[0].value.lag == 0
+def _reads_only(arg, latest: Read) -> bool:
+    """Whether ``T``'s argument is ``c*x[k]`` (``c`` folds into the convolution's weights)."""
+    return arg == latest or isinstance(arg, Combination) and len(arg.pairs) == 1 and arg.pairs[0][1] == latest

@@ -4,6 +4,7 @@ rule without ``G``, a whole proximal gradient phase)."""
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -29,32 +30,28 @@ def squared_norm(physics: Physics, like: torch.Tensor, iters: int = 200) -> floa
     return value
 
 
+_NORMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # physics -> ||A^T A||, measured once each
+
+
+def lipschitz(physics: Physics, like: torch.Tensor) -> float:
+    """``L = ||A^T A||`` of ``physics`` (``squared_norm``), measured once per physics object."""
+    if physics not in _NORMS:
+        _NORMS[physics] = squared_norm(physics, like[:1])
+    return _NORMS[physics]
+
+
+@dataclass(frozen=True)
 class DataTerm:
-    """The measurements ``y`` and the ``physics`` of the forward now running, shared by every phase (set by
-    ``ReconNet.forward``, cleared after it: never part of the state), and ``L = ||A^T A||``, the Lipschitz
-    constant of the data term's gradient (``squared_norm``, once per physics)."""
+    """The data of one reconstruction: measurements ``y``, their ``physics`` and ``L``, the Lipschitz constant of
+    the data term's gradient. ``ReconNet.forward`` makes one per call and passes it to its stage as an argument."""
 
-    def __init__(self):
-        self.y: torch.Tensor | None = None
-        self.physics: Physics | None = None
-        self.lipschitz = 1.0
-        self._norms = weakref.WeakKeyDictionary()  # physics -> ||A^T A||
-
-    def __reduce__(self) -> tuple:
-        """A copy (``deepcopy``, pickle) starts empty: the data of a forward and the measured norms are not state."""
-        return DataTerm, ()
-
-    def set(self, y: torch.Tensor | None, physics: Physics | None, like: torch.Tensor | None = None) -> None:
-        self.y, self.physics = y, physics
-        if physics is not None and physics not in self._norms:
-            self._norms[physics] = squared_norm(physics, like[:1])
-        self.lipschitz = self._norms[physics] if physics is not None else 1.0
+    y: torch.Tensor
+    physics: Physics
+    lipschitz: float
 
     def gradient(self, z: torch.Tensor) -> torch.Tensor:
         """``G(z) = (1/L) A^T (A z - y)``: the gradient of ``1/2 ||A z - y||^2`` over its Lipschitz constant, so that
         ``z - G(z)`` is ISTA's gradient step (what a rule's ``G(...)`` reads)."""
-        if self.physics is None:
-            raise RuntimeError('a reconstruction step runs inside ReconNet.forward(y, physics), which sets the data')
         return self.physics.A_adjoint(self.physics.A(z) - self.y) / self.lipschitz
 
     def gradient_step(self, z: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -66,33 +63,29 @@ class DataStep(nn.Module):
     """One phase: ``G(z) = P(z - (a/L) A^T(A z - y))``, a gradient step on the data term with a learned step size
     ``a`` (one per phase; 1 is ISTA's ``1/L``) and a learned proximal map ``P``. As ``T`` it is ``G``
     (``reading='step'``) or ``G(z) - z`` (``reading='increment'``), so that a rule's ``theory`` coefficients give
-    the algorithm's own iterates."""
+    the algorithm's own iterates. It reads the data it is called with: ``step(z, data)``."""
 
     def __init__(
-        self,
-        prox: nn.Module,
-        data: DataTerm,
-        step_size: float = 1.0,
-        increment: bool = False,
-        dtype: torch.dtype | None = None,
+        self, prox: nn.Module, step_size: float = 1.0, increment: bool = False, dtype: torch.dtype | None = None
     ):
         super().__init__()
-        self.prox, self.data, self.increment = prox, data, increment
+        self.prox, self.increment = prox, increment
         self.step_size = nn.Parameter(torch.tensor(float(step_size), dtype=dtype))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        g = self.prox(self.data.gradient_step(z, self.step_size))
+    def forward(self, z: torch.Tensor, data: DataTerm) -> torch.Tensor:
+        g = self.prox(data.gradient_step(z, self.step_size))
         return g - z if self.increment else g
 
 
 def adjoint_of_measurements(y: torch.Tensor, physics: Physics) -> torch.Tensor:
-    """``A^T y``, after checking what a reconstruction is given: a deepinv physics, finite measurements, and
-    measurements of the shape ``physics`` makes (each refused in one ``ValueError`` that says which)."""
+    """``A^T y``, after checking what a reconstruction is given: a deepinv physics, finite measurements (in eager
+    mode: an exported or compiled graph cannot branch on values), and measurements of the shape ``physics`` makes
+    (each refused in one ``ValueError`` that says which)."""
     if not isinstance(physics, Physics):
         raise ValueError(f'physics must be a deepinv Physics, not {type(physics).__name__}: forward(y, physics)')
     if not isinstance(y, torch.Tensor):
         raise ValueError(f'the measurements y must be a tensor, not {type(y).__name__}')
-    if not bool(torch.isfinite(y).all()):
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(y).all()):  # a value: not in a traced graph
         raise ValueError('the measurements y hold NaN or inf: a reconstruction from them would be non-finite too')
     try:
         x0 = physics.A_adjoint(y)
@@ -131,31 +124,26 @@ class ReconNet(Reconstructor):
         plan = compile_rule(rule)
         if plan.dense:
             raise ValueError(f'{plan.rule}: a dense rule concatenates its history; a reconstruction needs one image')
-        self.data = DataTerm()
         reads_data = any(isinstance(term.value, DataGradient) for term in walk_terms(plan.rule))
         increment = plan.rule.reading == 'increment'
         self.stage = CompiledStage(
             plan,
             phases,
             lambda phase, stream, widths: (
-                prox(phase) if reads_data else DataStep(prox(phase), self.data, step_size, increment, dtype)
+                prox(phase) if reads_data else DataStep(prox(phase), step_size, increment, dtype)
             ),
             channels,
             coeff_init=coeff_init,
             learn_coeffs=learn_coeffs,
+            transforms_read_data=not reads_data,  # a DataStep takes the data beside its input
             dtype=dtype,  # the coefficients made in it, not rounded to float32 first (FISTA's to 1e-12)
         )
-        self.stage.data = self.data  # what G(...) reads
         if dtype is not None:  # the proxes, as ``prox(phase)`` made them
             self.to(dtype)
 
     def forward(self, y: torch.Tensor, physics: Physics, **kwargs) -> torch.Tensor:
         x0 = adjoint_of_measurements(y, physics)
-        self.data.set(y, physics, x0)
-        try:
-            return self.stage(x0)
-        finally:
-            self.data.set(None, None)
+        return self.stage(x0, DataTerm(y, physics, lipschitz(physics, x0)))
 
     def transforms(self) -> list[nn.Module]:
         """Every phase's ``T`` (a ``DataStep``, or the prox of a rule that writes ``G``), stream by stream."""
