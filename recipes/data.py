@@ -322,7 +322,7 @@ class CIFAR100DataModule(CIFAR10DataModule):
 class ImageNetDataModule(ImageDataModule):
     """ImageNet as an ImageFolder tree (``root/train/<class>/*``, ``root/val/<class>/*``), with timm's
     train and eval transforms resolved from the ``pretrained_cfg`` of ``model``: by default the model the
-    LightningModule trains (its ``hparams.model``), else ``hb_net_34``."""
+    LightningModule trains, else ``hb_net_34``."""
 
     num_classes = 1000
 
@@ -340,16 +340,11 @@ class ImageNetDataModule(ImageDataModule):
         self.model, self.num_classes = model, num_classes
 
     def data_config(self) -> dict:
-        import timm
         from timm.data import resolve_data_config
 
-        name = self.model or (self.trainer.lightning_module.hparams.get('model') if self.trainer else None)
-        return dict(
-            dataset='imagenet-1k', **resolve_data_config(model=timm.create_model(name or 'hb_net_34', device='meta'))
-        )
+        return dict(dataset='imagenet-1k', **resolve_data_config(model=self._model()))
 
     def datasets(self) -> tuple[Dataset, Dataset]:
-        import timm
         from timm.data import create_transform, resolve_data_config
 
         for split in ('train', 'val'):
@@ -358,12 +353,19 @@ class ImageNetDataModule(ImageDataModule):
                     f'ImageNet folder {self.root / split} not found: pass --data.root DIR '
                     'holding train/ and val/ class folders'
                 )
-        trained = self.trainer.lightning_module.hparams.get('model') if self.trainer is not None else None
-        name = self.model or trained or 'hb_net_34'
-        config = resolve_data_config(model=timm.create_model(name, device='meta'))
+        config = resolve_data_config(model=self._model())
         train = datasets.ImageFolder(self.root / 'train', create_transform(**config, is_training=True))
         val = datasets.ImageFolder(self.root / 'val', create_transform(**config))
         return train, val
+
+    def _model(self) -> torch.nn.Module:
+        """The model whose ``pretrained_cfg`` gives the transforms: ``model`` by name (on the meta device), else
+        the one the LightningModule trains (a searched rule's too, which timm's registry does not hold)."""
+        import timm
+
+        if self.model is None and self.trainer is not None:
+            return self.trainer.lightning_module.model
+        return timm.create_model(self.model or 'hb_net_34', device='meta')
 
 
 class FashionMNISTDataModule(ImageDataModule):

@@ -12,7 +12,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from torchmetrics.classification import MulticlassAccuracy
 
-import optnets  # registers the optnets families with timm
+from optnets import rule_model  # importing optnets registers its families with timm
 
 
 class ImageClassifier(L.LightningModule):
@@ -25,8 +25,9 @@ class ImageClassifier(L.LightningModule):
         schedule: ``step`` (divide by 10 at 50% and 75% of the epochs, as the papers) or ``cosine`` (per step).
         label_smoothing, mixup, cutmix: regularisers (timm's ``Mixup`` when either alpha is positive).
         channels_last, compile: speed switches (memory format; ``torch.compile`` of the model in place).
-        rule: registers ``model`` first as this rule, ``{rule, preset, depth, inits}`` (``optnets.register``'s
-            arguments): how ``optnets search export`` writes a found rule as a model config.
+        rule: builds ``model`` as this rule, ``{rule, preset, depth, inits}`` (``optnets.register``'s arguments),
+            with nothing registered in timm: how a search trial and ``optnets search export``'s configs name a
+            found rule.
     """
 
     def __init__(
@@ -50,9 +51,7 @@ class ImageClassifier(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if rule and not timm.is_model(model):
-            optnets.register(model, **rule)
-        if not timm.is_model(model):  # a tagged name (resnet18.a1_in1k) is its architecture's
+        if not rule and not timm.is_model(model):  # a tagged name (resnet18.a1_in1k) is its architecture's
             close = timm.list_models(f'*{model.split("_")[0]}*')[:8]
             raise ValueError(
                 f'unknown model {model!r}: `optnets models` lists the optnets ones, '
@@ -65,7 +64,8 @@ class ImageClassifier(L.LightningModule):
             )
         if schedule not in ('step', 'cosine'):
             raise ValueError(f"schedule must be 'step' or 'cosine', got {schedule!r}")
-        self.model = timm.create_model(model, num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
+        kwargs = dict(num_classes=num_classes, in_chans=in_chans, **(model_kwargs or {}))
+        self.model = rule_model(model, **rule, **kwargs) if rule else timm.create_model(model, **kwargs)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.mixup = (

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import timm
 import torch
 
 optuna = pytest.importorskip('optuna', reason='the search extra: pip install "optnets[search]"')
@@ -155,9 +156,11 @@ def test_export_writes_register_lines_and_configs_and_never_overwrites(tmp_path)
 
 def test_the_cli_runs_a_study_with_the_recipe_then_shows_and_exports_it(tmp_path, capsys):
     """``optnets search`` trains each trial with the Lightning recipe (synthetic images: a stand-in for the data,
-    never a result), and an exported config trains with ``optnets train``."""
+    never a result), and an exported config trains with ``optnets train``; neither registers anything in timm."""
     pytest.importorskip('lightning')
     from optnets.cli import main
+
+    registered = timm.list_models()
 
     storage = f'sqlite:///{tmp_path / "study.db"}'
     synthetic = [
@@ -185,6 +188,7 @@ def test_the_cli_runs_a_study_with_the_recipe_then_shows_and_exports_it(tmp_path
             *synthetic,
         ]
     )
+    assert timm.list_models() == registered  # each trial's rule built its model, with no global entry
     main(['search', 'show', '--storage', storage])
     shown = capsys.readouterr().out
     assert '(resnet)' in shown and '(gd)' in shown and 'complete' in shown
@@ -205,6 +209,7 @@ def test_the_cli_runs_a_study_with_the_recipe_then_shows_and_exports_it(tmp_path
             str(tmp_path / 'final'),
         ]
     )
+    assert timm.list_models() == registered
 
 
 def test_bad_search_options_are_one_line_and_exit_2(tmp_path, capsys):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import timm
 
 from .admm_net import ADMMNet
-from .custom import register
+from .custom import register, rule_model
 from .agd_net import AGDNet
 from .gd_net import GDNet
 from .hb_net import HBNet
@@ -57,4 +57,5 @@ __all__ = [
     'MomentumResNet',
     'LMResNet',
     'register',
+    'rule_model',
 ]

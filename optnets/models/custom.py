@@ -11,7 +11,7 @@ from . import agd_net, hb_net
 from .network import OptNet, build, cfg, cifar_cfg
 from .presets import cifar_densenet, cifar_resnet, densenet, resnet
 
-__all__ = ['register']
+__all__ = ['register', 'rule_model']
 
 default_cfgs = {}
 
@@ -59,15 +59,9 @@ def register(
     plain CNN, with no skip anywhere; with the default, the three transitions keep theirs. DenseNet's skeleton
     has no shortcuts to keep.
     """
-    rule = Rule.parse(rule, name=name) if isinstance(rule, str) else rule
-    named = {key: value for key, value in (('special', special), ('theory', theory)) if value is not None}
-    rule = rule.with_inits(**named, **(inits or {}))
-    plan = compile_rule(rule)
-    if plan.dense and not shortcut:
-        raise ValueError(f"{name}: a dense rule gets DenseNet's skeleton, which has no shortcut to leave out")
-    skeleton = _preset(plan, preset, depth) | ({} if plan.dense else {'shortcut': shortcut})
-    defaults = dict(skeleton, rule=rule, **model_kwargs)
-    default_cfgs.update(generate_default_cfgs({name: cifar_cfg() if preset == 'cifar' else cfg()}))
+    rule, defaults = _on_skeleton(name, rule, preset, depth, special, theory, inits, shortcut)
+    defaults.update(model_kwargs)
+    default_cfgs.update(generate_default_cfgs({name: _cfg(preset)}))
 
     def entrypoint(pretrained=False, **kwargs):
         return build(OptNet.for_rule(rule), name, pretrained, checkpoint_filter_fn, **{**defaults, **kwargs})
@@ -76,3 +70,40 @@ def register(
     entrypoint.__module__ = __name__
     entrypoint.__doc__ = f'{name}: rule {str(rule)!r} on the {preset} skeleton of depth {depth}.'
     return register_model(entrypoint)  # timm reads the entry's pretrained cfg from this module's default_cfgs
+
+
+def rule_model(
+    name: str,
+    rule: Rule | str,
+    preset: str = 'cifar',
+    depth: int = 56,
+    special: dict | None = None,
+    theory: dict | None = None,
+    inits: dict | None = None,
+    shortcut: bool = True,
+    **kwargs,
+) -> nn.Module:
+    """The model ``register(name, rule, ...)`` would make, with nothing registered: timm's builder and model API,
+    no global entry (a search trial builds its network this way). ``kwargs`` are ``timm.create_model``'s."""
+    rule, defaults = _on_skeleton(name, rule, preset, depth, special, theory, inits, shortcut)
+    return build(
+        OptNet.for_rule(rule), name, False, checkpoint_filter_fn, pretrained_cfg=_cfg(preset), **{**defaults, **kwargs}
+    )
+
+
+def _on_skeleton(
+    name: str, rule: Rule | str, preset: str, depth: int, special, theory, inits, shortcut: bool
+) -> tuple[Rule, dict]:
+    """The rule with its initialisations, and the model arguments of its skeleton."""
+    rule = Rule.parse(rule, name=name) if isinstance(rule, str) else rule
+    named = {key: value for key, value in (('special', special), ('theory', theory)) if value is not None}
+    rule = rule.with_inits(**named, **(inits or {}))
+    plan = compile_rule(rule)
+    if plan.dense and not shortcut:
+        raise ValueError(f"{name}: a dense rule gets DenseNet's skeleton, which has no shortcut to leave out")
+    skeleton = _preset(plan, preset, depth) | ({} if plan.dense else {'shortcut': shortcut})
+    return rule, dict(skeleton, rule=rule)
+
+
+def _cfg(preset: str) -> dict:
+    return cifar_cfg() if preset == 'cifar' else cfg()
