@@ -193,7 +193,7 @@ def _search(args, rest):
 
 def parser() -> argparse.ArgumentParser:
     """Every subcommand and its arguments; ``train`` hands the rest of the line to LightningCLI."""
-    root = argparse.ArgumentParser(prog='optnets', description=__doc__)
+    root = argparse.ArgumentParser(prog='optnets', description=__doc__.replace('``', ''))  # plain text, not reST
     root.add_argument('--version', action='version', version=f'optnets {__version__}')
     sub = root.add_subparsers(dest='command', required=True)
     plan = sub.add_parser(

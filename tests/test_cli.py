@@ -33,6 +33,7 @@ def test_info_prints_the_plan_stages_and_tags(capsys):
     assert out.startswith('admm_net_56_cifar: ')
     assert 'stages: 4 steps of width 16, 4 steps of width 32, 4 steps of width 64' in out  # 2 streams: 8 T each
     assert 'Plan for rule admm: 2 stream(s) y, x' in out and 'pretrained tags: none' in out
+    assert 'first stage: ' in out and 'program, 4 step(s):' in out and 'tensors kept: 3' in out
 
 
 @pytest.mark.parametrize(
@@ -67,3 +68,11 @@ def test_family_of_reads_timms_registry():
     ]
     with pytest.raises(LookupError):
         family_of('resnet18')
+
+
+@pytest.mark.parametrize('command', [[], ['plan'], ['models'], ['info'], ['weights'], ['export'], ['search']])
+def test_help_is_plain_text_without_rest_markup(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, '--help'])
+    text = capsys.readouterr().out
+    assert text.startswith('usage: optnets') and '``' not in text

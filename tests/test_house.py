@@ -13,6 +13,7 @@ FLOORS = {  # a module imports only from lower floors, or from its own subpackag
     'rules': 0,
     'blocks': 0,
     'constants': 0,
+    'families': 0,
     'extras': 0,
     'layer_objective': 0,
     'weights': 1,

@@ -476,6 +476,7 @@ def test_a_hub_folder_carries_the_runs_preprocessing_and_a_card_written_from_the
     assert cfg['mean'] == [0.286] and cfg['std'] == [0.353] and cfg['input_size'] == [1, 32, 32]
     card = (folder / 'README.md').read_text()
     assert 'library_name: timm' in card and '- fashion_mnist' in card and '| val/top1 |' in card
+    assert '\n- hb_net\n' in card  # the family's tag, from the family registry (not 'hb', split from the name)
     assert 'AutoModelForImageClassification.from_pretrained' in card
     optnets_command(['export', str(root / 'checkpoints' / 'last.ckpt'), str(tmp_path / 'w.safetensors')])
     hint = capsys.readouterr().out.strip().splitlines()[-1].removeprefix('load it: ')
