@@ -119,9 +119,10 @@ def test_imagenet_datamodule_on_a_synthetic_folder(tmp_path):
     (x, y), (vx, _) = first_batch(data)
     assert x.shape == (4, 3, 224, 224) and vx.shape == (4, 3, 224, 224)
     assert set(y.tolist()) <= {0, 1}
-    # without a model of its own, the transforms follow the model the LightningModule trains (here a 32px one)
+    # without a model of its own, the transforms follow the model the LightningModule trains (here a 32px one; a
+    # searched rule's model, which timm's registry does not hold, too)
     data = ImageNetDataModule(str(tmp_path), num_classes=2, batch_size=4, num_workers=0)
-    data.trainer = SimpleNamespace(lightning_module=SimpleNamespace(hparams={'model': 'hb_net_20_cifar'}))
+    data.trainer = SimpleNamespace(lightning_module=ImageClassifier('hb_net_20_cifar', num_classes=2))
     (x, _), (vx, _) = first_batch(data)
     assert x.shape == (4, 3, 32, 32) and vx.shape == (4, 3, 32, 32)
 

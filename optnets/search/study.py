@@ -50,7 +50,8 @@ def storage_of(url: str, heartbeat: int = 60, create: bool = True) -> optuna.sto
             return _open(url, heartbeat)
         except Exception as error:  # noqa: BLE001 - SQLAlchemy, its drivers and Optuna raise many kinds for one cause
             racing = isinstance(error, sqlalchemy.exc.IntegrityError) or (
-                isinstance(error, sqlalchemy.exc.OperationalError) and 'locked' in str(error)
+                isinstance(error, sqlalchemy.exc.OperationalError)
+                and ('locked' in str(error) or 'already exists' in str(error))  # the other one's CREATE TABLE won
             )
             if not racing or attempt == STORAGE_ATTEMPTS - 1:
                 raise StorageError(f'cannot open the storage {url!r}: {_first_line(error)}') from None
