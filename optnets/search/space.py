@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
+from .. import rules
 from ..compiler import compile_rule
+from ..compiler.lower import CallT, Combination, New, RunningDifference, Settings, lower
 from ..models.presets import cifar_resnet, resnet
 from ..rules import Rule
 
@@ -166,24 +168,67 @@ class RuleSpace:
 _ONE = dict(streams=1, coeff_shape='scalar', c0='fixed', c0_value=1.0, c1='absent', g='absent', h='absent')
 _TWO = dict(streams=2, coeff_shape='scalar', x_reads='both')
 _ADMM = ('a_yy', 'a_yx', 'a_yd', 'a_xx', 'a_xy', 'a_xn', 'a_xd')
+
+
+def builtin_values(builtin: str, init: str, *names: str) -> dict[str, float]:
+    """The built-in rule's coefficients at ``init`` as the space's ``<name>_value`` parameters, read from the
+    program of a two-step stage of it (fixed coefficients, folded; step 1, where ``x[k-1]`` is not ``x[0]``): the
+    scale of ``T`` is ``g``, its input's coefficients ``c0``, ``c1``, the window's ``b0``, ``b1``; ADMM's are named
+    ``a_<stream><what it reads>`` (``n``: y's new iterate, ``d``: the dual ``sum_t (y[t] - x[t])``)."""
+    plan = compile_rule(rules.BUILTIN[builtin])
+    values = {c.name: c for c in plan.coefficients}
+    program = lower(
+        plan,
+        Settings(steps=2, activation=False, skip_first=False),
+        lambda name, step, j: values[name].value(init, step, j),
+        learned=lambda name: False,
+    )
+    found = {}
+    for stream, update in program.steps[1].updates:
+        for coeff, value in update.pairs if isinstance(update, Combination) else [(1.0, update)]:
+            if isinstance(value, CallT):
+                found['g'] = coeff
+                inside = value.arg.pairs if isinstance(value.arg, Combination) else [(1.0, value.arg)]
+                found.update({f'c{1 - read.index}': c for c, read in inside})
+            elif isinstance(value, RunningDifference):
+                found[f'a_{stream}d'] = coeff
+            elif len(plan.streams) == 1:
+                found[f'b{1 - value.index}'] = coeff
+            else:
+                found[f'a_{stream}{"n" if isinstance(value, New) else value.stream}'] = coeff
+    return {f'{name}_value': round(found.get(name, 0.0), 6) for name in names}
+
+
 NAMED = {
-    'resnet': dict(_ONE, window=1, b0='fixed', b0_value=1.0),
+    'resnet': dict(_ONE, window=1, b0='fixed', **builtin_values('heavy_ball', 'special', 'b0')),
     'gd': dict(_ONE, window=1, b0='absent'),
-    'heavy_ball special': dict(_ONE, window=2, b0='learned', b0_value=1.0, b1='learned', b1_value=0.0),
-    'heavy_ball theory': dict(_ONE, window=2, b0='learned', b0_value=1.9, b1='learned', b1_value=-0.9),
-    'nesterov special': dict(_ONE, window=2, c0='learned', c1='learned', c1_value=0.0, b0='absent', b1='absent'),
-    'momentum': dict(_ONE, window=2, g='learned', g_value=0.1, b0='learned', b0_value=1.9, b1='learned', b1_value=-0.9),
-    'admm special': dict(
-        _TWO,
-        **{name: 'learned' for name in _ADMM},
-        **dict(zip([f'{n}_value' for n in _ADMM], (0.5, 0.5, 0.0, 0.5, 0.5, 0.0, 0.0))),
+    'heavy_ball special': dict(
+        _ONE, window=2, b0='learned', b1='learned', **builtin_values('heavy_ball', 'special', 'b0', 'b1')
     ),
-    'admm theory': dict(
-        _TWO,
-        **{name: 'learned' for name in _ADMM},
-        **dict(zip([f'{n}_value' for n in _ADMM], (0.5, 0.5, -0.5, 0.5, 0.0, 0.5, 0.5))),
+    'heavy_ball theory': dict(
+        _ONE, window=2, b0='learned', b1='learned', **builtin_values('heavy_ball', 'theory', 'b0', 'b1')
     ),
+    'nesterov special': dict(
+        _ONE,
+        window=2,
+        c0='learned',
+        c1='learned',
+        b0='absent',
+        b1='absent',
+        **builtin_values('nesterov', 'special', 'c0', 'c1'),
+    ),
+    'momentum': dict(
+        _ONE,
+        window=2,
+        g='learned',
+        b0='learned',
+        b1='learned',
+        **builtin_values('momentum', 'special', 'g', 'b0', 'b1'),
+    ),
+    'admm special': dict(_TWO, **{name: 'learned' for name in _ADMM}, **builtin_values('admm', 'special', *_ADMM)),
+    'admm theory': dict(_TWO, **{name: 'learned' for name in _ADMM}, **builtin_values('admm', 'theory', *_ADMM)),
 }
+"""The built-ins as points; each one's values are its built-in's own (``builtin_values``)."""
 
 
 def coefficients(params: dict) -> dict[str, tuple[str, float]]:
