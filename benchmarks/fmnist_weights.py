@@ -22,7 +22,8 @@ import torch
 
 import optnets  # noqa: F401
 from optnets.weights import export_checkpoint, registry
-from optnets.models.network import gmacs, keep_missing_coefficients
+from optnets.models.checkpoints import keep_missing_coefficients
+from optnets.models.facts import gmacs
 from optnets.weights.export import model_weights, read_checkpoint
 from optnets.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from optnets.recipes.data import FashionMNISTDataModule

@@ -13,7 +13,7 @@ from . import __version__, rules
 from .compiler import CompiledStage, compile_rule
 from .compiler.lower import Program
 from .models import FAMILIES, family_of
-from .models.network import gmacs
+from .models.facts import facts
 from .extras import MissingExtra
 from .rules import Rule, RuleError
 from .search import DEFAULT_STORAGE
@@ -31,24 +31,6 @@ def program_of(rule: Rule, steps: int, learn_coeffs: bool, coeff_init: str) -> P
         compile_rule(rule), steps, lambda *_: nn.Identity(), 1, learn_coeffs=learn_coeffs, coeff_init=coeff_init
     )
     return stage.program
-
-
-def facts(name: str) -> dict:
-    """What the model tables say of a registered name: sizes (built on the meta device: nothing is allocated),
-    GMACs at its input size by torch's FLOP counter, its stages and its published tags."""
-    model = timm.create_model(name, device='meta')
-    size = tuple(model.pretrained_cfg['input_size'])
-    stages = [m for m in model.modules() if isinstance(m, CompiledStage)]
-    arch = name.split('.')[0]
-    return dict(
-        model=model,
-        input_size=size,
-        gmacs=gmacs(model, size),
-        stages=stages,
-        params=sum(p.numel() for p in model.parameters()),
-        coefficients=sum(p.numel() for _, p in model.named_coefficients()),
-        tags=[t.split('.', 1)[1] for t in timm.list_pretrained(f'{arch}.*')],
-    )
 
 
 def _models(args):

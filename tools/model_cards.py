@@ -39,7 +39,7 @@ def collect() -> dict:
     import timm
 
     from optnets import rules
-    from optnets.cli import facts
+    from optnets.models.facts import facts
     from optnets.models import FAMILIES
     from optnets.weights import registry
 

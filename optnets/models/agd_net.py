@@ -13,7 +13,9 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..rules import agd
 from ..weights.registry import pretrained_cfgs
-from .network import DenseOptNet, build, cfg, cifar_cfg, keep_missing_coefficients, rename
+from .builder import build, cfg, cifar_cfg
+from .checkpoints import keep_missing_coefficients, rename
+from .network import DenseOptNet
 from .presets import cifar_densenet, densenet
 
 __all__ = ['AGDNet']

@@ -8,7 +8,8 @@ from torch import nn
 from ..compiler import compile_rule
 from ..rules import Rule
 from . import agd_net, hb_net
-from .network import OptNet, build, cfg, cifar_cfg
+from .builder import build, cfg, cifar_cfg
+from .network import OptNet
 from .presets import cifar_densenet, cifar_resnet, densenet, resnet
 
 __all__ = ['register', 'rule_model']

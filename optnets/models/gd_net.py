@@ -8,7 +8,8 @@ from typing import Sequence
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import gd
-from .network import ResidualOptNet, build, cfg, cifar_cfg
+from .builder import build, cfg, cifar_cfg
+from .network import ResidualOptNet
 from .presets import cifar_resnet, resnet
 
 __all__ = ['GDNet']

@@ -10,7 +10,9 @@ from typing import Sequence
 from timm.models import generate_default_cfgs, register_model
 
 from ..rules import linear_multistep
-from .network import ResidualOptNet, build, cfg, cifar_cfg, resnet_checkpoint_filter
+from .builder import build, cfg, cifar_cfg
+from .checkpoints import resnet_checkpoint_filter
+from .network import ResidualOptNet
 from .presets import cifar_resnet, resnet
 
 __all__ = ['LMResNet']

@@ -5,14 +5,11 @@ as each stage's transition, then the rule's steps); ``DenseOptNet`` like DenseNe
 are the rule's steps, for rules that sum transforms over the whole history, DenseNet's transitions between).
 """
 
-import re
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import BatchNormAct2d, create_classifier, get_device_dtype
-from timm.models import build_model_with_cfg, checkpoint, checkpoint_seq
+from timm.models import checkpoint, checkpoint_seq
 from timm.models.resnet import drop_blocks
 from timm.models._features import feature_take_indices  # the helper timm's own families use; not re-exported
 from torch import nn
@@ -20,35 +17,9 @@ from torch import nn
 from ..blocks import BasicTransform, BottleneckTransform, DenseLayer, DenseTransition, ResidualTransition
 from ..blocks.protocol import ScalesOutput
 from ..compiler import CompiledStage, compile_rule
-from ..constants import CIFAR_MEAN, CIFAR_STD
 from ..rules import Rule
-from ..weights.registry import verified_overlay
 
 TRANSFORMS = {'basic': BasicTransform, 'bottleneck': BottleneckTransform}
-
-
-def cfg(url: str = '', **kwargs) -> dict:
-    """An ImageNet pretrained cfg (timm's fields); CIFAR presets override input size, pool size and stats."""
-    return {
-        'url': url,
-        'num_classes': 1000,
-        'input_size': (3, 224, 224),
-        'pool_size': (7, 7),
-        'crop_pct': 0.875,
-        'interpolation': 'bilinear',
-        'mean': IMAGENET_DEFAULT_MEAN,
-        'std': IMAGENET_DEFAULT_STD,
-        'first_conv': 'stem.conv',
-        'classifier': 'fc',
-        'license': 'apache-2.0',
-        **kwargs,
-    }
-
-
-def cifar_cfg(**kwargs) -> dict:
-    return cfg(
-        num_classes=10, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0, mean=CIFAR_MEAN, std=CIFAR_STD, **kwargs
-    )
 
 
 class OptNet(nn.Module):
@@ -325,25 +296,6 @@ class ResidualOptNet(OptNet):
                         transform.zero_init_last()
 
 
-RESNET_KEYS = [
-    (r'^conv1\.', 'stem.conv.'),
-    (r'^bn1\.', 'stem.bn.'),
-    (r'^layer(\d+)\.0\.downsample\.', lambda m: f'stages.{int(m[1]) - 1}.transition.downsample.'),
-    (r'^layer(\d+)\.0\.', lambda m: f'stages.{int(m[1]) - 1}.transition.transform.'),
-    (r'^layer(\d+)\.(\d+)\.', lambda m: f'stages.{int(m[1]) - 1}.T_x.{int(m[2]) - 1}.'),
-]
-
-
-def resnet_checkpoint_filter(state_dict: dict, model: nn.Module) -> dict:
-    """A timm/torchvision ResNet state dict (or one under a checkpoint's ``state_dict``) mapped onto the ResNet
-    skeleton with one stream ``x``, the key map every residual family shares. A state without coefficients (a
-    ResNet's, or a model's trained with ``learn_coeffs=False``) keeps the model's initial ones."""
-    state_dict = state_dict.get('state_dict', state_dict)
-    if 'layer1.0.conv1.weight' in state_dict:
-        state_dict = rename(state_dict, RESNET_KEYS)
-    return keep_missing_coefficients(state_dict, model)
-
-
 class DenseOptNet(OptNet):
     """DenseNet's skeleton (Huang et al. 2017) with the rule's steps: each stage is a dense block whose layers are
     the rule's steps (T is DenseNet's BN-ReLU-conv layer, the history sum runs as one conv over the concatenated
@@ -412,95 +364,3 @@ class DenseOptNet(OptNet):
         self.final_norm = BatchNormAct2d(width, **dd)
         self._head(width, num_classes, in_chans, global_pool, drop_rate, dd)
         self._init_weights()
-
-
-def keep_missing_coefficients(state_dict: dict, model: nn.Module) -> dict:
-    """A ResNet/DenseNet checkpoint has no coefficients: they keep the model's (special) initial values."""
-    for name, value in model.named_coefficients():
-        state_dict.setdefault(name, value.detach())
-    return state_dict
-
-
-def rename(state_dict: dict, rules: Sequence[Tuple[str, str]]) -> dict:
-    """Rename checkpoint keys by the first matching ``(pattern, replacement)`` (``re.sub`` syntax)."""
-    out = {}
-    for key, value in state_dict.items():
-        for pattern, replacement in rules:
-            new, count = re.subn(pattern, replacement, key)
-            if count:
-                key = new
-                break
-        out[key] = value
-    return out
-
-
-def gmacs(model: nn.Module, input_size: Sequence[int]) -> float:
-    """Multiply-adds of ``model`` on one image of ``input_size`` (C, H, W), in billions: torch's FLOP counter,
-    halved, on the model's own device (``meta`` counts without allocating)."""
-    with FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, *input_size, device=next(model.parameters()).device))
-    return counter.get_total_flops() / 2e9
-
-
-def build(
-    model_cls: type[nn.Module],
-    variant: str,
-    pretrained: bool,
-    filter_fn: Callable[[dict, nn.Module], dict] | None = None,
-    **kwargs,
-) -> nn.Module:
-    """timm's builder with the family's checkpoint filter; ``features_only`` taps the stem and every stage.
-    Published weights are resolved and verified against the manifest before timm loads them."""
-    loaded = lambda: None  # noqa: E731
-    if pretrained:
-        kwargs['pretrained_cfg_overlay'], loaded = verified_overlay(
-            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay')
-        )
-    kwargs['pretrained_cfg_overlay'] = _widened_grayscale(variant, kwargs.get('in_chans'), kwargs)
-    out_indices = tuple(range(len(kwargs['steps']) + 1))
-    model = build_model_with_cfg(
-        model_cls,
-        variant,
-        pretrained,
-        pretrained_filter_fn=_widening(filter_fn),
-        feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
-        **kwargs,
-    )
-    loaded()  # the file loaded into the model: its hash may be pinned now
-    return model
-
-
-def _widened_grayscale(variant: str, in_chans: int | None, kwargs: dict) -> dict | None:
-    """The overlay for ``in_chans`` channels from a one-channel tag: its input size and its mean and std
-    repeated per channel, so that timm's data config feeds the grey image on every channel (as timm's
-    ``validate.py``, which asks for 3 channels unless told, does with ``input_img_mode='RGB'``), and describes the
-    model's input with or without weights (timm's ``benchmark.py`` builds every model with 3 channels)."""
-    from timm.models import resolve_pretrained_cfg
-
-    overlay = kwargs.get('pretrained_cfg_overlay')
-    cfg = {**resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.get('pretrained_cfg')).to_dict(), **(overlay or {})}
-    channels, *size = cfg['input_size']
-    if channels != 1 or in_chans in (None, 1):
-        return overlay
-    return {
-        **(overlay or {}),
-        'input_size': (in_chans, *size),
-        'test_input_size': None,
-        'mean': tuple(cfg['mean']) * in_chans,
-        'std': tuple(cfg['std']) * in_chans,
-    }
-
-
-def _widening(filter_fn):
-    """``filter_fn``, then a one-channel stem repeated over the model's channels and divided by their number:
-    the same output on an image whose channels are equal, as timm's ``adapt_input_conv`` does for 3 channels."""
-
-    def filtered(state_dict: dict, model: nn.Module) -> dict:
-        state_dict = filter_fn(state_dict, model) if filter_fn else state_dict
-        key = f'{model.pretrained_cfg["first_conv"]}.weight'
-        weight, channels = state_dict.get(key), model.in_chans
-        if weight is not None and weight.shape[1] == 1 and channels > 1:
-            state_dict[key] = weight.repeat(1, channels, 1, 1) / channels
-        return state_dict
-
-    return filtered

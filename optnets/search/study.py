@@ -19,7 +19,8 @@ from typing import Callable, Iterator
 import torch
 
 from ..extras import require
-from ..models.network import OptNet, gmacs
+from ..models.facts import gmacs
+from ..models.network import OptNet
 from . import DEFAULT_STORAGE
 from .space import INIT, NAMED, Point, RuleSpace, nearest_named
 
