@@ -10,25 +10,11 @@ from ..rules import Rule
 from . import agd_net, hb_net
 from .builder import build, cfg, cifar_cfg
 from .network import OptNet
-from .presets import cifar_densenet, cifar_resnet, densenet, resnet
+from .presets import skeleton
 
 __all__ = ['register', 'rule_model']
 
 default_cfgs = {}
-
-PRESETS = {  # (preset, dense) -> the skeleton of that depth
-    ('cifar', False): cifar_resnet,
-    ('imagenet', False): resnet,
-    ('cifar', True): cifar_densenet,
-    ('imagenet', True): densenet,
-}
-
-
-def _preset(plan, preset: str, depth: int) -> dict:
-    if preset not in ('cifar', 'imagenet'):
-        raise ValueError(f"preset must be 'cifar' or 'imagenet', got {preset!r}")
-    return PRESETS[preset, plan.dense](depth)
-
 
 def checkpoint_filter_fn(state_dict: dict, model: OptNet) -> dict:
     """ResNet checkpoints for residual rules, DenseNet checkpoints for dense ones."""
@@ -102,8 +88,8 @@ def _on_skeleton(
     plan = compile_rule(rule)
     if plan.dense and not shortcut:
         raise ValueError(f"{name}: a dense rule gets DenseNet's skeleton, which has no shortcut to leave out")
-    skeleton = _preset(plan, preset, depth) | ({} if plan.dense else {'shortcut': shortcut})
-    return rule, dict(skeleton, rule=rule)
+    arguments = skeleton(preset, depth, plan.dense) | ({} if plan.dense else {'shortcut': shortcut})
+    return rule, dict(arguments, rule=rule)
 
 
 def _cfg(preset: str) -> dict:

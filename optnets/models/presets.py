@@ -48,3 +48,18 @@ def cifar_densenet(depth: int) -> dict:
     return dict(
         steps=((depth - 4) // 3,) * 3, growth_rate=12, bn_size=None, compression=1.0, stem='cifar', stem_width=16
     )
+
+
+SKELETONS = {  # (preset, dense) -> the skeleton of that depth
+    ('cifar', False): cifar_resnet,
+    ('imagenet', False): resnet,
+    ('cifar', True): cifar_densenet,
+    ('imagenet', True): densenet,
+}
+
+
+def skeleton(preset: str, depth: int, dense: bool = False) -> dict:
+    """The model arguments of ``preset``'s skeleton at ``depth``: ResNet's, or DenseNet's for a dense rule."""
+    if (preset, dense) not in SKELETONS:
+        raise ValueError(f"preset must be 'cifar' or 'imagenet', got {preset!r}")
+    return SKELETONS[preset, dense](depth)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 from .. import rules
 from ..compiler import compile_rule
 from ..compiler.lower import CallT, Combination, New, RunningDifference, Settings, lower
-from ..models.presets import cifar_resnet, resnet
+from ..models.presets import skeleton
 from ..rules import Rule
 
 if TYPE_CHECKING:
@@ -76,13 +76,11 @@ class RuleSpace:
         two_streams: bool = True,
         coeff_shapes: Sequence[str] = ('scalar', 'channel'),
     ):
-        if preset not in ('cifar', 'imagenet'):
-            raise ValueError(f"preset must be 'cifar' or 'imagenet', got {preset!r}")
         if not 1 <= window <= 8:
             raise ValueError(f'window must be between 1 and 8, got {window}')
         self.preset, self.depth, self.window, self.values = preset, depth, window, values
         self.history_sums, self.coeff_shapes = history_sums, tuple(coeff_shapes)
-        self.skeleton = (cifar_resnet if preset == 'cifar' else resnet)(depth)  # the preset's model arguments
+        self.skeleton = skeleton(preset, depth)  # the preset's model arguments (a bad preset is refused there)
         self.steps = self.skeleton['steps']
         if two_streams and any(s % 2 for s in self.steps):
             raise ValueError(
