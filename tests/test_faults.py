@@ -266,7 +266,8 @@ def test_divergence_stops_with_one_line_and_no_saved_nan(lr, tmp_path):
 
 @needs_fmnist
 @pytest.mark.parametrize('damage', ['truncated', 'changed labels', 'not gzip'])
-def test_a_corrupt_or_changed_fashion_mnist_file_is_refused_in_one_line(tmp_path, damage):
+def test_a_corrupt_or_changed_fashion_mnist_file_is_refused_in_one_line(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv('OPTNETS_DATA', str(tmp_path / 'cache'))  # its own: no other process's partial files there
     source = tmp_path / 'fmnist'
     source.mkdir()
     for name in FASHION_MNIST_MD5:
@@ -336,7 +337,10 @@ def test_two_runs_preparing_the_cache_at_once_both_succeed(tmp_path, monkeypatch
 
 
 @needs_fmnist
-def test_the_cache_is_named_by_content_and_serves_what_the_source_holds():
+def test_the_cache_is_named_by_content_and_serves_what_the_source_holds(tmp_path, monkeypatch):
+    """In a cache of its own (OPTNETS_DATA): the files it damages are never read by a test running beside it, and
+    no other process writes its partial files into the folder it lists."""
+    monkeypatch.setenv('OPTNETS_DATA', str(tmp_path))
     FashionMNISTDataModule().prepare_data()
     raw = fashion_mnist_root() / 'FashionMNIST' / 'raw'
     assert sorted(p.name for p in raw.iterdir() if not p.name.endswith('.gz')) == sorted(FASHION_MNIST_MD5)
