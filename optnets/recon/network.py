@@ -40,7 +40,7 @@ def lipschitz(physics: Physics, like: torch.Tensor) -> float:
     return _NORMS[physics]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: its fields are tensors and a physics
 class DataTerm:
     """The data of one reconstruction: measurements ``y``, their ``physics`` and ``L``, the Lipschitz constant of
     the data term's gradient. ``ReconNet.forward`` makes one per call and passes it to its stage as an argument."""
