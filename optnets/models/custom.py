@@ -16,6 +16,7 @@ __all__ = ['register', 'rule_model']
 
 default_cfgs = {}
 
+
 def checkpoint_filter_fn(state_dict: dict, model: OptNet) -> dict:
     """ResNet checkpoints for residual rules, DenseNet checkpoints for dense ones."""
     state_dict = hb_net.checkpoint_filter_fn(state_dict, model)
