@@ -270,22 +270,28 @@ def test_a_read_only_storage_is_shown_but_a_run_on_it_is_one_line(tmp_path, caps
 
 def test_workers_starting_together_on_a_new_sqlite_file_all_open_it(tmp_path):
     """Workers racing to create a new database's tables: the loser retries instead of dying with an
-    IntegrityError on alembic_version."""
+    IntegrityError on alembic_version (or "table already exists"). Four workers, three new databases: before each
+    round every worker waits at a barrier (a file each), so that all four open the new file at once."""
     code = (
         'import sys, time\n'
+        'from pathlib import Path\n'
         'from optnets.search.study import storage_of\n'
-        'time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n'
-        'storage_of(sys.argv[1])\n'
+        'folder, me = Path(sys.argv[1]), sys.argv[2]\n'
+        'for round_ in range(3):\n'
+        "    (folder / f'ready{round_}.{me}').touch()\n"
+        '    deadline = time.time() + 30\n'
+        "    while len(list(folder.glob(f'ready{round_}.*'))) < 4:\n"
+        "        assert time.time() < deadline, 'another worker never reached this round'\n"
+        '        time.sleep(0.005)\n'
+        "    storage_of(f'sqlite:///{folder}/race{round_}.db')\n"
     )
-    for round_ in range(3):
-        storage, start = f'sqlite:///{tmp_path / f"race{round_}.db"}', time.time() + 3
-        workers = [
-            subprocess.Popen([sys.executable, '-c', code, storage, str(start)], stderr=subprocess.PIPE, text=True)
-            for _ in range(4)
-        ]
-        for worker in workers:
-            _, err = worker.communicate(timeout=120)
-            assert worker.returncode == 0, err[-2000:]
+    workers = [
+        subprocess.Popen([sys.executable, '-c', code, str(tmp_path), str(i)], stderr=subprocess.PIPE, text=True)
+        for i in range(4)
+    ]
+    errors = [worker.communicate(timeout=120)[1][-2000:] for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), '\n'.join(errors)
+    assert sorted(p.name for p in tmp_path.glob('race*.db')) == ['race0.db', 'race1.db', 'race2.db']
 
 
 @pytest.fixture
