@@ -1,4 +1,4 @@
-"""Program -> Python source of a stage's ``forward``, unrolled over its steps; and the program as readable text.
+"""Program -> Python source of a stage's ``forward``, unrolled over its steps.
 
 Printing code from the lowered program (``lower.py``), as torch.fx prints its Graph, keeps the executed program
 free of interpretation overhead, makes it readable (``stage.code``) and lets TorchScript and FX see plain tensor
@@ -112,9 +112,9 @@ class _Printer:
     def __init__(self, program: Program, rows: Callable[[str], str]):
         self.program, self.rows = program, rows
         self.name = Namespace()
-        self.lines = ['def forward(self, x_in: torch.Tensor) -> torch.Tensor:']
-        if program.reads_data:  # the data is an argument: never state set around a call
-            self.lines = ['def forward(self, x_in: torch.Tensor, data=None) -> torch.Tensor:']
+        data = ', data=None' if program.reads_data else ''  # the data is an argument, never state set around a call
+        self.lines = [f'def forward(self, x_in: torch.Tensor{data}) -> torch.Tensor:']
+        if program.reads_data:
             self.emit('data = self.data_term(data)')
         self.data = ', data' if program.settings.transforms_read_data else ''  # passed on to each T
         self.split: set[str] = set()  # coefficients a[j] whose rows the forward has split
@@ -148,11 +148,11 @@ class _Printer:
         if isinstance(value, Gradient):
             return f'data.gradient({self.source(value.arg, step)})'
         if isinstance(value, CallT):
-            arg = self.source(value.arg, step) if not value.fused else None
-            if value.fused:
+            call = f'self.T_{value.stream}[{value.step}]'
+            if value.fused:  # the scales first: they may print the line that splits a coefficient's rows
                 scales = 'None' if value.scales is None else self.source(value.scales, step)
-                arg = f'{self.source(value.arg, step)}, {scales}'
-            return f'self.T_{value.stream}[{value.step}]({arg}{self.data})'
+                return f'{call}({self.source(value.arg, step)}, {scales}{self.data})'
+            return f'{call}({self.source(value.arg, step)}{self.data})'
         if isinstance(value, Row):
             return self.row(value)
         if isinstance(value, Padded):

@@ -221,6 +221,13 @@ def combine(pairs: list[tuple[Code, Value]], like: Latest) -> Value:
     return Combination(tuple(kept))
 
 
+def terms(value: Value) -> tuple[tuple[Code, Value], ...]:
+    """``value`` as ``sum c*v``: a combination's pairs, none for zeros, else ``value`` itself with coefficient 1."""
+    if isinstance(value, Combination):
+        return value.pairs
+    return () if isinstance(value, Zeros) else ((1.0, value),)
+
+
 def children(value: Value) -> tuple[Value, ...]:
     """The values ``value`` reads directly."""
     if isinstance(value, Combination):
@@ -264,11 +271,20 @@ class Settings:
 
 @dataclass(frozen=True)
 class Step:
-    """One step: the histories it concatenates (read by fused calls of T), then each stream's new iterate."""
+    """One step: each stream's new iterate."""
 
     index: int
-    concats: tuple[str, ...]
     updates: tuple[tuple[str, Value], ...]  # (stream, value before the activation)
+
+    def values(self) -> Iterator[Value]:
+        """Every value the step computes or reads, update by update, depth first."""
+        for _, update in self.updates:
+            yield from walk(update)
+
+    @property
+    def concats(self) -> tuple[str, ...]:
+        """The streams whose history the step reads as one concatenation (fused calls of T, weighted sums)."""
+        return tuple(sorted({v.stream for v in self.values() if isinstance(v, Concat)}))
 
 
 @dataclass(frozen=True)
@@ -290,7 +306,7 @@ class Program:
         """Whether the stage takes data (measurements and physics) as an argument: its updates read ``G``, or its
         transforms do."""
         return self.settings.transforms_read_data or any(
-            isinstance(v, Gradient) for step in self.steps for _, update in step.updates for v in walk(update)
+            isinstance(v, Gradient) for step in self.steps for v in step.values()
         )
 
     def kept_tensors(self) -> int:
@@ -302,7 +318,7 @@ class Program:
 
     def calls(self, step: int) -> list[CallT | Gradient]:
         """The calls of ``T`` and ``G`` at a step, in the order they are read."""
-        return [v for _, update in self.steps[step].updates for v in walk(update) if isinstance(v, (CallT, Gradient))]
+        return [v for v in self.steps[step].values() if isinstance(v, (CallT, Gradient))]
 
     def __str__(self) -> str:
         settings = self.settings
@@ -384,7 +400,7 @@ def lower(plan: Plan, settings: Settings, resolve: Resolve, learned: Callable[[s
     from what the folded updates read."""
     lowering = _Lowering(plan, settings, resolve, learned)
     steps = tuple(lowering.step(k) for k in range(settings.steps))
-    reads = [(step.index, v) for step in steps for _, update in step.updates for v in walk(update)]
+    reads = [(step.index, v) for step in steps for v in step.values()]
     lags: dict[str, int] = {}  # stream -> oldest lag a plain read reaches
     for k, v in reads:
         if isinstance(v, Read):
@@ -401,17 +417,26 @@ def lower(plan: Plan, settings: Settings, resolve: Resolve, learned: Callable[[s
     return Program(plan, settings, steps, streams, difference)
 
 
+def lower_fixed(plan: Plan, steps: int, init: str) -> Program:
+    """The program of ``steps`` plain steps of ``plan`` (no activation, no transition) with every coefficient fixed
+    at its ``init`` value and folded: the numbers a rule's stage starts from."""
+    coefficients = {c.name: c for c in plan.coefficients}
+    return lower(
+        plan,
+        Settings(steps=steps, activation=False, skip_first=False),
+        lambda name, step, j: coefficients[name].value(init, step, j),
+        learned=lambda name: False,
+    )
+
+
 class _Lowering:
     """Lowers one step at a time: the rule's terms, with coefficients resolved at that step, into values."""
 
     def __init__(self, plan: Plan, settings: Settings, resolve: Resolve, learned: Callable[[str], bool]):
         self.plan, self.settings, self.resolve, self.learned = plan, settings, resolve, learned
-        self.concatenated: set[str] = set()
 
     def step(self, k: int) -> Step:
-        self.concatenated = set()
-        updates = tuple((s.stream, self.combination(s.terms, k, s)) for s in self.plan.streams)
-        return Step(k, tuple(sorted(self.concatenated)), updates)
+        return Step(k, tuple((s.stream, self.combination(s.terms, k, s)) for s in self.plan.streams))
 
     def combination(self, terms: tuple[Term, ...], step: int, owner: StreamPlan) -> Value:
         pairs = [pair for t in terms for pair in self.term(t, step, owner)]
@@ -464,7 +489,6 @@ class _Lowering:
         if not value.transformed and step >= first and learned_row and owner.fused:
             # sum_j b[j]*x[j] over the concatenation the fused T reads anyway (see weighted_iterates): no k-times-wide
             # temporary, no extra saved tensor
-            self.concatenated.add(stream.stream)
             row, in_width, width = Row(term.coeff.name, step, first), *self.settings.widths
             start = in_width if first else 0
             if first and in_width % width == 0:
@@ -489,7 +513,6 @@ class _Lowering:
             scales = Row(term.coeff.name, step)  # exactly a[j]: one row of a
         else:
             scales = Stack(tuple(coeffs), Read(stream.stream, 0))
-        self.concatenated.add(stream.stream)
         return CallT(owner.stream, step, Concat(stream.stream), fused=True, scales=scales)
 
 

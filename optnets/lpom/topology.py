@@ -12,7 +12,7 @@ weights, not coefficients, so these are fixed at one of the rule's initialisatio
 
 from __future__ import annotations
 
-from ..compiler.lower import CallT, Combination, Read, Settings, Zeros, describe, lower
+from ..compiler.lower import CallT, Combination, Read, describe, lower_fixed, terms
 from ..compiler.plan import compile_rule
 from ..rules.rule import Rule
 
@@ -25,23 +25,13 @@ def stage_specs(
     plan = compile_rule(rule)
     if len(plan.streams) != 1:
         raise ValueError(f'{plan.rule}: LPOM layers form one chain; a rule with streams {plan.stream_names} does not')
-    coefficients = {c.name: c for c in plan.coefficients}
-    program = lower(
-        plan,
-        Settings(steps=steps, activation=False, skip_first=False),
-        lambda name, step, j: coefficients[name].value(init, step, j),
-        learned=lambda name: False,
-    )
     bn = 'bn' if norm else ''
     specs = [f'conv{channels}x{kernel}{bn}']
-    for step in program.steps:
+    for step in lower_fixed(plan, steps, init).steps:
         ((stream, update),) = step.updates
-        pairs = (
-            update.pairs if isinstance(update, Combination) else () if isinstance(update, Zeros) else ((1.0, update),)
-        )
         transform, skip, latest = 0.0, 0.0, Read(stream, step.index)
-        for coeff, value in pairs:
-            if isinstance(value, CallT) and _reads_only(value.arg, latest):
+        for coeff, value in terms(update):
+            if isinstance(value, CallT) and [v for _, v in terms(value.arg)] == [latest]:  # T(c*x[k]): c folds in
                 transform += coeff
             elif value == latest:
                 skip += coeff
@@ -56,8 +46,3 @@ def stage_specs(
             raise ValueError(f'{plan.rule} at {init!r}, step {step.index}: no T(x[k]) term, so no weights to learn')
         specs.append(f'conv{channels}x{kernel}{bn}' + (f'{"+" if skip > 0 else "-"}{abs(skip)!r}x' if skip else ''))
     return tuple(specs)
-
-
-def _reads_only(arg, latest: Read) -> bool:
-    """Whether ``T``'s argument is ``c*x[k]`` (``c`` folds into the convolution's weights)."""
-    return arg == latest or isinstance(arg, Combination) and len(arg.pairs) == 1 and arg.pairs[0][1] == latest

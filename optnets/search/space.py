@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from .. import rules
 from ..compiler import compile_rule
-from ..compiler.lower import CallT, Combination, New, RunningDifference, Settings, lower
+from ..compiler.lower import CallT, New, RunningDifference, lower_fixed, terms
 from ..models.presets import skeleton
 from ..rules import Rule
 
@@ -174,20 +174,12 @@ def builtin_values(builtin: str, init: str, *names: str) -> dict[str, float]:
     scale of ``T`` is ``g``, its input's coefficients ``c0``, ``c1``, the window's ``b0``, ``b1``; ADMM's are named
     ``a_<stream><what it reads>`` (``n``: y's new iterate, ``d``: the dual ``sum_t (y[t] - x[t])``)."""
     plan = compile_rule(rules.BUILTIN[builtin])
-    values = {c.name: c for c in plan.coefficients}
-    program = lower(
-        plan,
-        Settings(steps=2, activation=False, skip_first=False),
-        lambda name, step, j: values[name].value(init, step, j),
-        learned=lambda name: False,
-    )
     found = {}
-    for stream, update in program.steps[1].updates:
-        for coeff, value in update.pairs if isinstance(update, Combination) else [(1.0, update)]:
+    for stream, update in lower_fixed(plan, 2, init).steps[1].updates:
+        for coeff, value in terms(update):
             if isinstance(value, CallT):
                 found['g'] = coeff
-                inside = value.arg.pairs if isinstance(value.arg, Combination) else [(1.0, value.arg)]
-                found.update({f'c{1 - read.index}': c for c, read in inside})
+                found.update({f'c{1 - read.index}': c for c, read in terms(value.arg)})
             elif isinstance(value, RunningDifference):
                 found[f'a_{stream}d'] = coeff
             elif len(plan.streams) == 1:

@@ -16,11 +16,10 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-import timm
 from huggingface_hub import HfApi
 from huggingface_hub.utils import validate_repo_id
 
-from ..families import FAMILIES, family_of
+from ..families import family_of
 from .export import model_weights, read_checkpoint
 
 if TYPE_CHECKING:
@@ -103,7 +102,10 @@ def run_card(name: str, model_args: dict, dataset: str | None, folder: Path, mod
         with open(folder / 'metrics.csv') as f:
             for row in csv.DictReader(f):
                 metrics.update({k: v for k, v in row.items() if k.startswith('val/') and v})
-    family = f'- {family_of(name)}\n' if name in timm.list_models(module=list(FAMILIES)) else ''  # a zoo family's
+    try:
+        family = f'- {family_of(name)}\n'  # a zoo family's tag
+    except LookupError:
+        family = ''  # a rule registered by its user belongs to no family
     datasets = f'datasets:\n- {dataset}\n' if dataset and dataset != 'synthetic' else ''
     shown = ''.join(f'| {k} | {float(v):.4f} |\n' for k, v in sorted(metrics.items()))
     table = f'| metric | value |\n|---|---|\n{shown}' if shown else 'No validation metrics were logged.\n'
