@@ -17,6 +17,7 @@ grep -q "^FEAT_INTER_FILTERS = \[$families_list, " "$work/timm-$version/tests/te
 # Its *_pretrained tests download published weights from the hub, which these machines cannot reach: they are
 # left out here, and tests/test_weights.py runs the same path against a stand-in hub.
 families=$(python -c 'from optnets.models import FAMILIES; print(" or ".join(FAMILIES))')
-# -n auto: one pytest-xdist worker per core (timm's file sets no options of its own).
-python -m pytest "$work/timm-$version/tests/test_models.py" -p optnets.models -p no:cacheprovider \
+# -n auto: one pytest-xdist worker per core (timm's file sets no options of its own), each on one thread: two
+# workers of two OpenMP threads on two cores take turns (timm's prune contract test ran 2.9x slower so).
+OMP_NUM_THREADS=1 python -m pytest "$work/timm-$version/tests/test_models.py" -p optnets.models -p no:cacheprovider \
   --rootdir "$work" -k "($families) and not pretrained" -n auto "$@"
