@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from torchmetrics.classification import MulticlassAccuracy
 
 from optnets import rule_model  # importing optnets registers its families with timm
@@ -23,6 +23,8 @@ class ImageClassifier(L.LightningModule):
         model_kwargs: extra ``timm.create_model`` arguments, e.g. ``{learn_coeffs: false}``.
         optimizer: a timm optimizer name (``sgd`` is SGD with Nesterov momentum, ``momentum`` without).
         schedule: ``step`` (divide by 10 at 50% and 75% of the epochs, as the papers) or ``cosine`` (per step).
+        coeff_lr_scale: the rule's coefficients learn at ``lr * coeff_lr_scale`` (their own parameter group, still
+            without weight decay); 1 keeps timm's two groups.
         label_smoothing, mixup, cutmix: regularisers (timm's ``Mixup`` when either alpha is positive).
         channels_last, compile: speed switches (memory format; ``torch.compile`` of the model in place).
         rule: builds ``model`` as this rule, ``{rule, preset, depth, inits}`` (``optnets.register``'s arguments),
@@ -48,6 +50,7 @@ class ImageClassifier(L.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         rule: Optional[dict] = None,
+        coeff_lr_scale: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -57,10 +60,12 @@ class ImageClassifier(L.LightningModule):
                 f'unknown model {model!r}: `optnets models` lists the optnets ones, '
                 f'timm.list_models() all of them{f" (close: {close})" if close else ""}'
             )
-        if not (0 <= lr < math.inf and 0 <= weight_decay < math.inf and 0 <= momentum < 1):
+        if not (
+            0 <= lr < math.inf and 0 <= weight_decay < math.inf and 0 <= momentum < 1 and 0 <= coeff_lr_scale < math.inf
+        ):
             raise ValueError(
-                f'lr and weight_decay must be finite and non-negative and momentum in [0, 1), got '
-                f'lr={lr}, weight_decay={weight_decay}, momentum={momentum}'
+                f'lr, weight_decay and coeff_lr_scale must be finite and non-negative and momentum in [0, 1), got '
+                f'lr={lr}, weight_decay={weight_decay}, coeff_lr_scale={coeff_lr_scale}, momentum={momentum}'
             )
         if schedule not in ('step', 'cosine'):
             raise ValueError(f"schedule must be 'step' or 'cosine', got {schedule!r}")
@@ -121,10 +126,24 @@ class ImageClassifier(L.LightningModule):
         if hasattr(data, 'data_config'):
             checkpoint['data_config'] = data.data_config()
 
+    def parameter_groups(self) -> torch.nn.Module | list[dict]:
+        """timm's groups (no weight decay for biases, norms and ``no_weight_decay()``), and with
+        ``coeff_lr_scale != 1`` the rule's coefficients split off into a third group at their own learning rate."""
+        hp = self.hparams
+        coefficients = [p for _, p in getattr(self.model, 'named_coefficients', tuple)()]
+        if hp.coeff_lr_scale == 1 or not coefficients:
+            return self.model
+        scaled = {id(p) for p in coefficients}
+        groups = param_groups_weight_decay(self.model, hp.weight_decay, self.model.no_weight_decay())
+        groups = [{**g, 'params': [p for p in g['params'] if id(p) not in scaled]} for g in groups]
+        return [g for g in groups if g['params']] + [
+            {'params': coefficients, 'weight_decay': 0.0, 'lr': hp.lr * hp.coeff_lr_scale}
+        ]
+
     def configure_optimizers(self) -> dict:
         hp = self.hparams
         optimizer = create_optimizer_v2(
-            self.model, hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum
+            self.parameter_groups(), hp.optimizer, lr=hp.lr, weight_decay=hp.weight_decay, momentum=hp.momentum
         )
         steps = self.trainer.estimated_stepping_batches
         warmup = int(steps * hp.warmup_epochs / max(self.trainer.max_epochs or 1, 1))

@@ -427,6 +427,34 @@ def test_learning_rate_schedules_with_warmup(schedule, expected, tmp_path):
     assert rates.seen == pytest.approx(expected, rel=1e-6)
 
 
+def test_coeff_lr_scale_moves_only_the_coefficients_at_their_own_rate(tmp_path):
+    def first_step(scale: float) -> dict:
+        L.seed_everything(0)
+        module = ImageClassifier('hb_net_20_cifar', lr=0.1, weight_decay=5e-4, coeff_lr_scale=scale)
+        before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+        trainer = L.Trainer(
+            max_steps=1,
+            accelerator='cpu',
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(module, SyntheticDataModule(length=8, batch_size=8))
+        groups = trainer.optimizers[0].param_groups
+        assert sorted(id(p) for g in groups for p in g['params']) == sorted(id(p) for p in module.parameters())
+        return {n: p.detach() - before[n] for n, p in module.model.named_parameters()}
+
+    coefficients = set(timm.create_model('hb_net_20_cifar').no_weight_decay())
+    full, tenth = first_step(1.0), first_step(0.1)
+    assert coefficients and max(full[n].abs().max() for n in coefficients) > 1e-2
+    for name in full:  # atol: a float32 step near 1 rounds to its spacing there
+        expected = full[name] * 0.1 if name in coefficients else full[name]
+        torch.testing.assert_close(tenth[name], expected, rtol=1e-5, atol=2e-7)
+
+
 def test_mixup_trains_on_mixed_images_and_soft_targets():
     module = ImageClassifier('hb_net_20_cifar', mixup=0.4, label_smoothing=0.1)
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
