@@ -56,9 +56,10 @@ def _without(spec: dict, key: str) -> dict:
     return {k: v for k, v in spec.items() if k != key}
 
 
-def train(name: str, options: list[str], seed: int) -> dict:
-    """One final run, in a process of its own with one thread: test accuracy of the last epoch's weights."""
-    path = OUT / 'finals' / f'{name}_seed{seed}.json'
+def train(name: str, options: list[str], seed: int, out: Path = OUT / 'finals') -> dict:
+    """One final run, in a process of its own with one thread: test accuracy of the last epoch's weights, kept in
+    ``out`` (a run already there is not run again)."""
+    path = out / f'{name}_seed{seed}.json'
     if path.exists():
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)

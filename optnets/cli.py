@@ -235,6 +235,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument('--config', default='search_fashion_mnist', help='the recipe config each trial trains with')
     run.add_argument('--trials', type=int, default=60, help='finished (complete or pruned) trials to reach')
     run.add_argument('--seed', type=int, default=0, help="the sampler's seed")
+    run.add_argument('--sampler', choices=('tpe', 'random'), default='tpe', help="Optuna's sampler")
+    run.add_argument(
+        '--builtins',
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='enqueue the built-in algorithms as the first trials (a new study only)',
+    )
     run.add_argument('--root-dir', default='runs/search', help='trial logs and checkpoints: ROOT/trial_<n>')
     run.add_argument('--window', type=int, default=3, help='the longest history a rule reads (m)')
     run.add_argument(

@@ -87,6 +87,9 @@ class RecipeObjective:
             return float('nan')  # Optuna marks the trial failed and goes on
         if report.pruned:
             raise optuna.TrialPruned(f'pruned after epoch {cli.trainer.current_epoch}')
+        if report.best == float('-inf'):  # e.g. fewer training images than a batch: nothing was trained
+            trial.set_user_attr('failed', 'no validation epoch ran')
+            return float('nan')
         return report.best
 
 
@@ -112,7 +115,17 @@ def main(args: argparse.Namespace, overrides: list[str]) -> None:
     quiet(lightning_info=False)
     space = RuleSpace(window=args.window)
     objective = RecipeObjective(args.config, overrides, args.root_dir)
-    study = run(space, objective, args.trials, args.storage, args.study, args.seed, progress=progress)
+    study = run(
+        space,
+        objective,
+        args.trials,
+        args.storage,
+        args.study,
+        args.seed,
+        progress,
+        sampler=args.sampler,
+        builtins=args.builtins,
+    )
     print(leaderboard_text(leaderboard(args.storage, args.study)[:10]))
     print(
         f'{len(study.trials)} trials in study {args.study!r} of {args.storage}; all of them: optnets search show '

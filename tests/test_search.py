@@ -85,15 +85,42 @@ def test_points_drawn_from_the_space_compile_to_what_they_mean():
         assert check(case) == [], drawn.text
 
 
-def test_every_point_keeps_the_skeletons_cost():
+def test_every_point_keeps_the_skeletons_cost_with_or_without_the_transitions_shortcut():
     space = RuleSpace()
-    resnet = cost(point(NAMED['resnet']), space)
+    skeletons = {True: cost(point(NAMED['resnet']), space), False: cost(point(NAMED['gd']), space)}
+    assert skeletons[False][0] < skeletons[True][0]  # the shortcuts' projections are all that differ
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(20):
         trial = study.ask()
-        params, gmacs = cost(space.suggest(trial), space)
+        drawn = space.suggest(trial)
+        params, gmacs = cost(drawn, space)
         study.tell(trial, 0.0)
-        assert gmacs == resnet[1] and resnet[0] <= params <= 1.01 * resnet[0]
+        base = skeletons[drawn.shortcut]
+        assert gmacs == base[1] and base[0] <= params <= 1.01 * base[0]
+
+
+def test_a_searched_point_builds_the_skeleton_it_names_gd_without_any_shortcut():
+    from optnets import rule_model
+    from optnets.search.study import register_kwargs
+
+    def shortcuts(params: dict) -> list[bool]:
+        spec = register_kwargs(point(params), RuleSpace())
+        model = rule_model('trial', **{k: v for k, v in spec.items() if k != 'model_kwargs'}, **spec['model_kwargs'])
+        return [m.shortcut for m in model.modules() if type(m).__name__ == 'ResidualTransition']
+
+    gd_net = timm.create_model('gd_net_56_cifar')
+    assert shortcuts(NAMED['gd']) == [m.shortcut for m in gd_net.modules() if hasattr(m, 'shortcut')] == [False] * 3
+    assert shortcuts(NAMED['resnet']) == [True] * 3
+
+
+def test_a_study_without_the_built_ins_or_with_random_search_enqueues_nothing(tmp_path):
+    storage = f'sqlite:///{tmp_path / "study.db"}'
+    for study_name, sampler in (('tpe', 'tpe'), ('random', 'random')):
+        study = run(RuleSpace(), toy, 4, storage, study_name, seed=3, sampler=sampler, builtins=False)
+        assert not [t for t in study.trials if 'named' in t.user_attrs]
+        assert study.user_attrs['sampler'] == {'tpe': 'TPESampler', 'random': 'RandomSampler'}[sampler]
+    with pytest.raises(ValueError, match='sampler must be one of'):
+        run(RuleSpace(), toy, 4, storage, 'other', sampler='grid')
 
 
 def test_a_rule_whose_identity_path_explodes_is_refused_and_others_are_admitted():
@@ -329,6 +356,22 @@ def postgres():
     finally:
         as_postgres(str(bindir / 'pg_ctl'), '-D', str(folder / 'data'), '-m', 'immediate', 'stop')
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_trial_that_trains_nothing_fails_with_its_reason_instead_of_scoring(tmp_path):
+    """Fewer training images than a batch: Lightning trains and validates nothing; the trial is failed with the
+    reason, never a complete trial with no score."""
+    from optnets.cli import main
+
+    storage = f'sqlite:///{tmp_path / "study.db"}'
+    main(
+        ['search', '--trials', '1', '--storage', storage, '--root-dir', str(tmp_path / 'runs'), '--no-progress']
+        + ['--data', 'optnets.recipes.data.SyntheticDataModule', '--data.length', '4']
+        + ['--data.batch_size', '8', '--trainer.max_epochs', '1']
+    )
+    study = optuna.load_study(storage=storage, study_name='rules')
+    first = study.trials[0]  # ResNet, the first built-in: never refused before training
+    assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs['failed'] == 'no validation epoch ran'
 
 
 def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_marked_failed(postgres, tmp_path):

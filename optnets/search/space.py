@@ -10,7 +10,9 @@ Two streams (y then x, the x update reading y[k] (Jacobi), y[k+1] (Gauss-Seidel)
     x[k+1] = T(x[k]) + a_xx*x[k] + a_xy*y[k] + a_xn*y[k+1] + a_xd*sum_t (y[t] - x[t])
 
 Each coefficient is absent, fixed at a value (a number in the rule's text) or learned (a symbol, whose initial
-value is the ``search`` initialisation). The built-in algorithms are named points of the space (``NAMED``).
+value is the ``search`` initialisation). Whether each stage's first block keeps ResNet's shortcut is searched too
+(``shortcut``; ``gd_net``'s plain CNN has none). The built-in algorithms are named points of the space
+(``NAMED``).
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ INIT = 'search'  # the initialisation a point's learned coefficients start from:
 @dataclass(frozen=True)
 class Point:
     """A point of the space: the rule (its learned coefficients' initial values as its ``search`` inits), the
-    model arguments that keep the skeleton's cost, and the Optuna parameters that name it."""
+    model arguments that keep the skeleton's cost, whether the stages' first blocks keep their shortcut, and the
+    Optuna parameters that name it."""
 
     rule: Rule
     model_kwargs: dict
     params: dict = field(compare=False)
+    shortcut: bool = True
 
     @property
     def text(self) -> str:
@@ -63,7 +67,8 @@ def _sum(terms: list[tuple[str, str]]) -> str:
 class RuleSpace:
     """The rules a search draws, on one skeleton: ``preset`` ``'cifar'`` (ResNet-``depth``, 6n+2) or
     ``'imagenet'``. ``window`` is the largest m; ``values`` the range and step of fixed and initial values;
-    ``two_streams`` adds the dual-stream rules, at half the steps so that the T count and cost stay the skeleton's.
+    ``two_streams`` adds the dual-stream rules, at half the steps so that the T count and cost stay the skeleton's;
+    ``shortcuts`` the choices for the transitions' shortcut (``(True,)``: ResNet's, never searched).
     """
 
     def __init__(
@@ -75,11 +80,12 @@ class RuleSpace:
         history_sums: bool = True,
         two_streams: bool = True,
         coeff_shapes: Sequence[str] = ('scalar', 'channel'),
+        shortcuts: Sequence[bool] = (True, False),
     ):
         if not 1 <= window <= 8:
             raise ValueError(f'window must be between 1 and 8, got {window}')
         self.preset, self.depth, self.window, self.values = preset, depth, window, values
-        self.history_sums, self.coeff_shapes = history_sums, tuple(coeff_shapes)
+        self.history_sums, self.coeff_shapes, self.shortcuts = history_sums, tuple(coeff_shapes), tuple(shortcuts)
         self.skeleton = skeleton(preset, depth)  # the preset's model arguments (a bad preset is refused there)
         self.steps = self.skeleton['steps']
         if two_streams and any(s % 2 for s in self.steps):
@@ -93,13 +99,14 @@ class RuleSpace:
         return (
             f'RuleSpace(preset={self.preset!r}, depth={self.depth}, window={self.window}, values={self.values}, '
             f'history_sums={self.history_sums}, two_streams={self.two_streams}, '
-            f'coeff_shapes={self.coeff_shapes})'
+            f'coeff_shapes={self.coeff_shapes}, shortcuts={self.shortcuts})'
         )
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Point:
         """The point an Optuna trial (``trial.suggest_*``) picks; an ``optuna.trial.FixedTrial`` names one."""
         streams = trial.suggest_categorical('streams', (1, 2) if self.two_streams else (1,))
         shape = trial.suggest_categorical('coeff_shape', self.coeff_shapes)
+        shortcut = trial.suggest_categorical('shortcut', self.shortcuts)
         inits: dict[str, float] = {}
 
         def coefficient(name: str, states=STATES) -> float | str | None:
@@ -120,7 +127,7 @@ class RuleSpace:
             text = self._two_streams(trial, coefficient)
             model_kwargs = {'steps': tuple(s // 2 for s in self.steps)}
         rule = Rule.parse(text, name='searched', reading='increment', **{INIT: inits})
-        return Point(rule, dict(model_kwargs, coeff_init=INIT, coeff_shape=shape), dict(trial.params))
+        return Point(rule, dict(model_kwargs, coeff_init=INIT, coeff_shape=shape), dict(trial.params), shortcut)
 
     def _one_stream(self, trial, coefficient) -> str:
         window = trial.suggest_int('window', 1, self.window)
@@ -163,8 +170,10 @@ class RuleSpace:
 # The built-in algorithms as points of the space (Optuna parameters), enqueued first: ResNet (heavy ball fixed at
 # its special values), then each algorithm at its special and theory initial values where the space holds them
 # (nesterov's theory values are a schedule, agd sums T over the history: neither is a point of this space).
-_ONE = dict(streams=1, coeff_shape='scalar', c0='fixed', c0_value=1.0, c1='absent', g='absent', h='absent')
-_TWO = dict(streams=2, coeff_shape='scalar', x_reads='both')
+_ONE = dict(
+    streams=1, coeff_shape='scalar', shortcut=True, c0='fixed', c0_value=1.0, c1='absent', g='absent', h='absent'
+)
+_TWO = dict(streams=2, coeff_shape='scalar', shortcut=True, x_reads='both')
 _ADMM = ('a_yy', 'a_yx', 'a_yd', 'a_xx', 'a_xy', 'a_xn', 'a_xd')
 
 
@@ -191,7 +200,7 @@ def builtin_values(builtin: str, init: str, *names: str) -> dict[str, float]:
 
 NAMED = {
     'resnet': dict(_ONE, window=1, b0='fixed', **builtin_values('heavy_ball', 'special', 'b0')),
-    'gd': dict(_ONE, window=1, b0='absent'),
+    'gd': dict(_ONE, window=1, b0='absent', shortcut=False),  # gd_net: the plain CNN, no shortcut anywhere
     'heavy_ball special': dict(
         _ONE, window=2, b0='learned', b1='learned', **builtin_values('heavy_ball', 'special', 'b0', 'b1')
     ),
@@ -239,12 +248,14 @@ def _coordinate(name: str, params: dict) -> tuple[str, float]:
 
 def distance(params: dict, other: dict) -> float:
     """The Euclidean distance of two points' initial coefficients, plus one for each coefficient whose state
-    (absent, fixed, learned) differs; points with different stream counts are infinitely far apart."""
+    (absent, fixed, learned) differs and one if their shortcuts differ; points with different stream counts are
+    infinitely far apart (a point of a study before shortcuts were searched keeps ResNet's)."""
     if params['streams'] != other['streams']:
         return float('inf')
     mine, theirs = coefficients(params), coefficients(other)
     pairs = [(mine.get(n) or _coordinate(n, {}), theirs.get(n) or _coordinate(n, {})) for n in {*mine, *theirs}]
-    return sum((a[1] - b[1]) ** 2 for a, b in pairs) ** 0.5 + sum(a[0] != b[0] for a, b in pairs)
+    shortcuts = params.get('shortcut', True) != other.get('shortcut', True)
+    return sum((a[1] - b[1]) ** 2 for a, b in pairs) ** 0.5 + sum(a[0] != b[0] for a, b in pairs) + shortcuts
 
 
 def nearest_named(params: dict) -> tuple[str, float]:

@@ -104,7 +104,7 @@ def cost(point: Point, space: RuleSpace) -> tuple[int, float]:
     size = 32 if space.preset == 'cifar' else 224
     kwargs = dict(register_kwargs(point, space)['model_kwargs'], num_classes=10 if space.preset == 'cifar' else 1000)
     with torch.device('meta'):
-        model = OptNet.for_rule(point.rule)(rule=point.rule, **{**space.skeleton, **kwargs})
+        model = OptNet.for_rule(point.rule)(rule=point.rule, shortcut=point.shortcut, **{**space.skeleton, **kwargs})
     return sum(p.numel() for p in model.parameters()), gmacs(model, (3, size, size))
 
 
@@ -115,6 +115,7 @@ def register_kwargs(point: Point, space: RuleSpace) -> dict:
         preset=space.preset,
         depth=space.depth,
         inits={INIT: dict(point.rule.inits[INIT])},
+        shortcut=point.shortcut,
         model_kwargs=dict(point.model_kwargs),
     )
 
@@ -128,25 +129,37 @@ def run(
     seed: int = 0,
     progress: bool = False,
     heartbeat: int = 60,
+    sampler: str = 'tpe',
+    builtins: bool = True,
 ) -> optuna.Study:
     """Run (or resume, or join) the study until it holds ``trials`` finished trials, complete or pruned.
 
     ``objective(trial, point, space)`` trains ``point`` and returns its validation accuracy, reporting it after
     each epoch (``trial.report``; ``optnets.recipes.search.RecipeObjective`` does). The first process to create
-    the study enqueues the built-ins (``NAMED``); others join it. Returns the study."""
+    the study enqueues the built-ins (``NAMED``) if ``builtins``; others join it. ``sampler``: ``'tpe'`` (its
+    first 10 trials random, the enqueued built-ins among them) or ``'random'``. Returns the study."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f'sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}')
     with storage_errors(storage):
-        return _run(space, objective, trials, storage_of(storage, heartbeat), study_name, seed, progress)
+        backend = storage_of(storage, heartbeat)
+        return _run(space, objective, trials, backend, study_name, SAMPLERS[sampler](seed), builtins, progress)
 
 
-def _run(space, objective, trials, backend, study_name, seed, progress) -> optuna.Study:
-    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+SAMPLERS = {
+    'tpe': lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
+    'random': lambda seed: optuna.samplers.RandomSampler(seed=seed),
+}
+
+
+def _run(space, objective, trials, backend, study_name, sampler, builtins, progress) -> optuna.Study:
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource='auto', reduction_factor=3)
     try:
         study = optuna.create_study(
             storage=backend, study_name=study_name, direction='maximize', sampler=sampler, pruner=pruner
         )
         study.set_user_attr('space', repr(space))
-        for name, params in NAMED.items():
+        study.set_user_attr('sampler', type(sampler).__name__)
+        for name, params in NAMED.items() if builtins else ():
             study.enqueue_trial(params, user_attrs={'named': name})
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=backend, study_name=study_name, sampler=sampler, pruner=pruner)
@@ -270,6 +283,7 @@ def _register_lines(trials) -> str:
         lines.append(
             f'optnets.register({f"searched_{trial.number}"!r}, {kwargs["rule"]!r}, '
             f'preset={kwargs["preset"]!r}, depth={kwargs["depth"]}, inits={kwargs["inits"]!r}, '
+            f'shortcut={kwargs.get("shortcut", True)!r}, '
             + ', '.join(f'{k}={v!r}' for k, v in kwargs['model_kwargs'].items())
             + ')'
         )
@@ -281,7 +295,8 @@ def _model_config(trial) -> str:
     model = {
         'model': f'searched_{trial.number}',
         'model_kwargs': kwargs['model_kwargs'],
-        'rule': {k: kwargs[k] for k in ('rule', 'preset', 'depth', 'inits')},
+        'rule': {k: kwargs[k] for k in ('rule', 'preset', 'depth', 'inits')}
+        | {'shortcut': kwargs.get('shortcut', True)},
     }
     header = f'# trial {trial.number} of an optnets search: validation top-1 {100 * trial.value:.2f}%\n'
     return header + 'model:\n' + '\n'.join(f'  {key}: {json.dumps(value)}' for key, value in model.items()) + '\n'

@@ -1,0 +1,168 @@
+"""Do the algorithms make a good starting point for a search? R searches per arm, the same budget each.
+
+    python -m benchmarks.search_arms run      # resumable: run it again after an interrupt
+    python -m benchmarks.search_arms finals   # each search's pick retrained at the finals' budget, tested
+    python -m benchmarks.search_arms report   # arms.md, curves.json and anytime.png
+
+Three arms, R = 3 searches each (sampler seeds 0, 1, 2), 30 finished trials per search, all on the space and
+per-trial budget of the first study (benchmarks/rule_search.sh: 6,000 training images, 3 epochs, chosen on 5,000
+held-out training images) with its Hyperband pruner:
+
+- ``builtins``: TPE with the built-in algorithms enqueued first (what ``optnets search`` does);
+- ``no_builtins``: the same TPE, its first 10 trials random draws instead (``--no-builtins``);
+- ``random``: Optuna's RandomSampler, no built-ins (``--sampler random``): the floor.
+
+A trial counts at the full budget only (complete, or pruned at the last epoch, as the finals read it). The any-time
+curve of a search is the best such validation accuracy among its first n trials; its area is that curve's mean over
+n = 1..30 (before a search's first full-budget trial, its curve is chance, 10%). Every search is one study in
+``arms.db`` (``<arm>_<r>``); two run at once, one thread each.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks.rule_search import train as final_train
+
+OUT = Path(__file__).resolve().parent / 'results' / 'search_arms'
+ARMS = {'builtins': [], 'no_builtins': ['--no-builtins'], 'random': ['--sampler', 'random', '--no-builtins']}
+SEEDS = (0, 1, 2)
+TRIALS = 30
+CHANCE = 0.1  # what a search has found before its first full-budget trial: ten classes' chance
+TRIAL_BUDGET = ['--data.init_args.train_subset', '6000', '--data.init_args.num_workers', '0']
+
+
+def storage(out: Path) -> str:
+    return f'sqlite:///{out / "arms.db"}'
+
+
+def search(out: Path, arm: str, seed: int, trials: int, extra: list[str]) -> None:
+    """One search, in a process of its own with one thread; its log beside the database."""
+    name = f'{arm}_{seed}'
+    command = [
+        *('optnets', 'search', 'run', '--storage', storage(out), '--study', name, '--trials', str(trials)),
+        *('--seed', str(seed), *ARMS[arm], '--root-dir', f'{os.environ.get("RUNS", "runs")}/search_arms/{name}'),
+        *('--trainer.accelerator', 'cpu', '--no-progress', *TRIAL_BUDGET, *extra),
+    ]
+    with open(out / f'{name}.log', 'a') as log:
+        done = subprocess.run(command, stdout=log, stderr=log, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    print(f'{name}: exit {done.returncode}', flush=True)
+
+
+def at_full_budget(row: dict, full: int) -> bool:
+    """A trial scored at the full budget: complete, or pruned at the last epoch (Hyperband's last rung)."""
+    return row['val_top1'] is not None and (
+        row['state'] == 'complete' or row['state'] == 'pruned' and row['epochs'] == full
+    )
+
+
+def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
+    """arm -> per search, the best full-budget validation accuracy among its first n trials (n = 1..trials)."""
+    from optnets.search import leaderboard
+
+    found = {}
+    for arm in ARMS:
+        for seed in SEEDS:
+            rows = sorted(leaderboard(storage(out), f'{arm}_{seed}'), key=lambda r: r['number'])
+            full = max(r['epochs'] for r in rows)
+            best, curve = None, []
+            for r in rows[:trials]:
+                if at_full_budget(r, full) and (best is None or r['val_top1'] > best):
+                    best = r['val_top1']
+                curve.append(CHANCE if best is None else best)
+            found.setdefault(arm, []).append(curve)
+    return found
+
+
+def pick(out: Path, arm: str, seed: int) -> dict:
+    """The search's best full-budget trial, as the recipe's model options."""
+    from optnets.search import leaderboard
+
+    rows = leaderboard(storage(out), f'{arm}_{seed}')
+    full = max(r['epochs'] for r in rows)
+    best = next(r for r in rows if at_full_budget(r, full))  # the leaderboard is sorted, best first
+    spec = {k: v for k, v in best['register'].items() if k != 'model_kwargs'}
+    return dict(
+        trial=best['number'],
+        rule=best['rule'],
+        named=best['named'],
+        val_top1=best['val_top1'],
+        options=[
+            *('--model.model', f'searched_{best["number"]}', '--model.rule', json.dumps(spec)),
+            *('--model.model_kwargs', json.dumps(best['register']['model_kwargs'])),
+        ],
+    )
+
+
+def report(out: Path, trials: int = TRIALS) -> None:
+    import statistics
+
+    found = curves(out, trials)
+    finals = {p.stem: json.loads(p.read_text()) for p in sorted((out / 'finals').glob('*.json'))}
+    lines = [
+        f'| arm | searches | best validation top-1 after 10 / 20 / {trials} trials (%) | area (%) | '
+        'test top-1 of the pick, retrained (%) |',
+        '|---|---|---|---|---|',
+    ]
+
+    def stat(values):
+        values = [100 * v for v in values]
+        return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}' if len(values) > 1 else '-'
+
+    for arm, runs in found.items():
+        at = ' / '.join(stat([c[n - 1] for c in runs]) for n in (10, 20, trials) if n <= trials)
+        area = stat([statistics.mean(c) for c in runs])
+        tests = [finals[f'{arm}_{s}_seed0']['test_top1'] for s in SEEDS if f'{arm}_{s}_seed0' in finals]
+        lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {stat(tests) if tests else "-"} |')
+    (out / 'arms.md').write_text('\n'.join(lines) + '\n')
+    (out / 'curves.json').write_text(json.dumps(found, indent=1))
+    print('\n'.join(lines))
+    plot(found, out / 'anytime.png')
+
+
+def plot(found: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for arm, runs in found.items():
+        values = 100 * np.array(runs, dtype=float)
+        n = np.arange(1, values.shape[1] + 1)
+        ax.plot(n, values.mean(0), label=f'{arm} (mean of {len(runs)})')
+        ax.fill_between(n, values.min(0), values.max(0), alpha=0.2)
+    ax.set(xlabel='trials', ylabel='best validation top-1 so far (%)', title='Rule search from the algorithms or not')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('step', choices=['run', 'finals', 'report'])
+    parser.add_argument('--jobs', type=int, default=2, help='searches (or finals) at once, one thread each')
+    parser.add_argument('--trials', type=int, default=TRIALS, help='finished trials per search')
+    parser.add_argument('--out', type=Path, default=OUT, help='the studies (arms.db), logs, finals and report')
+    args, extra = parser.parse_known_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.step == 'run':  # seed by seed, so that a cut run compares every arm at the seeds it finished
+        work = [(arm, seed) for seed in SEEDS for arm in ARMS]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda job: search(out, *job, args.trials, extra), work))
+    elif args.step == 'finals':
+        work = [(f'{arm}_{seed}', pick(out, arm, seed)['options']) for seed in SEEDS for arm in ARMS]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda job: final_train(*job, seed=0, out=out / 'finals'), work))
+    else:
+        report(out, args.trials)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
