@@ -1,0 +1,88 @@
+"""HB-Net-20 against ResNet-20 at the full budget, seed by seed: the table of docs/benchmarks/fmnist-weights.md.
+
+    python -m benchmarks.fmnist_seeds_table --out benchmarks/results/fmnist_seeds
+
+Seeds 0 and 1 are the published runs, scored by benchmarks/fmnist_weights.py (its runs.json); each further seed is
+a run of benchmarks/fmnist_seeds.sh that has finished its 12 epochs (runs/fmnist_full_seed<S>/<model>), scored the
+same way: its last epoch's weights on all 10k test images. A model's seeds are compared pairwise (the same seed
+gives both models the same data order), with a two-sided paired t-test.
+"""
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import timm
+
+import optnets  # noqa: F401
+from benchmarks.fmnist_weights import checkpoint_at, test_top1
+from optnets.models.checkpoints import keep_missing_coefficients
+from optnets.weights.export import model_weights, read_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ROOT / 'benchmarks/results/fmnist_weights/runs.json'
+MODELS = {'hb_net_20': 'hb_net_20_cifar.fmnist', 'resnet_20': 'hb_net_20_cifar.fmnist_resnet'}  # run -> tag
+LAST_EPOCH = 11
+
+
+def scores(runs: Path) -> dict[str, dict[str, dict]]:
+    """model -> seed -> {test_top1, source}: the published seeds, then every finished run under ``runs``."""
+    published = json.loads(PUBLISHED.read_text())
+    found = {}
+    for model, tag in MODELS.items():
+        found[model] = {
+            seed: dict(test_top1=top1, source=str(PUBLISHED.relative_to(ROOT)))
+            for seed, top1 in published[tag]['seeds'].items()
+        }
+        for root in sorted(runs.glob('fmnist_full_seed*')):
+            seed = root.name.removeprefix('fmnist_full_seed')
+            if seed in found[model] or not list((root / model / 'checkpoints').glob(f'latest-epoch={LAST_EPOCH}-*')):
+                continue
+            network = timm.create_model('hb_net_20_cifar', num_classes=10, in_chans=1).eval()
+            weights = model_weights(read_checkpoint(checkpoint_at(root / model, LAST_EPOCH)))
+            network.load_state_dict(keep_missing_coefficients(weights, network))
+            found[model][seed] = dict(test_top1=test_top1(network), source=f'{root.name}/{model}')
+            print(f'{model} seed {seed}: {100 * found[model][seed]["test_top1"]:.2f}%', flush=True)
+    return found
+
+
+def table(found: dict) -> str:
+    from scipy.stats import ttest_rel
+
+    def spread(values: list[float]) -> str:
+        return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}' if len(values) > 1 else '-'
+
+    lines = ['| model | seeds | test top-1 per seed (%) | mean ± sd (%) |', '|---|---|---|---|']
+    for model, seeds in found.items():
+        values = [100 * seeds[s]['test_top1'] for s in sorted(seeds)]
+        per_seed = ', '.join(f'{s}: {v:.2f}' for s, v in zip(sorted(seeds), values))
+        lines.append(f'| {model} | {len(seeds)} | {per_seed} | {spread(values)} |')
+    paired = sorted(set(found['hb_net_20']) & set(found['resnet_20']))
+    hb = [100 * found['hb_net_20'][s]['test_top1'] for s in paired]
+    resnet = [100 * found['resnet_20'][s]['test_top1'] for s in paired]
+    gaps = [a - b for a, b in zip(hb, resnet)]
+    p = ttest_rel(hb, resnet).pvalue if len(paired) > 1 else float('nan')
+    wins = sum(g > 0 for g in gaps)
+    lines += [
+        '',
+        f'HB-Net-20 minus ResNet-20, paired by seed ({len(paired)} seeds): {spread(gaps)} points; HB-Net-20 ahead '
+        f'in {wins} of {len(paired)}; two-sided paired t-test p = {p:.3f}.',
+    ]
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--runs', type=Path, default=ROOT / 'runs', help='where fmnist_seeds.sh ran')
+    parser.add_argument('--out', type=Path, required=True)
+    args = parser.parse_args(argv)
+    found = scores(args.runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / 'results.json').write_text(json.dumps(found, indent=1) + '\n')
+    (args.out / 'table.md').write_text(table(found) + '\n')
+    print(table(found))
+
+
+if __name__ == '__main__':
+    main()
