@@ -1,6 +1,7 @@
 """The rule search's finals and its picture (docs/benchmarks/rule_search.md), after benchmarks/rule_search.sh.
 
-    python benchmarks/rule_search.py finals   # the 3 best found rules, ResNet-20, HB-Net-20 and the best built-in,
+    python benchmarks/rule_search.py finals   # the 3 best found rules, ResNet-20, HB-Net-20, gd_net's plain CNN
+                                              # (no shortcut) and the best built-in,
                                               # 3 seeds each at a larger budget; test accuracy for these only
     python benchmarks/rule_search.py report   # table.md and search.png from the study and the finals
 
@@ -49,6 +50,8 @@ def finalists(top: int = 3) -> dict[str, dict]:
     }
     models['resnet_20'] = ['--model.model', 'hb_net_20_cifar', '--model.model_kwargs', '{"learn_coeffs": false}']
     models['hb_net_20'] = ['--model.model', 'hb_net_20_cifar']
+    plain = dict(rule='x[k+1] = T(x[k])', preset='cifar', depth=20, shortcut=False)  # gd_net's: no skip at all
+    models['gd_net_20'] = ['--model.model', 'gd_net_20', '--model.rule', json.dumps(plain)]
     return models
 
 
@@ -174,6 +177,7 @@ def finals_table(rows: list[dict]) -> list[str]:
     rule_of = {f'searched_{r["number"]}': (r['rule'], r['named']) for r in rows}
     rule_of['resnet_20'] = ('x[k+1] = T(x[k]) + x[k]', 'ResNet-20, fixed')
     rule_of['hb_net_20'] = ('x[k+1] = T(x[k]) + b1*x[k] + b2*x[k-1]', 'HB-Net-20, from ResNet')
+    rule_of['gd_net_20'] = ('x[k+1] = T(x[k])', "gd_net's plain CNN, no shortcut anywhere")
     by_name = {}
     for run in runs:
         by_name.setdefault(run['name'], []).append(run)
