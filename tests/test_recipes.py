@@ -392,6 +392,20 @@ def test_a_run_becomes_a_hub_folder_that_timm_loads_and_publish_uploads_it(tmp_p
         optnets_command(['publish', str(tmp_path), '--repo', 'me/x'])  # not a hub folder: one line, exit 2
 
 
+def training_only(root: Path, **kwargs) -> L.Trainer:
+    """A CPU trainer that trains and does nothing else: no validation, logs, checkpoints or progress bar."""
+    return L.Trainer(
+        accelerator='cpu',
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=root,
+        **kwargs,
+    )
+
+
 class LearningRates(L.Callback):
     def __init__(self):
         self.seen = []
@@ -412,17 +426,7 @@ class LearningRates(L.Callback):
 def test_learning_rate_schedules_with_warmup(schedule, expected, tmp_path):
     rates = LearningRates()
     module = ImageClassifier('hb_net_20_cifar', lr=0.1, schedule=schedule, warmup_epochs=1)
-    trainer = L.Trainer(
-        max_epochs=4,
-        accelerator='cpu',
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[rates],
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = training_only(tmp_path, max_epochs=4, callbacks=[rates])
     trainer.fit(module, SyntheticDataModule(length=16, batch_size=8))  # 2 steps an epoch
     assert rates.seen == pytest.approx(expected, rel=1e-6)
 
@@ -432,16 +436,7 @@ def test_coeff_lr_scale_moves_only_the_coefficients_at_their_own_rate(tmp_path):
         L.seed_everything(0)
         module = ImageClassifier('hb_net_20_cifar', lr=0.1, weight_decay=5e-4, coeff_lr_scale=scale)
         before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-        trainer = L.Trainer(
-            max_steps=1,
-            accelerator='cpu',
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            default_root_dir=tmp_path,
-        )
+        trainer = training_only(tmp_path, max_steps=1)
         trainer.fit(module, SyntheticDataModule(length=8, batch_size=8))
         groups = trainer.optimizers[0].param_groups
         assert sorted(id(p) for g in groups for p in g['params']) == sorted(id(p) for p in module.parameters())
