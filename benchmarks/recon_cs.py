@@ -94,9 +94,9 @@ def parameter_groups(name: str, model: nn.Module, physics) -> list[dict]:
     """Every parameter at the common rate, but for ``ista_net_plus_raw_step``'s steps (see ``DIAGNOSTIC``)."""
     if name != 'ista_net_plus_raw_step':
         return [dict(params=list(model.parameters()))]
-    steps = model.stage.coeff.a  # the step of every phase, in units of 1/L
-    others = [p for p in model.parameters() if p is not steps]
-    return [dict(params=others), dict(params=[steps], lr=LR * lipschitz(physics))]
+    steps = model.step_sizes()  # the step of every phase, in units of 1/L
+    others = [p for p in model.parameters() if all(p is not s for s in steps)]
+    return [dict(params=others), dict(params=steps, lr=LR * lipschitz(physics))]
 
 
 def scores(model, physics, x: torch.Tensor, batch: int = 250) -> dict:

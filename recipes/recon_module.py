@@ -11,6 +11,7 @@ from deepinv.physics import CompressedSensing
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from optnets.recon import presets
+from optnets.recon.network import lipschitz
 from optnets.recon.prox import symmetry_loss
 
 
@@ -18,8 +19,10 @@ class ReconModule(L.LightningModule):
     """``model`` (a key of ``optnets.recon.PRESETS``) with ``phases`` phases reconstructs images from compressed
     measurements ``y = A x``, ``A`` a Gaussian matrix of ``round(sampling_ratio * pixels)`` rows drawn from
     ``physics_seed`` (kept in the state, so a checkpoint carries its physics). Loss: mean squared error plus
-    ``symmetry_weight`` times ISTA-Net's symmetry term. ``in_chans`` and ``num_classes`` come from the data module
-    (the classes are not used)."""
+    ``symmetry_weight`` times ISTA-Net's symmetry term, minimised by Adam at ``lr``; with ``step_lr='lipschitz'``
+    the network's step sizes (``ReconNet.step_sizes``, in units of ``1/L``) at ``L`` times ``lr``, which learns the
+    raw step at ``lr`` as deepinv's unfolded networks do (``'common'``: every parameter at ``lr``). ``in_chans`` and
+    ``num_classes`` come from the data module (the classes are not used)."""
 
     def __init__(
         self,
@@ -34,12 +37,15 @@ class ReconModule(L.LightningModule):
         symmetry_weight: float = 0.01,
         lr: float = 1e-3,
         model_kwargs: dict | None = None,
+        step_lr: str = 'lipschitz',
     ):
         super().__init__()
         if model not in presets.PRESETS:
             raise ValueError(f'model must be one of {sorted(presets.PRESETS)}, got {model!r}')
         if not 0 < sampling_ratio <= 1:
             raise ValueError(f'sampling_ratio is a fraction of the pixels, in (0, 1], got {sampling_ratio}')
+        if step_lr not in ('lipschitz', 'common'):
+            raise ValueError(f"step_lr must be 'lipschitz' or 'common', got {step_lr!r}")
         self.save_hyperparameters()
         pixels = in_chans * image_size**2
         self.physics = CompressedSensing(
@@ -79,4 +85,11 @@ class ReconModule(L.LightningModule):
         self._evaluate(batch, 'test')
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+        hp = self.hparams
+        steps = self.model.step_sizes() if hp.step_lr == 'lipschitz' else []
+        others = [p for p in self.model.parameters() if all(p is not s for s in steps)]
+        groups = [dict(params=others)]
+        if steps:
+            like = torch.zeros(1, hp.in_chans, hp.image_size, hp.image_size)
+            groups.append(dict(params=steps, lr=hp.lr * lipschitz(self.physics, like)))
+        return torch.optim.Adam(groups, lr=hp.lr)

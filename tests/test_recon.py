@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 dinv = pytest.importorskip('deepinv', reason='the recon extra: pip install "optnets[recon]"')
 
@@ -153,6 +154,35 @@ def test_fista_net_learns_its_extrapolation_from_fistas():
     assert b1.requires_grad and b2.requires_grad
     torch.testing.assert_close(b1.detach(), torch.tensor([1 + nesterov_beta(k) for k in range(4)]))
     torch.testing.assert_close(b2.detach(), torch.tensor([-nesterov_beta(k) for k in range(4)]))
+
+
+def test_the_step_sizes_are_the_data_terms_coefficients_or_each_phases_own():
+    from optnets.recon import admm_net_cs
+
+    for build in (ista_net, ista_net_plus, fista_net):
+        net = build(3)
+        assert [id(p) for p in net.step_sizes()] == [id(net.stage.coeff.a)]  # not FISTA's b1, b2
+    net = admm_net_cs(3)
+    steps = [t.step_size for t in net.transforms()]
+    assert len(steps) == 6 and [id(p) for p in net.step_sizes()] == [id(p) for p in steps]
+
+
+@pytest.mark.parametrize('step_lr', ['lipschitz', 'common'])
+def test_the_cs_recipe_learns_the_raw_step_at_the_learning_rate_as_deepinv_does(step_lr):
+    """Adam's first step moves a parameter by its learning rate: with ``step_lr='lipschitz'`` the step ``a`` (in
+    units of 1/L) moves by L times it, so the raw step a/L moves by the learning rate, as deepinv's own does."""
+    from optnets.recipes.recon_module import ReconModule
+
+    torch.manual_seed(0)
+    module = ReconModule(phases=2, features=4, lr=1e-3, step_lr=step_lr)
+    optimizer = module.configure_optimizers()
+    before = module.model.stage.coeff.a.detach().clone()
+    x = torch.rand(4, 1, 28, 28)
+    F.mse_loss(module(module.physics(x)), x).backward()
+    optimizer.step()
+    raw_move = (module.model.stage.coeff.a.detach() - before).abs() / measured_lipschitz(module.physics, x)
+    expected = 1e-3 if step_lr == 'lipschitz' else 1e-3 / measured_lipschitz(module.physics, x)
+    torch.testing.assert_close(raw_move, torch.full_like(raw_move, expected), rtol=1e-3, atol=0)
 
 
 def test_the_cs_recipe_trains_validates_tests_and_reloads_from_its_checkpoint(tmp_path):

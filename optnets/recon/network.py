@@ -14,7 +14,7 @@ from torch import nn
 
 from ..compiler import CompiledStage, compile_rule
 from ..rules import Rule
-from ..rules.ir import DataGradient
+from ..rules.ir import DataGradient, symbols
 from ..rules.rule import walk_terms
 
 
@@ -144,6 +144,20 @@ class ReconNet(Reconstructor):
     def forward(self, y: torch.Tensor, physics: Physics, **kwargs) -> torch.Tensor:
         x0 = adjoint_of_measurements(y, physics)
         return self.stage(x0, DataTerm(y, physics, lipschitz(physics, x0)))
+
+    def step_sizes(self) -> list[nn.Parameter]:
+        """The learned step sizes, each in units of ISTA's ``1/L``: the coefficients of the rule's ``G(...)`` terms,
+        or each ``DataStep``'s. Adam moves a parameter by about its learning rate whatever its scale, so learning
+        them at ``L`` times the others' rate learns the raw step ``a/L`` at that rate, as deepinv's unfolded
+        networks do (``optnets train``'s reconstruction recipe does so by default)."""
+        names = {
+            symbol.name
+            for term in walk_terms(self.stage.plan.rule)
+            if isinstance(term.value, DataGradient)
+            for symbol in symbols(term.coeff)
+        }
+        steps = [p for name, p in self.stage.coeff.named_parameters() if name in names]
+        return steps + [t.step_size for t in self.transforms() if isinstance(t, DataStep)]
 
     def transforms(self) -> list[nn.Module]:
         """Every phase's ``T`` (a ``DataStep``, or the prox of a rule that writes ``G``), stream by stream."""
