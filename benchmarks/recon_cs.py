@@ -90,9 +90,12 @@ def learned(name: str, phases: int, physics: dinv.physics.Physics) -> nn.Module:
     )
 
 
-def parameter_groups(name: str, model: nn.Module, physics) -> list[dict]:
-    """Every parameter at the common rate, but for ``ista_net_plus_raw_step``'s steps (see ``DIAGNOSTIC``)."""
-    if name != 'ista_net_plus_raw_step':
+def parameter_groups(name: str, model: nn.Module, physics, step_lr: str) -> list[dict]:
+    """Every parameter at the common rate, but for an optnets network's steps with ``step_lr='lipschitz'`` (the
+    recipe's default since the diagnostic) and ``ista_net_plus_raw_step``'s (see ``DIAGNOSTIC``) always: at ``L``
+    times the rate, the raw step at it, as deepinv's."""
+    raw = name == 'ista_net_plus_raw_step' or step_lr == 'lipschitz' and name != 'deepinv_unfolded_pgd'
+    if not raw:
         return [dict(params=list(model.parameters()))]
     steps = model.step_sizes()  # the step of every phase, in units of 1/L
     others = [p for p in model.parameters() if all(p is not s for s in steps)]
@@ -116,7 +119,7 @@ def train(name: str, ratio: float, seed: int, args) -> dict:
     torch.manual_seed(seed)
     physics = physics_of(ratio)
     model = learned(name, args.phases, physics)
-    optimizer = torch.optim.Adam(parameter_groups(name, model, physics), lr=LR)
+    optimizer = torch.optim.Adam(parameter_groups(name, model, physics, args.step_lr), lr=LR)
     x = images(True, slice(0, args.train))
     order = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -176,6 +179,9 @@ def classical(name: str, ratio: float, args) -> dict:
 
 def run(args):
     args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.out.glob('*.json'):  # runs before step_lr existed learned every step at the common rate
+        if json.loads(path.read_text())['settings'].get('step_lr', 'common') != args.step_lr:
+            raise SystemExit(f'{args.out} holds runs of another --step-lr ({path.name}): choose another --out')
     jobs = [  # seed by seed, ratio by ratio (in the order given), the classical methods with the first seed
         (name, ratio, None if name in CLASSICAL else seed)
         for seed in args.seeds
@@ -282,6 +288,12 @@ def main(argv=None):
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument(
         '--methods', nargs='+', default=[*CLASSICAL, *LEARNED], choices=[*CLASSICAL, *LEARNED, *DIAGNOSTIC]
+    )
+    parser.add_argument(
+        '--step-lr',
+        choices=['lipschitz', 'common'],
+        default='lipschitz',
+        help="the optnets networks' steps at L times the rate (the recipe's default) or at the rate",
     )
     parser.add_argument('--report', action='store_true', help='write table.md from the runs in --out')
     parser.add_argument('--out', type=Path, required=True)
