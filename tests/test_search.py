@@ -163,6 +163,18 @@ def test_a_study_resumes_to_its_trial_count_with_the_built_ins_enqueued_once(tmp
     assert [r['val_top1'] for r in rows[len(values) :]] == [None] * (12 - len(values))  # refused ones last
 
 
+def test_the_docs_plain_optuna_plots_draw_a_study_with_the_search_extra(tmp_path):
+    storage = f'sqlite:///{tmp_path / "search.db"}'
+    run(RuleSpace(), toy, 12, storage)
+    study = optuna.load_study(study_name='rules', storage=storage)  # as docs/search.md
+    history = optuna.visualization.plot_optimization_history(study)
+    history.write_html(tmp_path / 'history.html')
+    optuna.visualization.plot_param_importances(study).write_html(tmp_path / 'importances.html')
+    best = [trace for trace in history.data if trace.name == 'Best Value'][0]
+    complete = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert max(best.y) == max(complete) and (tmp_path / 'history.html').stat().st_size > 0
+
+
 def test_export_writes_register_lines_and_configs_and_never_overwrites(tmp_path):
     storage = f'sqlite:///{tmp_path / "study.db"}'
     run(RuleSpace(), toy, 10, storage)
