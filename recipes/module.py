@@ -27,9 +27,9 @@ class ImageClassifier(L.LightningModule):
             without weight decay); 1 keeps timm's two groups.
         label_smoothing, mixup, cutmix: regularisers (timm's ``Mixup`` when either alpha is positive).
         channels_last, compile: speed switches (memory format; ``torch.compile`` of the model in place).
-        rule: builds ``model`` as this rule, ``{rule, preset, depth, inits}`` (``optnets.register``'s arguments),
-            with nothing registered in timm: how a search trial and ``optnets search export``'s configs name a
-            found rule.
+        rule: builds ``model`` as this rule, ``{rule, preset, depth, inits, shortcut}`` (``optnets.register``'s
+            arguments), with nothing registered in timm: how a search trial and ``optnets search export``'s configs
+            name a found rule.
     """
 
     def __init__(

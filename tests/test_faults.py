@@ -441,8 +441,9 @@ def test_export_with_both_out_and_hub_dir_is_refused_and_writes_neither(a_checkp
         (['--ckpt_path', 'LIST'], 'not a training checkpoint'),
         (['--data.batch_size', '0'], 'batch_size must be at least 1'),
         (['--data.image_size', '0'], 'image_size and length must be at least 1'),
-        (['--model.lr', '-0.1'], 'lr and weight_decay must be finite and non-negative'),
-        (['--model.lr', '1e999'], 'lr and weight_decay must be finite and non-negative'),
+        (['--model.lr', '-0.1'], 'lr, weight_decay and coeff_lr_scale must be finite and non-negative'),
+        (['--model.lr', '1e999'], 'lr, weight_decay and coeff_lr_scale must be finite and non-negative'),
+        (['--model.coeff_lr_scale', '-1'], 'lr, weight_decay and coeff_lr_scale must be finite and non-negative'),
         (['--latest.every_n_train_steps', '1', '--latest.every_n_epochs', '1'], 'mutually exclusive'),
     ],
 )
