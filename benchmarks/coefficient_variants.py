@@ -5,7 +5,8 @@
 Each variant trains ResNet-20's skeleton on the first ``--train`` of Fashion-MNIST's first 55k training images and
 is scored on the last 5k (the holdout, read as test images are); the test images are never loaded. Every variant
 starts at ResNet-20 (b1 = 1, b2 = 0, or c = 0) with the same weights and data order per seed. A finished run is
-kept in ``runs.json`` and skipped when the command is run again, so a cut run resumes at the next variant.
+kept in ``runs.json`` (and ``table.md``) and skipped when the command is run again, so a cut run resumes at the
+next variant.
 """
 
 import argparse
@@ -62,9 +63,10 @@ def table(runs: list[dict]) -> str:
             continue
         final = [100 * r['val_top1'][-1] for r in group]
         mean = sum(final) / len(final)
-        spread = (sum((f - mean) ** 2 for f in final) / (len(final) - 1)) ** 0.5 if len(final) > 1 else 0.0
+        spread = (sum((f - mean) ** 2 for f in final) / (len(final) - 1)) ** 0.5 if len(final) > 1 else None
         seconds = sum(sum(r['epoch_seconds']) for r in group) / sum(len(r['epoch_seconds']) for r in group)
-        lines.append(f'| `{variant}` | {len(group)} | {mean:.2f} ± {spread:.2f} | {seconds:.1f} |')
+        shown = f'{mean:.2f}' + (f' ± {spread:.2f}' if spread is not None else '')
+        lines.append(f'| `{variant}` | {len(group)} | {shown} | {seconds:.1f} |')
     return '\n'.join(lines)
 
 
@@ -90,8 +92,10 @@ def main(argv: list[str] | None = None) -> None:
             started = time.perf_counter()
             record['runs'].append(train(variant, seed, args))
             path.write_text(json.dumps(record, indent=1))
+            (args.out / 'table.md').write_text(table(record['runs']) + '\n')
             top1 = 100 * record['runs'][-1]['val_top1'][-1]
             print(f'{variant} seed {seed}: validation top-1 {top1:.2f}% ({time.perf_counter() - started:.0f} s)')
+    (args.out / 'table.md').write_text(table(record['runs']) + '\n')
     print(table(record['runs']))
 
 
