@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from optnets.recon import presets
-from optnets.recon.network import squared_norm
+from optnets.recon.network import lipschitz as measured_lipschitz
 from optnets.recon.prox import ISTANetPlusProx, symmetry_loss
 from optnets.recipes.data import fashion_mnist_flat
 
@@ -60,8 +60,9 @@ def physics_of(ratio: float) -> dinv.physics.CompressedSensing:
 
 
 def lipschitz(physics: dinv.physics.Physics) -> float:
-    """``L = ||A^T A||``: ``1/L`` is the classical methods' step and deepinv's initial one."""
-    return squared_norm(physics, torch.zeros(1, 1, 28, 28))
+    """``L = ||A^T A||`` (measured once per physics, as the networks do): ``1/L`` is the classical methods' step
+    and deepinv's initial one."""
+    return measured_lipschitz(physics, torch.zeros(1, 1, 28, 28))
 
 
 class ProxDenoiser(nn.Module):
@@ -97,9 +98,7 @@ def parameter_groups(name: str, model: nn.Module, physics, step_lr: str) -> list
     raw = name == 'ista_net_plus_raw_step' or step_lr == 'lipschitz' and name != 'deepinv_unfolded_pgd'
     if not raw:
         return [dict(params=list(model.parameters()))]
-    steps = model.step_sizes()  # the step of every phase, in units of 1/L
-    others = [p for p in model.parameters() if all(p is not s for s in steps)]
-    return [dict(params=others), dict(params=steps, lr=LR * lipschitz(physics))]
+    return model.raw_step_groups(LR, lipschitz(physics))
 
 
 def scores(model, physics, x: torch.Tensor, batch: int = 250) -> dict:

@@ -86,10 +86,7 @@ class ReconModule(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
-        steps = self.model.step_sizes() if hp.step_lr == 'lipschitz' else []
-        others = [p for p in self.model.parameters() if all(p is not s for s in steps)]
-        groups = [dict(params=others)]
-        if steps:
-            like = torch.zeros(1, hp.in_chans, hp.image_size, hp.image_size)
-            groups.append(dict(params=steps, lr=hp.lr * lipschitz(self.physics, like)))
-        return torch.optim.Adam(groups, lr=hp.lr)
+        if hp.step_lr == 'common':
+            return torch.optim.Adam(self.model.parameters(), lr=hp.lr)
+        like = torch.zeros(1, hp.in_chans, hp.image_size, hp.image_size)
+        return torch.optim.Adam(self.model.raw_step_groups(hp.lr, lipschitz(self.physics, like)), lr=hp.lr)

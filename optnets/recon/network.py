@@ -159,6 +159,13 @@ class ReconNet(Reconstructor):
         steps = [p for name, p in self.stage.coeff.named_parameters() if name in names]
         return steps + [t.step_size for t in self.transforms() if isinstance(t, DataStep)]
 
+    def raw_step_groups(self, lr: float, lipschitz: float) -> list[dict]:
+        """An optimizer's parameter groups: every parameter at ``lr``, the step sizes at ``lipschitz * lr`` (under
+        Adam, the raw steps at ``lr``; see ``step_sizes``)."""
+        steps = self.step_sizes()
+        others = [p for p in self.parameters() if all(p is not s for s in steps)]
+        return [dict(params=others, lr=lr), dict(params=steps, lr=lr * lipschitz)]
+
     def transforms(self) -> list[nn.Module]:
         """Every phase's ``T`` (a ``DataStep``, or the prox of a rule that writes ``G``), stream by stream."""
         return list(self.stage.transforms())
