@@ -16,9 +16,7 @@ from pathlib import Path
 import timm
 
 import optnets  # noqa: F401
-from benchmarks.fmnist_weights import checkpoint_at, test_top1
-from optnets.models.checkpoints import keep_missing_coefficients
-from optnets.weights.export import model_weights, read_checkpoint
+from benchmarks.fmnist_weights import load_run, test_top1
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / 'benchmarks/results/fmnist_weights/runs.json'
@@ -40,9 +38,8 @@ def scores(runs: Path) -> dict[str, dict[str, dict]]:
             if seed in found[model] or not list((root / model / 'checkpoints').glob(f'latest-epoch={LAST_EPOCH}-*')):
                 continue
             network = timm.create_model('hb_net_20_cifar', num_classes=10, in_chans=1).eval()
-            weights = model_weights(read_checkpoint(checkpoint_at(root / model, LAST_EPOCH)))
-            network.load_state_dict(keep_missing_coefficients(weights, network))
-            found[model][seed] = dict(test_top1=test_top1(network), source=f'{root.name}/{model}')
+            top1 = test_top1(load_run(network, root / model, LAST_EPOCH))
+            found[model][seed] = dict(test_top1=top1, source=f'{root.name}/{model}')
             print(f'{model} seed {seed}: {100 * found[model][seed]["test_top1"]:.2f}%', flush=True)
     return found
 

@@ -51,6 +51,13 @@ def checkpoint_at(run: Path, epoch: int) -> Path:
     return found[0]
 
 
+def load_run(model, run: Path, epoch: int):
+    """``model`` with the weights ``run`` had at the end of ``epoch`` (a fixed-coefficient run's are kept)."""
+    weights = model_weights(read_checkpoint(checkpoint_at(run, epoch)))
+    model.load_state_dict(keep_missing_coefficients(weights, model))
+    return model
+
+
 def curves(run: Path, last: int) -> dict:
     """Per epoch up to ``last``: test top-1 (the recipe validates on the test set) and mean training loss."""
     rows = [r for path in sorted(run.glob('csv/*/metrics.csv')) for r in csv.DictReader(open(path))]
@@ -171,9 +178,7 @@ def main(argv=None):
         )
         results[tag]['seeds'] = {'0': results[tag]['test_top1']}
         for seed, root in args.seed_runs:
-            weights = model_weights(read_checkpoint(checkpoint_at(root / folder, args.epoch)))
-            model.load_state_dict(keep_missing_coefficients(weights, model))
-            results[tag]['seeds'][seed] = test_top1(model)
+            results[tag]['seeds'][seed] = test_top1(load_run(model, root / folder, args.epoch))
         print(f'{tag}: test top-1 {100 * results[tag]["test_top1"]:.2f}% ({file}, sha256 {results[tag]["sha256"]})')
     manifest_path.write_text(json.dumps(manifest, indent=1) + '\n')
     (args.out / 'runs.json').write_text(json.dumps(results, indent=1) + '\n')

@@ -29,25 +29,15 @@ def finalists(top: int = 3) -> dict[str, dict]:
     """name -> the recipe's model options: the best found rules, ResNet-20, HB-Net-20, the best built-in."""
     from optnets.search import leaderboard
 
-    rows = leaderboard(STORAGE)  # complete, or pruned only at the last epoch (Hyperband's last rung)
+    rows = leaderboard(STORAGE)
     full = max(r['epochs'] for r in rows)
-    rows = [r for r in rows if r['state'] == 'complete' or r['state'] == 'pruned' and r['epochs'] == full]
+    rows = [r for r in rows if at_full_budget(r, full)]
     found = [r for r in rows if not r['named']][:top]
     named = {r['named']: r for r in rows if r['named']}
     best_named = max(named.values(), key=lambda r: r['val_top1'])
     picked = {f'searched_{r["number"]}': r for r in found}
     picked.setdefault(f'searched_{best_named["number"]}', best_named)
-    models = {
-        name: [
-            '--model.model',
-            name,
-            '--model.rule',
-            json.dumps(_without(r['register'], 'model_kwargs')),
-            '--model.model_kwargs',
-            json.dumps(r['register']['model_kwargs']),
-        ]
-        for name, r in picked.items()
-    }
+    models = {name: recipe_options(name, r) for name, r in picked.items()}
     models['resnet_20'] = ['--model.model', 'hb_net_20_cifar', '--model.model_kwargs', '{"learn_coeffs": false}']
     models['hb_net_20'] = ['--model.model', 'hb_net_20_cifar']
     plain = dict(rule='x[k+1] = T(x[k])', preset='cifar', depth=20, shortcut=False)  # gd_net's: no skip at all
@@ -55,8 +45,19 @@ def finalists(top: int = 3) -> dict[str, dict]:
     return models
 
 
-def _without(spec: dict, key: str) -> dict:
-    return {k: v for k, v in spec.items() if k != key}
+def at_full_budget(row: dict, full: int) -> bool:
+    """A trial scored at the full budget of ``full`` epochs: complete, or pruned at the last epoch (Hyperband's
+    last rung)."""
+    return row['val_top1'] is not None and (
+        row['state'] == 'complete' or row['state'] == 'pruned' and row['epochs'] == full
+    )
+
+
+def recipe_options(name: str, row: dict) -> list[str]:
+    """A leaderboard row's rule as the recipe's model options, the model named ``name``."""
+    spec = {k: v for k, v in row['register'].items() if k != 'model_kwargs'}
+    model_kwargs = json.dumps(row['register']['model_kwargs'])
+    return ['--model.model', name, '--model.rule', json.dumps(spec), '--model.model_kwargs', model_kwargs]
 
 
 def train(name: str, options: list[str], seed: int, out: Path = OUT / 'finals') -> dict:

@@ -26,6 +26,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks.rule_search import at_full_budget, recipe_options
 from benchmarks.rule_search import train as final_train
 
 OUT = Path(__file__).resolve().parent / 'results' / 'search_arms'
@@ -53,13 +54,6 @@ def search(out: Path, arm: str, seed: int, trials: int, extra: list[str]) -> Non
     print(f'{name}: exit {done.returncode}', flush=True)
 
 
-def at_full_budget(row: dict, full: int) -> bool:
-    """A trial scored at the full budget: complete, or pruned at the last epoch (Hyperband's last rung)."""
-    return row['val_top1'] is not None and (
-        row['state'] == 'complete' or row['state'] == 'pruned' and row['epochs'] == full
-    )
-
-
 def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
     """arm -> per search, the best full-budget validation accuracy among its first n trials (n = 1..trials)."""
     from optnets.search import leaderboard
@@ -78,24 +72,14 @@ def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
     return found
 
 
-def pick(out: Path, arm: str, seed: int) -> dict:
+def pick(out: Path, arm: str, seed: int) -> list[str]:
     """The search's best full-budget trial, as the recipe's model options."""
     from optnets.search import leaderboard
 
     rows = leaderboard(storage(out), f'{arm}_{seed}')
     full = max(r['epochs'] for r in rows)
     best = next(r for r in rows if at_full_budget(r, full))  # the leaderboard is sorted, best first
-    spec = {k: v for k, v in best['register'].items() if k != 'model_kwargs'}
-    return dict(
-        trial=best['number'],
-        rule=best['rule'],
-        named=best['named'],
-        val_top1=best['val_top1'],
-        options=[
-            *('--model.model', f'searched_{best["number"]}', '--model.rule', json.dumps(spec)),
-            *('--model.model_kwargs', json.dumps(best['register']['model_kwargs'])),
-        ],
-    )
+    return recipe_options(f'searched_{best["number"]}', best)
 
 
 def report(out: Path, trials: int = TRIALS) -> None:
@@ -157,7 +141,7 @@ def main(argv=None) -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: search(out, *job, args.trials, extra), work))
     elif args.step == 'finals':
-        work = [(f'{arm}_{seed}', pick(out, arm, seed)['options']) for seed in SEEDS for arm in ARMS]
+        work = [(f'{arm}_{seed}', pick(out, arm, seed)) for seed in SEEDS for arm in ARMS]
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: final_train(*job, seed=0, out=out / 'finals'), work))
     else:
