@@ -450,6 +450,30 @@ def test_coeff_lr_scale_moves_only_the_coefficients_at_their_own_rate(tmp_path):
         torch.testing.assert_close(tenth[name], expected, rtol=1e-5, atol=2e-7)
 
 
+def test_a_checkpoint_restores_the_coefficients_own_group_into_a_fresh_module(tmp_path):
+    """Save after a step, a fresh module, load through Lightning's resume: the same weights, and the optimizer's
+    three groups (the coefficients' at their own rate) with the same momenta."""
+    L.seed_everything(0)
+    module = ImageClassifier('hb_net_20_cifar', lr=0.1, weight_decay=5e-4, coeff_lr_scale=0.1)
+    trainer = training_only(tmp_path, max_steps=1)
+    trainer.fit(module, SyntheticDataModule(length=8, batch_size=8))
+    trainer.save_checkpoint(tmp_path / 'step1.ckpt')
+    saved = trainer.optimizers[0].state_dict()
+
+    L.seed_everything(1)  # other initial weights: only the checkpoint can make them equal
+    fresh = ImageClassifier('hb_net_20_cifar', lr=0.1, weight_decay=5e-4, coeff_lr_scale=0.1)
+    again = training_only(tmp_path, max_steps=1)
+    again.fit(fresh, SyntheticDataModule(length=8, batch_size=8), ckpt_path=tmp_path / 'step1.ckpt')
+    for (name, a), b in zip(module.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name
+    loaded = again.optimizers[0].state_dict()
+    assert [g['lr'] for g in loaded['param_groups']] == [g['lr'] for g in saved['param_groups']]
+    groups = saved['param_groups']  # the schedule scales every group alike
+    assert len(groups) == 3 and groups[2]['lr'] == pytest.approx(0.1 * groups[0]['lr'])
+    for key, state in saved['state'].items():
+        assert torch.equal(state['momentum_buffer'], loaded['state'][key]['momentum_buffer'])
+
+
 def test_mixup_trains_on_mixed_images_and_soft_targets():
     module = ImageClassifier('hb_net_20_cifar', mixup=0.4, label_smoothing=0.1)
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
