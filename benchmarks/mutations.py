@@ -225,6 +225,13 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
         'return self.project(self.backward_transform(self.threshold(code)))',
         RECON_TESTS,
     ),
+    (
+        'input scale: not applied at inference',
+        'optnets/lpom/estimator.py',
+        'x = x.reshape(-1, *self.layers_[0].in_shape) / self.input_scale_',
+        'x = x.reshape(-1, *self.layers_[0].in_shape)',
+        LPOM_TESTS,
+    ),
 ]
 
 

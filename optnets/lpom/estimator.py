@@ -25,8 +25,9 @@ SCHEDULES = ('serial', 'parallel', 'odd-even')
 DEFAULT_MU = 10.0
 """The layer weight every LPOM entry point starts from (the estimator, the Lightning recipe, the benchmark)."""
 INPUT_RMS_WARNING = 0.75
-"""Training inputs with a larger root mean square get a warning: between Fashion-MNIST's pixels (0.45) and the
-scales that fit worse in benchmarks/lpom_input_scale.py (standardized, 1.0; pixels times 3, 1.36)."""
+"""Training inputs with a larger root mean square (after ``scale_inputs``) get a warning: between Fashion-MNIST's
+pixels (0.45) and the scales that fit worse in benchmarks/lpom_input_scale.py (standardized, 1.0; pixels times 3,
+1.36)."""
 
 
 class BaseLPOM(ClassifierMixin, BaseEstimator):
@@ -50,6 +51,10 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
             ``rho_max``) by lowering that update's ``mu[i+1]/mu[i]`` ratio where rho would exceed it, and so is the
             output update (its own factor ``beta[n-1] L / mu[n]``, ``L`` the loss gradient's Lipschitz constant:
             1 for mse, 1/2 for cross-entropy) by lowering its ``1/mu[n]``.
+        scale_inputs: divide every input by the largest magnitude of a fresh fit's inputs (``input_scale_``), so
+            that ``X`` and ``c X`` fit alike (a scale ``c`` weighs the layers' terms against the loss much as ``mu``
+            times ``c**2`` would, and the defaults were set on pixels in [0, 1], which it leaves as they are).
+            ``False`` takes inputs as given.
         max_iter: epochs over the data per ``fit``; ``batch_size``: samples per block-coordinate step.
         warm_start: ``fit`` continues from the current weights instead of starting over.
         random_state: initialisation and shuffling (an int makes ``fit`` reproducible).
@@ -57,9 +62,9 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
             update in ``history_`` (costs a forward per block update); ``rho()`` gives rho at any time.
 
     Fitted attributes: ``layers_`` (the linear maps, ``layers``), ``weights_`` (one
-    ``d_out x (fan_in + 1)`` tensor per layer, bias last), ``classes_``, ``n_features_in_``, ``n_iter_`` (epochs
-    run), ``history_`` (with ``monitor``, per step: rho per hidden update, the output update's ``output_rho`` and
-    the objective before and after each block update).
+    ``d_out x (fan_in + 1)`` tensor per layer, bias last, for inputs divided by ``input_scale_``), ``classes_``,
+    ``n_features_in_``, ``n_iter_`` (epochs run), ``history_`` (with ``monitor``, per step: rho per hidden update,
+    the output update's ``output_rho`` and the objective before and after each block update).
     """
 
     norm_squared = None
@@ -108,7 +113,8 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
 
     # -- data ----------------------------------------------------------------------------------------------------
     def _inputs(self, x, reset: bool, y=None, training: bool = False):
-        """``X`` as a float32 tensor; in training also ``y``, checked against it."""
+        """``X`` as a float32 tensor, as given; in training divided by the input scale (a fresh fit's own with
+        ``reset``), and returned with ``y``, checked against it, and that scale."""
         if training and y is None:
             raise ValueError(f'{type(self).__name__} requires y to be passed, but the target y is None')
         x, y = (
@@ -116,24 +122,33 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
             if training
             else (validate_data(self, x, reset=reset, dtype=np.float32), None)
         )
+        x = torch.from_numpy(np.ascontiguousarray(x))
+        if not training:
+            return x
+        scale = self._scale_of(x) if reset else self.input_scale_
+        x = x / scale
         limit = math.sqrt(torch.finfo(torch.float32).max / (x.shape[1] + 1) / max(self.batch_size, 1)) / 1e3
-        if x.size and np.abs(x).max() > limit:  # the weight update's Gram matrix would overflow float32
+        if x.numel() and x.abs().max() > limit:  # the weight update's Gram matrix would overflow float32
             raise ValueError(
-                f'X has values up to {np.abs(x).max():.3g}: the least-squares weight update squares '
+                f'X has values up to {x.abs().max():.3g}: the least-squares weight update squares '
                 f'them and would overflow float32 (above {limit:.3g} here); scale the features, e.g. '
-                'with sklearn.preprocessing.StandardScaler'
+                'with scale_inputs=True'
             )
-        size = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if training and reset and x.size else 0.0
+        size = float(x.double().square().mean().sqrt()) if reset and x.numel() else 0.0
         if size > INPUT_RMS_WARNING:  # measured on a fresh fit's inputs only, never on predict
             warnings.warn(
                 f'X has a root mean square of {size:.2f}: LPOM is not invariant to the scale of its inputs, and its '
-                'defaults were set on pixels in [0, 1] (0.45 on Fashion-MNIST); standardized or larger inputs fit '
-                'less well there (docs/lpom.md, "Inputs")',
+                'defaults were set on pixels in [0, 1] (0.45 on Fashion-MNIST); larger inputs fit less well there '
+                '(docs/lpom.md, "Inputs")',
                 UserWarning,
                 stacklevel=3,
             )
-        x = torch.from_numpy(np.ascontiguousarray(x))
-        return (x, y) if training else x
+        return x, y, scale
+
+    def _scale_of(self, x: torch.Tensor) -> float:
+        """What a fresh fit divides its inputs by: their largest magnitude with ``scale_inputs``, else 1."""
+        peak = float(x.abs().max()) if x.numel() else 0.0
+        return peak if self.scale_inputs and peak > 0 else 1.0
 
     def _targets(self, y) -> torch.Tensor:
         y = column_or_1d(y, warn=True)
@@ -144,9 +159,9 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
         index = torch.from_numpy(np.searchsorted(self.classes_, y))
         return nn.functional.one_hot(index, max(len(self.classes_), 2)).float()  # as wide as the output layer
 
-    def initialize(self, n_features: int, classes: ArrayLike) -> 'BaseLPOM':
-        """Fresh layers and weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias); nothing
-        is set when they cannot be made."""
+    def initialize(self, n_features: int, classes: ArrayLike, input_scale: float = 1.0) -> 'BaseLPOM':
+        """Fresh layers and weights for ``n_features`` inputs and ``classes`` (Glorot uniform, zero bias), inputs
+        divided by ``input_scale``; nothing is set when they cannot be made."""
         self.settings()
         classes = self._classes(classes)
         rng = check_random_state(self.random_state)
@@ -160,7 +175,7 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
             ]
             raise ValueError(f'weights of shapes {sizes} cannot be allocated ({str(error).splitlines()[0]})') from None
         self.classes_, self.generator_, self.layers_, self.weights_ = classes, generator, layers, weights
-        self.n_iter_, self.history_ = 0, []
+        self.input_scale_, self.n_iter_, self.history_ = float(input_scale), 0, []
         return self
 
     # -- training ------------------------------------------------------------------------------------------------
@@ -170,10 +185,10 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
         fresh = not (self.warm_start and hasattr(self, 'weights_'))
         if fresh and y is not None:  # refused before any state changes
             self._classes(y)
-        x, y = self._inputs(X, fresh, y, training=True)
+        x, y, scale = self._inputs(X, fresh, y, training=True)
         check_classification_targets(y)
         if fresh:
-            self.initialize(self.n_features_in_, unique_labels(y))
+            self.initialize(self.n_features_in_, unique_labels(y), scale)
         target = self._targets(y)
         for epoch in range(self.max_iter):
             batches = torch.randperm(x.shape[0], generator=self.generator_).split(self.batch_size)
@@ -202,9 +217,9 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f'y has labels {unseen[:5].tolist()} that are not in classes{"" if first else "_"} {known.tolist()}'
             )
-        x, y = self._inputs(X, first, y, training=True)
+        x, y, scale = self._inputs(X, first, y, training=True)
         if first:
-            self.initialize(self.n_features_in_, known)
+            self.initialize(self.n_features_in_, known, scale)
         return self._step(x, self._targets(y), acts, mu)
 
     def _classes(self, labels) -> np.ndarray:
@@ -279,7 +294,7 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
         """The output layer's values for a float tensor of samples, as a tensor (torch's side: no data checks)."""
         check_is_fitted(self)
         self._inference()
-        x = x.reshape(-1, *self.layers_[0].in_shape)
+        x = x.reshape(-1, *self.layers_[0].in_shape) / self.input_scale_
         return solver.forward(self.layers_, self.weights_, x, self.settings()[0])[-1]
 
     def decision_function(self, X: ArrayLike) -> np.ndarray:
@@ -300,16 +315,19 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
         """The LPOM objective at the consistent activations of ``X`` (needs closed-form f and g)."""
         check_is_fitted(self)
         acts, mu = self.settings()
-        xs = solver.forward(self.layers_, self.weights_, self._inputs(X, reset=False), acts)
+        xs = solver.forward(self.layers_, self.weights_, self._inputs(X, reset=False) / self.input_scale_, acts)
         return float(solver.objective(self.layers_, xs, self.weights_, acts, mu, self.loss, self._targets(y)))
 
     def to_torch(self) -> nn.Sequential:
         """The trained network as ``nn.Sequential`` of PyTorch layers and activation modules (inference is a
-        forward; normalizations from their running averages, folded into the convolutions)."""
+        forward; normalizations from their running averages, folded into the convolutions; the input scale
+        folded into the first layer)."""
         check_is_fitted(self)
         self._inference()
+        first = self.weights_[0]
+        weights = [torch.cat([first[:, :-1] / self.input_scale_, first[:, -1:]], 1), *self.weights_[1:]]
         modules = []
-        for layer, weight, act in zip(self.layers_, self.weights_, self.settings()[0]):
+        for layer, weight, act in zip(self.layers_, weights, self.settings()[0]):
             modules += [layer.module(weight), act.module()]
         return nn.Sequential(*modules)
 
@@ -333,6 +351,7 @@ class LPOM(BaseLPOM):
         pinv_reg: float = 1e-3,
         activation_kwargs: dict | None = None,
         rho_max: float | None = None,
+        scale_inputs: bool = True,
         max_iter: int = 1,
         batch_size: int = 100,
         warm_start: bool = False,
@@ -352,6 +371,7 @@ class LPOM(BaseLPOM):
         self.pinv_reg = pinv_reg
         self.activation_kwargs = activation_kwargs
         self.rho_max = rho_max
+        self.scale_inputs = scale_inputs
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.warm_start = warm_start
@@ -389,6 +409,7 @@ class LPOMConv(BaseLPOM):
         pinv_reg: float = 1e-3,
         activation_kwargs: dict | None = None,
         rho_max: float | None = None,
+        scale_inputs: bool = True,
         max_iter: int = 1,
         batch_size: int = 100,
         warm_start: bool = False,
@@ -409,6 +430,7 @@ class LPOMConv(BaseLPOM):
         self.pinv_reg = pinv_reg
         self.activation_kwargs = activation_kwargs
         self.rho_max = rho_max
+        self.scale_inputs = scale_inputs
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.warm_start = warm_start
@@ -431,4 +453,4 @@ class LPOMConv(BaseLPOM):
                 f'needs {math.prod(self.input_shape)}'
             )
         images = rows.reshape(-1, *self.input_shape)
-        return (images, checked[1]) if training else images
+        return (images, *checked[1:]) if training else images
