@@ -1,19 +1,23 @@
-"""Compressed sensing of Fashion-MNIST: the optnets reconstruction networks against classical ISTA and FISTA with
-a TV prior and against deepinv's own unfolded proximal gradient with the same learned prior, at equal phases.
+"""Compressed sensing (or noisy inpainting) of Fashion-MNIST: the optnets reconstruction networks against the
+classical iterations (ISTA and FISTA with the sparsity prior the networks unroll at their ``theory`` start, and with
+a TV prior) and against deepinv's own unfolded proximal gradient and ADMM with the same learned prior.
 
     OMP_NUM_THREADS=1 python -m benchmarks.recon_cs --ratios 0.1 0.25 0.5 --train 10000 --epochs 5 --phases 5 \\
         --out benchmarks/results/recon_cs
     python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs     # table.md and recon_<ratio>.png
 
-The same data, physics and measurements for every method: per sampling ratio one Gaussian ``A`` (deepinv's
-``CompressedSensing``, seed 0); training images from the first 55,000 of the training set (the first ``--train``),
-validation the last 5,000 (``--val`` of them), test the first ``--test`` test images; pixels in [0, 1]. The
-classical methods run ``--classical-iters`` iterations at step ``1/L`` with their ``lambda`` chosen on the
-validation images from a grid. The learned ones (optnets' ``ista_net``, ``ista_net_plus``, ``fista_net``,
-``admm_net_cs`` and deepinv's unfolded PGD with ISTA-Net+'s prox in every phase, the parameters of
-``ista_net_plus``) train with the same loss (MSE plus ISTA-Net's symmetry term), Adam at lr 1e-3, batch 64,
-``--epochs`` epochs, 3 seeds; the checkpoint of the last epoch is tested. Each run's result is written as it ends, so
-an interrupted run resumes; beside it, its reconstructions of the first ``SHOWN`` test images, for the figure.
+The same data, physics and measurements for every method: per ratio one operator (seed 0): deepinv's
+``CompressedSensing``, a Gaussian ``A`` with ``ratio * 784`` rows, noiseless; or with ``--physics inpainting``,
+deepinv's ``Inpainting`` keeping that fraction of the pixels, with Gaussian noise of std ``NOISE`` (the evaluation
+measurements drawn from the same seed for every method). Training images from the first 55,000 of the training set
+(the first ``--train``), validation the last 5,000 (``--val`` of them), test the first ``--test`` test images;
+pixels in [0, 1]. The classical methods run ``--classical-iters`` iterations at step ``1/L`` with their ``lambda``
+chosen on the validation images from a grid. The learned ones (optnets' ``ista_net``, ``ista_net_plus``,
+``fista_net``, ``admm_net_cs``, and deepinv's unfolded PGD and ADMM with ISTA-Net+'s prox in every phase, the
+parameters of ``ista_net_plus``) train with the same loss (MSE plus ISTA-Net's symmetry term), Adam at lr 1e-3,
+batch 64, ``--epochs`` epochs, 3 seeds; the checkpoint of the last epoch is tested. Each run's result is written as
+it ends, so an interrupted run resumes; beside it, its reconstructions of the first ``SHOWN`` test images, for the
+figure.
 """
 
 import argparse
@@ -34,14 +38,26 @@ from optnets.recon.network import lipschitz as measured_lipschitz
 from optnets.recon.prox import ISTANetPlusProx, symmetry_loss
 from optnets.recipes.data import fashion_mnist_flat
 
-LEARNED = ('ista_net', 'ista_net_plus', 'fista_net', 'admm_net_cs', 'deepinv_unfolded_pgd')
+LEARNED = ('ista_net', 'ista_net_plus', 'fista_net', 'admm_net_cs', 'deepinv_unfolded_pgd', 'deepinv_unfolded_admm')
+DEEPINV = ('deepinv_unfolded_pgd', 'deepinv_unfolded_admm')
 DIAGNOSTIC = ('ista_net_plus_raw_step',)
 """Run only when named in ``--methods``: ``ista_net_plus`` whose step ``a`` (in units of ``1/L``) Adam moves at
 ``L`` times the learning rate, which under Adam (invariant to a gradient's scale) is learning the raw step ``a/L``
 at the common rate, as deepinv's unfolded PGD does: the one difference between those two networks."""
-CLASSICAL = {'ista_tv': dinv.optim.PGD, 'fista_tv': dinv.optim.FISTA}
-LAMBDAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-"""The classical methods' grid of TV weights (a first grid up to 0.1 chose its edge at 25%)."""
+CLASSICAL = {  # name -> (the iteration, its prior)
+    'ista_l1': (dinv.optim.PGD, dinv.optim.L1Prior),
+    'fista_l1': (dinv.optim.FISTA, dinv.optim.L1Prior),
+    'ista_tv': (dinv.optim.PGD, lambda: dinv.optim.TVPrior(n_it_max=20)),
+    'fista_tv': (dinv.optim.FISTA, lambda: dinv.optim.TVPrior(n_it_max=20)),
+}
+"""ISTA and FISTA with the l1 prior (soft-thresholding: what the networks compute at their ``theory`` start, LASSO's
+iterates), and with a TV prior."""
+LAMBDAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+"""The classical methods' grid of prior weights (a first grid of TV weights up to 0.1 chose its edge at 25%, and
+l1's best weights lie below TV's)."""
+PHYSICS = ('compressed_sensing', 'inpainting')
+NOISE = 0.05
+"""The std of the inpainting measurements' Gaussian noise (pixels in [0, 1])."""
 SHOWN = 8
 """Test images whose reconstructions each run saves for the figure."""
 LR = 1e-3
@@ -53,10 +69,22 @@ def images(train: bool, rows: slice) -> torch.Tensor:
     return x.reshape(-1, 1, 28, 28)
 
 
-def physics_of(ratio: float) -> dinv.physics.CompressedSensing:
+def physics_of(kind: str, ratio: float) -> dinv.physics.LinearPhysics:
+    """The operator at ``ratio`` (see the module's docstring), seed 0."""
+    if kind == 'inpainting':
+        noise = dinv.physics.GaussianNoise(NOISE, rng=torch.Generator().manual_seed(0))
+        return dinv.physics.Inpainting((1, 28, 28), mask=ratio, rng=torch.Generator().manual_seed(0), noise_model=noise)
     return dinv.physics.CompressedSensing(
         m=round(ratio * 784), img_size=(1, 28, 28), rng=torch.Generator().manual_seed(0)
     )
+
+
+def measured(physics: dinv.physics.Physics, x: torch.Tensor, first: bool) -> torch.Tensor:
+    """``physics(x)``; with ``first`` its noise drawn afresh from seed 0, so that every method is scored on the same
+    measurements."""
+    if first and hasattr(physics.noise_model, 'rng_manual_seed'):
+        physics.noise_model.rng_manual_seed(0)
+    return physics(x)
 
 
 def lipschitz(physics: dinv.physics.Physics) -> float:
@@ -77,25 +105,27 @@ class ProxDenoiser(nn.Module):
 
 
 def learned(name: str, phases: int, physics: dinv.physics.Physics) -> nn.Module:
-    if name != 'deepinv_unfolded_pgd':
+    if name not in DEEPINV:
         return presets.build('ista_net_plus' if name == 'ista_net_plus_raw_step' else name, phases)
     step = 1 / lipschitz(physics)
-    return dinv.optim.PGD(
+    shared = dict(
         unfold=True,
         data_fidelity=dinv.optim.L2(),
         prior=[dinv.optim.PnP(denoiser=ProxDenoiser()) for _ in range(phases)],
         stepsize=[step] * phases,
         g_param=[0.0] * phases,
-        trainable_params=['stepsize'],
         max_iter=phases,
     )
+    if name == 'deepinv_unfolded_pgd':
+        return dinv.optim.PGD(trainable_params=['stepsize'], **shared)
+    return dinv.optim.ADMM(beta=[1.0] * phases, trainable_params=['stepsize', 'beta'], **shared)
 
 
 def parameter_groups(name: str, model: nn.Module, physics, step_lr: str) -> list[dict]:
     """Every parameter at the common rate, but for an optnets network's steps with ``step_lr='lipschitz'`` (the
     recipe's default since the diagnostic) and ``ista_net_plus_raw_step``'s (see ``DIAGNOSTIC``) always: at ``L``
     times the rate, the raw step at it, as deepinv's."""
-    raw = name == 'ista_net_plus_raw_step' or step_lr == 'lipschitz' and name != 'deepinv_unfolded_pgd'
+    raw = name == 'ista_net_plus_raw_step' or step_lr == 'lipschitz' and name not in DEEPINV
     if not raw:
         return [dict(params=list(model.parameters()))]
     return model.raw_step_groups(LR, lipschitz(physics))
@@ -105,9 +135,10 @@ def scores(model, physics, x: torch.Tensor, batch: int = 250) -> dict:
     """Mean PSNR and SSIM (outputs clipped to [0, 1]) and milliseconds per image."""
     psnr, ssim, seconds = [], [], 0.0
     with torch.no_grad():
-        for part in x.split(batch):
+        for i, part in enumerate(x.split(batch)):
+            y = measured(physics, part, first=i == 0)
             start = time.perf_counter()
-            out = model(physics(part), physics).clamp(0, 1)
+            out = model(y, physics).clamp(0, 1)
             seconds += time.perf_counter() - start
             psnr.append(peak_signal_noise_ratio(out, part, data_range=1.0, reduction='none', dim=(1, 2, 3)))
             ssim.append(structural_similarity_index_measure(out, part, data_range=1.0, reduction='none'))
@@ -116,7 +147,7 @@ def scores(model, physics, x: torch.Tensor, batch: int = 250) -> dict:
 
 def train(name: str, ratio: float, seed: int, args) -> dict:
     torch.manual_seed(seed)
-    physics = physics_of(ratio)
+    physics = physics_of(args.physics, ratio)
     model = learned(name, args.phases, physics)
     optimizer = torch.optim.Adam(parameter_groups(name, model, physics, args.step_lr), lr=LR)
     x = images(True, slice(0, args.train))
@@ -145,17 +176,18 @@ def shown(model, physics) -> torch.Tensor:
     """The model's reconstructions of the first ``SHOWN`` test images, clipped to [0, 1]."""
     x = images(False, slice(0, SHOWN))
     with torch.no_grad():
-        return model(physics(x), physics).clamp(0, 1)
+        return model(measured(physics, x, first=True), physics).clamp(0, 1)
 
 
 def classical(name: str, ratio: float, args) -> dict:
-    physics = physics_of(ratio)
+    physics = physics_of(args.physics, ratio)
     step = 1 / lipschitz(physics)
+    iteration, prior = CLASSICAL[name]
 
     def build(lam):
-        return CLASSICAL[name](
+        return iteration(
             data_fidelity=dinv.optim.L2(),
-            prior=dinv.optim.TVPrior(n_it_max=20),
+            prior=prior(),
             lambda_reg=lam,
             stepsize=step,
             max_iter=args.classical_iters,
@@ -179,8 +211,11 @@ def classical(name: str, ratio: float, args) -> dict:
 def run(args):
     args.out.mkdir(parents=True, exist_ok=True)
     for path in args.out.glob('*.json'):  # runs before step_lr existed learned every step at the common rate
-        if json.loads(path.read_text())['settings'].get('step_lr', 'common') != args.step_lr:
+        settings = json.loads(path.read_text())['settings']
+        if settings.get('step_lr', 'common') != args.step_lr:
             raise SystemExit(f'{args.out} holds runs of another --step-lr ({path.name}): choose another --out')
+        if settings.get('physics', 'compressed_sensing') != args.physics:
+            raise SystemExit(f'{args.out} holds runs of another --physics ({path.name}): choose another --out')
     jobs = [  # seed by seed, ratio by ratio (in the order given), the classical methods with the first seed
         (name, ratio, None if name in CLASSICAL else seed)
         for seed in args.seeds
@@ -235,8 +270,9 @@ def report(args):
 
 
 def figure(out: Path, ratio: float, runs: list[dict]):
-    """recon_<ratio>.png: the first test images and each method's reconstructions, the learned ones from the first
-    seed at which every learned method saved them (the classical ones have no seed)."""
+    """recon_<ratio>.png: the first test images, their back-projected measurements ``A^T y`` and each method's
+    reconstructions, the learned ones from the first seed at which every learned method saved them (the classical
+    ones have no seed)."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -255,7 +291,10 @@ def figure(out: Path, ratio: float, runs: list[dict]):
     if not rows:
         return
     truth = images(False, slice(0, SHOWN))
-    pictures = [('ground truth', truth)] + [
+    kind = runs[0]['settings'].get('physics', 'compressed_sensing')
+    physics = physics_of(kind, ratio)
+    back_projected = physics.A_adjoint(measured(physics, truth, first=True)).clamp(0, 1)
+    pictures = [('ground truth', truth), ('A^T y', back_projected)] + [
         (label, load_file(saved(out, r['name'], r['ratio'], r['seed']))['x']) for label, r in rows
     ]
     fig, axes = plt.subplots(len(pictures), SHOWN, figsize=(SHOWN * 0.9, len(pictures) * 0.95), squeeze=False)
@@ -269,7 +308,12 @@ def figure(out: Path, ratio: float, runs: list[dict]):
             if label != 'ground truth':
                 psnr = peak_signal_noise_ratio(x[i : i + 1], truth[i : i + 1], data_range=1.0)
                 ax.set_title(f'{psnr:.1f} dB', fontsize=6, pad=2)
-    fig.suptitle(f'Compressed sensing at {ratio:.0%} sampling: the first {SHOWN} test images', fontsize=9)
+    what = (
+        f'Compressed sensing at {ratio:.0%} sampling'
+        if kind == 'compressed_sensing'
+        else (f'Inpainting of {ratio:.0%} of the pixels, noise std {NOISE}')
+    )
+    fig.suptitle(f'{what}: the first {SHOWN} test images', fontsize=9)
     fig.tight_layout()
     fig.savefig(out / f'recon_{round(100 * ratio)}.png', dpi=120)
     plt.close(fig)
@@ -277,6 +321,7 @@ def figure(out: Path, ratio: float, runs: list[dict]):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--physics', choices=PHYSICS, default='compressed_sensing')
     parser.add_argument('--ratios', type=float, nargs='+', default=[0.1, 0.25, 0.5])
     parser.add_argument('--train', type=int, default=10000)
     parser.add_argument('--val', type=int, default=1000)
