@@ -245,6 +245,21 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument('--root-dir', default='runs/search', help='trial logs and checkpoints: ROOT/trial_<n>')
     run.add_argument('--window', type=int, default=3, help='the longest history a rule reads (m)')
     run.add_argument(
+        '--pareto',
+        action='store_true',
+        help='accuracy against GMACs: a multi-objective study of their Pareto front (no pruning)',
+    )
+    run.add_argument(
+        '--depths', type=int, nargs='+', default=(), help='the depths searched (ResNet 6n+2, 20 among them)'
+    )
+    run.add_argument(
+        '--width-scales',
+        type=float,
+        nargs='+',
+        default=(1.0,),
+        help="scales of the skeleton's widths searched (1 among them)",
+    )
+    run.add_argument(
         '--progress',
         action=argparse.BooleanOptionalAction,
         default=None,

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 class ReportToTrial(L.Callback):
     """Reports ``monitor`` after each validation epoch to the Optuna trial, and stops the run when the pruner
-    says so (the trial is then marked pruned)."""
+    says so (the trial is then marked pruned); a study of several objectives is neither reported to nor pruned
+    (Optuna does neither), only the best value kept."""
 
     def __init__(self, trial: optuna.Trial, monitor: str = 'val/top1'):
         self.trial, self.monitor, self.pruned, self.best = trial, monitor, False, float('-inf')
@@ -42,6 +43,8 @@ class ReportToTrial(L.Callback):
             return
         value = float(trainer.callback_metrics[self.monitor])
         self.best = max(self.best, value)
+        if len(self.trial.study.directions) > 1:
+            return
         self.trial.report(value, trainer.current_epoch + 1)
         if self.trial.should_prune():
             self.pruned = trainer.should_stop = True
@@ -113,7 +116,7 @@ def main(args: argparse.Namespace, overrides: list[str]) -> None:
         )
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     quiet(lightning_info=False)
-    space = RuleSpace(window=args.window)
+    space = RuleSpace(window=args.window, depths=args.depths, width_scales=args.width_scales)
     objective = RecipeObjective(args.config, overrides, args.root_dir)
     study = run(
         space,
@@ -125,6 +128,7 @@ def main(args: argparse.Namespace, overrides: list[str]) -> None:
         progress,
         sampler=args.sampler,
         builtins=args.builtins,
+        objectives=('val_top1', 'gmacs') if args.pareto else ('val_top1',),
     )
     print(leaderboard_text(leaderboard(args.storage, args.study)[:10]))
     print(

@@ -19,6 +19,7 @@ from optnets import rules  # noqa: E402
 from optnets.compiler import compile_rule  # noqa: E402
 from optnets.rules.semantics import evaluate, output  # noqa: E402
 from optnets.search import NAMED, RuleSpace, distance, export, leaderboard, nearest_named, run  # noqa: E402
+from optnets.search.study import leaderboard_text  # noqa: E402
 from optnets.search.study import cost  # noqa: E402
 from tests.rulegen import Case, check  # noqa: E402
 
@@ -161,6 +162,49 @@ def test_a_study_resumes_to_its_trial_count_with_the_built_ins_enqueued_once(tmp
     values = [r['val_top1'] for r in rows if r['val_top1'] is not None]
     assert len(rows) == 12 and values == sorted(values, reverse=True)
     assert [r['val_top1'] for r in rows[len(values) :]] == [None] * (12 - len(values))  # refused ones last
+
+
+def test_a_pareto_study_searches_depth_and_width_and_shows_its_front(tmp_path):
+    """Accuracy against GMACs: the skeleton's depth and widths are searched, the built-ins enqueued at ResNet-20's,
+    every trial scored on both, the leaderboard's front the non-dominated trials, Optuna's Pareto plot drawn."""
+    space = RuleSpace(depths=(20, 32), width_scales=(0.5, 1.0))
+    storage = f'sqlite:///{tmp_path / "pareto.db"}'
+    accuracy = lambda trial, point, space: 0.5 + 0.01 * (trial.number % 7)  # noqa: E731
+    study = run(space, accuracy, 10, storage, 'front', objectives=('val_top1', 'gmacs'))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert all(len(t.values) == 2 and t.values[1] == t.user_attrs['cost'][1] for t in complete)
+    assert [(t.params['depth'], t.params['width']) for t in study.trials[: len(NAMED)]] == [(20, 1.0)] * len(NAMED)
+
+    def dominated(t):
+        return any(o.values[0] >= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values for o in complete)
+
+    rows = leaderboard(storage, 'front')
+    assert {r['number'] for r in rows if r['pareto']} == {t.number for t in complete if not dominated(t)}
+    assert '[Pareto front]' in leaderboard_text(rows)
+    optuna.visualization.plot_pareto_front(study, target_names=['val top-1', 'GMACs']).write_html(tmp_path / 'f.html')
+    with pytest.raises(ValueError, match='objectives must be'):
+        run(space, toy, 1, storage, 'other', objectives=('gmacs',))
+
+
+def test_a_searched_width_scale_scales_the_cost_and_a_study_of_several_objectives_is_never_reported_to():
+    from types import SimpleNamespace
+
+    from optnets.recipes.search import ReportToTrial
+
+    space = RuleSpace(depths=(20, 32), width_scales=(0.5, 1.0), two_streams=False)
+    costs = {w: cost(point(dict(space.named('resnet'), width=w), space), space)[1] for w in (0.5, 1.0)}
+    assert costs[0.5] / costs[1.0] == pytest.approx(0.25, rel=0.05)  # convolutions cost width squared
+    deeper = cost(point(dict(space.named('resnet'), depth=32), space), space)[1]
+    assert deeper / costs[1.0] == pytest.approx(31 / 19, rel=0.05)  # ResNet-32's 31 weighted layers, against 19
+    with pytest.raises(ValueError, match='depths must hold depth'):
+        RuleSpace(depths=(32, 44))
+    with pytest.raises(ValueError, match='width_scales need a preset whose skeleton names its widths'):
+        RuleSpace('imagenet', 18, two_streams=False, width_scales=(0.5, 1.0))
+    trial = optuna.create_study(directions=['maximize', 'minimize']).ask()
+    report = ReportToTrial(trial)
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={'val/top1': torch.tensor(0.7)}, current_epoch=0)
+    report.on_validation_epoch_end(trainer, None)  # Optuna's report would raise for two objectives
+    assert report.best == pytest.approx(0.7) and not report.pruned
 
 
 def test_the_docs_plain_optuna_plots_draw_a_study_with_the_search_extra(tmp_path):

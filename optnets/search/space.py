@@ -11,7 +11,8 @@ Two streams (y then x, the x update reading y[k] (Jacobi), y[k+1] (Gauss-Seidel)
 
 Each coefficient is absent, fixed at a value (a number in the rule's text) or learned (a symbol, whose initial
 value is the ``search`` initialisation). Whether each stage's first block keeps ResNet's shortcut is searched too
-(``shortcut``; ``gd_net``'s plain CNN has none). The built-in algorithms are named points of the space
+(``shortcut``; ``gd_net``'s plain CNN has none), and, for a search of accuracy against cost, the skeleton's depth
+and a scale of its widths (``depths``, ``width_scales``). The built-in algorithms are named points of the space
 (``NAMED``).
 """
 
@@ -69,6 +70,10 @@ class RuleSpace:
     ``'imagenet'``. ``window`` is the largest m; ``values`` the range and step of fixed and initial values;
     ``two_streams`` adds the dual-stream rules, at half the steps so that the T count and cost stay the skeleton's;
     ``shortcuts`` the choices for the transitions' shortcut (``(True,)``: ResNet's, never searched).
+
+    ``depths`` and ``width_scales``, when they hold more than one choice, make the skeleton searched too (a search
+    of accuracy against cost): the preset's skeleton at each depth, its widths times each scale; ``depth`` and a
+    scale of 1 are where the built-ins are enqueued.
     """
 
     def __init__(
@@ -81,6 +86,8 @@ class RuleSpace:
         two_streams: bool = True,
         coeff_shapes: Sequence[str] = ('scalar', 'channel'),
         shortcuts: Sequence[bool] = (True, False),
+        depths: Sequence[int] = (),
+        width_scales: Sequence[float] = (1.0,),
     ):
         if not 1 <= window <= 8:
             raise ValueError(f'window must be between 1 and 8, got {window}')
@@ -88,19 +95,50 @@ class RuleSpace:
         self.history_sums, self.coeff_shapes, self.shortcuts = history_sums, tuple(coeff_shapes), tuple(shortcuts)
         self.skeleton = skeleton(preset, depth)  # the preset's model arguments (a bad preset is refused there)
         self.steps = self.skeleton['steps']
-        if two_streams and any(s % 2 for s in self.steps):
-            raise ValueError(
-                f'two-stream rules take half the steps of the skeleton to keep its cost, and '
-                f'{preset} depth {depth} has {self.steps} steps per stage: pass two_streams=False'
-            )
+        self.depths, self.width_scales = tuple(depths) or (depth,), tuple(width_scales)
+        if depth not in self.depths or 1.0 not in self.width_scales:
+            raise ValueError(f'depths must hold depth ({depth}) and width_scales 1, got {depths} and {width_scales}')
+        if len(self.width_scales) > 1 and 'widths' not in self.skeleton:
+            raise ValueError(f"width_scales need a preset whose skeleton names its widths ('cifar'), not {preset!r}")
+        for each in self.depths:
+            steps = skeleton(preset, each)['steps']
+            if two_streams and any(s % 2 for s in steps):
+                raise ValueError(
+                    f'two-stream rules take half the steps of the skeleton to keep its cost, and '
+                    f'{preset} depth {each} has {steps} steps per stage: pass two_streams=False'
+                )
         self.two_streams = two_streams
 
     def __repr__(self) -> str:
         return (
             f'RuleSpace(preset={self.preset!r}, depth={self.depth}, window={self.window}, values={self.values}, '
             f'history_sums={self.history_sums}, two_streams={self.two_streams}, '
-            f'coeff_shapes={self.coeff_shapes}, shortcuts={self.shortcuts})'
+            f'coeff_shapes={self.coeff_shapes}, shortcuts={self.shortcuts}'
+            + (f', depths={self.depths}, width_scales={self.width_scales})' if self.searches_skeleton else ')')
         )
+
+    @property
+    def searches_skeleton(self) -> bool:
+        """Whether the depth or the widths are searched (a search of accuracy against cost)."""
+        return len(self.depths) > 1 or len(self.width_scales) > 1
+
+    def named(self, name: str) -> dict:
+        """The built-in point ``name`` (``NAMED``) as this space's parameters: at ``depth`` and scale 1 where the
+        skeleton is searched."""
+        return dict(NAMED[name], depth=self.depth, width=1.0) if self.searches_skeleton else dict(NAMED[name])
+
+    def _skeleton(self, trial) -> dict:
+        """The model arguments of the trial's skeleton where it is searched (its steps, widths), else none."""
+        if not self.searches_skeleton:
+            return {}
+        depth = trial.suggest_categorical('depth', self.depths)
+        scale = trial.suggest_categorical('width', self.width_scales)
+        chosen = skeleton(self.preset, depth)
+        found = {'steps': chosen['steps']}
+        if 'widths' in chosen:
+            found['widths'] = tuple(max(1, round(w * scale)) for w in chosen['widths'])
+            found['stem_width'] = max(1, round(chosen['stem_width'] * scale))
+        return found
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Point:
         """The point an Optuna trial (``trial.suggest_*``) picks; an ``optuna.trial.FixedTrial`` names one."""
@@ -120,12 +158,13 @@ class RuleSpace:
                 return name
             return value or None  # a fixed 0 is an absent term
 
+        model_kwargs = self._skeleton(trial)
+        steps = model_kwargs.get('steps', self.steps)
         if streams == 1:
             text = self._one_stream(trial, coefficient)
-            model_kwargs = {}
         else:
             text = self._two_streams(trial, coefficient)
-            model_kwargs = {'steps': tuple(s // 2 for s in self.steps)}
+            model_kwargs['steps'] = tuple(s // 2 for s in steps)
         rule = Rule.parse(text, name='searched', reading='increment', **{INIT: inits})
         return Point(rule, dict(model_kwargs, coeff_init=INIT, coeff_shape=shape), dict(trial.params), shortcut)
 

@@ -14,7 +14,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -131,19 +131,31 @@ def run(
     heartbeat: int = 60,
     sampler: str = 'tpe',
     builtins: bool = True,
+    objectives: Sequence[str] = ('val_top1',),
 ) -> optuna.Study:
     """Run (or resume, or join) the study until it holds ``trials`` finished trials, complete or pruned.
 
     ``objective(trial, point, space)`` trains ``point`` and returns its validation accuracy, reporting it after
     each epoch (``trial.report``; ``optnets.recipes.search.RecipeObjective`` does). The first process to create
     the study enqueues the built-ins (``NAMED``) if ``builtins``; others join it. ``sampler``: ``'tpe'`` (its
-    first 10 trials random, the enqueued built-ins among them) or ``'random'``. Returns the study."""
+    first 10 trials random, the enqueued built-ins among them) or ``'random'``. ``objectives``: the validation
+    accuracy alone (pruned by Hyperband, every point within ``BUDGET`` of the skeleton's cost), or
+    ``('val_top1', 'gmacs')``: accuracy against cost, Optuna's multi-objective search of their Pareto front (no
+    pruning, which Optuna does not do for several objectives; a space whose skeleton is searched makes the costs
+    differ). Returns the study."""
     if sampler not in SAMPLERS:
         raise ValueError(f'sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}')
+    if tuple(objectives) not in (('val_top1',), ('val_top1', 'gmacs')):
+        raise ValueError(f"objectives must be ('val_top1',) or ('val_top1', 'gmacs'), got {tuple(objectives)}")
     with storage_errors(storage):
         backend = storage_of(storage, heartbeat)
-        return _run(space, objective, trials, backend, study_name, SAMPLERS[sampler](seed), builtins, progress)
+        return _run(
+            space, objective, trials, backend, study_name, SAMPLERS[sampler](seed), builtins, progress, objectives
+        )
 
+
+OBJECTIVES = {'val_top1': 'maximize', 'gmacs': 'minimize'}
+"""What a study can optimise, and which way."""
 
 SAMPLERS = {
     'tpe': lambda seed: optuna.samplers.TPESampler(seed=seed, constant_liar=True),
@@ -151,19 +163,29 @@ SAMPLERS = {
 }
 
 
-def _run(space, objective, trials, backend, study_name, sampler, builtins, progress) -> optuna.Study:
-    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource='auto', reduction_factor=3)
+def _run(space, objective, trials, backend, study_name, sampler, builtins, progress, objectives) -> optuna.Study:
+    pareto = len(objectives) > 1
+    pruner = (
+        optuna.pruners.NopPruner()
+        if pareto
+        else optuna.pruners.HyperbandPruner(min_resource=1, max_resource='auto', reduction_factor=3)
+    )
     try:
         study = optuna.create_study(
-            storage=backend, study_name=study_name, direction='maximize', sampler=sampler, pruner=pruner
+            storage=backend,
+            study_name=study_name,
+            directions=[OBJECTIVES[name] for name in objectives],
+            sampler=sampler,
+            pruner=pruner,
         )
         study.set_user_attr('space', repr(space))
         study.set_user_attr('sampler', type(sampler).__name__)
-        for name, params in NAMED.items() if builtins else ():
-            study.enqueue_trial(params, user_attrs={'named': name})
+        study.set_user_attr('objectives', list(objectives))
+        for name in NAMED if builtins else ():
+            study.enqueue_trial(space.named(name), user_attrs={'named': name})
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(storage=backend, study_name=study_name, sampler=sampler, pruner=pruner)
-    skeleton = cost(space.suggest(optuna.trial.FixedTrial(NAMED['resnet'])), space)
+    skeleton = cost(space.suggest(optuna.trial.FixedTrial(space.named('resnet'))), space)
 
     def evaluate(trial) -> float:
         point = space.suggest(trial)
@@ -174,12 +196,13 @@ def _run(space, objective, trials, backend, study_name, sampler, builtins, progr
         refused = space.admits(point)
         params, gmacs = cost(point, space)
         trial.set_user_attr('cost', [params, gmacs])
-        if refused is None and (params > BUDGET * skeleton[0] or gmacs > BUDGET * skeleton[1]):
+        if refused is None and not pareto and (params > BUDGET * skeleton[0] or gmacs > BUDGET * skeleton[1]):
             refused = f"{params} parameters and {gmacs:.4f} GMACs exceed {BUDGET} times the skeleton's {skeleton}"
         if refused:
             trial.set_user_attr('refused', refused)
             raise optuna.TrialPruned(refused)
-        return objective(trial, point, space)
+        accuracy = objective(trial, point, space)
+        return (accuracy, gmacs) if pareto else accuracy
 
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     left = trials - len(study.get_trials(deepcopy=False, states=finished))
@@ -211,9 +234,10 @@ def _load(storage: str, study_name: str) -> optuna.Study:
 
 def _leaderboard(study: optuna.Study) -> list[dict]:
     rows = []
+    front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
     for trial in study.get_trials(deepcopy=False):
         params, gmacs = trial.user_attrs.get('cost', (0, 0.0))
-        value = trial.value if trial.value is not None else max(trial.intermediate_values.values(), default=None)
+        value = trial.values[0] if trial.values else max(trial.intermediate_values.values(), default=None)
         rows.append(
             dict(
                 number=trial.number,
@@ -228,6 +252,7 @@ def _leaderboard(study: optuna.Study) -> list[dict]:
                 refused=trial.user_attrs.get('refused', ''),
                 register=trial.user_attrs.get('register'),
                 trial_params=trial.params,
+                pareto=trial.number in front,
             )
         )
     return sorted(rows, key=lambda r: math.inf if r['val_top1'] is None else -r['val_top1'])  # unscored last
@@ -238,6 +263,7 @@ def leaderboard_text(rows: list[dict]) -> str:
     for r in rows:
         value = f'{100 * r["val_top1"]:.2f}' if r['val_top1'] is not None else '-'
         named = f'  ({r["named"]})' if r['named'] else ''
+        named += '  [Pareto front]' if r.get('pareto') else ''
         why = f'  [refused: {r["refused"]}]' if r['refused'] else ''
         lines.append(
             f'{r["number"]:4d} {r["state"]:9} {value:>8} {r["epochs"]:6d} {r["params"]:8d} '
@@ -254,7 +280,7 @@ def export(storage: str, out: Path, top: int = 3, study_name: str = 'rules') -> 
         study = _load(storage, study_name)
         best = sorted(
             (t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))),
-            key=lambda t: -t.value,
+            key=lambda t: -t.values[0],
         )[:top]
     if not best:
         raise LookupError(f'the study {study_name!r} in {storage} has no complete trial yet')
@@ -279,7 +305,7 @@ def _register_lines(trials) -> str:
     ]
     for trial in trials:
         kwargs = trial.user_attrs['register']
-        lines.append(f'# trial {trial.number}: validation top-1 {100 * trial.value:.2f}%')
+        lines.append(f'# trial {trial.number}: validation top-1 {100 * trial.values[0]:.2f}%')
         lines.append(
             f'optnets.register({f"searched_{trial.number}"!r}, {kwargs["rule"]!r}, '
             f'preset={kwargs["preset"]!r}, depth={kwargs["depth"]}, inits={kwargs["inits"]!r}, '
@@ -298,5 +324,5 @@ def _model_config(trial) -> str:
         'rule': {k: kwargs[k] for k in ('rule', 'preset', 'depth', 'inits')}
         | {'shortcut': kwargs.get('shortcut', True)},
     }
-    header = f'# trial {trial.number} of an optnets search: validation top-1 {100 * trial.value:.2f}%\n'
+    header = f'# trial {trial.number} of an optnets search: validation top-1 {100 * trial.values[0]:.2f}%\n'
     return header + 'model:\n' + '\n'.join(f'  {key}: {json.dumps(value)}' for key, value in model.items()) + '\n'
