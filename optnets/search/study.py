@@ -8,6 +8,7 @@ A trial whose worker dies is marked failed by the next worker's heartbeat check;
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -46,7 +47,8 @@ def storage_of(url: str, heartbeat: int = 60, create: bool = True) -> optuna.sto
         raise StorageError(f'{path} is a folder: give the file of a study storage, e.g. sqlite:///{path}/search.db')
     if not create and path is not None and not path.is_file():
         raise LookupError(f'no study storage at {path}: `optnets search run --storage {url}` makes one')
-    for attempt in range(STORAGE_ATTEMPTS):
+    deadline = time.monotonic() + STORAGE_RACE_SECONDS
+    for attempt in itertools.count(1):
         try:
             return _open(url, heartbeat)
         except Exception as error:  # noqa: BLE001 - SQLAlchemy, its drivers and Optuna raise many kinds for one cause
@@ -54,13 +56,14 @@ def storage_of(url: str, heartbeat: int = 60, create: bool = True) -> optuna.sto
                 isinstance(error, sqlalchemy.exc.OperationalError)
                 and ('locked' in str(error) or 'already exists' in str(error))  # the other one's CREATE TABLE won
             )
-            if not racing or attempt == STORAGE_ATTEMPTS - 1:
+            if not racing or time.monotonic() > deadline:
                 raise StorageError(f'cannot open the storage {url!r}: {_first_line(error)}') from None
-            time.sleep(0.2 * (attempt + 1))
+            time.sleep(min(0.2 * attempt, 1.0))
 
 
-STORAGE_ATTEMPTS = 5
-"""Tries to open a storage whose tables another worker is creating at the same moment."""
+STORAGE_RACE_SECONDS = 60
+"""How long a worker retries a storage whose tables other workers are creating at the same moment (a loaded
+machine can hold SQLite's lock for seconds)."""
 
 
 def _open(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
