@@ -273,13 +273,17 @@ def copy_of_the_checkout(folder: Path) -> Path:
     return folder
 
 
+def cell(text: str) -> str:
+    """``text`` inside a Markdown table's cell (its pipes escaped)."""
+    return text.replace('|', '\\|')
+
+
 def table(results: list[dict]) -> str:
     """The docs' table: each mutation, its file, and the test that killed it (or SURVIVED)."""
     rows = ['| mutation | file | result | the first test that failed |', '|---|---|---|---|']
-    rows += [
-        f'| {r["name"]} | `{r["file"]}` | {r["status"]} | {" ".join(f"`{t}`" for t in r.get("killed_by", []))} |'
-        for r in results
-    ]
+    for r in results:
+        killers = ' '.join(f'`{cell(test)}`' for test in r.get('killed_by', []))
+        rows.append(f'| {cell(r["name"])} | `{r["file"]}` | {r["status"]} | {killers} |')
     return '\n'.join(rows) + '\n'
 
 
