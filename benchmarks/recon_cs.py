@@ -311,7 +311,7 @@ def figure(out: Path, ratio: float, runs: list[dict]):
     what = (
         f'Compressed sensing at {ratio:.0%} sampling'
         if kind == 'compressed_sensing'
-        else (f'Inpainting of {ratio:.0%} of the pixels, noise std {NOISE}')
+        else f'Inpainting of {ratio:.0%} of the pixels, noise std {NOISE}'
     )
     fig.suptitle(f'{what}: the first {SHOWN} test images', fontsize=9)
     fig.tight_layout()
