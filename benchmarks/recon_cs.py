@@ -79,12 +79,20 @@ def physics_of(kind: str, ratio: float) -> dinv.physics.LinearPhysics:
     )
 
 
-def measured(physics: dinv.physics.Physics, x: torch.Tensor, first: bool) -> torch.Tensor:
-    """``physics(x)``; with ``first`` its noise drawn afresh from seed 0, so that every method is scored on the same
+def seeded(physics: dinv.physics.Physics) -> dinv.physics.Physics:
+    """``physics`` with its noise to be drawn afresh from seed 0, so that every method is scored on the same
     measurements."""
-    if first and hasattr(physics.noise_model, 'rng_manual_seed'):
+    if hasattr(physics.noise_model, 'rng_manual_seed'):
         physics.noise_model.rng_manual_seed(0)
-    return physics(x)
+    return physics
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, y: torch.Tensor, physics, target) -> None:
+    """One Adam step on the loss every learned method trains with: MSE plus 0.01 times ISTA-Net's symmetry term."""
+    loss = F.mse_loss(model(y, physics), target) + 0.01 * symmetry_loss(model)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
 
 
 def lipschitz(physics: dinv.physics.Physics) -> float:
@@ -134,11 +142,11 @@ def parameter_groups(name: str, model: nn.Module, physics, step_lr: str) -> list
 def scores(model, physics, x: torch.Tensor, batch: int = 250) -> dict:
     """Mean PSNR and SSIM (outputs clipped to [0, 1]) and milliseconds per image."""
     psnr, ssim, seconds = [], [], 0.0
+    seeded(physics)
     with torch.no_grad():
-        for i, part in enumerate(x.split(batch)):
-            y = measured(physics, part, first=i == 0)
+        for part in x.split(batch):
             start = time.perf_counter()
-            out = model(y, physics).clamp(0, 1)
+            out = model(physics(part), physics).clamp(0, 1)
             seconds += time.perf_counter() - start
             psnr.append(peak_signal_noise_ratio(out, part, data_range=1.0, reduction='none', dim=(1, 2, 3)))
             ssim.append(structural_similarity_index_measure(out, part, data_range=1.0, reduction='none'))
@@ -157,10 +165,7 @@ def train(name: str, ratio: float, seed: int, args) -> dict:
         model.train()
         for batch in torch.randperm(len(x), generator=order).split(64):
             target = x[batch]
-            loss = F.mse_loss(model(physics(target), physics), target) + 0.01 * symmetry_loss(model)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            train_step(model, optimizer, physics(target), physics, target)
     model.eval()
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result = dict(
@@ -176,7 +181,7 @@ def shown(model, physics) -> torch.Tensor:
     """The model's reconstructions of the first ``SHOWN`` test images, clipped to [0, 1]."""
     x = images(False, slice(0, SHOWN))
     with torch.no_grad():
-        return model(measured(physics, x, first=True), physics).clamp(0, 1)
+        return model(seeded(physics)(x), physics).clamp(0, 1)
 
 
 def classical(name: str, ratio: float, args) -> dict:
@@ -293,7 +298,7 @@ def figure(out: Path, ratio: float, runs: list[dict]):
     truth = images(False, slice(0, SHOWN))
     kind = runs[0]['settings'].get('physics', 'compressed_sensing')
     physics = physics_of(kind, ratio)
-    back_projected = physics.A_adjoint(measured(physics, truth, first=True)).clamp(0, 1)
+    back_projected = physics.A_adjoint(seeded(physics)(truth)).clamp(0, 1)
     pictures = [('ground truth', truth), ('A^T y', back_projected)] + [
         (label, load_file(saved(out, r['name'], r['ratio'], r['seed']))['x']) for label, r in rows
     ]

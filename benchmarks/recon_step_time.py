@@ -14,11 +14,8 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from optnets.recon.prox import symmetry_loss
-
-from .recon_cs import LR, images, learned, physics_of
+from .recon_cs import LR, images, learned, physics_of, train_step
 
 MODELS = ('ista_net_plus', 'deepinv_unfolded_pgd')
 
@@ -39,10 +36,7 @@ def main(argv=None):
         for name, model in models.items():
             y = physics(x)
             start = time.process_time()
-            loss = F.mse_loss(model(y, physics), x) + 0.01 * symmetry_loss(model)
-            optimizers[name].zero_grad()
-            loss.backward()
-            optimizers[name].step()
+            train_step(model, optimizers[name], y, physics, x)
             seconds[name].append(time.process_time() - start)
     median = {name: statistics.median(times[2:]) for name, times in seconds.items()}
     result = dict(
