@@ -63,22 +63,27 @@ def iterate_text(streams, updated=()):
 
 
 def term_text(streams, owner: str, kind: str, extreme: bool = False):
-    """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums, the data gradient G, inside T
-    too), 'dense' (one stream, fused transform sum and plain sums), 'dense_unfused' (the same with T applied to
+    """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums, ADMM's dual pair of sums, the
+    data gradient G of iterates and sums, inside T too), 'dense' (one stream, fused transform sum and plain sums), 'dense_unfused' (the same with T applied to
     each entry, plus T(...))."""
     coeff = coefficient_text(False, extreme)
     updated = streams[: streams.index(owner)]
     iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
+    plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True, extreme), st.sampled_from(streams))
+    dual = st.builds(  # ADMM's dual: read in pairs everywhere, the sums run as one running difference
+        lambda c: f'{c}*sum_t ({streams[0]}[t] - {streams[-1]}[t])', coeff
+    )
     gradient = st.builds(
-        lambda c, parts: f'{c}*G({" + ".join(parts)})', coeff, st.lists(iterate, min_size=1, max_size=2)
+        lambda c, parts: f'{c}*G({" + ".join(parts)})',
+        coeff,
+        st.lists(st.one_of(iterate, iterate, plain_sum, dual), min_size=1, max_size=2),
     )
     inside = st.one_of(iterate, iterate, gradient) if kind == 'residual' else iterate
     transform = st.builds(
         lambda c, parts: f'{c}*T({" + ".join(parts)})', coeff, st.lists(inside, min_size=1, max_size=3)
     )
-    plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True, extreme), st.sampled_from(streams))
     if kind == 'residual':
-        return st.one_of(iterate, transform, plain_sum, gradient)
+        return st.one_of(iterate, transform, plain_sum, dual, gradient)
     if kind == 'dense':
         return plain_sum
     return st.one_of(iterate, transform, plain_sum)

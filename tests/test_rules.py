@@ -66,7 +66,12 @@ ERRORS = [  # text, message fragment, (line, column)
     ('x[k+1] = T(T(x[k]))', 'T(T(...)) is not supported', (1, 12)),
     ('x[k+1] = G(G(x[k]))', 'G(G(...)) is not supported', (1, 12)),
     ('x[k+1] = G(T(x[k]))', 'G(...) reads iterates such as x[k]', (1, 12)),
-    ('x[k+1] = G(sum_j x[j])', 'G(...) reads iterates such as x[k]', (1, 12)),
+    (
+        'x[k+1] = G(sum_j T(x[j]))',
+        'G(...) reads iterates such as x[k] and sums such as sum_j x[j], not T(x[j])',
+        (1, 12),
+    ),
+    ('x[k+1] = T(x[k] + sum_j x[j])', 'T(sum_j ...) is not supported', (1, 19)),
     ('x[k+1] = x[k] - G(2)', 'G(...) must be applied to iterates', (1, 19)),
     ('x[k+1] = G*x[k]', "'G' is reserved", (1, 10)),
     ('x[k+1] = a*x[k] + sum_j a[j]*x[j]', "coefficient 'a' is used with two meanings", (1, 25)),

@@ -1,8 +1,9 @@
 """The compiler against the reference semantics, over generated rules (hypothesis)."""
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.rulegen import cases, check
+from tests.rulegen import Case, cases, check
 
 
 @settings(
@@ -15,3 +16,34 @@ from tests.rulegen import cases, check
 @given(cases())
 def test_compiled_stage_computes_what_the_rule_says(case):
     assert check(case) == []
+
+
+DUAL_IN_G = [
+    # ADMM-Net's rule (optnets.recon): the dual is a running difference read at the top and inside both G's
+    'x[k+1] = z[k] - c*sum_t (x[t] - z[t]) - a*G(z[k] - c*sum_t (x[t] - z[t]))\n'
+    'z[k+1] = T(z[k] - a*G(z[k] - c*sum_t (x[t] - z[t])))',
+    # the pair only inside G, with another coefficient in each
+    'x[k+1] = T(x[k]) + G(x[k] - sum_t (x[t] - y[t])); y[k+1] = T(y[k] + d*G(x[k+1] + 2*sum_t (x[t] - y[t])))',
+    # a lone sum inside G beside the pair at the top: two running sums, no difference
+    'x[k+1] = x[k] - c*sum_t (x[t] - y[t]) + T(G(sum_j x[j])); y[k+1] = T(y[k])',
+    # an indexed sum inside G keeps the whole history
+    'x[k+1] = T(x[k] - G(sum_j a[j]*x[j]))',
+]
+
+
+@pytest.mark.parametrize('learn', [False, True])
+@pytest.mark.parametrize('text', DUAL_IN_G)
+def test_history_sums_inside_the_data_gradient_compute_what_the_rule_says(text, learn):
+    for seed in range(3):
+        case = Case(
+            text,
+            'residual',
+            steps=4,
+            learn=learn,
+            shape=['scalar', 'channel'][seed % 2],
+            activation=['none', 'tanh', 'relu'][seed],
+            train=seed == 1,
+            skip_input=False,
+            seed=seed,
+        )
+        assert check(case) == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..rules.errors import RuleError
-from ..rules.ir import BinOp, Coeff, HistorySum, Iterate, Num, Term, Transform, symbols
+from ..rules.ir import BinOp, Coeff, DataGradient, HistorySum, Iterate, Num, Term, Transform, symbols
 from ..rules.rule import READINGS, Rule, walk_terms
 from ..rules.semantics import coefficient_value, evaluate, output
 
@@ -78,6 +78,7 @@ class StreamPlan:
     whole_history: bool  # kept in full because a sum reads every iterate with its own coefficient or T
     accumulator: bool  # sum_j c*x[j] with one shared c: a running sum replaces the history
     fused: bool  # sum_j a[j]*T(x[j]) runs as one conv over the concatenated history
+    applies_t: bool  # its update calls T: only such a stream gets a T a step (ADMM-Net's x reads G alone)
 
 
 @dataclass(frozen=True)
@@ -139,9 +140,17 @@ class Plan:
         raise AssertionError('a division by zero that no coefficient makes')
 
     def __str__(self) -> str:
+        calling = [s.stream for s in self.streams if s.applies_t]
+        transforms = (
+            'one transform T per step and stream'
+            if len(calling) == len(self.streams)
+            else f'one transform T per step in {", ".join(calling)} (the others call none)'
+            if calling
+            else 'no transform T'
+        )
         lines = [
             f'Plan for rule {self.rule.name or "(unnamed)"}: {len(self.streams)} stream(s) '
-            f'{", ".join(self.stream_names)}, one transform T per step and stream'
+            f'{", ".join(self.stream_names)}, {transforms}'
         ]
         lines.extend(f'  {update}' for update in self.rule.updates)
         if self.rule.reading:
@@ -194,6 +203,7 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
                 whole_history=bool(indexed_or_transformed),
                 accumulator=len(sums) > len(indexed_or_transformed),
                 fused=bool(own_sums) and linear_head,
+                applies_t=any(_calls_t(t) for t in update.terms),
             )
         )
     coefficients = tuple(
@@ -210,21 +220,29 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
 
 def running_difference(rule: Rule) -> tuple[str, str] | None:
     """``(a, b)`` when the plain sums ``sum_j a[j]`` and ``sum_j b[j]`` are read only in pairs ``c*sum_j a[j] -
-    c*sum_j b[j]`` (as ADMM's dual ``sum_t (y[t] - x[t])``): then one running difference replaces both sums."""
-    reads = []  # per update with plain sums: {stream: coefficient}
-    for update in rule.updates:
-        terms = [t for t in update.terms if isinstance(t.value, HistorySum)]  # T(sum_j ...) does not parse
-        if any(t.value.transformed or any(s.index is not None for s in symbols(t.coeff)) for t in terms):
+    c*sum_j b[j]`` (as ADMM's dual ``sum_t (y[t] - x[t])``), in every linear combination that reads a sum (an
+    update's, or a ``G(...)``'s): then one running difference replaces both sums."""
+    reads = []  # per combination with plain sums: {stream: coefficient}
+    for terms in _combinations(rule):
+        sums = [t for t in terms if isinstance(t.value, HistorySum)]  # T(sum_j ...) does not parse
+        if any(t.value.transformed or any(s.index is not None for s in symbols(t.coeff)) for t in sums):
             return None
-        if terms:
-            streams = [t.value.stream for t in terms]
+        if sums:
+            streams = [t.value.stream for t in sums]
             if len(streams) != len(set(streams)):
                 return None
-            reads.append({t.value.stream: t.coeff for t in terms})
+            reads.append({t.value.stream: t.coeff for t in sums})
     if not reads or any(len(r) != 2 or set(r) != set(reads[0]) for r in reads):
         return None
     a, b = reads[0]
     return (a, b) if all(_negated(r[a], r[b]) for r in reads) else None
+
+
+def _combinations(rule: Rule) -> list[tuple[Term, ...]]:
+    """Every linear combination of a rule: each update's terms, and those inside its ``T(...)`` and ``G(...)``."""
+    found = [update.terms for update in rule.updates]
+    found += [t.value.terms for t in walk_terms(rule) if isinstance(t.value, (Transform, DataGradient))]
+    return found
 
 
 def _negated(a: Coeff, b: Coeff) -> bool:
@@ -256,6 +274,11 @@ def _check_compilable(plan: Plan):
                     str(transform.value),
                     stream.stream,
                 )
+
+
+def _calls_t(term: Term) -> bool:
+    """Whether a term applies T: ``T(...)`` or ``sum_j a[j]*T(x[j])`` (``G(...)`` holds neither)."""
+    return isinstance(term.value, Transform) or (isinstance(term.value, HistorySum) and term.value.transformed)
 
 
 def _indexed(term: Term) -> bool:

@@ -1,4 +1,5 @@
-"""The compiled stage: K steps of a plan, with one transform T per step and stream, as an ``nn.Module``."""
+"""The compiled stage: K steps of a plan, with one transform T per step and stream that applies T, as an
+``nn.Module``."""
 
 from __future__ import annotations
 
@@ -85,8 +86,9 @@ class CompiledStage(nn.Module):
         self._build()
 
     def _add_transforms(self, transform: TransformFactory):
-        """``T_<stream>``: one T a step, reading the fused history's widths where the plan fuses its calls."""
-        for stream in self.plan.streams:
+        """``T_<stream>``: one T a step for each stream that applies T, reading the fused history's widths where
+        the plan fuses its calls."""
+        for stream in (s for s in self.plan.streams if s.applies_t):
             self.add_module(
                 f'T_{stream.stream}',
                 nn.ModuleList(
@@ -246,8 +248,8 @@ class CompiledStage(nn.Module):
 
     def transforms(self) -> Iterator[nn.Module]:
         """Every step's T, stream by stream."""
-        for stream in self.plan.stream_names:
-            yield from getattr(self, f'T_{stream}')
+        for stream in self.plan.streams:
+            yield from getattr(self, f'T_{stream.stream}') if stream.applies_t else ()
 
     def data_term(self, data: Data | None) -> Data:
         """The data a stage that reads ``G(...)`` (or whose transforms read data) is called with:
@@ -273,7 +275,7 @@ class CompiledStage(nn.Module):
         for stream in self.plan.streams:
             transform_terms = [t for t in stream.terms if isinstance(t.value, Transform)]
             fused_sums = [t for t in stream.terms if getattr(t.value, 'transformed', False)]
-            for step in range(self.steps):
+            for step in range(self.steps if stream.applies_t else 0):
                 if (step, stream.stream) in folded:
                     continue
                 module = getattr(self, f'T_{stream.stream}')[step]

@@ -99,6 +99,11 @@ class _Linear:
     pos: int
 
 
+def _plain(value) -> bool:
+    """Whether ``G(...)`` may read a value: an iterate, or a plain history sum ``sum_j c*x[j]``."""
+    return isinstance(value, Iterate) or (isinstance(value, HistorySum) and not value.transformed)
+
+
 class _Parser:
     def __init__(self, text: str):
         self.text = text
@@ -274,7 +279,7 @@ class _Parser:
             self.error(f'expected a history index such as sum_j, found {tok.text!r}')
         if self.index is not None:
             self.error('nested history sums are not supported')
-        if self.in_transform:
+        if self.in_transform and not self.in_gradient:  # G(...) inside T reads sums as a G of its own does
             self.error('T(sum_j ...) is not supported: write sum_j a[j]*T(x[j]) for a sum of transforms')
         self.i += 1
         self.index = index
@@ -338,7 +343,8 @@ class _Parser:
         return _Linear([Term(ONE, Transform(tuple(inner.terms)))], tok.pos)
 
     def gradient(self):
-        """``G(...)``: the data term's gradient at a linear combination of iterates (no T and no sum inside)."""
+        """``G(...)``: the data term's gradient at a linear combination of iterates and their history sums (no T
+        inside: ``G(z[k] - sum_t (x[t] - z[t]))`` is ADMM's data step at ``z - u``, the dual ``u`` a running sum)."""
         tok = self.tok
         self.i += 1
         self.expect('(', "'(' after G")
@@ -350,9 +356,9 @@ class _Parser:
         self.expect(')', "')' to close G(")
         if isinstance(inner, _Coeff):
             self.error('G(...) must be applied to iterates such as x[k]', inner.pos)
-        inside = next((t for t in inner.terms if not isinstance(t.value, Iterate)), None)
+        inside = next((t for t in inner.terms if not _plain(t.value)), None)
         if inside is not None:
-            self.error(f'G(...) reads iterates such as x[k] and x[k-1], not {inside.value}', inner.pos)
+            self.error(f'G(...) reads iterates such as x[k] and sums such as sum_j x[j], not {inside.value}', inner.pos)
         return _Linear([Term(ONE, DataGradient(tuple(inner.terms)))], tok.pos)
 
     def indexed(self, name: Token):
