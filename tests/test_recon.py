@@ -15,7 +15,19 @@ dinv = pytest.importorskip('deepinv', reason='the recon extra: pip install "optn
 
 import optnets  # noqa: E402
 from optnets import rules  # noqa: E402
-from optnets.recon import FISTA, ISTA, PRESETS, ReconNet, SoftThreshold, fista_net, ista_net, ista_net_plus  # noqa: E402
+from optnets.recon import (  # noqa: E402
+    ADMM,
+    FISTA,
+    ISTA,
+    ISTANetPlusProx,
+    PRESETS,
+    ReconNet,
+    SoftThreshold,
+    admm_net_cs,
+    fista_net,
+    ista_net,
+    ista_net_plus,
+)
 from optnets.rules.builtin import ADMM_STEP, nesterov_beta  # noqa: E402
 from optnets.recon.network import lipschitz as measured_lipschitz  # noqa: E402
 
@@ -105,6 +117,33 @@ def test_admm_nets_theory_start_is_linearised_admm_iterate_for_iterate(dtype):
     torch.testing.assert_close(net(y, physics), (a + b) / 2, **EXACT[dtype])
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@torch.no_grad()
+def test_admm_nets_rule_with_the_dual_in_g_is_admm_iterate_for_iterate(dtype):
+    """ADMM's theory with T the prox (soft-thresholding): ``x+ = v - (1/L) A^T(A v - y)`` at ``v = z - u``,
+    ``z+ = soft(x+ + u)``, ``u+ = u + x+ - z+`` from ``x = z = A^T y``, ``u = 0``; the output is ``(x + z)/2``."""
+    physics, _, y = problem(5, dtype=dtype)
+    net = lasso_network(ADMM, 6, dtype)
+    net(y, physics)
+    lipschitz = measured_lipschitz(physics, physics.A_adjoint(y))
+    set_threshold(net, LAMBDA / lipschitz)
+    x = z = physics.A_adjoint(y)
+    u = torch.zeros_like(x)
+    for _ in range(6):
+        x = gradient_step(physics, y, z - u, lipschitz)
+        z = soft(x + u, LAMBDA / lipschitz)
+        u = u + x - z
+    torch.testing.assert_close(net(y, physics), (x + z) / 2, **EXACT[dtype])
+
+
+def test_admm_net_has_one_prox_a_phase_and_ista_net_plus_parameters():
+    """ADMM-Net's x-update reads G alone: only its z stream owns a T, so it has ISTA-Net+'s parameters plus its
+    two coefficients a phase."""
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(admm_net_cs(phases=3)) == count(ista_net_plus(phases=3)) + 3
+    assert [s.applies_t for s in optnets.compiler.compile_rule(ADMM).streams] == [False, True]
+
+
 @pytest.mark.parametrize('name', sorted(PRESETS))
 def test_every_preset_reconstructs_trains_and_round_trips_its_state(name, tmp_path):
     physics, x, y = problem(3)
@@ -157,12 +196,10 @@ def test_fista_net_learns_its_extrapolation_from_fistas():
 
 
 def test_the_step_sizes_are_the_data_terms_coefficients_or_each_phases_own():
-    from optnets.recon import admm_net_cs
-
-    for build in (ista_net, ista_net_plus, fista_net):
+    for build in (ista_net, ista_net_plus, fista_net, admm_net_cs):
         net = build(3)
-        assert [id(p) for p in net.step_sizes()] == [id(net.stage.coeff.a)]  # not FISTA's b1, b2
-    net = admm_net_cs(3)
+        assert [id(p) for p in net.step_sizes()] == [id(net.stage.coeff.a)]  # not FISTA's b1, b2 or ADMM's c
+    net = ReconNet(rules.admm, 3, lambda phase: ISTANetPlusProx(1, 4))  # no G: each T a whole phase
     steps = [t.step_size for t in net.transforms()]
     assert len(steps) == 6 and [id(p) for p in net.step_sizes()] == [id(p) for p in steps]
 

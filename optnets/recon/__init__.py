@@ -12,7 +12,7 @@ from ..extras import require
 require('recon')
 
 from .network import DataStep, DataTerm, ReconNet  # noqa: E402
-from .presets import FISTA, ISTA, PRESETS, admm_net_cs, fista_net, ista_net, ista_net_plus  # noqa: E402
+from .presets import ADMM, FISTA, ISTA, PRESETS, admm_net_cs, fista_net, ista_net, ista_net_plus  # noqa: E402
 from .prox import ISTANetPlusProx, ISTANetProx, SoftThreshold  # noqa: E402
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     'ISTANetPlusProx',
     'ISTA',
     'FISTA',
+    'ADMM',
     'PRESETS',
     'ista_net',
     'ista_net_plus',

@@ -1,11 +1,10 @@
 """The papers' networks as rules and presets: ISTA-Net and ISTA-Net+ (Zhang and Ghanem, CVPR 2018: 9 phases,
-32 features, 3x3 kernels), FISTA-Net (FISTA's extrapolation as its ``theory`` start) and an ADMM network (the zoo's
-dual-stream ADMM rule with ``T`` a whole proximal gradient phase; ``admm_net_cs``, not to clash with the
-recognition family)."""
+32 features, 3x3 kernels), FISTA-Net (FISTA's extrapolation as its ``theory`` start) and ADMM-Net's structure
+(Yang et al., NeurIPS 2016: a data step, the prox ``T``, the multiplier update; ``admm_net_cs``, not to clash with
+the recognition family)."""
 
 from __future__ import annotations
 
-from .. import rules
 from ..rules import Rule
 from ..rules.builtin import NesterovSchedule
 from .network import ReconNet
@@ -22,11 +21,24 @@ FISTA = Rule.parse(
 )
 """FISTA: ISTA's phase at the extrapolated point ``x[k] + beta_k (x[k] - x[k-1])``."""
 
+ADMM = Rule.parse(
+    'x[k+1] = z[k] - c*sum_t (x[t] - z[t]) - a*G(z[k] - c*sum_t (x[t] - z[t]))\n'
+    'z[k+1] = T(z[k] - a*G(z[k] - c*sum_t (x[t] - z[t])))',
+    name='admm_net',
+    reading='prox',
+    special={'a': 1.0, 'c': 1.0},
+    theory={'a': 1.0, 'c': 1.0},
+)
+"""ADMM on ``min 1/2 ||A x - y||^2 + g(z)`` s.t. ``x = z``, with the scaled dual ``u[k] = c*sum_t (x[t] - z[t])``
+(``u_0 = 0``) inside the data term: ``x+ = v - a*G(v)`` at ``v = z - u`` (one gradient step on the x-subproblem,
+``a = 1`` its step ``1/L``), ``z+ = T(x+ + u)``, the prox of ``g``, and ``u+ = u + x+ - z+`` (``c = 1``); the
+output is the mean of ``x`` and ``z``."""
+
 PRESETS = {  # name -> (rule, the prox, its phases)
     'ista_net': (ISTA, ISTANetProx, 9),
     'ista_net_plus': (ISTA, ISTANetPlusProx, 9),
     'fista_net': (FISTA, ISTANetPlusProx, 9),
-    'admm_net_cs': (rules.admm, ISTANetPlusProx, 9),
+    'admm_net_cs': (ADMM, ISTANetPlusProx, 9),
 }
 
 
@@ -52,6 +64,6 @@ def fista_net(phases: int | None = None, **kwargs) -> ReconNet:
 
 
 def admm_net_cs(phases: int | None = None, **kwargs) -> ReconNet:
-    """ADMM's dual-stream rule (linearised ADMM on a consensus split, the rule's ``theory``) with T the increment
-    of a proximal gradient phase."""
+    """ADMM-Net's phases: ``ADMM`` with ISTA-Net+'s prox as ``T``, its step ``a`` and dual weight ``c`` learned
+    from ADMM's."""
     return build('admm_net_cs', phases, **kwargs)
