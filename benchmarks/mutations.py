@@ -232,6 +232,20 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
         'x = x.reshape(-1, *self.layers_[0].in_shape)',
         LPOM_TESTS,
     ),
+    (
+        'running difference: the sums inside G(...) not checked',
+        'optnets/compiler/plan.py',
+        '    found += [t.value.terms for t in walk_terms(rule) if isinstance(t.value, (Transform, DataGradient))]',
+        '    found += []',
+        COMPILER_TESTS,
+    ),
+    (
+        "ADMM-Net: the dual's sign flipped in the prox's data step",
+        'optnets/recon/presets.py',
+        "'z[k+1] = T(z[k] - a*G(z[k] - c*sum_t (x[t] - z[t])))'",
+        "'z[k+1] = T(z[k] - a*G(z[k] + c*sum_t (x[t] - z[t])))'",
+        RECON_TESTS,
+    ),
 ]
 
 
@@ -290,7 +304,9 @@ def table(results: list[dict]) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', type=Path)
-    parser.add_argument('--only', nargs='*', help='names (substrings) of the mutations to run')
+    parser.add_argument(
+        '--only', nargs='*', help="names (substrings) of the mutations to run; --out keeps the others' results"
+    )
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -302,6 +318,10 @@ def main(argv=None):
             print(f'{results[-1]["status"]:9} {mutation[0]}  {" ".join(results[-1].get("killed_by", []))}', flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.only and args.out.exists():  # the others' results stay, in MUTATIONS' order
+            ran = {r['name']: r for r in results}
+            kept = {r['name']: r for r in json.loads(args.out.read_text())}
+            results = [ran.get(m[0]) or kept[m[0]] for m in MUTATIONS if m[0] in ran or m[0] in kept]
         args.out.write_text(json.dumps(results, indent=1) + '\n')
         args.out.with_name('table.md').write_text(table(results))
     return 1 if any(r['status'] != 'killed' for r in results) else 0

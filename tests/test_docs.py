@@ -14,7 +14,13 @@ DOCS = ROOT / 'docs'
 
 
 def page(name: str) -> list[str]:
-    return (DOCS / name).read_text().splitlines()
+    """A docs page's lines as the site shows them: a ``--8<-- "FILE"`` line is FILE's lines (pymdownx.snippets,
+    from the repository root)."""
+    lines = []
+    for line in (DOCS / name).read_text().splitlines():
+        snippet = re.fullmatch(r'--8<-- "([^"]+)"', line.strip())
+        lines += (ROOT / snippet[1]).read_text().splitlines() if snippet else [line]
+    return lines
 
 
 @pytest.mark.timeout(600)
