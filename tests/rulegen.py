@@ -64,8 +64,8 @@ def iterate_text(streams, updated=()):
 
 def term_text(streams, owner: str, kind: str, extreme: bool = False):
     """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums, ADMM's dual pair of sums, the
-    data gradient G of iterates and sums, inside T too), 'dense' (one stream, fused transform sum and plain sums), 'dense_unfused' (the same with T applied to
-    each entry, plus T(...))."""
+    data gradient G of iterates and sums, inside T too), 'dense' (one stream, fused transform sum and plain sums),
+    'dense_unfused' (the same with T applied to each entry, plus T(...))."""
     coeff = coefficient_text(False, extreme)
     updated = streams[: streams.index(owner)]
     iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
