@@ -10,7 +10,8 @@ This is the definition the compiler is tested against. A stage of ``steps`` step
   ``T(sum c*s[k-lag])`` applies the step's transform of the updated stream, ``transform(k, stream, None)``.
   ``sum_j c(j)*s[j]`` sums ``j = 0 .. k``; ``sum_j c(j)*T(s[j])`` applies ``transform(k, stream, j)`` to each
   ``s[j]`` (a dense layer's T has one weight slice per history entry) and then ``tail(k, stream)`` to the sum.
-  ``G(sum c*s[k-lag])`` applies the data term's gradient, ``gradient``, the same at every step.
+  ``G(...)`` applies the data term's gradient, ``gradient``, the same at every step, to its combination (iterates
+  and plain sums, read as above).
 - **Coefficients.** ``coefficient(name, k, j)`` gives a symbol's value at step ``k`` (``j`` is the history entry
   of an indexed symbol ``a[j]``, else None); arithmetic is evaluated as written.
 - **Dense stages whose input has another width** (``skip_input=True``) leave ``s[0]`` out of the plain sums
