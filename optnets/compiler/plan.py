@@ -78,7 +78,11 @@ class StreamPlan:
     whole_history: bool  # kept in full because a sum reads every iterate with its own coefficient or T
     accumulator: bool  # sum_j c*x[j] with one shared c: a running sum replaces the history
     fused: bool  # sum_j a[j]*T(x[j]) runs as one conv over the concatenated history
-    applies_t: bool  # its update calls T: only such a stream gets a T a step (ADMM-Net's x reads G alone)
+
+    @property
+    def applies_t(self) -> bool:
+        """Whether its update calls T: only such a stream gets a T a step (ADMM-Net's x reads G alone)."""
+        return any(_calls_t(t) for t in self.terms)
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,6 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
                 whole_history=bool(indexed_or_transformed),
                 accumulator=len(sums) > len(indexed_or_transformed),
                 fused=bool(own_sums) and linear_head,
-                applies_t=any(_calls_t(t) for t in update.terms),
             )
         )
     coefficients = tuple(

@@ -272,10 +272,10 @@ class CompiledStage(nn.Module):
         reversible stage becomes a stored one: inference keeps no graph, so there is nothing to rebuild."""
         self.memory = 'stored'
         folded = set(self._folded())
-        for stream in self.plan.streams:
+        for stream in (s for s in self.plan.streams if s.applies_t):
             transform_terms = [t for t in stream.terms if isinstance(t.value, Transform)]
             fused_sums = [t for t in stream.terms if getattr(t.value, 'transformed', False)]
-            for step in range(self.steps if stream.applies_t else 0):
+            for step in range(self.steps):
                 if (step, stream.stream) in folded:
                     continue
                 module = getattr(self, f'T_{stream.stream}')[step]
