@@ -233,6 +233,22 @@ MUTATIONS = [  # (name, file, original text, mutated text, the tests that cover 
         LPOM_TESTS,
     ),
     (
+        'shared calls computed at the start of the step',
+        'optnets/compiler/codegen.py',
+        '            computed: set = set()\n',
+        '            computed: set = set()\n'
+        '            for shared in [s for _, v, _ in updates for s in shared_first(v, self.bound, computed)]:\n'
+        "                self.emit(f'{self.bound[shared]} = {self.expression(shared, k)}')\n",
+        COMPILER_TESTS,
+    ),
+    (
+        'the activation applied in place to a tensor the forward still reads',
+        'optnets/compiler/codegen.py',
+        '{"" if self.made_here(value) else ".clone()"}',
+        '',
+        COMPILER_TESTS,
+    ),
+    (
         'running difference: the sums inside G(...) not checked',
         'optnets/compiler/plan.py',
         '    found += [t.value.terms for t in walk_terms(rule) if isinstance(t.value, (Transform, DataGradient))]',

@@ -9,6 +9,7 @@ after ``fuse()``, and the text round trip.
 from __future__ import annotations
 
 import copy
+import functools
 import random
 from dataclasses import dataclass
 
@@ -62,10 +63,23 @@ def iterate_text(streams, updated=()):
     return st.one_of(window, st.builds(lambda s: f'{s}[k+1]', st.sampled_from(updated))) if updated else window
 
 
-def term_text(streams, owner: str, kind: str, extreme: bool = False):
-    """One term of ``owner``'s update. kind: 'residual' (iterates, T, plain sums, ADMM's dual pair of sums, the
-    data gradient G of iterates and sums, inside T too), 'dense' (one stream, fused transform sum and plain sums),
-    'dense_unfused' (the same with T applied to each entry, plus T(...))."""
+def gradient_text(streams, updated=(), extreme: bool = False):
+    """``G(...)`` of iterates (``updated`` streams also at k+1), plain sums and ADMM's dual pair of sums."""
+    coeff = coefficient_text(False, extreme)
+    iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
+    plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True, extreme), st.sampled_from(streams))
+    dual = st.builds(  # ADMM's dual: read in pairs everywhere, the sums run as one running difference
+        lambda c: f'{c}*sum_t ({streams[0]}[t] - {streams[-1]}[t])', coeff
+    )
+    parts = st.lists(st.one_of(iterate, iterate, plain_sum, dual), min_size=1, max_size=2)
+    return st.builds(lambda parts: f'G({" + ".join(parts)})', parts)
+
+
+def term_text(streams, owner: str, kind: str, extreme: bool = False, common=()):
+    """One term of ``owner``'s update. kind: 'residual' (iterates, bare or scaled, T, plain sums, ADMM's dual pair
+    of sums, the data gradient G of iterates and sums, inside T too, or one of the ``common`` G's that other
+    updates may read as well), 'dense' (one stream, fused transform sum and plain sums), 'dense_unfused' (the same
+    with T applied to each entry, plus T(...))."""
     coeff = coefficient_text(False, extreme)
     updated = streams[: streams.index(owner)]
     iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
@@ -73,17 +87,14 @@ def term_text(streams, owner: str, kind: str, extreme: bool = False):
     dual = st.builds(  # ADMM's dual: read in pairs everywhere, the sums run as one running difference
         lambda c: f'{c}*sum_t ({streams[0]}[t] - {streams[-1]}[t])', coeff
     )
-    gradient = st.builds(
-        lambda c, parts: f'{c}*G({" + ".join(parts)})',
-        coeff,
-        st.lists(st.one_of(iterate, iterate, plain_sum, dual), min_size=1, max_size=2),
-    )
-    inside = st.one_of(iterate, iterate, gradient) if kind == 'residual' else iterate
+    gradient = st.builds(lambda c, g: f'{c}*{g}', coeff, gradient_text(streams, updated, extreme))
+    repeated = [st.builds(lambda c, g: f'{c}*{g}', coeff, st.sampled_from(common))] if common else []
+    inside = st.one_of(iterate, iterate, gradient, *repeated) if kind == 'residual' else iterate
     transform = st.builds(
         lambda c, parts: f'{c}*T({" + ".join(parts)})', coeff, st.lists(inside, min_size=1, max_size=3)
     )
-    if kind == 'residual':
-        return st.one_of(iterate, transform, plain_sum, dual, gradient)
+    if kind == 'residual':  # a bare iterate too: an update that names a tensor the forward still reads
+        return st.one_of(iterate, transform, plain_sum, dual, gradient, *repeated, iterate_text(streams, updated))
     if kind == 'dense':
         return plain_sum
     return st.one_of(iterate, transform, plain_sum)
@@ -99,7 +110,7 @@ class Case:
     steps: int
     learn: bool
     shape: str  # scalar, channel
-    activation: str  # none, relu, tanh
+    activation: str  # none, relu, relu_inplace, tanh
     train: bool
     skip_input: bool  # dense: the input has another width
     seed: int
@@ -113,8 +124,12 @@ def cases(draw, extreme: bool = False) -> Case:
     kind = draw(st.sampled_from(['residual', 'residual', 'dense', 'dense_unfused']))
     streams = draw(st.lists(st.sampled_from(STREAMS), min_size=1, max_size=1 if kind != 'residual' else 3, unique=True))
     updates = []
+    # G's that several updates may read, computed once a step: one of window iterates and sums, one that may read
+    # the first stream's new iterate (for the later updates)
+    common = draw(gradient_text(streams, (), extreme)), draw(gradient_text(streams, streams[:1], extreme))
     for owner in streams:
-        terms = draw(st.lists(term_text(streams, owner, kind, extreme), min_size=1, max_size=3))
+        offered = common if owner != streams[0] else common[:1]
+        terms = draw(st.lists(term_text(streams, owner, kind, extreme, offered), min_size=1, max_size=3))
         if kind != 'residual':  # the sum of transforms that makes a stage dense
             terms.insert(
                 draw(st.integers(0, len(terms))),
@@ -128,7 +143,7 @@ def cases(draw, extreme: bool = False) -> Case:
         steps=draw(st.integers(1, 4)),
         learn=draw(st.booleans()),
         shape='scalar' if kind != 'residual' else draw(st.sampled_from(['scalar', 'channel'])),
-        activation=draw(st.sampled_from(['none', 'relu', 'tanh'])),
+        activation=draw(st.sampled_from(['none', 'relu', 'relu_inplace', 'tanh'])),
         train=draw(st.booleans()),
         skip_input=kind == 'dense' and draw(st.booleans()),
         seed=draw(st.integers(0, 2**16)),
@@ -148,7 +163,8 @@ class AffineData:
         return torch.nn.functional.conv2d(z, self.weight) - self.y
 
 
-ACTIVATIONS = {'none': None, 'relu': nn.ReLU, 'tanh': nn.Tanh}
+ACTIVATIONS = {'none': None, 'relu': nn.ReLU, 'relu_inplace': functools.partial(nn.ReLU, inplace=True), 'tanh': nn.Tanh}
+"""The stage's activation; the reference applies the same function out of place (``relu`` for ``relu_inplace``)."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +264,7 @@ def reference(rule: Rule, stage, case: Case, x: torch.Tensor, values: dict, data
             return getattr(stage, f'T_{stream}')[step]
 
         tail = None
-    act = ACTIVATIONS[case.activation]
+    act = ACTIVATIONS[case.activation.removesuffix('_inplace')]
     history = evaluate(
         rule,
         x,

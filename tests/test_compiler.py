@@ -469,3 +469,58 @@ def test_a_stage_that_reads_a_data_term_takes_it_as_an_argument():
             memory='reversible',
             coeff_init='special',
         )
+
+
+def test_a_call_that_two_updates_read_runs_once_a_step():
+    """ADMM-Net's ``G(z - u)`` is read by the x-update and inside the z-update's T: the plan names it once a step
+    (``v0``), and the stage calls G once a step, with the outputs of the rule."""
+    stage = compile_stage(
+        'x[k+1] = z[k] - c*sum_t (x[t] - z[t]) - a*G(z[k] - c*sum_t (x[t] - z[t]));'
+        ' z[k+1] = T(z[k] - a*G(z[k] - c*sum_t (x[t] - z[t])))',
+        3,
+        lambda *a: nn.Identity(),
+        1,
+    )
+    assert 'step 0: v0 = G(' in str(stage.program) and str(stage.program).count('*v0') == 6
+    with torch.no_grad():
+        stage.coeff.a.fill_(1.0), stage.coeff.c.fill_(1.0)
+
+    class Counted:
+        calls = 0
+
+        def gradient(self, z):
+            Counted.calls += 1
+            return z - 2.0
+
+    out = stage(torch.ones(1, 1, 2, 2), Counted())
+    assert Counted.calls == 3
+    x, z, dual = torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
+    for _ in range(3):  # ADMM at a = c = 1, T the identity
+        g = (z - dual) - 2.0
+        x, z = z - dual - g, z - g
+        dual = dual + (x - z)
+    torch.testing.assert_close(out, (x + z) / 2)
+
+
+@pytest.mark.parametrize(
+    'text',
+    ['y[k+1] = x[k]; x[k+1] = T(x[k]) + y[k]', 'y[k+1] = G(x[k]); x[k+1] = T(G(x[k])) + y[k]'],
+    ids=['an_iterate', 'a_shared_call'],
+)
+def test_an_in_place_activation_changes_neither_the_input_nor_an_iterate_another_update_reads(text):
+    """An update that is a bare iterate or a call another update reads (``y[k+1] = x[k]``) is a tensor the forward
+    still needs: the stage's activation (the zoo's ``ReLU(inplace=True)``) gets a copy of it."""
+
+    class Shift:
+        def gradient(self, z):
+            return z - 0.5
+
+    outputs = []
+    for act in (nn.ReLU(), nn.ReLU(inplace=True)):
+        torch.manual_seed(0)
+        stage = compile_stage(text, 2, lambda *a: nn.Conv2d(2, 2, 1), 2, activation=act)
+        x = torch.randn(1, 2, 3, 3)
+        given = x.clone()
+        outputs.append(stage(x, Shift()) if 'G' in text else stage(x))
+        torch.testing.assert_close(x, given, rtol=0, atol=0)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)

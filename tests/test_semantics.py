@@ -47,3 +47,19 @@ def test_history_sums_inside_the_data_gradient_compute_what_the_rule_says(text, 
             seed=seed,
         )
         assert check(case) == []
+
+
+SHARED_CALLS = [
+    # a G that reads the first stream's new iterate, read by the second update twice (once inside T)
+    'y[k+1] = T(y[k]); x[k+1] = c*G(y[k+1]) + T(x[k] - G(y[k+1]))',
+    # an update that is the shared call itself, which an in-place activation must not overwrite
+    'x[k+1] = G(x[k]); y[k+1] = T(y[k] + 0.5*G(x[k]))',
+]
+
+
+@pytest.mark.parametrize('learn', [False, True])
+@pytest.mark.parametrize('text', SHARED_CALLS, ids=['read_after_a_new_iterate', 'an_update_that_is_the_call'])
+def test_a_call_that_several_updates_read_computes_what_the_rule_says(text, learn):
+    for seed, activation in enumerate(['none', 'relu_inplace', 'tanh']):
+        case = Case(text, 'residual', 3, learn, 'scalar', activation, train=seed == 1, skip_input=False, seed=seed)
+        assert check(case) == []

@@ -29,11 +29,13 @@ from .lower import (
     Row,
     RunningDifference,
     RunningSum,
+    SHARED,
     Stack,
     Weighted,
     Zeros,
     is_number,
     literal,
+    shared_first,
 )
 
 
@@ -76,10 +78,12 @@ KINDS = {
     'difference': 'D_{stream}',
     'concat': 'c_{stream}',
     'rows': 'rows_{stream}',
+    'shared': SHARED,
 }
 """The variables of a generated forward, by kind: ``x_k-i`` (window), ``x[k+1]`` (new), the kept history, the
-running sum, the running difference of two streams (``D_y_x``), the concatenated history of a stream and the rows
-of a coefficient ``a[j]`` (``rows_a``); each kind's readable name for a stream ``x`` (or coefficient ``a``)."""
+running sum, the running difference of two streams (``D_y_x``), the concatenated history of a stream, the rows
+of a coefficient ``a[j]`` (``rows_a``) and a call the step reads more than once (``v0``); each kind's readable name
+for a stream ``x`` (or coefficient ``a``, or the call's index in the step)."""
 
 
 class Namespace:
@@ -118,12 +122,17 @@ class _Printer:
             self.emit('data = self.data_term(data)')
         self.data = ', data' if program.settings.transforms_read_data else ''  # passed on to each T
         self.split: set[str] = set()  # coefficients a[j] whose rows the forward has split
+        self.bound: dict = {}  # the step's shared calls -> their variables
 
     def emit(self, line: str):
         self.lines.append('    ' + line)
 
     def source(self, value, step: int) -> str:
-        """Source of ``value`` at ``step``."""
+        """Source of ``value`` at ``step``: the variable of a shared call, else its expression."""
+        return self.bound[value] if value in self.bound else self.expression(value, step)
+
+    def expression(self, value, step: int) -> str:
+        """Source of the expression that computes ``value`` at ``step``."""
         name, program = self.name, self.program
         if isinstance(value, Read):
             if program.stream(value.stream).whole_history:
@@ -166,6 +175,10 @@ class _Printer:
         history = f'{history}[:, {value.start}:]' if value.start else history
         return f'weighted_iterates({row}, {history}, {self.source(value.last, step)})'
 
+    def made_here(self, value) -> bool:
+        """Whether ``value``'s source makes a new tensor, rather than naming one the forward holds."""
+        return value not in self.bound and not isinstance(value, (Read, Latest, New, RunningSum, RunningDifference))
+
     def row(self, row: Row) -> str:
         """``a[start..step]``. The forward splits ``a`` into its rows once, where it first reads one: each row's
         gradient is then one slice of ``a``'s. A slice of ``a`` a step made inductor sum a masked copy of every
@@ -194,12 +207,16 @@ class _Printer:
         for step in program.steps:
             k = step.index
             self.emit(f'# step {k}')
-            updates = [(stream, self.source(value, k)) for stream, value in step.updates]
+            self.bound = {value: name('shared', '', i) for i, value in enumerate(step.shared)}
+            updates = [(stream, value, self.source(value, k)) for stream, value in step.updates]
             for stream in step.concats:
                 self.emit(f'{name("concat", stream)} = torch.cat({name("history", stream)}, 1)')
-            for stream, update in updates:
-                if settings.activation:
-                    update = f'self.act({update})'
+            computed: set = set()
+            for stream, value, update in updates:
+                for shared in shared_first(value, self.bound, computed):
+                    self.emit(f'{self.bound[shared]} = {self.expression(shared, k)}')
+                if settings.activation:  # a copy of a tensor the forward still reads: the activation may be in place
+                    update = f'self.act({update}{"" if self.made_here(value) else ".clone()"})'
                 self.emit(f'{name("new", stream)} = {update}')
             for s in program.streams:
                 self.advance(s, k)

@@ -282,6 +282,26 @@ class Step:
             yield from walk(update)
 
     @property
+    def shared(self) -> tuple[Value, ...]:
+        """The calls of ``T`` and ``G`` that the step reads more than once (ADMM's ``G(z - u)``, read by both
+        updates), in the order first read: each is computed once, before the first update that reads it."""
+        seen: set[Value] = set()
+        repeated: dict[Value, None] = {}
+
+        def visit(value: Value):
+            if isinstance(value, (CallT, Gradient)):
+                if value in seen:
+                    repeated[value] = None
+                    return  # computed once: what it reads is read once
+                seen.add(value)
+            for child in children(value):
+                visit(child)
+
+        for _, update in self.updates:
+            visit(update)
+        return tuple(repeated)
+
+    @property
     def concats(self) -> tuple[str, ...]:
         """The streams whose history the step reads as one concatenation (fused calls of T, weighted sums)."""
         return tuple(sorted({v.stream for v in self.values() if isinstance(v, Concat)}))
@@ -317,8 +337,8 @@ class Program:
         )
 
     def calls(self, step: int) -> list[CallT | Gradient]:
-        """The calls of ``T`` and ``G`` at a step, in the order they are read."""
-        return [v for v in self.steps[step].values() if isinstance(v, (CallT, Gradient))]
+        """The calls of ``T`` and ``G`` at a step, each once (``Step.shared``), in the order first read."""
+        return list(dict.fromkeys(v for v in self.steps[step].values() if isinstance(v, (CallT, Gradient))))
 
     def __str__(self) -> str:
         settings = self.settings
@@ -326,8 +346,13 @@ class Program:
         if settings.transition:
             lines.append('    x[0] = transition(input)')
         for step in self.steps:
+            names = {value: SHARED.format(index=i) for i, value in enumerate(step.shared)}
+            printed: set[Value] = set()
             for stream, update in step.updates:
-                text = describe(update, step.index)
+                for value in shared_first(update, names, printed):
+                    text = describe(value, step.index, {v: n for v, n in names.items() if v != value})
+                    lines.append(f'    step {step.index}: {names[value]} = {text}')
+                text = describe(update, step.index, names)
                 text = f'act({text})' if settings.activation else text
                 lines.append(f'    step {step.index}: {stream}[{step.index + 1}] = {text}')
         lines.append('  kept between steps:')
@@ -350,8 +375,27 @@ class Program:
         return '\n'.join(lines)
 
 
-def describe(value: Value, step: int) -> str:
-    """``value`` as readable text: iterates by their index, coefficients by name (``b1[2]``: step 2's)."""
+SHARED = 'v{index}'
+"""The name of a step's ``index``-th shared call (``Step.shared``), in the printed program and the generated code."""
+
+
+def shared_first(value: Value, shared: dict, done: set) -> Iterator[Value]:
+    """The values of ``shared`` that ``value`` reads and ``done`` lacks, each after those it reads; each one yielded
+    is added to ``done``: the order in which to compute them before ``value``."""
+    if value in done:
+        return
+    for child in children(value):
+        yield from shared_first(child, shared, done)
+    if value in shared:
+        done.add(value)
+        yield value
+
+
+def describe(value: Value, step: int, names: dict | None = None) -> str:
+    """``value`` as readable text: iterates by their index, coefficients by name (``b1[2]``: step 2's), the values
+    in ``names`` by their name."""
+    if names and value in names:
+        return names[value]
     coeff = lambda c: literal(c).replace('self.coeff.', '') if not isinstance(c, float) else f'{c:g}'  # noqa: E731
     if isinstance(value, Read):
         return f'{value.stream}[{value.index}]'
@@ -371,23 +415,23 @@ def describe(value: Value, step: int) -> str:
         text = ''
         for c, v in value.pairs:
             sign, c = ('-', -c) if isinstance(c, float) and c < 0 else ('+', c)
-            term = describe(v, step) if is_number(c, 1.0) else f'{coeff(c)}*{describe(v, step)}'
+            term = describe(v, step, names) if is_number(c, 1.0) else f'{coeff(c)}*{describe(v, step, names)}'
             text = f'{text} {sign} {term}' if text else f'-{term}' if sign == '-' else term
         return text
     if isinstance(value, Gradient):
-        return f'G({describe(value.arg, step)})'
+        return f'G({describe(value.arg, step, names)})'
     if isinstance(value, CallT):
-        scales = '' if not value.fused or value.scales is None else f', scaled by {describe(value.scales, step)}'
-        return f'T_{value.stream}[{value.step}]({describe(value.arg, step)}{scales})'
+        scales = '' if not value.fused or value.scales is None else f', scaled by {describe(value.scales, step, names)}'
+        return f'T_{value.stream}[{value.step}]({describe(value.arg, step, names)}{scales})'
     if isinstance(value, Row):
         return f'{value.name}[{value.step}][{value.start}:]' if value.start else f'{value.name}[{value.step}]'
     if isinstance(value, Padded):
-        return f'(0 x{value.left}, {describe(value.row, step)})'
+        return f'(0 x{value.left}, {describe(value.row, step, names)})'
     if isinstance(value, Stack):
         return f'({", ".join(coeff(c) for c in value.scales)})'
     assert isinstance(value, Weighted), value
     stream = value.history.stream
-    return f'sum_j {describe(value.row, step)}[j]*{stream}[j] (j = {1 if value.start else 0}..{step})'
+    return f'sum_j {describe(value.row, step, names)}[j]*{stream}[j] (j = {1 if value.start else 0}..{step})'
 
 
 Resolve = Callable[[str, int, Union[int, None]], Code]
