@@ -30,6 +30,11 @@ pixels (0.45) and the scales that fit worse in benchmarks/lpom_input_scale.py (s
 1.36)."""
 
 
+def _peak(x: torch.Tensor) -> float:
+    """The largest magnitude in ``x`` (0 for an empty ``x``), with no copy of it."""
+    return float(torch.linalg.vector_norm(x, ord=math.inf)) if x.numel() else 0.0
+
+
 class BaseLPOM(ClassifierMixin, BaseEstimator):
     """Lifted proximal operator machine over any architecture of LPOM layers: block coordinate descent on the
     LPOM objective (activations by fixed-point iteration, weights by accelerated proximal gradient), with
@@ -126,15 +131,15 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
         if not training:
             return x
         scale = self._scale_of(x) if reset else self.input_scale_
-        x = x / scale
+        x = x / scale if scale != 1.0 else x
         limit = math.sqrt(torch.finfo(torch.float32).max / (x.shape[1] + 1) / max(self.batch_size, 1)) / 1e3
-        if x.numel() and x.abs().max() > limit:  # the weight update's Gram matrix would overflow float32
+        if _peak(x) > limit:  # the weight update's Gram matrix would overflow float32
             raise ValueError(
-                f'X has values up to {x.abs().max():.3g}: the least-squares weight update squares '
+                f'X has values up to {_peak(x):.3g}: the least-squares weight update squares '
                 f'them and would overflow float32 (above {limit:.3g} here); scale the features, e.g. '
                 'with scale_inputs=True'
             )
-        size = float(x.double().square().mean().sqrt()) if reset and x.numel() else 0.0
+        size = float(torch.linalg.vector_norm(x)) / math.sqrt(x.numel()) if reset and x.numel() else 0.0
         if size > INPUT_RMS_WARNING:  # measured on a fresh fit's inputs only, never on predict
             warnings.warn(
                 f'X has a root mean square of {size:.2f}: LPOM is not invariant to the scale of its inputs, and its '
@@ -147,7 +152,7 @@ class BaseLPOM(ClassifierMixin, BaseEstimator):
 
     def _scale_of(self, x: torch.Tensor) -> float:
         """What a fresh fit divides its inputs by: their largest magnitude with ``scale_inputs``, else 1."""
-        peak = float(x.abs().max()) if x.numel() else 0.0
+        peak = _peak(x)
         return peak if self.scale_inputs and peak > 0 else 1.0
 
     def _targets(self, y) -> torch.Tensor:
