@@ -11,7 +11,9 @@ method is offered LPOM's initialisation (Glorot uniform, zero bias); backpropaga
 default ``Linear`` initialisation (its own grid). Also measured: LPOM with ``rho_max=0.9`` (each activation update
 kept a contraction) at the chosen ``mu``, the spread of validation accuracy over LPOM's ``mu`` grid against that
 over the learning-rate grids (is ``mu`` easier to tune?), Theorem 2's rho in LPOM's runs, and the peak memory of one
-training epoch of LPOM and of SGD, each in a child process. Writes ``results.json``, ``table.md`` and a plot.
+training epoch of LPOM and of SGD, each in a child process. Writes ``results.json``, ``table.md`` (test accuracy)
+and ``tuning.md`` (the spreads over the grids); ``--report`` rewrites the two tables from ``results.json``,
+``--memory`` measures the memory again into it.
 """
 
 import argparse
@@ -250,6 +252,37 @@ def table(results) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def tuning_table(results) -> str:
+    """Validation accuracy over each grid (best / worst / standard deviation, in points, and how many grid points
+    come within a point of the best): is mu easier to tune?"""
+    spreads = ('LPOM', 'LPOM mu'), ('SGD', 'SGD lr'), ('Adam', 'Adam lr')
+    lines = ['| network | activation | ' + ' | '.join(h for _, h in spreads) + ' |', '|---|---|---|---|---|']
+    cell = '{best:.1f} / {worst:.1f} / {std:.1f} / {within_1_point} of {points}'
+    for row in results['configs']:
+        cells = [cell.format(**row['tuning_spread'][grid]) for grid, _ in spreads]
+        lines.append(f'| {row["arch"]} | {row["activation"]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def measure_memory(results, train_size: int):
+    """``results['memory']``: one epoch of each network at its first activation's chosen settings."""
+    results['memory'] = {}
+    for row in results['configs']:
+        if row['arch'] not in results['memory']:
+            results['memory'][row['arch']] = {
+                method: epoch_peak(
+                    method, ARCHS[row['arch']], row['activation'], row['methods'][method]['chosen'], train_size
+                )
+                for method in ('SGD (Glorot init)', 'LPOM')
+            }
+    print('peak memory of one training epoch:', results['memory'], flush=True)
+
+
+def write_tables(results, out: Path):
+    (out / 'table.md').write_text(table(results))
+    (out / 'tuning.md').write_text(tuning_table(results))
+
+
 def tune(method, arch, activation, train, validation, epochs) -> dict:
     """Seed 0 over the method's grid, scored on the validation split; the best point, flagged if on an edge."""
     make, grid = METHODS[method][0], GRIDS[METHODS[method][1]]
@@ -298,7 +331,15 @@ def main(argv=None):
         'a grid whose edge was chosen); LPOM brings its rho_max variant',
     )
     parser.add_argument('--out', type=Path, required=True)
+    parser.add_argument('--report', action='store_true', help="only write the tables from --out's results.json")
+    parser.add_argument('--memory', action='store_true', help="only measure the memory again, into --out's results")
     args = parser.parse_args(argv)
+    if args.report or args.memory:
+        results = json.loads((args.out / 'results.json').read_text())
+        if args.memory:
+            measure_memory(results, results['settings']['train'])
+            (args.out / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
+        return write_tables(results, args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     train, validation, test_set = load(args.train)
     saved = args.out / 'results.json'
@@ -335,18 +376,9 @@ def main(argv=None):
                 results['configs'].append(row)
                 rows[arch, activation] = row
             saved.write_text(json.dumps(results, indent=1) + '\n')  # a checkpoint per config
-    results['memory'] = {}  # one epoch of each network at its first activation's chosen settings
-    for row in results['configs']:
-        if row['arch'] not in results['memory']:
-            results['memory'][row['arch']] = {
-                method: epoch_peak(
-                    method, ARCHS[row['arch']], row['activation'], row['methods'][method]['chosen'], args.train
-                )
-                for method in ('SGD (Glorot init)', 'LPOM')
-            }
-    print('peak memory of one training epoch:', results['memory'], flush=True)
+    measure_memory(results, args.train)
     saved.write_text(json.dumps(results, indent=1) + '\n')
-    (args.out / 'table.md').write_text(table(results))
+    write_tables(results, args.out)
     print(table(results))
 
 

@@ -1,5 +1,5 @@
 """Copy the entries that redo runs of lpom_fmnist.py re-made on copies of results.json (run side by side) back
-into it, and regenerate table.md.
+into it, and regenerate table.md and tuning.md.
 
     python benchmarks/lpom_merge.py benchmarks/results/lpom_fmnist DIR...
 
@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from lpom_fmnist import table  # the script's own folder is on the path: its sibling's table
+from lpom_fmnist import write_tables  # the script's own folder is on the path: its sibling's tables
 
 
 def main(argv=None):
@@ -28,7 +28,7 @@ def main(argv=None):
         row['tuning_spread'] = new['tuning_spread']
         results.setdefault('redone', []).extend(c for c in redo.get('redone', []) if c not in results['redone'])
     (target / 'results.json').write_text(json.dumps(results, indent=1) + '\n')
-    (target / 'table.md').write_text(table(results))
+    write_tables(results, target)
 
 
 if __name__ == '__main__':
