@@ -63,14 +63,19 @@ def iterate_text(streams, updated=()):
     return st.one_of(window, st.builds(lambda s: f'{s}[k+1]', st.sampled_from(updated))) if updated else window
 
 
-def gradient_text(streams, updated=(), extreme: bool = False):
-    """``G(...)`` of iterates (``updated`` streams also at k+1), plain sums and ADMM's dual pair of sums."""
+def read_texts(streams, updated=(), extreme: bool = False):
+    """Scaled reads: an iterate (``updated`` streams also at k+1), a plain sum, and ADMM's dual pair of sums (read
+    in pairs everywhere, the sums run as one running difference)."""
     coeff = coefficient_text(False, extreme)
     iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
     plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True, extreme), st.sampled_from(streams))
-    dual = st.builds(  # ADMM's dual: read in pairs everywhere, the sums run as one running difference
-        lambda c: f'{c}*sum_t ({streams[0]}[t] - {streams[-1]}[t])', coeff
-    )
+    dual = st.builds(lambda c: f'{c}*sum_t ({streams[0]}[t] - {streams[-1]}[t])', coeff)
+    return iterate, plain_sum, dual
+
+
+def gradient_text(streams, updated=(), extreme: bool = False):
+    """``G(...)`` of one or two scaled reads."""
+    iterate, plain_sum, dual = read_texts(streams, updated, extreme)
     parts = st.lists(st.one_of(iterate, iterate, plain_sum, dual), min_size=1, max_size=2)
     return st.builds(lambda parts: f'G({" + ".join(parts)})', parts)
 
@@ -82,11 +87,7 @@ def term_text(streams, owner: str, kind: str, extreme: bool = False, common=()):
     with T applied to each entry, plus T(...))."""
     coeff = coefficient_text(False, extreme)
     updated = streams[: streams.index(owner)]
-    iterate = st.builds(lambda c, v: f'{c}*{v}', coeff, iterate_text(streams, updated))
-    plain_sum = st.builds(lambda c, s: f'sum_j {c}*{s}[j]', coefficient_text(True, extreme), st.sampled_from(streams))
-    dual = st.builds(  # ADMM's dual: read in pairs everywhere, the sums run as one running difference
-        lambda c: f'{c}*sum_t ({streams[0]}[t] - {streams[-1]}[t])', coeff
-    )
+    iterate, plain_sum, dual = read_texts(streams, updated, extreme)
     gradient = st.builds(lambda c, g: f'{c}*{g}', coeff, gradient_text(streams, updated, extreme))
     repeated = [st.builds(lambda c, g: f'{c}*{g}', coeff, st.sampled_from(common))] if common else []
     inside = st.one_of(iterate, iterate, gradient, *repeated) if kind == 'residual' else iterate

@@ -386,3 +386,18 @@ def test_a_standard_scaler_pipeline_scores_within_two_points_of_the_pixels():
         pixels = cross_val_score(LPOM(random_state=0, **kwargs), x, y, cv=3).mean()
         standardized = cross_val_score(make_pipeline(StandardScaler(), LPOM(random_state=0, **kwargs)), x, y, cv=3)
         assert standardized.mean() > pixels - 0.02, (kwargs, pixels, standardized)
+
+
+@pytest.mark.parametrize('peak', [1.0, 4.0], ids=['scale_one', 'scaled'])
+def test_fit_partial_fit_and_predict_leave_the_callers_x_as_it_was(peak):
+    """The fit reads ``X`` without copying it where its scale is 1: nothing it does may write into the caller's
+    array."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((120, 12)).astype(np.float32) * peak, rng.integers(0, 3, 120)
+    x[0, 0] = peak  # the scale scale_inputs divides by
+    given = x.copy()
+    model = LPOM((8,), max_iter=2, batch_size=40).fit(x, y)
+    model.partial_fit(x, y)
+    model.predict(x)
+    model.score(x, y)
+    np.testing.assert_array_equal(x, given)
