@@ -483,7 +483,8 @@ def test_a_call_that_two_updates_read_runs_once_a_step():
     )
     assert 'step 0: v0 = G(' in str(stage.program) and str(stage.program).count('*v0') == 6
     with torch.no_grad():
-        stage.coeff.a.fill_(1.0), stage.coeff.c.fill_(1.0)
+        stage.coeff.a.fill_(1.0)
+        stage.coeff.c.fill_(1.0)
 
     class Counted:
         calls = 0
