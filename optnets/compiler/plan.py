@@ -103,7 +103,7 @@ class Plan:
     @property
     def dense(self) -> bool:
         """Whether a step reads transforms of the whole history (the DenseNet form)."""
-        return any(_transform_sum(t) for s in self.streams for t in s.terms)
+        return any(is_transform_sum(t) for s in self.streams for t in s.terms)
 
     def identity_path(self, init: str, steps: int = 16, relu: bool = False) -> IdentityPath:
         """The stage input's path with T = 0 at ``init``'s coefficients (the reference semantics, on numbers),
@@ -174,7 +174,7 @@ class Plan:
         fused = [s for s in self.streams if s.fused]
         lines.append('  fused transform calls:' if fused else '  fused transform calls: none')
         for s in fused:
-            term = next(t for t in s.terms if _transform_sum(t))
+            term = next(t for t in s.terms if is_transform_sum(t))
             coeff = str(term.coeff)
             lines.append(
                 f'    {s.stream}: sum_j {coeff}*T(x[j]) = tail(conv(concat_j({coeff} * P(x[j])))) '
@@ -198,7 +198,7 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
         lags = [t.value.lag for t in reads if isinstance(t.value, Iterate) and t.value.stream == name]
         sums = [t for t in reads if isinstance(t.value, HistorySum) and t.value.stream == name]
         indexed_or_transformed = [t for t in sums if t.value.transformed or _indexed(t)]
-        own_sums = [t for t in update.terms if _transform_sum(t)]
+        own_sums = [t for t in update.terms if is_transform_sum(t)]
         streams.append(
             StreamPlan(
                 stream=name,
@@ -228,7 +228,7 @@ def running_difference(rule: Rule) -> tuple[str, str] | None:
     reads = []  # per combination with plain sums: {stream: coefficient}
     for terms in _combinations(rule):
         sums = [t for t in terms if isinstance(t.value, HistorySum)]  # T(sum_j ...) does not parse
-        if any(t.value.transformed or any(s.index is not None for s in symbols(t.coeff)) for t in sums):
+        if any(t.value.transformed or _indexed(t) for t in sums):
             return None
         if sums:
             streams = [t.value.stream for t in sums]
@@ -279,14 +279,14 @@ def _check_compilable(plan: Plan):
                 )
 
 
-def _transform_sum(term: Term) -> bool:
+def is_transform_sum(term: Term) -> bool:
     """Whether a term is a sum of transforms, ``sum_j a[j]*T(x[j])`` (a dense stage's)."""
     return isinstance(term.value, HistorySum) and term.value.transformed
 
 
 def _calls_t(term: Term) -> bool:
     """Whether a term applies T: ``T(...)`` or a sum of transforms (``G(...)`` holds neither)."""
-    return isinstance(term.value, Transform) or _transform_sum(term)
+    return isinstance(term.value, Transform) or is_transform_sum(term)
 
 
 def _indexed(term: Term) -> bool:

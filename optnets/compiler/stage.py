@@ -15,7 +15,7 @@ from ..rules.ir import Transform
 from ..rules.rule import Rule
 from .codegen import compile_forward, generate_forward
 from .lower import Settings, emit_coeff, lower
-from .plan import Plan, compile_rule
+from .plan import Plan, compile_rule, is_transform_sum
 from .reversible import InvertibleStep, NotInvertible, ReversibleSteps, run_steps, vanishes
 
 TransformFactory = Callable[[int, str, Sequence[int]], nn.Module]
@@ -274,7 +274,7 @@ class CompiledStage(nn.Module):
         folded = set(self._folded())
         for stream in (s for s in self.plan.streams if s.applies_t):
             transform_terms = [t for t in stream.terms if isinstance(t.value, Transform)]
-            fused_sums = [t for t in stream.terms if getattr(t.value, 'transformed', False)]
+            fused_sums = [t for t in stream.terms if is_transform_sum(t)]
             for step in range(self.steps):
                 if (step, stream.stream) in folded:
                     continue
