@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Union
 
-from ..rules.ir import OPERATORS, BinOp, Coeff, DataGradient, HistorySum, Iterate, Num, Sym, Term, Transform, symbols
-from .plan import Plan, StreamPlan
+from ..rules.ir import OPERATORS, BinOp, Coeff, DataGradient, HistorySum, Iterate, Num, Sym, Term, Transform
+from .plan import Plan, StreamPlan, has_indexed_coeff
 
 Code = Union[float, str]
 """A coefficient: a folded number, or Python source of a tensor expression (a learned coefficient's entry)."""
@@ -520,7 +520,7 @@ class _Lowering:
         stream = self.plan.stream(value.stream)
         first = 1 if self.settings.skip_first else 0
         coeffs = [emit_coeff(term.coeff, resolve, j) for j in range(step + 1)]
-        if not value.transformed and not any(s.index is not None for s in symbols(term.coeff)):
+        if not value.transformed and not has_indexed_coeff(term):
             if coeffs[0] == 0.0 or step < first:  # folded away, or the running sum from x[first] is still empty
                 return []
             if self.plan.difference and stream.stream in self.plan.difference:

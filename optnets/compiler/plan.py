@@ -197,7 +197,7 @@ def compile_rule(rule: Rule, linear_head: bool = True) -> Plan:
         name = update.stream
         lags = [t.value.lag for t in reads if isinstance(t.value, Iterate) and t.value.stream == name]
         sums = [t for t in reads if isinstance(t.value, HistorySum) and t.value.stream == name]
-        indexed_or_transformed = [t for t in sums if t.value.transformed or _indexed(t)]
+        indexed_or_transformed = [t for t in sums if t.value.transformed or has_indexed_coeff(t)]
         own_sums = [t for t in update.terms if is_transform_sum(t)]
         streams.append(
             StreamPlan(
@@ -228,7 +228,7 @@ def running_difference(rule: Rule) -> tuple[str, str] | None:
     reads = []  # per combination with plain sums: {stream: coefficient}
     for terms in _combinations(rule):
         sums = [t for t in terms if isinstance(t.value, HistorySum)]  # T(sum_j ...) does not parse
-        if any(t.value.transformed or _indexed(t) for t in sums):
+        if any(t.value.transformed or has_indexed_coeff(t) for t in sums):
             return None
         if sums:
             streams = [t.value.stream for t in sums]
@@ -289,5 +289,6 @@ def _calls_t(term: Term) -> bool:
     return isinstance(term.value, Transform) or is_transform_sum(term)
 
 
-def _indexed(term: Term) -> bool:
+def has_indexed_coeff(term: Term) -> bool:
+    """Whether a term's coefficient reads an indexed symbol (``a[j]``: one value per history term)."""
     return any(sym.index is not None for sym in symbols(term.coeff))
