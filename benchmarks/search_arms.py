@@ -12,10 +12,13 @@ held-out training images) with its Hyperband pruner:
 - ``no_builtins``: the same TPE, its first 10 trials random draws instead (``--no-builtins``);
 - ``random``: Optuna's RandomSampler, no built-ins (``--sampler random``): the floor.
 
+TPE draws its start-up trials with a RandomSampler of its own seed, so a ``no_builtins`` search's first 10 trials
+are the ``random`` search's of the same seed: those two arms part at trial 11 (common random numbers).
+
 A trial counts at the full budget only (complete, or pruned at the last epoch, as the finals read it). The any-time
 curve of a search is the best such validation accuracy among its first n trials; its area is that curve's mean over
-n = 1..30 (before a search's first full-budget trial, its curve is chance, 10%). Every search is one study in
-``arms.db`` (``<arm>_<r>``); two run at once, one thread each.
+n = 1..30. The curve never goes below chance (10%), what a search has before its first full-budget trial, so it
+never falls. Every search is one study in ``arms.db`` (``<arm>_<r>``); two run at once, one thread each.
 """
 
 import argparse
@@ -33,7 +36,7 @@ OUT = Path(__file__).resolve().parent / 'results' / 'search_arms'
 ARMS = {'builtins': [], 'no_builtins': ['--no-builtins'], 'random': ['--sampler', 'random', '--no-builtins']}
 SEEDS = (0, 1, 2)
 TRIALS = 30
-CHANCE = 0.1  # what a search has found before its first full-budget trial: ten classes' chance
+CHANCE = 0.1  # ten classes' chance: a search's curve before its first full-budget trial, and its floor
 TRIAL_BUDGET = ['--data.init_args.train_subset', '6000', '--data.init_args.num_workers', '0']
 
 
@@ -67,7 +70,7 @@ def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
             for r in rows[:trials]:
                 if at_full_budget(r, full) and (best is None or r['val_top1'] > best):
                     best = r['val_top1']
-                curve.append(CHANCE if best is None else best)
+                curve.append(CHANCE if best is None else max(CHANCE, best))
             found.setdefault(arm, []).append(curve)
     return found
 
@@ -87,8 +90,9 @@ def report(out: Path, trials: int = TRIALS) -> None:
 
     found = curves(out, trials)
     finals = {p.stem: json.loads(p.read_text()) for p in sorted((out / 'finals').glob('*.json'))}
+    marks = [n for n in (10, 20, trials) if n <= trials]
     lines = [
-        f'| arm | searches | best validation top-1 after 10 / 20 / {trials} trials (%) | area (%) | '
+        f'| arm | searches | best validation top-1 after {" / ".join(map(str, marks))} trials (%) | area (%) | '
         'test top-1 of the pick, retrained (%) |',
         '|---|---|---|---|---|',
     ]
@@ -98,7 +102,7 @@ def report(out: Path, trials: int = TRIALS) -> None:
         return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}' if len(values) > 1 else '-'
 
     for arm, runs in found.items():
-        at = ' / '.join(stat([c[n - 1] for c in runs]) for n in (10, 20, trials) if n <= trials)
+        at = ' / '.join(stat([c[n - 1] for c in runs]) for n in marks)
         area = stat([statistics.mean(c) for c in runs])
         tests = [finals[f'{arm}_{s}_seed0']['test_top1'] for s in SEEDS if f'{arm}_{s}_seed0' in finals]
         lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {stat(tests) if tests else "-"} |')
@@ -122,6 +126,7 @@ def plot(found: dict, path: Path) -> None:
         ax.plot(n, values.mean(0), label=f'{arm} (mean of {len(runs)})')
         ax.fill_between(n, values.min(0), values.max(0), alpha=0.2)
     ax.set(xlabel='trials', ylabel='best validation top-1 so far (%)', title='Rule search from the algorithms or not')
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=130)
