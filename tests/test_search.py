@@ -430,7 +430,7 @@ def test_a_trial_that_trains_nothing_fails_with_its_reason_instead_of_scoring(tm
     assert first.state == optuna.trial.TrialState.FAIL and first.user_attrs['failed'] == 'no validation epoch ran'
 
 
-def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_marked_failed(postgres, tmp_path):
+def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_failed_then_run_again(postgres, tmp_path):
     marks = tmp_path / 'marks'
     marks.mkdir()
 
@@ -457,3 +457,6 @@ def test_two_workers_share_a_postgresql_study_and_a_killed_ones_trial_is_marked_
     ran = [int(m.name.split('.')[0]) for m in marks.iterdir()]
     assert len(ran) == len(set(ran)), 'a trial ran twice'
     assert {t.number for t in finished if 'refused' not in t.user_attrs} <= set(ran)
+    again = [t for t in finished if t.system_attrs.get('failed_trial') == killed[0].number]
+    assert len(again) == 1 and again[0].params == killed[0].params, 'the killed trial was not run again'
+    assert again[0].user_attrs.get('named') == killed[0].user_attrs.get('named')  # a built-in stays one

@@ -3,7 +3,9 @@ the validation accuracy reported after each epoch; its leaderboard, and its best
 
 A storage is an Optuna URL: ``sqlite:///search.db`` (one file, nothing to start; the default), a database many
 workers share (``postgresql://user@host/db``), or ``journal:PATH``, Optuna's journal file on a shared file system.
-A trial whose worker dies is marked failed by the next worker's heartbeat check; the study goes on.
+A trial whose worker dies is marked failed by the next worker's heartbeat check (SQLite and PostgreSQL), and its
+point runs again as a new trial, up to ``RETRIES`` times: a search cut off mid-trial loses no point, the enqueued
+built-ins included. The study goes on.
 """
 
 from __future__ import annotations
@@ -73,7 +75,14 @@ def _open(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix('journal:')))
     with warnings.catch_warnings():  # the heartbeat is what fails a dead worker's trial: wanted, experimental or not
         warnings.filterwarnings('ignore', category=optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat, grace_period=2 * heartbeat, heartbeat_stale_trial_callback=retry
+        )
+
+
+RETRIES = 2
+"""How many times a dead worker's trial runs again: a point whose run kills its worker each time is given up."""
 
 
 def _file_of(url: str) -> Path | None:
