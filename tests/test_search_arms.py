@@ -1,0 +1,31 @@
+"""The analysis of benchmarks/search_arms.py on a made-up storage: which trials an any-time curve counts."""
+
+import pytest
+
+optuna = pytest.importorskip('optuna', reason='the search extra: pip install "optnets[search]"')
+
+from benchmarks import search_arms  # noqa: E402
+
+COMPLETE, PRUNED, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL
+
+
+def trial(state, scores, value=None):
+    return optuna.trial.create_trial(state=state, value=value, intermediate_values=dict(enumerate(scores, start=1)))
+
+
+def test_an_any_time_curve_counts_finished_full_budget_trials_and_never_falls_below_chance(tmp_path):
+    trials = [
+        trial(COMPLETE, [0.04, 0.05, 0.05], value=0.05),  # full budget, below chance: the curve stays at chance
+        trial(FAIL, []),  # its worker died: not one of the search's trials
+        trial(PRUNED, [0.9]),  # pruned after one epoch: never scored at the full budget
+        trial(PRUNED, [0.5, 0.6, 0.65]),  # pruned at the last epoch: scored at the full budget
+        trial(COMPLETE, [0.5, 0.6, 0.7], value=0.7),
+        trial(COMPLETE, [0.5, 0.6, 0.6], value=0.6),
+    ]
+    storage = search_arms.storage(tmp_path)
+    for arm in search_arms.ARMS:
+        for seed in search_arms.SEEDS:
+            study = optuna.create_study(storage=storage, study_name=f'{arm}_{seed}', direction='maximize')
+            study.add_trials(trials)
+    curves = search_arms.curves(tmp_path, trials=5)
+    assert curves['random'][0] == [0.1, 0.1, 0.65, 0.7, 0.7]
