@@ -2,9 +2,9 @@
 classical iterations (ISTA and FISTA with the sparsity prior the networks unroll at their ``theory`` start, and with
 a TV prior) and against deepinv's own unfolded proximal gradient and ADMM with the same learned prior.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.recon_cs --ratios 0.1 0.25 0.5 --train 10000 --epochs 5 --phases 5 \\
-        --out benchmarks/results/recon_cs
-    python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs     # table.md and recon_<ratio>.png
+    OMP_NUM_THREADS=1 python -m benchmarks.recon_cs --ratios 0.25 0.1 0.5 --train 5000 --epochs 4 --phases 5 \\
+        --val 500 --test 1000 --classical-iters 100 --seeds 0 1 2 --out benchmarks/results/recon_cs_table
+    python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs_table   # table.md, recon_<ratio>.png
 
 The same data, physics and measurements for every method: per ratio one operator (seed 0): deepinv's
 ``CompressedSensing``, a Gaussian ``A`` with ``ratio * 784`` rows, noiseless; or with ``--physics inpainting``,
@@ -316,7 +316,7 @@ def figure(out: Path, ratio: float, runs: list[dict]):
     what = (
         f'Compressed sensing at {ratio:.0%} sampling'
         if kind == 'compressed_sensing'
-        else f'Inpainting of {ratio:.0%} of the pixels, noise std {NOISE}'
+        else f'Inpainting from {ratio:.0%} of the pixels, noise std {NOISE}'
     )
     fig.suptitle(f'{what}: the first {SHOWN} test images', fontsize=9)
     fig.tight_layout()
