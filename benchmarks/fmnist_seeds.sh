@@ -3,8 +3,23 @@
 # for each MODEL and SEED given, one run at a time on one core. A run that was stopped resumes from its last.ckpt;
 # a finished run (its epoch-11 checkpoint exists) is skipped, so the script can be rerun until all are done.
 #   benchmarks/fmnist_seeds.sh "resnet_20 hb_net_20" "2 3 4"
+# A run takes longer than a working session and runs/ is not tracked, so an unfinished run's last.ckpt is carried
+# to another machine through benchmarks/carry/ (tracked): `--carry` copies it there (and drops finished runs'),
+# and a run with no last.ckpt of its own resumes from the carried one.
+#   benchmarks/fmnist_seeds.sh --carry
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p runs
+finished() { compgen -G "$1/checkpoints/latest-epoch=11-step=*.ckpt" >/dev/null; }
+if [ "${1:-}" = --carry ]; then
+  for ckpt in runs/fmnist_full_seed*/*/checkpoints/last.ckpt; do
+    [ -f "$ckpt" ] || continue
+    root=${ckpt%/checkpoints/last.ckpt}
+    carried=benchmarks/carry/${root#runs/}/last.ckpt
+    if finished "$root"; then rm -f "$carried"; else mkdir -p "$(dirname "$carried")" && cp "$ckpt" "$carried"; fi
+  done
+  exit 0
+fi
 models=${1:-"resnet_20 hb_net_20"}
 seeds=${2:-"2 3 4"}
 for seed in $seeds; do
@@ -15,7 +30,11 @@ for seed in $seeds; do
       *) echo "fmnist_seeds.sh: unknown model '$model' (hb_net_20 or resnet_20)" >&2; exit 2 ;;
     esac
     root=runs/fmnist_full_seed$seed/$model
-    if compgen -G "$root/checkpoints/latest-epoch=11-step=*.ckpt" >/dev/null; then continue; fi
+    if finished "$root"; then continue; fi
+    carried=benchmarks/carry/fmnist_full_seed$seed/$model/last.ckpt
+    if [ ! -f "$root/checkpoints/last.ckpt" ] && [ -f "$carried" ]; then
+      mkdir -p "$root/checkpoints" && cp "$carried" "$root/checkpoints/last.ckpt"
+    fi
     resume=()
     if [ -f "$root/checkpoints/last.ckpt" ]; then resume=(--ckpt_path last); fi
     echo "$(date -u +%FT%TZ) seed $seed $model ${resume[*]}" >>"runs/fmnist_full_seed${seed}_$model.log"

@@ -5,7 +5,8 @@
 Seeds 0 and 1 are the published runs, scored by benchmarks/fmnist_weights.py (its runs.json); each further seed is
 a run of benchmarks/fmnist_seeds.sh that has finished its 12 epochs (runs/fmnist_full_seed<S>/<model>), scored the
 same way: its last epoch's weights on all 10k test images. A model's seeds are compared pairwise (the same seed
-gives both models the same data order), with a two-sided paired t-test.
+gives both models the same data order), with a two-sided paired t-test. A seed already in ``--out``'s results.json keeps its score there: run folders are
+not tracked, and a run may finish on another machine than the last table's.
 """
 
 import argparse
@@ -24,8 +25,9 @@ MODELS = {'hb_net_20': 'hb_net_20_cifar.fmnist', 'resnet_20': 'hb_net_20_cifar.f
 LAST_EPOCH = 11
 
 
-def scores(runs: Path) -> dict[str, dict[str, dict]]:
-    """model -> seed -> {test_top1, source}: the published seeds, then every finished run under ``runs``."""
+def scores(runs: Path, scored: dict) -> dict[str, dict[str, dict]]:
+    """model -> seed -> {test_top1, source}: the published seeds, the ``scored`` ones (an earlier table's, whose
+    runs may have finished on another machine), then every other finished run under ``runs``."""
     published = json.loads(PUBLISHED.read_text())
     found = {}
     for model, tag in MODELS.items():
@@ -33,6 +35,7 @@ def scores(runs: Path) -> dict[str, dict[str, dict]]:
             seed: dict(test_top1=top1, source=str(PUBLISHED.relative_to(ROOT)))
             for seed, top1 in published[tag]['seeds'].items()
         }
+        found[model] |= {seed: row for seed, row in scored.get(model, {}).items() if seed not in found[model]}
         for root in sorted(runs.glob('fmnist_full_seed*')):
             seed = root.name.removeprefix('fmnist_full_seed')
             if seed in found[model] or not list((root / model / 'checkpoints').glob(f'latest-epoch={LAST_EPOCH}-*')):
@@ -74,9 +77,10 @@ def main(argv=None) -> None:
     parser.add_argument('--runs', type=Path, default=ROOT / 'runs', help='where fmnist_seeds.sh ran')
     parser.add_argument('--out', type=Path, required=True)
     args = parser.parse_args(argv)
-    found = scores(args.runs)
+    results = args.out / 'results.json'
+    found = scores(args.runs, json.loads(results.read_text()) if results.exists() else {})
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / 'results.json').write_text(json.dumps(found, indent=1) + '\n')
+    results.write_text(json.dumps(found, indent=1) + '\n')
     (args.out / 'table.md').write_text(table(found) + '\n')
     print(table(found))
 
