@@ -36,7 +36,6 @@ OUT = Path(__file__).resolve().parent / 'results' / 'search_arms'
 ARMS = {'builtins': [], 'no_builtins': ['--no-builtins'], 'random': ['--sampler', 'random', '--no-builtins']}
 SEEDS = (0, 1, 2)
 TRIALS = 30
-FINISHED = ('complete', 'pruned')  # what `optnets search run --trials` counts (a refused rule is pruned)
 CHANCE = 0.1  # ten classes' chance: a search's curve before its first full-budget trial, and its floor
 TRIAL_BUDGET = ['--data.init_args.train_subset', '6000', '--data.init_args.num_workers', '0']
 
@@ -62,12 +61,14 @@ def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
     """arm -> per search, the best full-budget validation accuracy among its first n finished trials (n =
     1..trials). A failed trial (its worker stopped) is not one of the search's trials: the search ran another."""
     from optnets.search import leaderboard
+    from optnets.search.study import FINISHED
 
+    finished = {state.name.lower() for state in FINISHED}  # as the leaderboard spells a trial's state
     found = {}
     for arm in ARMS:
         for seed in SEEDS:
             rows = sorted(leaderboard(storage(out), f'{arm}_{seed}'), key=lambda r: r['number'])
-            rows = [r for r in rows if r['state'] in FINISHED]
+            rows = [r for r in rows if r['state'] in finished]
             full = max(r['epochs'] for r in rows)
             best, curve = None, []
             for r in rows[:trials]:

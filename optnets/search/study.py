@@ -174,6 +174,9 @@ SAMPLERS = {
     'random': lambda seed: optuna.samplers.RandomSampler(seed=seed),
 }
 
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+"""The trials a study's ``trials`` counts (a refused rule is pruned); a failed one runs again, so it does not count."""
+
 
 def _run(space, objective, trials, backend, study_name, sampler, builtins, progress, objectives) -> optuna.Study:
     pareto = len(objectives) > 1
@@ -216,14 +219,13 @@ def _run(space, objective, trials, backend, study_name, sampler, builtins, progr
         accuracy = objective(trial, point, space)
         return (accuracy, gmacs) if pareto else accuracy
 
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    left = trials - len(study.get_trials(deepcopy=False, states=finished))
+    left = trials - len(study.get_trials(deepcopy=False, states=FINISHED))
     if left > 0:
         study.optimize(
             evaluate,
             n_trials=left,
             show_progress_bar=progress,
-            callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)],
+            callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED)],
         )
     return study
 
