@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full-budget seeds of docs/benchmarks/fmnist-weights.md: fashion_mnist_full.yaml (all 60k images, 12 epochs)
 # for each MODEL and SEED given, one run at a time on one core. A run that was stopped resumes from its last.ckpt;
-# a finished run (its epoch-11 checkpoint exists) is skipped, so the script can be rerun until all are done.
+# a finished run (its epoch-11 checkpoint exists, or the table has scored it) is skipped, so the script can be
+# rerun until all are done.
 #   benchmarks/fmnist_seeds.sh "resnet_20 hb_net_20" "2 3 4"
 # A run takes longer than a working session and runs/ is not tracked, so an unfinished run's last.ckpt is carried
 # to another machine through benchmarks/carry/ (tracked): `--carry` copies it there (and drops finished runs'),
@@ -11,6 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs
 finished() { compgen -G "$1/checkpoints/latest-epoch=11-step=*.ckpt" >/dev/null; }
+scored() {  # in the table's results.json: finished, maybe on another machine
+  python -c 'import json, sys; sys.exit(sys.argv[2] not in json.load(open(sys.argv[3])).get(sys.argv[1], {}))' \
+    "$1" "$2" benchmarks/results/fmnist_seeds/results.json
+}
 if [ "${1:-}" = --carry ]; then
   for ckpt in runs/fmnist_full_seed*/*/checkpoints/last.ckpt; do
     [ -f "$ckpt" ] || continue
@@ -30,7 +35,7 @@ for seed in $seeds; do
       *) echo "fmnist_seeds.sh: unknown model '$model' (hb_net_20 or resnet_20)" >&2; exit 2 ;;
     esac
     root=runs/fmnist_full_seed$seed/$model
-    if finished "$root"; then continue; fi
+    if finished "$root" || scored "$model" "$seed"; then continue; fi
     carried=benchmarks/carry/fmnist_full_seed$seed/$model/last.ckpt
     if [ ! -f "$root/checkpoints/last.ckpt" ] && [ -f "$carried" ]; then
       mkdir -p "$root/checkpoints" && cp "$carried" "$root/checkpoints/last.ckpt"
