@@ -47,4 +47,4 @@ for seed in $seeds; do
       --model.init_args.model_kwargs "$kwargs" --trainer.default_root_dir "$root" "${resume[@]}" \
       >>"runs/fmnist_full_seed${seed}_$model.log" 2>&1
   done
-done
+done; exit  # parsed with the loop: a script edited while it runs is not read on

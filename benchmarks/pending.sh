@@ -38,4 +38,4 @@ for n in $(seq "${LANES:-2}"); do
   lane "$n" &
   sleep 5
 done
-wait
+wait; exit  # parsed with the wait: a script edited while it runs is not read on
