@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The long measurements still open, in the order they are wanted, on LANES lanes of one core each: a lane takes the
-# first job that no lane has done or holds (a flock per job in runs/pending/) and goes on down the list. Every job resumes where
-# it stopped and skips what is done, so after a cut (a session's end, a new machine) start it again:
+# first job that no lane has done or holds (a flock per job in runs/pending/) and goes on down the list. Every job
+# resumes where it stopped and skips what is done, so after a cut (a session's end, a new machine) start it again:
 #   setsid nohup benchmarks/pending.sh >> runs/pending.out 2>&1 &
-# Before the machine goes: benchmarks/fmnist_seeds.sh --carry, then commit benchmarks/carry/ and benchmarks/results/.
+# Before the machine goes, `benchmarks/pending.sh --stop` ends the lanes and their jobs with SIGTERM (a training run
+# saves its last.ckpt mid-epoch) and carries the seeds' checkpoints; then commit benchmarks/carry/ and results/.
 # The commands are their pages' (docs/benchmarks/fmnist-weights.md, recon-cs.md, recon-inpainting.md, rule-search.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,13 @@ jobs=(
     --storage sqlite:///$pareto/study.db --root-dir runs/search_pareto"
 )
 mkdir -p runs/pending
+if [ "${1:-}" = --stop ]; then
+  group=$(cat runs/pending/group)
+  kill -TERM -- "-$group" 2>/dev/null
+  while pgrep -g "$group" >/dev/null; do sleep 1; done
+  exec benchmarks/fmnist_seeds.sh --carry
+fi
+echo $$ >runs/pending/group  # setsid made this process its group's leader
 lane() {
   for i in "${!jobs[@]}"; do
     job=${jobs[$i]//$'\n'/ } done=runs/pending/$i.done
