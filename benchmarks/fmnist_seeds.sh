@@ -3,7 +3,7 @@
 # for each MODEL and SEED given, one run at a time on one core. A run that was stopped resumes from its last.ckpt;
 # a finished run (its epoch-11 checkpoint exists, or the table has scored it) is skipped, so the script can be
 # rerun until all are done.
-#   benchmarks/fmnist_seeds.sh "resnet_20 hb_net_20" "2 3 4"
+#   benchmarks/fmnist_seeds.sh "resnet_20 hb_net_20" "2 3 4 5 6"
 # A run takes longer than a working session and runs/ is not tracked, so an unfinished run's last.ckpt is carried
 # to another machine through benchmarks/carry/ (tracked): `--carry` copies it there (and drops finished runs'),
 # and a run with no last.ckpt of its own resumes from the carried one.
@@ -26,7 +26,7 @@ if [ "${1:-}" = --carry ]; then
   exit 0
 fi
 models=${1:-"resnet_20 hb_net_20"}
-seeds=${2:-"2 3 4"}
+seeds=${2:-"2 3 4 5 6"}
 for seed in $seeds; do
   for model in $models; do
     case $model in

@@ -17,6 +17,10 @@ jobs=(
   "benchmarks/fmnist_seeds.sh resnet_20 4 && $seeds_table"
   "benchmarks/fmnist_seeds.sh hb_net_20 3 && $seeds_table"
   "benchmarks/fmnist_seeds.sh hb_net_20 4 && $seeds_table"
+  "benchmarks/fmnist_seeds.sh resnet_20 5 && $seeds_table"
+  "benchmarks/fmnist_seeds.sh hb_net_20 5 && $seeds_table"
+  "benchmarks/fmnist_seeds.sh resnet_20 6 && $seeds_table"
+  "benchmarks/fmnist_seeds.sh hb_net_20 6 && $seeds_table"
   "$recon --out benchmarks/results/recon_cs_table && python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs_table"
   "$recon --physics inpainting --out benchmarks/results/recon_inpainting
     && python -m benchmarks.recon_cs --report --out benchmarks/results/recon_inpainting"
