@@ -21,7 +21,8 @@ jobs=(
   "benchmarks/fmnist_seeds.sh hb_net_20 5 && $seeds_table"
   "benchmarks/fmnist_seeds.sh resnet_20 6 && $seeds_table"
   "benchmarks/fmnist_seeds.sh hb_net_20 6 && $seeds_table"
-  "$recon --out benchmarks/results/recon_cs_table && python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs_table"
+  "$recon --out benchmarks/results/recon_cs_table
+    && python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs_table"
   "$recon --physics inpainting --out benchmarks/results/recon_inpainting
     && python -m benchmarks.recon_cs --report --out benchmarks/results/recon_inpainting"
   'python -m benchmarks.search_arms run --jobs 1 && python -m benchmarks.search_arms finals --jobs 1
@@ -31,9 +32,13 @@ jobs=(
 )
 mkdir -p runs/pending
 if [ "${1:-}" = --stop ]; then
-  group=$(cat runs/pending/group)
-  kill -TERM -- "-$group" 2>/dev/null
-  while pgrep -g "$group" >/dev/null; do sleep 1; done
+  if [ -f runs/pending/group ]; then
+    group=$(cat runs/pending/group)
+    kill -TERM -- "-$group" 2>/dev/null
+    while pgrep -g "$group" >/dev/null; do sleep 1; done
+  else
+    echo "pending.sh: no lanes were started here (no runs/pending/group); carrying what runs/ holds" >&2
+  fi
   exec benchmarks/fmnist_seeds.sh --carry
 fi
 echo $$ >runs/pending/group  # setsid made this process its group's leader

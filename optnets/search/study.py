@@ -175,7 +175,7 @@ SAMPLERS = {
 }
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-"""The trials a study's ``trials`` counts (a refused rule is pruned); a failed one runs again, so it does not count."""
+"""The trials a study's ``trials`` counts (a refused rule is pruned); a failed one does not: another runs instead."""
 
 
 def _run(space, objective, trials, backend, study_name, sampler, builtins, progress, objectives) -> optuna.Study:
