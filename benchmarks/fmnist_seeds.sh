@@ -11,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p runs
+carried() { echo "benchmarks/carry/${1#runs/}/last.ckpt"; }  # a run folder's carried last.ckpt
 finished() { compgen -G "$1/checkpoints/latest-epoch=11-step=*.ckpt" >/dev/null; }
 scored() {  # in the table's results.json: finished, maybe on another machine
   python -c 'import json, sys; sys.exit(sys.argv[2] not in json.load(open(sys.argv[3])).get(sys.argv[1], {}))' \
@@ -20,7 +21,7 @@ if [ "${1:-}" = --carry ]; then
   for ckpt in runs/fmnist_full_seed*/*/checkpoints/last.ckpt; do
     [ -f "$ckpt" ] || continue
     root=${ckpt%/checkpoints/last.ckpt}
-    carried=benchmarks/carry/${root#runs/}/last.ckpt
+    carried=$(carried "$root")
     if finished "$root"; then rm -f "$carried"; else mkdir -p "$(dirname "$carried")" && cp "$ckpt" "$carried"; fi
   done
   exit 0
@@ -36,7 +37,7 @@ for seed in $seeds; do
     esac
     root=runs/fmnist_full_seed$seed/$model
     if finished "$root" || scored "$model" "$seed"; then continue; fi
-    carried=benchmarks/carry/fmnist_full_seed$seed/$model/last.ckpt
+    carried=$(carried "$root")
     if [ ! -f "$root/checkpoints/last.ckpt" ] && [ -f "$carried" ]; then
       mkdir -p "$root/checkpoints" && cp "$carried" "$root/checkpoints/last.ckpt"
     fi

@@ -23,6 +23,7 @@ from benchmarks.fmnist_weights import load_run, test_top1
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / 'benchmarks/results/fmnist_weights/runs.json'
+PUBLISHED_SOURCE = str(PUBLISHED.relative_to(ROOT))  # a published seed's source
 MODELS = {'hb_net_20': 'hb_net_20_cifar.fmnist', 'resnet_20': 'hb_net_20_cifar.fmnist_resnet'}  # run -> tag
 LAST_EPOCH = 11
 
@@ -34,8 +35,7 @@ def scores(runs: Path, scored: dict) -> dict[str, dict[str, dict]]:
     found = {}
     for model, tag in MODELS.items():
         found[model] = {
-            seed: dict(test_top1=top1, source=str(PUBLISHED.relative_to(ROOT)))
-            for seed, top1 in published[tag]['seeds'].items()
+            seed: dict(test_top1=top1, source=PUBLISHED_SOURCE) for seed, top1 in published[tag]['seeds'].items()
         }
         found[model] |= {seed: row for seed, row in scored.get(model, {}).items() if seed not in found[model]}
         for root in sorted(runs.glob('fmnist_full_seed*')):
@@ -52,7 +52,7 @@ def scores(runs: Path, scored: dict) -> dict[str, dict[str, dict]]:
 def table(found: dict) -> str:
     """Every seed of each model, the mean over all of them and over the current pipeline's (the published seeds
     were trained before the data pipeline was seeded per sample, marked *), then the paired gap over each set."""
-    published = str(PUBLISHED.relative_to(ROOT))
+    published = PUBLISHED_SOURCE
     every = sorted(set(found['hb_net_20']) & set(found['resnet_20']))
     current = [s for s in every if published not in (found['hb_net_20'][s]['source'], found['resnet_20'][s]['source'])]
 
