@@ -81,8 +81,8 @@ def physics_of(kind: str, ratio: float) -> dinv.physics.LinearPhysics:
 
 def seeded(physics: dinv.physics.Physics) -> dinv.physics.Physics:
     """``physics`` with its noise to be drawn afresh from seed 0, so that every method is scored on the same
-    measurements."""
-    if hasattr(physics.noise_model, 'rng_manual_seed'):
+    measurements. Noiseless physics (compressed sensing) has no generator to seed."""
+    if getattr(physics.noise_model, 'rng', None) is not None:
         physics.noise_model.rng_manual_seed(0)
     return physics
 
