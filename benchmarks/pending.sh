@@ -28,7 +28,8 @@ jobs=(
   'python -m benchmarks.search_arms run --jobs 1 && python -m benchmarks.search_arms finals --jobs 1
     && python -m benchmarks.search_arms report'
   "mkdir -p $pareto && optnets search run --pareto --depths 20 32 44 --width-scales 0.5 1 1.5 --trials 40
-    --storage sqlite:///$pareto/study.db --root-dir runs/search_pareto"
+    --storage sqlite:///$pareto/study.db --root-dir runs/search_pareto --trainer.accelerator cpu --no-progress
+    --data.init_args.train_subset 6000 --data.init_args.num_workers 0"
 )
 mkdir -p runs/pending
 if [ "${1:-}" = --stop ]; then
