@@ -72,7 +72,7 @@ STUDIES = {  # docs page -> the results whose table.md it holds
     'reversible.md': ['memory'],
     'benchmarks/mutations.md': ['mutations'],
     'benchmarks/rule-search.md': ['rule_search'],
-    'benchmarks/recon-cs.md': ['recon_cs'],
+    'benchmarks/recon-cs.md': ['recon_cs', 'recon_cs_table'],
 }
 
 
