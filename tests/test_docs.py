@@ -73,6 +73,7 @@ STUDIES = {  # docs page -> the results whose table.md it holds
     'benchmarks/mutations.md': ['mutations'],
     'benchmarks/rule-search.md': ['rule_search'],
     'benchmarks/recon-cs.md': ['recon_cs', 'recon_cs_table'],
+    'benchmarks/recon-inpainting.md': ['recon_inpainting'],
 }
 
 
