@@ -25,8 +25,8 @@ jobs=(
     && python -m benchmarks.recon_cs --report --out benchmarks/results/recon_cs_table"
   "$recon --physics inpainting --out benchmarks/results/recon_inpainting
     && python -m benchmarks.recon_cs --report --out benchmarks/results/recon_inpainting"
-  'python -m benchmarks.search_arms run --jobs 1 && python -m benchmarks.search_arms finals --jobs 1
-    && python -m benchmarks.search_arms report'
+  'python -m benchmarks.search_arms run && python -m benchmarks.search_arms finals
+    && python -m benchmarks.search_arms report'  # two searches at once: the last long job, both cores
   "mkdir -p $pareto && optnets search run --pareto --depths 20 32 44 --width-scales 0.5 1 1.5 --trials 40
     --storage sqlite:///$pareto/study.db --root-dir runs/search_pareto --trainer.accelerator cpu --no-progress
     --data.init_args.train_subset 6000 --data.init_args.num_workers 0"
