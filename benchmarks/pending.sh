@@ -29,7 +29,7 @@ jobs=(
     && python -m benchmarks.search_arms report'  # two searches at once: the last long job, both cores
   "mkdir -p $pareto && optnets search run --pareto --depths 20 32 44 --width-scales 0.5 1 1.5 --trials 40
     --storage sqlite:///$pareto/study.db --root-dir runs/search_pareto --trainer.accelerator cpu --no-progress
-    --data.init_args.train_subset 6000 --data.init_args.num_workers 0"
+    --data.init_args.train_subset 6000 --data.init_args.num_workers 0 && python -m benchmarks.rule_search_pareto"
 )
 mkdir -p runs/pending
 if [ "${1:-}" = --stop ]; then
