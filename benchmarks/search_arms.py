@@ -59,7 +59,8 @@ def search(out: Path, arm: str, seed: int, trials: int, extra: list[str]) -> Non
 
 def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
     """arm -> per search, the best full-budget validation accuracy among its first n finished trials (n =
-    1..trials). A failed trial (its worker stopped) is not one of the search's trials: the search ran another."""
+    1..trials). A failed trial (its worker stopped) is not one of the search's trials: the search ran another. A
+    search not yet begun, or with fewer than ``trials`` finished trials, is left out (a report while they run)."""
     from optnets.search import leaderboard
     from optnets.search.study import FINISHED
 
@@ -67,8 +68,13 @@ def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
     found = {}
     for arm in ARMS:
         for seed in SEEDS:
-            rows = sorted(leaderboard(storage(out), f'{arm}_{seed}'), key=lambda r: r['number'])
+            try:
+                rows = sorted(leaderboard(storage(out), f'{arm}_{seed}'), key=lambda r: r['number'])
+            except LookupError:  # not begun
+                continue
             rows = [r for r in rows if r['state'] in finished]
+            if len(rows) < trials:
+                continue
             full = max(r['epochs'] for r in rows)
             best, curve = None, []
             for r in rows[:trials]:
@@ -101,9 +107,9 @@ def report(out: Path, trials: int = TRIALS) -> None:
         '|---|---|---|---|---|',
     ]
 
-    def stat(values):
+    def stat(values):  # in percent: the mean, with the spread over several searches
         values = [100 * v for v in values]
-        return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}' if len(values) > 1 else '-'
+        return f'{statistics.mean(values):.2f}' + (f' ± {statistics.stdev(values):.2f}' if len(values) > 1 else '')
 
     for arm, runs in found.items():
         at = ' / '.join(stat([c[n - 1] for c in runs]) for n in marks)

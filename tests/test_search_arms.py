@@ -29,3 +29,12 @@ def test_an_any_time_curve_counts_finished_full_budget_trials_and_never_falls_be
             study.add_trials(trials)
     curves = search_arms.curves(tmp_path, trials=5)
     assert curves['random'][0] == [0.1, 0.1, 0.65, 0.7, 0.7]
+
+
+def test_a_report_while_the_searches_run_leaves_out_those_unfinished_or_not_begun(tmp_path):
+    done = [trial(COMPLETE, [0.5, 0.6, 0.7], value=0.7)] * 3
+    storage = search_arms.storage(tmp_path)
+    for name, trials in (('builtins_0', done), ('builtins_1', done[:2]), ('random_0', done)):
+        optuna.create_study(storage=storage, study_name=name, direction='maximize').add_trials(trials)
+    curves = search_arms.curves(tmp_path, trials=3)
+    assert curves == {'builtins': [[0.7, 0.7, 0.7]], 'random': [[0.7, 0.7, 0.7]]}
