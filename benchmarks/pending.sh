@@ -26,7 +26,7 @@ jobs=(
   "$recon --physics inpainting --out benchmarks/results/recon_inpainting
     && python -m benchmarks.recon_cs --report --out benchmarks/results/recon_inpainting"
   'python -m benchmarks.search_arms run && python -m benchmarks.search_arms finals
-    && python -m benchmarks.search_arms report'  # two searches at once: the last long job, both cores
+    && python -m benchmarks.search_arms report'  # two searches at once, as on the page: a lane of two cores
   "mkdir -p $pareto && optnets search run --pareto --depths 20 32 44 --width-scales 0.5 1 1.5 --trials 40
     --storage sqlite:///$pareto/study.db --root-dir runs/search_pareto --trainer.accelerator cpu --no-progress
     --data.init_args.train_subset 6000 --data.init_args.num_workers 0 && python -m benchmarks.rule_search_pareto"
