@@ -46,6 +46,9 @@ class CompiledStage(nn.Module):
     trailing ``(width, 1, 1)`` when per channel. Fixed coefficients (``learn_coeffs=False``) are number literals in
     the generated code, so fixed special values compile to a plain residual add or concatenation. A stage whose rule
     reads ``G(...)``, or built with ``transforms_read_data``, takes its data as an argument: ``stage(x, data)``.
+    An ``activation`` may act in place on what ``T`` returns, so a ``T`` that returns its input (``nn.Identity``)
+    needs an activation that does not (``nn.ReLU()``, not ``nn.ReLU(inplace=True)``): else it writes into a tensor
+    the forward still holds, the caller's input among them.
     """
 
     def __init__(
