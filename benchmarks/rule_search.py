@@ -27,11 +27,7 @@ BUDGET = ['--data.init_args.train_subset', '20000', '--trainer.max_epochs', '5']
 
 def finalists(top: int = 3) -> dict[str, dict]:
     """name -> the recipe's model options: the best found rules, ResNet-20, HB-Net-20, the best built-in."""
-    from optnets.search import leaderboard
-
-    rows = leaderboard(STORAGE)
-    full = max(r['epochs'] for r in rows)
-    rows = [r for r in rows if at_full_budget(r, full)]
+    rows = scored()
     found = [r for r in rows if not r['named']][:top]
     named = {r['named']: r for r in rows if r['named']}
     best_named = max(named.values(), key=lambda r: r['val_top1'])
@@ -43,6 +39,15 @@ def finalists(top: int = 3) -> dict[str, dict]:
     plain = dict(rule='x[k+1] = T(x[k])', preset='cifar', depth=20, shortcut=False)  # gd_net's: no skip at all
     models['gd_net_20'] = ['--model.model', 'gd_net_20', '--model.rule', json.dumps(plain)]
     return models
+
+
+def scored(storage: str = STORAGE, study: str = 'rules') -> list[dict]:
+    """The study's leaderboard rows scored at its full budget (the most epochs a trial ran), best first."""
+    from optnets.search import leaderboard
+
+    rows = leaderboard(storage, study)
+    full = max(r['epochs'] for r in rows)
+    return [r for r in rows if at_full_budget(r, full)]
 
 
 def at_full_budget(row: dict, full: int) -> bool:

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks.rule_search import STORAGE as FIRST_STUDY
-from benchmarks.rule_search import at_full_budget
+from benchmarks.rule_search import scored
 
 OUT = Path(__file__).resolve().parent / 'results' / 'rule_search_pareto'
 FOUND = 3
@@ -30,11 +30,7 @@ def points(storage: str) -> list[dict]:
 
 def found_rules(top: int = FOUND) -> list[dict]:
     """The first study's ``top`` best rules that are no built-in, scored at its full budget."""
-    from optnets.search import leaderboard
-
-    rows = leaderboard(FIRST_STUDY)
-    full = max(r['epochs'] for r in rows)
-    return [r for r in rows if at_full_budget(r, full) and not r['named']][:top]
+    return [r for r in scored(FIRST_STUDY) if not r['named']][:top]
 
 
 def table(rows: list[dict], found: list[dict]) -> list[str]:

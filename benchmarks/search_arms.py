@@ -29,7 +29,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.rule_search import at_full_budget, recipe_options
+from benchmarks.rule_search import at_full_budget, recipe_options, scored
 from benchmarks.rule_search import train as final_train
 
 OUT = Path(__file__).resolve().parent / 'results' / 'search_arms'
@@ -87,11 +87,7 @@ def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
 
 def pick(out: Path, arm: str, seed: int) -> list[str]:
     """The search's best full-budget trial, as the recipe's model options."""
-    from optnets.search import leaderboard
-
-    rows = leaderboard(storage(out), f'{arm}_{seed}')
-    full = max(r['epochs'] for r in rows)
-    best = next(r for r in rows if at_full_budget(r, full))  # the leaderboard is sorted, best first
+    best = scored(storage(out), f'{arm}_{seed}')[0]  # the leaderboard is sorted, best first
     return recipe_options(f'searched_{best["number"]}', best)
 
 
