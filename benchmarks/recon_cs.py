@@ -277,7 +277,7 @@ def against_deepinv(groups: dict[tuple[float, str], list[dict]]) -> list[str]:
             continue
         lines.append(
             f'| {ratio:.0%} | {pick} | {mean_spread(list(test[pick].values()))} '
-            f'| {mean_spread(list(test[ANCHOR].values()))} | {mean_spread(gaps)} ({len(gaps)} seeds) '
+            f'| {mean_spread(list(test[ANCHOR].values()))} | {mean_spread(gaps)} ({len(gaps)} seed{"s" * (len(gaps) > 1)}) '
             f'| {"yes" if sum(gaps) >= 0 else "no"} |'
         )
     return lines

@@ -37,3 +37,8 @@ def test_the_optnets_network_answering_deepinv_is_chosen_on_validation_and_compa
     row = recon_cs.against_deepinv(groups)[-1]
     # ISTA-Net+ wins on validation though ADMM-Net wins on test; the gap pairs seeds 0 and 1 only: -1.5 and -0.5
     assert row == '| 25% | ista_net_plus | 21.00 ± 1.00 | 21.50 ± 0.00 | -1.00 ± 0.71 (2 seeds) | no |'
+
+
+def test_a_verdict_on_one_seed_says_one_seed():
+    groups = {(0.25, name): [run(name, 0, val=22.0, test=21.0)] for name in ('admm_net_cs', 'deepinv_unfolded_pgd')}
+    assert '(1 seed) |' in recon_cs.against_deepinv(groups)[-1]
