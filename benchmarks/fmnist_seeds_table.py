@@ -20,6 +20,7 @@ import timm
 
 import optnets  # noqa: F401
 from benchmarks.fmnist_weights import load_run, test_top1
+from benchmarks.stats import mean_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / 'benchmarks/results/fmnist_weights/runs.json'
@@ -56,9 +57,6 @@ def table(found: dict) -> str:
     every = sorted(set(found['hb_net_20']) & set(found['resnet_20']))
     current = [s for s in every if published not in (found['hb_net_20'][s]['source'], found['resnet_20'][s]['source'])]
 
-    def spread(values: list[float]) -> str:
-        return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}' if len(values) > 1 else '-'
-
     lines = [
         '| model | seeds | test top-1 per seed (%) | mean ± sd, all seeds (%) | mean ± sd, current pipeline (%) |',
         '|---|---|---|---|---|',
@@ -67,7 +65,9 @@ def table(found: dict) -> str:
         top1 = {s: 100 * seeds[s]['test_top1'] for s in sorted(seeds)}
         per_seed = ', '.join(f'{s}{"*" if seeds[s]["source"] == published else ""}: {v:.2f}' for s, v in top1.items())
         now = [top1[s] for s in top1 if seeds[s]['source'] != published]
-        lines.append(f'| {model} | {len(seeds)} | {per_seed} | {spread(list(top1.values()))} | {spread(now)} |')
+        lines.append(
+            f'| {model} | {len(seeds)} | {per_seed} | {mean_spread(list(top1.values()))} | {mean_spread(now)} |'
+        )
     lines += ['', '\\* a published run, trained before the data pipeline was seeded per sample.', '']
     lines += [paired(found, every, 'all seeds'), '', paired(found, current, 'the current pipeline')]
     return '\n'.join(lines)

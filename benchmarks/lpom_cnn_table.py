@@ -3,7 +3,7 @@ test top-1 after the first and after the last epoch, or after ``--at-epoch N`` (
 and seconds per epoch. Runs of one method with the same settings and budget in several files (seeds run in
 separate processes) make one row.
 
-    python benchmarks/lpom_cnn_table.py benchmarks/results/lpom_cnn_55k_10ep_bn_mu10/results.json \
+    python -m benchmarks.lpom_cnn_table benchmarks/results/lpom_cnn_55k_10ep_bn_mu10/results.json \
         benchmarks/results/lpom_cnn_55k_10ep_sgd_adam_mlp_from_10k/results.json \
         --out benchmarks/results/lpom_cnn_55k_10ep_bn_mu10/table.md
 """
@@ -12,11 +12,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
-
-
-def spread(values) -> str:
-    values = [100 * v for v in values]
-    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}'
+from benchmarks.stats import mean_spread
 
 
 def table(paths, at_epoch: int | None = None, budgets: bool = False) -> str:
@@ -43,8 +39,8 @@ def table(paths, at_epoch: int | None = None, budgets: bool = False) -> str:
         seconds = statistics.median(s for r in runs for s in r['seconds'])
         budget = f' {points[name]} |' if budgets else ''
         rows.append(
-            f'| {name} | {chosen} |{budget} {len(runs)} | {spread([r["curve"][0] for r in runs])} | '
-            f'{spread([r["curve"][at_epoch - 1 if at_epoch else -1] for r in runs])} | {seconds:.0f} |'
+            f'| {name} | {chosen} |{budget} {len(runs)} | {mean_spread([r["curve"][0] for r in runs], 100)} | '
+            f'{mean_spread([r["curve"][at_epoch - 1 if at_epoch else -1] for r in runs], 100)} | {seconds:.0f} |'
         )
     return '\n'.join(rows) + '\n'
 

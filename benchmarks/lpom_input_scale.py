@@ -4,7 +4,7 @@ times 3, standardized (scikit-learn's StandardScaler, as its MLP docs recommend)
 never read), over 3 seeds, with the inputs as given (``scale_inputs=False``) and scaled by the estimator (the
 default); accuracy on the fitted rows too, which says whether a scale under-fits or over-fits.
 
-    OMP_NUM_THREADS=1 python benchmarks/lpom_input_scale.py --out benchmarks/results/lpom_input_scale   # ~6 min
+    OMP_NUM_THREADS=1 python -m benchmarks.lpom_input_scale --out benchmarks/results/lpom_input_scale   # ~6 min
 """
 
 import argparse
@@ -19,6 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from optnets.lpom import LPOM
 from optnets.recipes.data import fashion_mnist_flat
+from benchmarks.stats import mean_spread
 
 SCALINGS = {  # name -> the transforms before LPOM
     'pixels in [0, 1]': lambda: [],
@@ -70,13 +71,13 @@ def main(argv=None):
 
 
 def table(rows: list[dict]) -> str:
-    spread = lambda v: f'{100 * statistics.mean(v):.2f} ± {100 * statistics.stdev(v):.2f}'  # noqa: E731
     lines = [
         '| inputs | RMS | `scale_inputs` | accuracy on the fitted rows (%) | validation accuracy (%) |',
         '|---|---|---|---|---|',
     ]
     lines += [
-        f'| {r["scaling"]} | {r["rms"]:.2f} | {r["scale_inputs"]} | {spread(r["fitted"])} | {spread(r["validation"])} |'
+        f'| {r["scaling"]} | {r["rms"]:.2f} | {r["scale_inputs"]} | {mean_spread(r["fitted"], 100)} '
+        f'| {mean_spread(r["validation"], 100)} |'
         for r in rows
     ]
     return '\n'.join(lines) + '\n'

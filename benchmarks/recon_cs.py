@@ -22,7 +22,6 @@ figure.
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from optnets.recon import presets
 from optnets.recon.network import lipschitz as measured_lipschitz
 from optnets.recon.prox import ISTANetPlusProx, symmetry_loss
 from optnets.recipes.data import fashion_mnist_flat
+from benchmarks.stats import mean_spread
 
 LEARNED = ('ista_net', 'ista_net_plus', 'fista_net', 'admm_net_cs', 'deepinv_unfolded_pgd', 'deepinv_unfolded_admm')
 DEEPINV = ('deepinv_unfolded_pgd', 'deepinv_unfolded_admm')
@@ -250,14 +250,6 @@ def vars_of(args) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
-def mean_spread(values: list[float]) -> str:
-    """``mean ± sample standard deviation`` to two decimals (the mean alone for one value)."""
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return f'{mean:.2f}'
-    return f'{mean:.2f} ± {math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)):.2f}'
-
-
 def against_deepinv(groups: dict[tuple[float, str], list[dict]]) -> list[str]:
     """Per ratio, the optnets network with the best mean validation PSNR (chosen on validation, never on test)
     against deepinv's unfolded PGD with the same prox on test: both means, and their gap seed by seed."""
@@ -277,7 +269,8 @@ def against_deepinv(groups: dict[tuple[float, str], list[dict]]) -> list[str]:
             continue
         lines.append(
             f'| {ratio:.0%} | {pick} | {mean_spread(list(test[pick].values()))} '
-            f'| {mean_spread(list(test[ANCHOR].values()))} | {mean_spread(gaps)} ({len(gaps)} seed{"s" * (len(gaps) > 1)}) '
+            f'| {mean_spread(list(test[ANCHOR].values()))} '
+            f'| {mean_spread(gaps)} ({len(gaps)} seed{"s" * (len(gaps) > 1)}) '
             f'| {"yes" if sum(gaps) >= 0 else "no"} |'
         )
     return lines

@@ -1,9 +1,9 @@
 """The rule search's finals and its picture (docs/benchmarks/rule_search.md), after benchmarks/rule_search.sh.
 
-    python benchmarks/rule_search.py finals   # the 3 best found rules, ResNet-20, HB-Net-20, gd_net's plain CNN
+    python -m benchmarks.rule_search finals   # the 3 best found rules, ResNet-20, HB-Net-20, gd_net's plain CNN
                                               # (no shortcut) and the best built-in,
                                               # 3 seeds each at a larger budget; test accuracy for these only
-    python benchmarks/rule_search.py report   # table.md and search.png from the study and the finals
+    python -m benchmarks.rule_search report   # table.md and search.png from the study and the finals
 
 Every finalist trains with the same recipe (search_fashion_mnist with 20,000 training images and 5 epochs), the
 same held-out validation images and the same seeds; only the rule differs. The finals run two at a time, one
@@ -18,6 +18,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from benchmarks.stats import mean_spread
 
 OUT = Path(__file__).resolve().parent / 'results' / 'rule_search'
 STORAGE = f'sqlite:///{OUT / "study.db"}'
@@ -175,7 +176,6 @@ def report():
 
 def finals_table(rows: list[dict]) -> list[str]:
     """The finals' rows, best mean test accuracy first (none before the finals have run)."""
-    import torch
 
     runs = [json.loads(p.read_text()) for p in sorted((OUT / 'finals').glob('*.json'))]
     if not runs:
@@ -188,10 +188,6 @@ def finals_table(rows: list[dict]) -> list[str]:
     for run in runs:
         by_name.setdefault(run['name'], []).append(run)
 
-    def stat(values):  # a spread once there are two seeds
-        mean = f'{100 * torch.tensor(values).mean():.2f}'
-        return f'{mean} ± {100 * torch.tensor(values).std():.2f}' if len(values) > 1 else mean
-
     lines = [
         '',
         '| model | rule | params | val top-1 (%) | test top-1 (%) | seeds | s/run |',
@@ -201,7 +197,8 @@ def finals_table(rows: list[dict]) -> list[str]:
         rule, named = rule_of[name]
         lines.append(
             f'| {name}{f" ({named})" if named else ""} | `{rule}` | {group[0]["params"]} | '
-            f'{stat([r["val_top1"] for r in group])} | {stat([r["test_top1"] for r in group])} | '
+            f'{mean_spread([r["val_top1"] for r in group], 100)} | '
+            f'{mean_spread([r["test_top1"] for r in group], 100)} | '
             f'{len(group)} | {sum(r["fit_seconds"] for r in group) / len(group):.0f} |'
         )
     return lines

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The rule search on Fashion-MNIST, ResNet-20 skeleton (docs/benchmarks/rule-search.md): 75 finished trials of
 # 6,000 training images x 3 epochs, chosen on 5,000 held-out training images, by two workers (one thread each)
-# sharing one SQLite study. Run it again to resume. Then: python benchmarks/rule_search.py finals
+# sharing one SQLite study. Run it again to resume. Then: python -m benchmarks.rule_search finals
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results/rule_search

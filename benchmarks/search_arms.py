@@ -31,6 +31,7 @@ from pathlib import Path
 
 from benchmarks.rule_search import at_full_budget, recipe_options, scored
 from benchmarks.rule_search import train as final_train
+from benchmarks.stats import mean_spread
 
 OUT = Path(__file__).resolve().parent / 'results' / 'search_arms'
 ARMS = {'builtins': [], 'no_builtins': ['--no-builtins'], 'random': ['--sampler', 'random', '--no-builtins']}
@@ -103,15 +104,11 @@ def report(out: Path, trials: int = TRIALS) -> None:
         '|---|---|---|---|---|',
     ]
 
-    def stat(values):  # in percent: the mean, with the spread over several searches
-        values = [100 * v for v in values]
-        return f'{statistics.mean(values):.2f}' + (f' ± {statistics.stdev(values):.2f}' if len(values) > 1 else '')
-
     for arm, runs in found.items():
-        at = ' / '.join(stat([c[n - 1] for c in runs]) for n in marks)
-        area = stat([statistics.mean(c) for c in runs])
+        at = ' / '.join(mean_spread([c[n - 1] for c in runs], 100) for n in marks)
+        area = mean_spread([statistics.mean(c) for c in runs], 100)
         tests = [finals[f'{arm}_{s}_seed0']['test_top1'] for s in SEEDS if f'{arm}_{s}_seed0' in finals]
-        lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {stat(tests) if tests else "-"} |')
+        lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {mean_spread(tests, 100)} |')
     (out / 'arms.md').write_text('\n'.join(lines) + '\n')
     (out / 'curves.json').write_text(json.dumps(found, indent=1))
     print('\n'.join(lines))
