@@ -115,22 +115,33 @@ def report(out: Path, trials: int = TRIALS) -> None:
     plot(found, out / 'anytime.png')
 
 
-def plot(found: dict, path: Path) -> None:
+def plot(found: dict, path: Path, zoom_from: int = 5) -> None:
+    """The any-time curves, mean and range over each arm's searches: all trials, then from trial ``zoom_from``
+    on a scale that shows the points between the arms."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    styles = dict(zip(ARMS, ('-', '--', ':')))
+    late = []
     for arm, runs in found.items():
         values = 100 * np.array(runs, dtype=float)
         n = np.arange(1, values.shape[1] + 1)
-        ax.plot(n, values.mean(0), label=f'{arm} (mean of {len(runs)})')
-        ax.fill_between(n, values.min(0), values.max(0), alpha=0.2)
-    ax.set(xlabel='trials', ylabel='best validation top-1 so far (%)', title='Rule search from the algorithms or not')
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.legend()
+        late.append(values[:, zoom_from - 1 :])
+        for ax in axes:
+            (line,) = ax.plot(n, values.mean(0), styles[arm], label=f'{arm} (mean of {len(runs)})')
+            ax.fill_between(n, values.min(0), values.max(0), color=line.get_color(), alpha=0.15)
+    late = np.concatenate([v.ravel() for v in late])
+    axes[1].set(xlim=(zoom_from, None), ylim=(late.min() - 0.3, late.max() + 0.3), title=f'from trial {zoom_from}')
+    axes[0].set(ylabel='best validation top-1 so far (%)', title='all trials')
+    for ax in axes:
+        ax.set(xlabel='trials')
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[1].legend()
+    fig.suptitle('Rule search from the algorithms or not (bands: the range over the searches)')
     fig.tight_layout()
     fig.savefig(path, dpi=130)
 
