@@ -18,7 +18,9 @@ are the ``random`` search's of the same seed: those two arms part at trial 11 (c
 A trial counts at the full budget only (complete, or pruned at the last epoch, as the finals read it). The any-time
 curve of a search is the best such validation accuracy among its first n trials; its area is that curve's mean over
 n = 1..30. The curve never goes below chance (10%), what a search has before its first full-budget trial, so it
-never falls. Every search is one study in ``arms.db`` (``<arm>_<r>``); two run at once, one thread each.
+never falls. A proposal refused before training (an exploding identity path) takes a trial and no training, so
+the report also counts the networks each search trained and its best after the first 10 of them. Every search
+is one study in ``arms.db`` (``<arm>_<r>``); two run at once, one thread each.
 """
 
 import argparse
@@ -37,6 +39,7 @@ OUT = Path(__file__).resolve().parent / 'results' / 'search_arms'
 ARMS = {'builtins': [], 'no_builtins': ['--no-builtins'], 'random': ['--sampler', 'random', '--no-builtins']}
 SEEDS = (0, 1, 2)
 TRIALS = 30
+NETWORKS = 10  # the report's early mark in networks trained (a search that trained fewer: its best of all)
 CHANCE = 0.1  # ten classes' chance: a search's curve before its first full-budget trial, and its floor
 TRIAL_BUDGET = ['--data.init_args.train_subset', '6000', '--data.init_args.num_workers', '0']
 
@@ -58,10 +61,12 @@ def search(out: Path, arm: str, seed: int, trials: int, extra: list[str]) -> Non
     print(f'{name}: exit {done.returncode}', flush=True)
 
 
-def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
+def curves(out: Path, trials: int = TRIALS, networks: bool = False) -> dict[str, list[list[float]]]:
     """arm -> per search, the best full-budget validation accuracy among its first n finished trials (n =
     1..trials). A failed trial (its worker stopped) is not one of the search's trials: the search ran another. A
-    search not yet begun, or with fewer than ``trials`` finished trials, is left out (a report while they run)."""
+    search not yet begun, or with fewer than ``trials`` finished trials, is left out (a report while they run).
+    ``networks``: per network trained among those trials instead, leaving out the proposals refused before
+    training (an exploding identity path), which take a trial and no training: curves of different lengths."""
     from optnets.search import leaderboard
     from optnets.search.study import FINISHED
 
@@ -78,7 +83,7 @@ def curves(out: Path, trials: int = TRIALS) -> dict[str, list[list[float]]]:
                 continue
             full = max(r['epochs'] for r in rows)
             best, curve = None, []
-            for r in rows[:trials]:
+            for r in [r for r in rows[:trials] if not (networks and r['refused'])]:
                 if at_full_budget(r, full) and (best is None or r['val_top1'] > best):
                     best = r['val_top1']
                 curve.append(CHANCE if best is None else max(CHANCE, best))
@@ -95,22 +100,24 @@ def pick(out: Path, arm: str, seed: int) -> list[str]:
 def report(out: Path, trials: int = TRIALS) -> None:
     import statistics
 
-    found = curves(out, trials)
+    found, trained = curves(out, trials), curves(out, trials, networks=True)
     finals = {p.stem: json.loads(p.read_text()) for p in sorted((out / 'finals').glob('*.json'))}
     marks = [n for n in (10, 20, trials) if n <= trials]
     lines = [
         f'| arm | searches | best validation top-1 after {" / ".join(map(str, marks))} trials (%) | area (%) | '
+        f'networks trained in {trials} trials | best after {NETWORKS} networks (%) | '
         'test top-1 of the pick, retrained (%) |',
-        '|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|',
     ]
-
     for arm, runs in found.items():
         at = ' / '.join(mean_spread([c[n - 1] for c in runs], 100) for n in marks)
         area = mean_spread([statistics.mean(c) for c in runs], 100)
+        counts = ', '.join(str(len(c)) for c in trained[arm])
+        early = mean_spread([c[min(NETWORKS, len(c)) - 1] for c in trained[arm]], 100)
         tests = [finals[f'{arm}_{s}_seed0']['test_top1'] for s in SEEDS if f'{arm}_{s}_seed0' in finals]
-        lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {mean_spread(tests, 100)} |')
+        lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {counts} | {early} | {mean_spread(tests, 100)} |')
     (out / 'arms.md').write_text('\n'.join(lines) + '\n')
-    (out / 'curves.json').write_text(json.dumps(found, indent=1))
+    (out / 'curves.json').write_text(json.dumps({'trials': found, 'networks': trained}, indent=1))
     print('\n'.join(lines))
     plot(found, out / 'anytime.png')
 

@@ -9,8 +9,13 @@ from benchmarks import search_arms  # noqa: E402
 COMPLETE, PRUNED, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL
 
 
-def trial(state, scores, value=None):
-    return optuna.trial.create_trial(state=state, value=value, intermediate_values=dict(enumerate(scores, start=1)))
+def trial(state, scores, value=None, refused=''):
+    return optuna.trial.create_trial(
+        state=state,
+        value=value,
+        intermediate_values=dict(enumerate(scores, start=1)),
+        user_attrs={'refused': refused} if refused else {},
+    )
 
 
 def test_an_any_time_curve_counts_finished_full_budget_trials_and_never_falls_below_chance(tmp_path):
@@ -38,3 +43,15 @@ def test_a_report_while_the_searches_run_leaves_out_those_unfinished_or_not_begu
         optuna.create_study(storage=storage, study_name=name, direction='maximize').add_trials(trials)
     curves = search_arms.curves(tmp_path, trials=3)
     assert curves == {'builtins': [[0.7, 0.7, 0.7]], 'random': [[0.7, 0.7, 0.7]]}
+
+
+def test_counted_in_networks_a_refused_proposal_takes_a_trial_and_no_network(tmp_path):
+    trials = [
+        trial(COMPLETE, [0.5, 0.6, 0.7], value=0.7),
+        trial(PRUNED, [], refused='its identity path explodes'),
+        trial(COMPLETE, [0.5, 0.6, 0.8], value=0.8),
+    ]
+    storage = search_arms.storage(tmp_path)
+    optuna.create_study(storage=storage, study_name='random_0', direction='maximize').add_trials(trials)
+    assert search_arms.curves(tmp_path, trials=3) == {'random': [[0.7, 0.7, 0.8]]}
+    assert search_arms.curves(tmp_path, trials=3, networks=True) == {'random': [[0.7, 0.8]]}
