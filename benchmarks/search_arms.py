@@ -4,7 +4,7 @@
     python -m benchmarks.search_arms finals   # each search's pick retrained at the finals' budget, tested
     python -m benchmarks.search_arms report   # arms.md, curves.json and anytime.png
 
-Three arms, R = 3 searches each (sampler seeds 0, 1, 2), 30 finished trials per search, all on the space and
+Three arms, R = 5 searches each (sampler seeds 0 to 4), 30 finished trials per search, all on the space and
 per-trial budget of the first study (benchmarks/rule_search.sh: 6,000 training images, 3 epochs, chosen on 5,000
 held-out training images) with its Hyperband pruner:
 
@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from benchmarks.stats import mean_spread
 
 OUT = Path(__file__).resolve().parent / 'results' / 'search_arms'
 ARMS = {'builtins': [], 'no_builtins': ['--no-builtins'], 'random': ['--sampler', 'random', '--no-builtins']}
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 TRIALS = 30
 NETWORKS = 10  # the report's early mark in networks trained (a search that trained fewer: its best of all)
 CHANCE = 0.1  # ten classes' chance: a search's curve before its first full-budget trial, and its floor
@@ -61,33 +62,38 @@ def search(out: Path, arm: str, seed: int, trials: int, extra: list[str]) -> Non
     print(f'{name}: exit {done.returncode}', flush=True)
 
 
-def curves(out: Path, trials: int = TRIALS, networks: bool = False) -> dict[str, list[list[float]]]:
-    """arm -> per search, the best full-budget validation accuracy among its first n finished trials (n =
-    1..trials). A failed trial (its worker stopped) is not one of the search's trials: the search ran another. A
-    search not yet begun, or with fewer than ``trials`` finished trials, is left out (a report while they run).
-    ``networks``: per network trained among those trials instead, leaving out the proposals refused before
-    training (an exploding identity path), which take a trial and no training: curves of different lengths."""
+def finished(out: Path, trials: int = TRIALS) -> Iterator[tuple[str, int, list[dict], int]]:
+    """Each search with ``trials`` finished trials: its arm, seed, first ``trials`` finished trials (leaderboard
+    rows, in order) and full budget in epochs. A failed trial (its worker stopped) is not one of the search's
+    trials: the search ran another. A search not yet begun, or not finished, is left out (a report while they run)."""
     from optnets.search import leaderboard
     from optnets.search.study import FINISHED
 
-    finished = {state.name.lower() for state in FINISHED}  # as the leaderboard spells a trial's state
-    found = {}
-    for arm in ARMS:
-        for seed in SEEDS:
+    states = {state.name.lower() for state in FINISHED}  # as the leaderboard spells a trial's state
+    for seed in SEEDS:  # seed by seed, so that finals cut short compare every arm at the seeds they reached
+        for arm in ARMS:
             try:
                 rows = sorted(leaderboard(storage(out), f'{arm}_{seed}'), key=lambda r: r['number'])
             except LookupError:  # not begun
                 continue
-            rows = [r for r in rows if r['state'] in finished]
-            if len(rows) < trials:
-                continue
-            full = max(r['epochs'] for r in rows)
-            best, curve = None, []
-            for r in [r for r in rows[:trials] if not (networks and r['refused'])]:
-                if at_full_budget(r, full) and (best is None or r['val_top1'] > best):
-                    best = r['val_top1']
-                curve.append(CHANCE if best is None else max(CHANCE, best))
-            found.setdefault(arm, []).append(curve)
+            rows = [r for r in rows if r['state'] in states]
+            if len(rows) >= trials:
+                yield arm, seed, rows[:trials], max(r['epochs'] for r in rows)
+
+
+def curves(out: Path, trials: int = TRIALS, networks: bool = False) -> dict[str, list[list[float]]]:
+    """arm -> per finished search, the best full-budget validation accuracy among its first n trials (n =
+    1..trials). ``networks``: per network trained among those trials instead, leaving out the proposals refused
+    before training (an exploding identity path), which take a trial and no training: curves of different
+    lengths."""
+    found = {}
+    for arm, _, rows, full in finished(out, trials):
+        best, curve = None, []
+        for r in [r for r in rows if not (networks and r['refused'])]:
+            if at_full_budget(r, full) and (best is None or r['val_top1'] > best):
+                best = r['val_top1']
+            curve.append(CHANCE if best is None else max(CHANCE, best))
+        found.setdefault(arm, []).append(curve)
     return found
 
 
@@ -167,7 +173,7 @@ def main(argv=None) -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: search(out, *job, args.trials, extra), work))
     elif args.step == 'finals':
-        work = [(f'{arm}_{seed}', pick(out, arm, seed)) for seed in SEEDS for arm in ARMS]
+        work = [(f'{arm}_{seed}', pick(out, arm, seed)) for arm, seed, _, _ in finished(out, args.trials)]
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: final_train(*job, seed=0, out=out / 'finals'), work))
     else:
