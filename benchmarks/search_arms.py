@@ -115,17 +115,35 @@ def report(out: Path, trials: int = TRIALS) -> None:
         'test top-1 of the pick, retrained (%) |',
         '|---|---|---|---|---|---|---|',
     ]
+    last, tests = {}, {}
     for arm, runs in found.items():
         at = ' / '.join(mean_spread([c[n - 1] for c in runs], 100) for n in marks)
         area = mean_spread([statistics.mean(c) for c in runs], 100)
         counts = ', '.join(str(len(c)) for c in trained[arm])
         early = mean_spread([c[min(NETWORKS, len(c)) - 1] for c in trained[arm]], 100)
-        tests = [finals[f'{arm}_{s}_seed0']['test_top1'] for s in SEEDS if f'{arm}_{s}_seed0' in finals]
-        lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {counts} | {early} | {mean_spread(tests, 100)} |')
+        last[arm] = [c[-1] for c in runs]
+        tests[arm] = [finals[f'{arm}_{s}_seed0']['test_top1'] for s in SEEDS if f'{arm}_{s}_seed0' in finals]
+        lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {counts} | {early} | {mean_spread(tests[arm], 100)} |')
+    for other in [arm for arm in ('no_builtins', 'random') if {'builtins', arm} <= found.keys()]:
+        at_end, picks = gap(last, other, f'best after {trials} trials'), gap(tests, other, 'test top-1 of the pick')
+        lines += ['', f'`builtins` minus `{other}`: {at_end}; {picks}.']
     (out / 'arms.md').write_text('\n'.join(lines) + '\n')
     (out / 'curves.json').write_text(json.dumps({'trials': found, 'networks': trained}, indent=1))
     print('\n'.join(lines))
     plot(found, out / 'anytime.png')
+
+
+def gap(values: dict[str, list[float]], other: str, what: str) -> str:
+    """``what`` of the searches from the built-ins minus ``other``'s, in points, with Welch's two-sided t-test (the
+    searches of two arms are independent: no pairing)."""
+    from scipy.stats import ttest_ind
+
+    ours, theirs = values['builtins'], values[other]
+    if min(len(ours), len(theirs)) < 2:
+        return f'{what}: too few searches to compare'
+    difference = 100 * (sum(ours) / len(ours) - sum(theirs) / len(theirs))
+    p = ttest_ind(ours, theirs, equal_var=False).pvalue
+    return f'{what} {difference:+.2f} points (Welch p = {p:.2f}, {len(ours)} and {len(theirs)} searches)'
 
 
 def plot(found: dict, path: Path, zoom_from: int = 5) -> None:

@@ -55,3 +55,9 @@ def test_counted_in_networks_a_refused_proposal_takes_a_trial_and_no_network(tmp
     optuna.create_study(storage=storage, study_name='random_0', direction='maximize').add_trials(trials)
     assert search_arms.curves(tmp_path, trials=3) == {'random': [[0.7, 0.7, 0.8]]}
     assert search_arms.curves(tmp_path, trials=3, networks=True) == {'random': [[0.7, 0.8]]}
+
+
+def test_the_gap_between_arms_is_in_points_with_welchs_test_and_needs_two_searches_each():
+    values = {'builtins': [0.80, 0.82], 'random': [0.78, 0.80], 'no_builtins': [0.79]}
+    assert search_arms.gap(values, 'random', 'best') == 'best +2.00 points (Welch p = 0.29, 2 and 2 searches)'
+    assert search_arms.gap(values, 'no_builtins', 'best') == 'best: too few searches to compare'
