@@ -127,10 +127,25 @@ def report(out: Path, trials: int = TRIALS) -> None:
     for other in [arm for arm in ('no_builtins', 'random') if {'builtins', arm} <= found.keys()]:
         at_end, picks = gap(last, other, f'best after {trials} trials'), gap(tests, other, 'test top-1 of the pick')
         lines += ['', f'`builtins` minus `{other}`: {at_end}; {picks}.']
+    searches, hours = sum(map(len, found.values())), trial_hours(out, trials)
+    lines += ['', f'{searches} searches of {trials} trials: {hours:.1f} hours of trials, one core each (`arms.db`).']
     (out / 'arms.md').write_text('\n'.join(lines) + '\n')
     (out / 'curves.json').write_text(json.dumps({'trials': found, 'networks': trained}, indent=1))
     print('\n'.join(lines))
     plot(found, out / 'anytime.png')
+
+
+def trial_hours(out: Path, trials: int = TRIALS) -> float:
+    """The finished searches' trials, from start to end, in hours."""
+    import optuna
+
+    seconds = 0.0
+    for arm, seed, rows, _ in finished(out, trials):
+        counted = {r['number'] for r in rows}
+        for t in optuna.load_study(study_name=f'{arm}_{seed}', storage=storage(out)).get_trials(deepcopy=False):
+            if t.number in counted:
+                seconds += (t.datetime_complete - t.datetime_start).total_seconds()
+    return seconds / 3600
 
 
 def gap(values: dict[str, list[float]], other: str, what: str) -> str:
