@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.rule_search import at_full_budget, recipe_options, scored
+from benchmarks.rule_search import at_full_budget, recipe_options
 from benchmarks.rule_search import train as final_train
 from benchmarks.stats import mean_spread
 
@@ -97,10 +97,9 @@ def curves(out: Path, trials: int = TRIALS, networks: bool = False) -> dict[str,
     return found
 
 
-def pick(out: Path, arm: str, seed: int) -> list[str]:
-    """The search's best full-budget trial, as the recipe's model options."""
-    best = scored(storage(out), f'{arm}_{seed}')[0]  # the leaderboard is sorted, best first
-    return recipe_options(f'searched_{best["number"]}', best)
+def pick(rows: list[dict], full: int) -> dict:
+    """A search's best full-budget trial among its counted ``rows`` (a tie: the earlier)."""
+    return max((r for r in rows if at_full_budget(r, full)), key=lambda r: r['val_top1'])
 
 
 def report(out: Path, trials: int = TRIALS) -> None:
@@ -124,6 +123,17 @@ def report(out: Path, trials: int = TRIALS) -> None:
         last[arm] = [c[-1] for c in runs]
         tests[arm] = [finals[f'{arm}_{s}_seed0']['test_top1'] for s in SEEDS if f'{arm}_{s}_seed0' in finals]
         lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {counts} | {early} | {mean_spread(tests[arm], 100)} |')
+    lines += ['', '| search | pick | rule | shortcut | validation top-1 (%) | test top-1, retrained (%) |']
+    lines += ['|---|---|---|---|---|---|']
+    for arm, seed, rows, full in finished(out, trials):
+        best, final = pick(rows, full), finals.get(f'{arm}_{seed}_seed0')
+        if final and f'searched_{best["number"]}' not in final['options']:
+            raise ValueError(f'finals/{arm}_{seed}_seed0.json retrained another trial than the pick, {best["number"]}')
+        test = f'{100 * final["test_top1"]:.2f}' if final else '-'
+        lines.append(
+            f'| `{arm}_{seed}` | trial {best["number"]} | `{best["rule"]}` | {best["trial_params"]["shortcut"]} | '
+            f'{100 * best["val_top1"]:.2f} | {test} |'
+        )
     for other in [arm for arm in ('no_builtins', 'random') if {'builtins', arm} <= found.keys()]:
         at_end, picks = gap(last, other, f'best after {trials} trials'), gap(tests, other, 'test top-1 of the pick')
         lines += ['', f'`builtins` minus `{other}`: {at_end}; {picks}.']
@@ -206,7 +216,8 @@ def main(argv=None) -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: search(out, *job, args.trials, extra), work))
     elif args.step == 'finals':
-        work = [(f'{arm}_{seed}', pick(out, arm, seed)) for arm, seed, _, _ in finished(out, args.trials)]
+        picks = [(f'{arm}_{seed}', pick(rows, full)) for arm, seed, rows, full in finished(out, args.trials)]
+        work = [(name, recipe_options(f'searched_{best["number"]}', best)) for name, best in picks]
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: final_train(*job, seed=0, out=out / 'finals'), work))
     else:

@@ -61,3 +61,13 @@ def test_the_gap_between_arms_is_in_points_with_welchs_test_and_needs_two_search
     values = {'builtins': [0.80, 0.82], 'random': [0.78, 0.80], 'no_builtins': [0.79]}
     assert search_arms.gap(values, 'random', 'best') == 'best +2.00 points (Welch p = 0.29, 2 and 2 searches)'
     assert search_arms.gap(values, 'no_builtins', 'best') == 'best: too few searches to compare'
+
+
+def test_a_searchs_pick_is_its_best_full_budget_trial_and_a_tie_goes_to_the_earlier():
+    rows = [
+        {'number': 0, 'state': 'pruned', 'epochs': 1, 'val_top1': 0.9},  # never at the full budget
+        {'number': 1, 'state': 'complete', 'epochs': 3, 'val_top1': 0.7},
+        {'number': 2, 'state': 'pruned', 'epochs': 3, 'val_top1': 0.8},  # pruned at the last epoch: counted
+        {'number': 3, 'state': 'complete', 'epochs': 3, 'val_top1': 0.8},
+    ]
+    assert search_arms.pick(rows, full=3)['number'] == 2
