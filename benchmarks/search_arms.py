@@ -28,7 +28,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,6 +43,7 @@ TRIALS = 30
 NETWORKS = 10  # the report's early mark in networks trained (a search that trained fewer: its best of all)
 CHANCE = 0.1  # ten classes' chance: a search's curve before its first full-budget trial, and its floor
 TRIAL_BUDGET = ['--data.init_args.train_subset', '6000', '--data.init_args.num_workers', '0']
+Search = tuple[str, int, list[dict], int]  # arm, seed, counted trials (leaderboard rows), full budget in epochs
 
 
 def storage(out: Path) -> str:
@@ -62,7 +63,7 @@ def search(out: Path, arm: str, seed: int, trials: int, extra: list[str]) -> Non
     print(f'{name}: exit {done.returncode}', flush=True)
 
 
-def finished(out: Path, trials: int = TRIALS) -> Iterator[tuple[str, int, list[dict], int]]:
+def finished(out: Path, trials: int = TRIALS) -> Iterator[Search]:
     """Each search with ``trials`` finished trials: its arm, seed, first ``trials`` finished trials (leaderboard
     rows, in order) and full budget in epochs. A failed trial (its worker stopped) is not one of the search's
     trials: the search ran another. A search not yet begun, or not finished, is left out (a report while they run)."""
@@ -81,13 +82,13 @@ def finished(out: Path, trials: int = TRIALS) -> Iterator[tuple[str, int, list[d
                 yield arm, seed, rows[:trials], max(r['epochs'] for r in rows)
 
 
-def curves(out: Path, trials: int = TRIALS, networks: bool = False) -> dict[str, list[list[float]]]:
-    """arm -> per finished search, the best full-budget validation accuracy among its first n trials (n =
+def curves(searches: Iterable[Search], networks: bool = False) -> dict[str, list[list[float]]]:
+    """arm -> per search of ``finished``, the best full-budget validation accuracy among its first n trials (n =
     1..trials). ``networks``: per network trained among those trials instead, leaving out the proposals refused
     before training (an exploding identity path), which take a trial and no training: curves of different
     lengths."""
     found = {}
-    for arm, _, rows, full in finished(out, trials):
+    for arm, _, rows, full in searches:
         best, curve = None, []
         for r in [r for r in rows if not (networks and r['refused'])]:
             if at_full_budget(r, full) and (best is None or r['val_top1'] > best):
@@ -105,7 +106,8 @@ def pick(rows: list[dict], full: int) -> dict:
 def report(out: Path, trials: int = TRIALS) -> None:
     import statistics
 
-    found, trained = curves(out, trials), curves(out, trials, networks=True)
+    searches = list(finished(out, trials))  # each study read once
+    found, trained = curves(searches), curves(searches, networks=True)
     finals = {p.stem: json.loads(p.read_text()) for p in sorted((out / 'finals').glob('*.json'))}
     marks = [n for n in (10, 20, trials) if n <= trials]
     lines = [
@@ -125,7 +127,7 @@ def report(out: Path, trials: int = TRIALS) -> None:
         lines.append(f'| `{arm}` | {len(runs)} | {at} | {area} | {counts} | {early} | {mean_spread(tests[arm], 100)} |')
     lines += ['', '| search | pick | rule | shortcut | validation top-1 (%) | test top-1, retrained (%) |']
     lines += ['|---|---|---|---|---|---|']
-    for arm, seed, rows, full in finished(out, trials):
+    for arm, seed, rows, full in searches:
         best, final = pick(rows, full), finals.get(f'{arm}_{seed}_seed0')
         if final and f'searched_{best["number"]}' not in final['options']:
             raise ValueError(f'finals/{arm}_{seed}_seed0.json retrained another trial than the pick, {best["number"]}')
@@ -137,20 +139,23 @@ def report(out: Path, trials: int = TRIALS) -> None:
     for other in [arm for arm in ('no_builtins', 'random') if {'builtins', arm} <= found.keys()]:
         at_end, picks = gap(last, other, f'best after {trials} trials'), gap(tests, other, 'test top-1 of the pick')
         lines += ['', f'`builtins` minus `{other}`: {at_end}; {picks}.']
-    searches, hours = sum(map(len, found.values())), trial_hours(out, trials)
-    lines += ['', f'{searches} searches of {trials} trials: {hours:.1f} hours of trials, one core each (`arms.db`).']
+    hours = trial_hours(out, searches)
+    lines += [
+        '',
+        f'{len(searches)} searches of {trials} trials: {hours:.1f} hours of trials, one core each (`arms.db`).',
+    ]
     (out / 'arms.md').write_text('\n'.join(lines) + '\n')
     (out / 'curves.json').write_text(json.dumps({'trials': found, 'networks': trained}, indent=1))
     print('\n'.join(lines))
     plot(found, out / 'anytime.png')
 
 
-def trial_hours(out: Path, trials: int = TRIALS) -> float:
-    """The finished searches' trials, from start to end, in hours."""
+def trial_hours(out: Path, searches: Iterable[Search]) -> float:
+    """The counted trials of ``searches`` (``finished``'s), from start to end, in hours."""
     import optuna
 
     seconds = 0.0
-    for arm, seed, rows, _ in finished(out, trials):
+    for arm, seed, rows, _ in searches:
         counted = {r['number'] for r in rows}
         for t in optuna.load_study(study_name=f'{arm}_{seed}', storage=storage(out)).get_trials(deepcopy=False):
             if t.number in counted:

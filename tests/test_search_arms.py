@@ -32,7 +32,7 @@ def test_an_any_time_curve_counts_finished_full_budget_trials_and_never_falls_be
         for seed in search_arms.SEEDS:
             study = optuna.create_study(storage=storage, study_name=f'{arm}_{seed}', direction='maximize')
             study.add_trials(trials)
-    curves = search_arms.curves(tmp_path, trials=5)
+    curves = search_arms.curves(search_arms.finished(tmp_path, trials=5))
     assert curves['random'][0] == [0.1, 0.1, 0.65, 0.7, 0.7]
 
 
@@ -41,7 +41,7 @@ def test_a_report_while_the_searches_run_leaves_out_those_unfinished_or_not_begu
     storage = search_arms.storage(tmp_path)
     for name, trials in (('builtins_0', done), ('builtins_1', done[:2]), ('random_0', done)):
         optuna.create_study(storage=storage, study_name=name, direction='maximize').add_trials(trials)
-    curves = search_arms.curves(tmp_path, trials=3)
+    curves = search_arms.curves(search_arms.finished(tmp_path, trials=3))
     assert curves == {'builtins': [[0.7, 0.7, 0.7]], 'random': [[0.7, 0.7, 0.7]]}
 
 
@@ -53,8 +53,8 @@ def test_counted_in_networks_a_refused_proposal_takes_a_trial_and_no_network(tmp
     ]
     storage = search_arms.storage(tmp_path)
     optuna.create_study(storage=storage, study_name='random_0', direction='maximize').add_trials(trials)
-    assert search_arms.curves(tmp_path, trials=3) == {'random': [[0.7, 0.7, 0.8]]}
-    assert search_arms.curves(tmp_path, trials=3, networks=True) == {'random': [[0.7, 0.8]]}
+    assert search_arms.curves(search_arms.finished(tmp_path, trials=3)) == {'random': [[0.7, 0.7, 0.8]]}
+    assert search_arms.curves(search_arms.finished(tmp_path, trials=3), networks=True) == {'random': [[0.7, 0.8]]}
 
 
 def test_the_gap_between_arms_is_in_points_with_welchs_test_and_needs_two_searches_each():
