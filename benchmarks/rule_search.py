@@ -176,7 +176,6 @@ def report():
 
 def finals_table(rows: list[dict]) -> list[str]:
     """The finals' rows, best mean test accuracy first (none before the finals have run)."""
-
     runs = [json.loads(p.read_text()) for p in sorted((OUT / 'finals').glob('*.json'))]
     if not runs:
         return []
